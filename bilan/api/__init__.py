@@ -1,0 +1,1 @@
+"""HTTP: thin handlers that turn requests into calls on the services and answers back."""

@@ -1,0 +1,163 @@
+"""The FHIR REST API under /fhir. Each handler names the interaction it serves (opt), and the
+CapabilityStatement is built from those names."""
+
+from typing import Any
+
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
+
+from bilan import __version__
+from bilan.api.negotiation import fhir_response, version_headers
+from bilan.fhir.bundles import history as history_bundle
+from bilan.fhir.bundles import searchset
+from bilan.fhir.capability import capability_statement
+from bilan.fhir.outcomes import FhirError, Issue, bad_request, operation_outcome
+from bilan.fhir.parsing import parse_body
+from bilan.fhir.query import parse_search
+from bilan.fhir.searchparams import RESOURCE_TYPES
+from bilan.records.service import Records, Saved
+from bilan.records.transaction import Transactions
+from bilan.settings import Settings
+
+AnyRequest = Request[Any, Any, State]
+
+
+def _type(resource_type: FromPath[str]) -> str:
+    if resource_type not in RESOURCE_TYPES:
+        raise FhirError(404, [Issue(f"bilan does not serve {resource_type!r}; it serves "
+                                    f"{', '.join(RESOURCE_TYPES)}", "not-supported")])
+    return resource_type
+
+
+async def _body(request: AnyRequest) -> dict[str, Any]:
+    return parse_body(await request.body(), request.headers.get("content-type"))
+
+
+def _if_match(request: AnyRequest) -> int | None:
+    value = request.headers.get("if-match")
+    if value is None:
+        return None
+    text = value.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise bad_request(f"If-Match {value!r} is not an ETag such as W/\"3\"")
+    return int(text)
+
+
+def _saved_response(request: AnyRequest, saved: Saved, base_url: str) -> Response[bytes]:
+    status = 201 if saved.created else 200
+    headers = version_headers(saved.stored, base_url)
+    prefer = request.headers.get("prefer", "")
+    if "return=minimal" in prefer:
+        return fhir_response(request, None, status, headers)
+    if "return=OperationOutcome" in prefer:
+        issues = list(saved.warnings) or [Issue("Stored", "informational", "information")]
+        return fhir_response(request, operation_outcome(issues), status, headers)
+    return fhir_response(request, saved.stored.content, status, headers)
+
+
+class FhirController(Controller):
+    path = "/fhir"
+
+    @get("/metadata", opt={"interaction": "capabilities"})
+    async def metadata(self, request: AnyRequest, settings: NamedDependency[Settings]) -> Response[bytes]:
+        interactions = [h.opt["interaction"] for h in type_handlers()]
+        system = [h.opt["interaction"] for h in system_handlers()]
+        return fhir_response(request, capability_statement(
+            settings.base_url, interactions, system, __version__))
+
+    @post("/", opt={"interaction": "transaction", "level": "system"})
+    async def transaction(self, request: AnyRequest, transactions: NamedDependency[Transactions]) -> Response[bytes]:
+        return fhir_response(request, await transactions.process(await _body(request)))
+
+    @post("/{resource_type:str}", opt={"interaction": "create", "level": "type"})
+    async def create(self, request: AnyRequest, resource_type: FromPath[str], records: NamedDependency[Records],
+                     settings: NamedDependency[Settings]) -> Response[bytes]:
+        resource = await _body(request)
+        if resource.get("resourceType") != _type(resource_type):
+            raise bad_request(f"The body is a {resource.get('resourceType')}, the URL names "
+                              f"{resource_type}", "resourceType")
+        saved = await records.create(resource, request.headers.get("if-none-exist"))
+        return _saved_response(request, saved, settings.base_url)
+
+    @get("/{resource_type:str}", opt={"interaction": "search-type", "level": "type"})
+    async def search(self, request: AnyRequest, resource_type: FromPath[str], records: NamedDependency[Records],
+                     settings: NamedDependency[Settings]) -> Response[bytes]:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")]
+        strict = "handling=strict" in request.headers.get("prefer", "")
+        query = parse_search(_type(resource_type), params, default_count=settings.default_page_size,
+                             max_count=settings.max_page_size, strict=strict)
+        result = await records.search(query)
+        applied = [(k, v) for k, v in params if k not in query.ignored]
+        return fhir_response(request, searchset(
+            settings.base_url, resource_type, applied, result.total, query.offset, query.count,
+            result.matches, result.included, query.ignored))
+
+    @get("/{resource_type:str}/_history", opt={"interaction": "history-type", "level": "type"})
+    async def type_history(self, request: AnyRequest, resource_type: FromPath[str], records: NamedDependency[Records],
+                           settings: NamedDependency[Settings]) -> Response[bytes]:
+        return await _history(request, _type(resource_type), None, records, settings)
+
+    @get("/{resource_type:str}/{resource_id:str}", opt={"interaction": "read", "level": "type"})
+    async def read(self, request: AnyRequest, resource_type: FromPath[str], resource_id: FromPath[str],
+                   records: NamedDependency[Records]) -> Response[bytes]:
+        stored = await records.read(_type(resource_type), resource_id)
+        return fhir_response(request, stored.content, headers=version_headers(stored))
+
+    @put("/{resource_type:str}/{resource_id:str}", opt={"interaction": "update", "level": "type"})
+    async def update(self, request: AnyRequest, resource_type: FromPath[str], resource_id: FromPath[str],
+                     records: NamedDependency[Records], settings: NamedDependency[Settings]) -> Response[bytes]:
+        saved = await records.update(_type(resource_type), resource_id, await _body(request),
+                                     _if_match(request))
+        return _saved_response(request, saved, settings.base_url)
+
+    @delete("/{resource_type:str}/{resource_id:str}", status_code=204,
+            opt={"interaction": "delete", "level": "type"})
+    async def remove(self, resource_type: FromPath[str], resource_id: FromPath[str], records: NamedDependency[Records]) -> None:
+        await records.delete(_type(resource_type), resource_id)
+
+    @get("/{resource_type:str}/{resource_id:str}/_history",
+         opt={"interaction": "history-instance", "level": "type"})
+    async def instance_history(self, request: AnyRequest, resource_type: FromPath[str], resource_id: FromPath[str],
+                               records: NamedDependency[Records], settings: NamedDependency[Settings]) -> Response[bytes]:
+        return await _history(request, _type(resource_type), resource_id, records, settings)
+
+    @get("/{resource_type:str}/{resource_id:str}/_history/{version_id:str}",
+         opt={"interaction": "vread", "level": "type"})
+    async def vread(self, request: AnyRequest, resource_type: FromPath[str], resource_id: FromPath[str],
+                    version_id: FromPath[str], records: NamedDependency[Records]) -> Response[bytes]:
+        stored = await records.vread(_type(resource_type), resource_id, version_id)
+        return fhir_response(request, stored.content, headers=version_headers(stored))
+
+
+async def _history(request: AnyRequest, resource_type: FromPath[str], resource_id: str | None,
+                   records: NamedDependency[Records], settings: NamedDependency[Settings]) -> Response[bytes]:
+    count = _int_param(request, "_count", settings.default_page_size, settings.max_page_size)
+    offset = _int_param(request, "_offset", 0, None)
+    total, versions = await records.history(resource_type, resource_id, count, offset)
+    path = f"{resource_type}/{resource_id}/_history" if resource_id else f"{resource_type}/_history"
+    return fhir_response(request, history_bundle(settings.base_url, path, total, offset, count, versions))
+
+
+def _int_param(request: AnyRequest, name: str, default: int, ceiling: int | None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise bad_request(f"{name} must be a whole number, not {raw!r}", name)
+    return min(int(raw), ceiling) if ceiling else int(raw)
+
+
+def _handlers(level: str) -> list[HTTPRouteHandler]:
+    return [h for h in vars(FhirController).values()
+            if isinstance(h, HTTPRouteHandler) and h.opt.get("level") == level]
+
+
+def type_handlers() -> list[HTTPRouteHandler]:
+    return _handlers("type")
+
+
+def system_handlers() -> list[HTTPRouteHandler]:
+    return _handlers("system")

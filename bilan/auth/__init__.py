@@ -1,0 +1,1 @@
+"""Identity and access: OpenID Connect, SMART backend tokens, per-role rules, audit."""

@@ -1,0 +1,1 @@
+"""Demo data: a lab and its catalogue, prescribers, patients and prescriptions."""

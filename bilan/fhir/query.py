@@ -1,0 +1,205 @@
+"""A FHIR search URL read into criteria and result controls, checked against the declarations."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterable
+
+from bilan.fhir.dates import date_range
+from bilan.fhir.outcomes import bad_request
+from bilan.fhir.searchparams import COMMON_PARAMS, RESOURCE_TYPES, SearchParam, params_for
+from bilan.fhir.text import normalise
+
+DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
+STRING_MODIFIERS = ("exact", "contains")
+CONTROL_PARAMS = ("_count", "_offset", "_sort", "_include", "_revinclude", "_total", "_summary",
+                  "_format", "_pretty")
+SORTABLE = ("_lastUpdated", "_id")
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One search parameter of the URL; its values are OR-ed, criteria are AND-ed."""
+
+    param: SearchParam
+    values: tuple[str, ...]
+    modifier: str | None = None
+    target_type: str | None = None
+    chain: "Criterion | None" = None
+
+
+@dataclass(frozen=True)
+class Include:
+    source_type: str
+    param: SearchParam
+    target_type: str | None = None
+
+
+@dataclass
+class SearchQuery:
+    resource_type: str
+    criteria: list[Criterion] = field(default_factory=list)
+    count: int = 20
+    offset: int = 0
+    sort: list[tuple[SearchParam, bool]] = field(default_factory=list)  # (param, descending)
+    includes: list[Include] = field(default_factory=list)
+    revincludes: list[Include] = field(default_factory=list)
+    summary_count: bool = False
+    ignored: list[str] = field(default_factory=list)
+
+
+def parse_search(resource_type: str, params: Iterable[tuple[str, str]], *,
+                 default_count: int, max_count: int, strict: bool = True) -> SearchQuery:
+    """Read search parameters. Unknown parameter names are an error when `strict`, else they
+    are set aside in `ignored` (FHIR's lenient handling, the default for HTTP searches)."""
+    query = SearchQuery(resource_type, count=default_count)
+    for key, value in params:
+        if key.startswith("_") and key.split(":")[0] in CONTROL_PARAMS:
+            _control(query, key, value, max_count)
+        elif not strict and not _known(resource_type, key):
+            query.ignored.append(key)
+        else:
+            query.criteria.append(_criterion(resource_type, key, value))
+    return query
+
+
+def _known(resource_type: str, key: str) -> bool:
+    name = key.split(".")[0].split(":")[0]
+    return name in params_for(resource_type) or any(p.name == name for p in COMMON_PARAMS)
+
+
+def _control(query: SearchQuery, key: str, value: str, max_count: int) -> None:
+    if key == "_count":
+        query.count = min(_non_negative(key, value), max_count)
+    elif key == "_offset":
+        query.offset = _non_negative(key, value)
+    elif key == "_sort":
+        for name in value.split(","):
+            descending = name.startswith("-")
+            query.sort.append((_sort_param(query.resource_type, name.lstrip("-")), descending))
+    elif key in ("_include", "_revinclude"):
+        include = _include(key, value)
+        if key == "_include" and include.source_type != query.resource_type:
+            raise bad_request(f"_include must start with {query.resource_type}: {value!r}", key)
+        (query.includes if key == "_include" else query.revincludes).append(include)
+    elif key == "_summary":
+        if value != "count":
+            raise bad_request("Only _summary=count is supported", key)
+        query.summary_count = True
+
+
+def _non_negative(key: str, value: str) -> int:
+    if not value.isdigit():
+        raise bad_request(f"{key} must be a whole number, not {value!r}", key)
+    return int(value)
+
+
+def _sort_param(resource_type: str, name: str) -> SearchParam:
+    common = {p.name: p for p in COMMON_PARAMS}
+    if name in common and name in SORTABLE:
+        return common[name]
+    param = params_for(resource_type).get(name)
+    if param is None or param.type != "date":
+        raise bad_request(f"Cannot sort {resource_type} by {name!r}: use _lastUpdated, _id "
+                          "or a date parameter", "_sort")
+    return param
+
+
+def _include(key: str, value: str) -> Include:
+    parts = value.split(":")
+    if len(parts) not in (2, 3) or parts[0] not in RESOURCE_TYPES:
+        raise bad_request(f"{key} must read Type:parameter[:targetType], not {value!r}", key)
+    param = params_for(parts[0]).get(parts[1])
+    if param is None or param.type != "reference":
+        raise bad_request(f"{parts[0]} has no reference parameter {parts[1]!r}", key)
+    target = parts[2] if len(parts) == 3 else None
+    if target is not None and target not in param.targets:
+        raise bad_request(f"{parts[0]}:{parts[1]} cannot point to {target}", key)
+    return Include(parts[0], param, target)
+
+
+def _criterion(resource_type: str, key: str, value: str) -> Criterion:
+    name, _, chain = key.partition(".")
+    name, _, modifier = name.partition(":")
+    param = _param(resource_type, name)
+    values = tuple(v for v in value.split(",") if v != "")
+    if not values:
+        raise bad_request(f"Search parameter {key!r} has no value", key)
+    if chain:
+        return _chained(param, modifier or None, chain, value, key)
+    if modifier:
+        _check_modifier(param, modifier, key)
+    if param.type == "reference" and modifier:
+        return Criterion(param, values, target_type=modifier)
+    for v in values:
+        _check_value(param, v, key)
+    return Criterion(param, values, modifier=modifier or None)
+
+
+def _param(resource_type: str, name: str) -> SearchParam:
+    for common in COMMON_PARAMS:
+        if common.name == name:
+            return common
+    param = params_for(resource_type).get(name)
+    if param is None:
+        known = ", ".join(sorted(params_for(resource_type)))
+        raise bad_request(
+            f"{resource_type} has no search parameter {name!r}; supported: _id, _lastUpdated, {known}",
+            name,
+        )
+    return param
+
+
+def _chained(param: SearchParam, target: str | None, chain: str, value: str, key: str) -> Criterion:
+    if param.type != "reference":
+        raise bad_request(f"{param.name} is not a reference: it cannot be chained", key)
+    targets = (target,) if target else param.targets
+    if target and target not in param.targets:
+        raise bad_request(f"{param.name} cannot point to {target}", key)
+    if len(targets) != 1:
+        raise bad_request(f"{param.name} may point to {', '.join(targets)}: name the type, "
+                          f"e.g. {param.name}:{targets[0]}.{chain}", key)
+    inner = _criterion(targets[0], chain, value)
+    return Criterion(param, inner.values, target_type=targets[0], chain=inner)
+
+
+def _check_modifier(param: SearchParam, modifier: str, key: str) -> None:
+    allowed = {"string": STRING_MODIFIERS, "reference": param.targets, "token": (), "date": ()}
+    if modifier not in allowed[param.type]:
+        raise bad_request(f"Modifier :{modifier} is not supported on {param.name}", key)
+
+
+def _check_value(param: SearchParam, value: str, key: str) -> None:
+    if param.type == "date":
+        parse_date_value(value, key)
+
+
+def parse_date_value(value: str, key: str = "date") -> tuple[str, datetime, datetime]:
+    prefix = value[:2] if value[:2] in DATE_PREFIXES else "eq"
+    text = value[2:] if value[:2] in DATE_PREFIXES else value
+    try:
+        start, end = date_range(text)
+    except ValueError:
+        raise bad_request(f"{key}: {value!r} is not a date (e.g. ge2024-01-31)", key) from None
+    return prefix, start, end
+
+
+def parse_token_value(value: str) -> tuple[str | None, str | None]:
+    """(system, code): 'code' -> (None, code); '|code' -> ('', code); 'sys|' -> (sys, None)."""
+    if "|" not in value:
+        return None, value
+    system, _, code = value.partition("|")
+    return system, (code or None)
+
+
+def parse_reference_value(value: str, targets: tuple[str, ...], base_url: str) -> tuple[tuple[str, ...], str]:
+    """(possible target types, id) of a reference search value: id, Type/id or an absolute URL."""
+    if value.startswith(base_url.rstrip("/") + "/"):
+        value = value[len(base_url.rstrip("/")) + 1:]
+    if "/" in value:
+        rtype, _, rid = value.rpartition("/")
+        return (rtype.rsplit("/", 1)[-1],), rid
+    return targets, value
+
+
+def string_search_value(value: str) -> str:
+    return normalise(value)

@@ -1,0 +1,229 @@
+"""Search parameters as data: each row builds both the index rows and the CapabilityStatement.
+
+A row names the parameter, its FHIR type and the element paths it reads. `extract` turns a
+resource into index rows at write time, so searches never scan JSON.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal
+
+from bilan.fhir.dates import date_range
+from bilan.fhir.text import normalise
+
+ParamType = Literal["token", "string", "date", "reference"]
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    resource: str
+    name: str
+    type: ParamType
+    paths: tuple[str, ...]
+    targets: tuple[str, ...] = ()
+    documentation: str = ""
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    """One searchable value. Tokens: system|value; strings: normalised value and the exact one;
+    references: system = target type, value = target id; dates: [start, end)."""
+
+    name: str
+    system: str | None = None
+    value: str | None = None
+    exact: str | None = None
+    start: Any = None
+    end: Any = None
+
+
+def _p(resource: str, name: str, type_: ParamType, *paths: str, targets: tuple[str, ...] = (),
+       doc: str = "") -> SearchParam:
+    return SearchParam(resource, name, type_, paths, targets, doc)
+
+
+_SUBJECT_PATIENT = ("Patient",)
+
+PARAMS: tuple[SearchParam, ...] = (
+    _p("Patient", "identifier", "token", "identifier", doc="INS (system|value) or another identifier"),
+    _p("Patient", "family", "string", "name.family", doc="Family name (birth or used), prefix, accent-insensitive"),
+    _p("Patient", "given", "string", "name.given", doc="Given name, prefix, accent-insensitive"),
+    _p("Patient", "name", "string", "name.family", "name.given", "name.text", doc="Any part of a name"),
+    _p("Patient", "birthdate", "date", "birthDate"),
+    _p("Patient", "gender", "token", "gender"),
+    _p("Practitioner", "identifier", "token", "identifier", doc="RPPS or national id"),
+    _p("Practitioner", "family", "string", "name.family"),
+    _p("Practitioner", "name", "string", "name.family", "name.given", "name.text"),
+    _p("PractitionerRole", "identifier", "token", "identifier"),
+    _p("PractitionerRole", "practitioner", "reference", "practitioner", targets=("Practitioner",)),
+    _p("PractitionerRole", "organization", "reference", "organization", targets=("Organization",)),
+    _p("Organization", "identifier", "token", "identifier", doc="FINESS, SIRET..."),
+    _p("Organization", "name", "string", "name", "alias"),
+    _p("ServiceRequest", "requisition", "token", "requisition", doc="Prescription number"),
+    _p("ServiceRequest", "identifier", "token", "identifier"),
+    _p("ServiceRequest", "patient", "reference", "subject", targets=_SUBJECT_PATIENT),
+    _p("ServiceRequest", "subject", "reference", "subject", targets=("Patient", "Group", "Location", "Device")),
+    _p("ServiceRequest", "status", "token", "status"),
+    _p("ServiceRequest", "intent", "token", "intent"),
+    _p("ServiceRequest", "priority", "token", "priority"),
+    _p("ServiceRequest", "authored", "date", "authoredOn"),
+    _p("ServiceRequest", "requester", "reference", "requester",
+       targets=("Practitioner", "PractitionerRole", "Organization", "Patient", "Device")),
+    _p("ServiceRequest", "performer", "reference", "performer",
+       targets=("Organization", "Practitioner", "PractitionerRole")),
+    _p("ServiceRequest", "code", "token", "code"),
+    _p("ServiceRequest", "category", "token", "category"),
+    _p("ServiceRequest", "based-on", "reference", "basedOn", targets=("ServiceRequest", "CarePlan")),
+    _p("ServiceRequest", "replaces", "reference", "replaces", targets=("ServiceRequest",)),
+    _p("ServiceRequest", "specimen", "reference", "specimen", targets=("Specimen",)),
+    _p("ServiceRequest", "supporting-info", "reference", "supportingInfo",
+       targets=("Observation", "Condition", "MedicationStatement", "DocumentReference")),
+    _p("Observation", "identifier", "token", "identifier"),
+    _p("Observation", "patient", "reference", "subject", targets=_SUBJECT_PATIENT),
+    _p("Observation", "subject", "reference", "subject", targets=("Patient", "Group", "Device", "Location")),
+    _p("Observation", "code", "token", "code"),
+    _p("Observation", "category", "token", "category"),
+    _p("Observation", "status", "token", "status"),
+    _p("Observation", "date", "date", "effectiveDateTime", "effectivePeriod", "effectiveInstant"),
+    _p("Observation", "based-on", "reference", "basedOn", targets=("ServiceRequest", "CarePlan")),
+    _p("Observation", "specimen", "reference", "specimen", targets=("Specimen",)),
+    _p("Observation", "performer", "reference", "performer",
+       targets=("Practitioner", "PractitionerRole", "Organization")),
+    _p("Condition", "patient", "reference", "subject", targets=_SUBJECT_PATIENT),
+    _p("Condition", "subject", "reference", "subject", targets=("Patient", "Group")),
+    _p("Condition", "code", "token", "code"),
+    _p("Condition", "clinical-status", "token", "clinicalStatus"),
+    _p("Specimen", "identifier", "token", "identifier", "accessionIdentifier"),
+    _p("Specimen", "patient", "reference", "subject", targets=_SUBJECT_PATIENT),
+    _p("Specimen", "subject", "reference", "subject", targets=("Patient", "Group", "Device", "Location")),
+    _p("Specimen", "type", "token", "type"),
+    _p("Specimen", "status", "token", "status"),
+    _p("Specimen", "request", "reference", "request", targets=("ServiceRequest",)),
+    _p("Task", "identifier", "token", "identifier"),
+    _p("Task", "requisition", "token", "groupIdentifier", doc="The prescription number"),
+    _p("Task", "based-on", "reference", "basedOn", targets=("ServiceRequest",)),
+    _p("Task", "focus", "reference", "focus", targets=("ServiceRequest",)),
+    _p("Task", "patient", "reference", "for", targets=_SUBJECT_PATIENT),
+    _p("Task", "status", "token", "status"),
+    _p("Task", "owner", "reference", "owner", targets=("Organization", "Practitioner", "PractitionerRole")),
+    _p("Task", "requester", "reference", "requester",
+       targets=("Practitioner", "PractitionerRole", "Organization")),
+    _p("Task", "modified", "date", "lastModified"),
+    _p("DiagnosticReport", "identifier", "token", "identifier"),
+    _p("DiagnosticReport", "patient", "reference", "subject", targets=_SUBJECT_PATIENT),
+    _p("DiagnosticReport", "subject", "reference", "subject", targets=("Patient", "Group", "Device", "Location")),
+    _p("DiagnosticReport", "based-on", "reference", "basedOn", targets=("ServiceRequest",)),
+    _p("DiagnosticReport", "code", "token", "code"),
+    _p("DiagnosticReport", "category", "token", "category"),
+    _p("DiagnosticReport", "status", "token", "status"),
+    _p("DiagnosticReport", "date", "date", "effectiveDateTime", "effectivePeriod"),
+    _p("DiagnosticReport", "result", "reference", "result", targets=("Observation",)),
+    _p("DiagnosticReport", "performer", "reference", "performer",
+       targets=("Practitioner", "PractitionerRole", "Organization")),
+    _p("DocumentReference", "identifier", "token", "masterIdentifier", "identifier"),
+    _p("DocumentReference", "patient", "reference", "subject", targets=_SUBJECT_PATIENT),
+    _p("DocumentReference", "subject", "reference", "subject", targets=("Patient", "Group", "Device", "Practitioner")),
+    _p("DocumentReference", "type", "token", "type"),
+    _p("DocumentReference", "category", "token", "category"),
+    _p("DocumentReference", "status", "token", "status"),
+    _p("DocumentReference", "date", "date", "date"),
+    _p("DocumentReference", "relatesto", "reference", "relatesTo.target", targets=("DocumentReference",)),
+)
+
+RESOURCE_TYPES: tuple[str, ...] = (
+    "Patient", "Practitioner", "PractitionerRole", "Organization", "ServiceRequest",
+    "Observation", "Condition", "Specimen", "Task", "DiagnosticReport", "DocumentReference",
+)
+
+# Parameters every resource type has, served from the resource table itself.
+COMMON_PARAMS = (
+    SearchParam("Resource", "_id", "token", ("id",), documentation="Logical id"),
+    SearchParam("Resource", "_lastUpdated", "date", ("meta.lastUpdated",),
+                documentation="When the resource last changed"),
+)
+
+_BY_TYPE: dict[str, dict[str, SearchParam]] = {}
+for _param in PARAMS:
+    _BY_TYPE.setdefault(_param.resource, {})[_param.name] = _param
+
+
+def params_for(resource_type: str) -> dict[str, SearchParam]:
+    return _BY_TYPE.get(resource_type, {})
+
+
+def extract(resource: dict[str, Any]) -> list[IndexRow]:
+    """The index rows of a resource, one per searchable value."""
+    rows: list[IndexRow] = []
+    for param in _BY_TYPE.get(resource["resourceType"], {}).values():
+        for path in param.paths:
+            for value in _walk(resource, path.split(".")):
+                rows.extend(_rows(param, value))
+    return rows
+
+
+def _walk(node: Any, parts: list[str]) -> Iterator[Any]:
+    if isinstance(node, list):
+        for item in node:
+            yield from _walk(item, parts)
+        return
+    if not parts:
+        if node is not None:
+            yield node
+        return
+    if isinstance(node, dict) and parts[0] in node:
+        yield from _walk(node[parts[0]], parts[1:])
+
+
+def _rows(param: SearchParam, value: Any) -> Iterator[IndexRow]:
+    if param.type == "token":
+        yield from _token_rows(param.name, value)
+    elif param.type == "string":
+        if isinstance(value, str) and value.strip():
+            yield IndexRow(param.name, value=normalise(value), exact=value)
+    elif param.type == "date":
+        bounds = _date_bounds(value)
+        if bounds:
+            yield IndexRow(param.name, start=bounds[0], end=bounds[1])
+    elif param.type == "reference":
+        target = reference_target(value)
+        if target and (not param.targets or target[0] in param.targets):
+            yield IndexRow(param.name, system=target[0], value=target[1])
+
+
+def _token_rows(name: str, value: Any) -> Iterator[IndexRow]:
+    if isinstance(value, bool):
+        yield IndexRow(name, value="true" if value else "false")
+    elif isinstance(value, str):
+        yield IndexRow(name, value=value)
+    elif isinstance(value, dict):
+        if "coding" in value:  # CodeableConcept
+            for coding in value["coding"]:
+                if coding.get("code"):
+                    yield IndexRow(name, system=coding.get("system"), value=coding["code"])
+        elif "code" in value:  # Coding
+            yield IndexRow(name, system=value.get("system"), value=value["code"])
+        elif "value" in value:  # Identifier
+            yield IndexRow(name, system=value.get("system"), value=value["value"])
+
+
+def _date_bounds(value: Any) -> tuple[Any, Any] | None:
+    if isinstance(value, str):
+        return date_range(value)
+    if isinstance(value, dict) and ("start" in value or "end" in value):  # Period
+        start = date_range(value["start"])[0] if "start" in value else None
+        end = date_range(value["end"])[1] if "end" in value else None
+        return start, end
+    return None
+
+
+def reference_target(reference: Any) -> tuple[str, str] | None:
+    """(type, id) of a literal relative reference such as {"reference": "Patient/12"}."""
+    if isinstance(reference, dict):
+        reference = reference.get("reference")
+    if not isinstance(reference, str):
+        return None
+    parts = reference.split("/")
+    if len(parts) >= 2 and "?" not in reference and not reference.startswith("urn:"):
+        if len(parts) >= 4 and parts[-2] == "_history":
+            parts = parts[:-2]
+        return parts[-2], parts[-1]
+    return None

@@ -1,0 +1,38 @@
+"""The lab's exam catalogue: loaded from the LOINC-coded CSV, looked up at intake."""
+
+import csv
+from pathlib import Path
+from typing import Any, Iterable
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bilan.storage.tables import catalogue
+
+_COLUMNS = ("local_code", "label_fr", "kind", "panel", "loinc", "loinc_display", "chapter_loinc",
+            "specimen", "ucum", "ref_low", "ref_high", "alt_ucum", "factor_to_alt")
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = []
+        for line in csv.DictReader(handle):
+            row: dict[str, Any] = {c: (line.get(c) or None) for c in _COLUMNS}
+            row["sensitive"] = (line.get("sensitive") or "").strip().lower() == "yes"
+            rows.append(row)
+    return rows
+
+
+async def replace(conn: AsyncConnection, rows: list[dict[str, Any]]) -> int:
+    await conn.execute(delete(catalogue))
+    if rows:
+        await conn.execute(insert(catalogue), rows)
+    return len(rows)
+
+
+async def known_loinc(conn: AsyncConnection, codes: Iterable[str]) -> set[str]:
+    codes = set(codes)
+    if not codes:
+        return set()
+    result = await conn.execute(select(catalogue.c.loinc).where(catalogue.c.loinc.in_(codes)))
+    return {row.loinc for row in result}

@@ -1,0 +1,146 @@
+"""Intake of an e-prescription Bundle: one patient, one requisition, one requester; exams the
+lab does not know are flagged; the same prescription sent again returns what was stored."""
+
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bilan.fhir.dates import utc_now
+from bilan.fhir.outcomes import Issue, conflict
+from bilan.prescription import catalogue
+from bilan.prescription.exams import LAB_CATEGORY, flagged_unknown, loinc_codes
+from bilan.records.transaction import Entry
+from bilan.storage.repository import Repository
+from bilan.storage.tables import prescriptions
+
+ORDER_INTENTS = ("order", "original-order")
+
+
+def _requests(entries: list[Entry]) -> list[Entry]:
+    return [e for e in entries
+            if e.method == "POST" and e.resource_type == "ServiceRequest" and e.resource]
+
+
+class PrescriptionIntake:
+    """The BundleRule for transactions that carry ServiceRequests."""
+
+    def check(self, entries: list[Entry]) -> list[Issue]:
+        requests = _requests(entries)
+        if not requests:
+            return []
+        issues: list[Issue] = []
+        patients = [e for e in entries if e.resource_type == "Patient" and e.method != "DELETE"]
+        if len(patients) > 1:
+            issues.append(Issue("A prescription is for one patient: this Bundle holds "
+                                f"{len(patients)} Patient entries", "business-rule",
+                                expression=f"{patients[1].path}.resource"))
+        first = requests[0].resource
+        for entry in requests:
+            issues.extend(self._check_request(entry, first))
+        return issues
+
+    def _check_request(self, entry: Entry, first: dict[str, Any]) -> list[Issue]:
+        sr, path = entry.resource, f"{entry.path}.resource"
+        issues = []
+        if sr.get("status") != "active":
+            issues.append(Issue(f"A prescribed exam must be 'active', not {sr.get('status')!r}",
+                                "business-rule", expression=f"{path}.status"))
+        if sr.get("intent") not in ORDER_INTENTS:
+            issues.append(Issue(f"A prescribed exam is an order (intent 'order'), not "
+                                f"{sr.get('intent')!r}", "business-rule", expression=f"{path}.intent"))
+        for element, what in (("requisition", "the prescription number"),
+                              ("subject", "the patient"), ("requester", "the prescriber"),
+                              ("authoredOn", "the prescription date")):
+            if not sr.get(element):
+                issues.append(Issue(f"{element} ({what}) is required on every prescribed exam",
+                                    "required", expression=f"{path}.{element}"))
+        for element, what in (("requisition", "prescription number"), ("subject", "patient"),
+                              ("requester", "prescriber")):
+            if sr.get(element) and first.get(element) and _key(sr[element]) != _key(first[element]):
+                issues.append(Issue(f"Every exam of a prescription has the same {what}",
+                                    "business-rule", expression=f"{path}.{element}"))
+        if not _has_lab_category(sr):
+            entry.warnings.append(Issue(
+                "category should be laboratory (SNOMED CT 108252007); read as laboratory",
+                "business-rule", severity="warning", expression=f"{path}.category"))
+        return issues
+
+    async def before_write(self, repo: Repository, entries: list[Entry]) -> dict[str, Any] | None:
+        requests = _requests(entries)
+        if not requests:
+            return None
+        key = prescription_key(requests[0].resource)
+        codes = _codes(requests)
+        previous = await _find(repo.conn, key)
+        if previous is not None:
+            if previous.exam_codes != codes:
+                raise conflict(f"Prescription {key[1]} from {key[2]} was already received with "
+                               "other exams; to change it, update or cancel its ServiceRequests",
+                               f"{requests[0].path}.resource.requisition")
+            return _replayed(previous.response)
+        await self._flag_unknown(repo.conn, requests)
+        return None
+
+    async def _flag_unknown(self, conn: AsyncConnection, requests: list[Entry]) -> None:
+        known = await catalogue.known_loinc(conn, (c for e in requests for c in loinc_codes(e.resource)))
+        for entry in requests:
+            codes = loinc_codes(entry.resource)
+            if not any(code in known for code in codes):
+                entry.resource = flagged_unknown(entry.resource)
+                entry.warnings.append(Issue(
+                    f"Exam {', '.join(codes)} is not in the lab's catalogue: accepted and flagged "
+                    "for the lab", "not-found", severity="warning",
+                    expression=f"{entry.path}.resource.code"))
+
+    async def after_write(self, repo: Repository, entries: list[Entry],
+                          response: dict[str, Any]) -> None:
+        requests = _requests(entries)
+        if not requests:
+            return
+        system, value, requester = prescription_key(requests[0].resource)
+        await repo.conn.execute(insert(prescriptions).values(
+            requisition_system=system, requisition_value=value, requester=requester,
+            patient=requests[0].resource["subject"].get("reference", ""),
+            exam_codes=_codes(requests), received_at=utc_now(), response=response,
+        ))
+
+
+def prescription_key(request: dict[str, Any]) -> tuple[str, str, str]:
+    """(requisition system, requisition value, requester reference) of a stored-form request."""
+    requisition = request["requisition"]
+    return (requisition.get("system") or "", requisition.get("value") or "",
+            request["requester"].get("reference", ""))
+
+
+def _key(value: Any) -> Any:
+    if isinstance(value, dict):
+        return value.get("reference") or (value.get("system"), value.get("value"))
+    return value
+
+
+def _codes(requests: list[Entry]) -> str:
+    return " ".join(sorted(c for e in requests for c in loinc_codes(e.resource) or ["?"]))
+
+
+def _has_lab_category(request: dict[str, Any]) -> bool:
+    return any((c.get("system"), c.get("code")) == LAB_CATEGORY
+               for cat in request.get("category", []) for c in cat.get("coding", []))
+
+
+async def _find(conn: AsyncConnection, key: tuple[str, str, str]) -> Any:
+    p = prescriptions.c
+    return (await conn.execute(select(p.exam_codes, p.response).where(
+        p.requisition_system == key[0], p.requisition_value == key[1], p.requester == key[2]
+    ))).first()
+
+
+def _replayed(response: dict[str, Any]) -> dict[str, Any]:
+    """The stored answer, each created entry now reported as already there."""
+    entries = []
+    for entry in response.get("entry", []):
+        reply = dict(entry["response"])
+        if reply.get("status", "").startswith("201"):
+            reply["status"] = "200 OK"
+        entries.append(dict(entry, response=reply))
+    return dict(response, entry=entries)

@@ -1,0 +1,30 @@
+"""Professionals' identifiers: RPPS (11 digits, Luhn key) and the national id."""
+
+from typing import Any
+
+from bilan.fhir.outcomes import Issue
+from bilan.prescription.checksums import luhn_valid
+
+RPPS = "https://rpps.esante.gouv.fr"
+NATIONAL_ID = "urn:oid:1.2.250.1.71.4.2.1"
+
+
+def rpps_problem(value: str) -> str | None:
+    if len(value) != 11 or not value.isdigit():
+        return f"an RPPS number has 11 digits, not {value!r}"
+    if not luhn_valid(value):
+        return f"the Luhn key of RPPS {value} is wrong"
+    return None
+
+
+def check_practitioner(practitioner: dict[str, Any], prefix: str) -> list[Issue]:
+    issues = []
+    for index, ident in enumerate(practitioner.get("identifier", [])):
+        path = f"{prefix}.identifier[{index}].value"
+        if ident.get("system") == RPPS:
+            problem = rpps_problem(str(ident.get("value", "")))
+            if problem:
+                issues.append(Issue(f"Invalid RPPS: {problem}", "value", expression=path))
+        elif ident.get("system") == NATIONAL_ID and not str(ident.get("value", "")).strip():
+            issues.append(Issue("The national id (IdNat_PS) is empty", "value", expression=path))
+    return issues

@@ -1,0 +1,1 @@
+"""FHIR interactions on stored resources: validation, references, transactions."""

@@ -1,0 +1,219 @@
+"""FHIR transaction Bundles: every entry is checked, then all are stored at once, or none."""
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from sqlalchemy.exc import IntegrityError
+
+from bilan.fhir.bundles import response_entry, transaction_response
+from bilan.fhir.dates import utc_now
+from bilan.fhir.outcomes import FhirError, Issue, bad_request, errors_only, not_supported
+from bilan.fhir.references import ID
+from bilan.records.linking import Linker
+from bilan.records.service import Records, invalid, new_id
+from bilan.storage.repository import Repository, Stored, Write
+
+METHODS = ("POST", "PUT", "DELETE")
+
+
+@dataclass
+class Entry:
+    """One request of the Bundle and, once processed, what became of it."""
+
+    index: int
+    method: str
+    resource_type: str
+    full_url: str | None
+    resource: dict[str, Any] | None
+    id: str | None = None
+    if_none_exist: str | None = None
+    if_match: int | None = None
+    existing: Stored | None = None
+    stored: Stored | None = None
+    warnings: list[Issue] = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        return f"Bundle.entry[{self.index}]"
+
+    @property
+    def reference(self) -> str:
+        return f"{self.resource_type}/{self.id}"
+
+
+class BundleRule(Protocol):
+    """Domain rules over a whole transaction (e.g. one prescription)."""
+
+    def check(self, entries: list[Entry]) -> list[Issue]:
+        """Issues found without the database, before anything is stored."""
+
+    async def before_write(self, repo: Repository, entries: list[Entry]) -> dict[str, Any] | None:
+        """With references resolved, before storing: may amend entries, or return the stored
+        answer of an identical Bundle received before (then nothing is written)."""
+
+    async def after_write(self, repo: Repository, entries: list[Entry],
+                          response: dict[str, Any]) -> None:
+        """In the same database transaction, once every entry is stored."""
+
+
+class Transactions:
+    def __init__(self, records: Records, rules: list[BundleRule]):
+        self.records = records
+        self.rules = rules
+
+    async def process(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        entries = self._read(bundle)
+        issues: list[Issue] = []
+        for entry in entries:
+            if entry.resource is not None:
+                entry_issues = self.records.validator.check(entry.resource, f"{entry.path}.resource")
+                issues.extend(entry_issues)
+                entry.warnings.extend(i for i in entry_issues if i.severity == "warning")
+        if not errors_only(issues):
+            for rule in self.rules:
+                issues.extend(rule.check(entries))
+        if errors_only(issues):
+            raise invalid(errors_only(issues))
+        try:
+            return await self._store(entries)
+        except IntegrityError:
+            # A concurrent twin (the same prescription sent twice at once) committed first:
+            # start again from the Bundle as sent; this time it finds what the twin stored.
+            return await self._store(self._read(bundle))
+
+    def _read(self, bundle: dict[str, Any]) -> list[Entry]:
+        if bundle.get("resourceType") != "Bundle":
+            raise bad_request("POST /fhir takes a Bundle", "resourceType")
+        if bundle.get("type") != "transaction":
+            raise not_supported(f"Bundle.type is {bundle.get('type')!r}: this endpoint takes "
+                                "type 'transaction' (all or nothing)")
+        raw = bundle.get("entry") or []
+        if not isinstance(raw, list) or not raw:
+            raise bad_request("The transaction has no entry", "Bundle.entry")
+        entries = [self._entry(index, item) for index, item in enumerate(raw)]
+        full_urls = [e.full_url for e in entries if e.full_url]
+        if len(full_urls) != len(set(full_urls)):
+            raise bad_request("Two entries share a fullUrl", "Bundle.entry.fullUrl")
+        return entries
+
+    def _entry(self, index: int, item: Any) -> Entry:
+        path = f"Bundle.entry[{index}]"
+        if not isinstance(item, dict) or not isinstance(item.get("request"), dict):
+            raise bad_request("Each transaction entry needs a request (method and url)",
+                              f"{path}.request")
+        request = item["request"]
+        method, url = request.get("method"), request.get("url")
+        if method not in METHODS:
+            raise not_supported(f"request.method {method!r} is not supported in a transaction; "
+                                f"use {', '.join(METHODS)}")
+        if not isinstance(url, str) or not url:
+            raise bad_request("request.url is required", f"{path}.request.url")
+        parts = urlsplit(url).path.strip("/").split("/")
+        resource = item.get("resource")
+        entry = Entry(index, method, parts[0], item.get("fullUrl"), resource,
+                      if_none_exist=request.get("ifNoneExist"),
+                      if_match=_version(request.get("ifMatch"), f"{path}.request.ifMatch"))
+        if method in ("POST", "PUT"):
+            if not isinstance(resource, dict):
+                raise bad_request(f"A {method} entry needs a resource", f"{path}.resource")
+            if resource.get("resourceType") != entry.resource_type:
+                raise bad_request(f"request.url names {entry.resource_type} but the resource is "
+                                  f"a {resource.get('resourceType')}", f"{path}.request.url")
+        if method in ("PUT", "DELETE"):
+            if len(parts) != 2 or not ID.match(parts[1]):
+                raise bad_request(f"A {method} entry's url must be Type/id", f"{path}.request.url")
+            entry.id = parts[1]
+            if method == "PUT" and resource.get("id") != entry.id:
+                raise bad_request("The resource id must equal the id in request.url",
+                                  f"{path}.resource.id")
+        return entry
+
+    async def _store(self, entries: list[Entry]) -> dict[str, Any]:
+        async with self.records.unit() as repo:
+            await self._resolve_identities(repo, entries)
+            await self._link(repo, entries)
+            for rule in self.rules:
+                replayed = await rule.before_write(repo, entries)
+                if replayed is not None:
+                    return replayed
+            writes = [_write(entry) for entry in entries if _writes(entry)]
+            stored = iter(await repo.save(writes, utc_now()))
+            for entry in entries:
+                if _writes(entry):
+                    entry.stored = next(stored)
+            response = transaction_response([_response(e) for e in entries])
+            for rule in self.rules:
+                await rule.after_write(repo, entries, response)
+            return response
+
+    async def _resolve_identities(self, repo: Repository, entries: list[Entry]) -> None:
+        for entry in entries:
+            if entry.method == "POST" and entry.if_none_exist:
+                entry.existing = await self.records.find_existing(
+                    repo, entry.resource_type, entry.if_none_exist)
+                entry.id = entry.existing.id if entry.existing else new_id()
+            elif entry.method == "POST":
+                entry.id = new_id()
+            else:
+                entry.existing = await repo.read(entry.resource_type, entry.id)
+                _check_match(entry)
+
+    async def _link(self, repo: Repository, entries: list[Entry]) -> None:
+        """Point every reference of the entries to write at its stored target."""
+        local = {e.full_url: e.reference for e in entries if e.full_url and e.id}
+        pending = {(e.resource_type, e.id) for e in entries if e.method != "DELETE"}
+        linker = Linker(repo, self.records.base_url, local, pending)
+        issues: list[Issue] = []
+        to_write = [e for e in entries if e.method != "DELETE" and _writes(e)]
+        for entry in to_write:
+            issues.extend(await linker.check(entry.resource, f"{entry.path}.resource"))
+        if issues:
+            raise FhirError(422, issues)
+        for entry in to_write:
+            entry.resource = linker.apply({k: v for k, v in entry.resource.items() if k != "id"})
+
+
+def _write(entry: Entry) -> Write:
+    current = entry.existing
+    expected = current.version_id if current else None
+    if entry.method == "DELETE":
+        return Write(entry.resource_type, entry.id, None, "DELETE", expected)
+    return Write(entry.resource_type, entry.id, entry.resource, entry.method, expected)
+
+
+def _response(entry: Entry) -> dict[str, Any]:
+    if entry.method == "DELETE":
+        return response_entry("204 No Content")
+    stored = entry.stored or entry.existing
+    status = "201 Created" if entry.stored and entry.stored.version_id == 1 else "200 OK"
+    return response_entry(status, stored, full_url=entry.full_url, warnings=entry.warnings)
+
+
+def _writes(entry: Entry) -> bool:
+    """Whether an entry stores a new version (a matched ifNoneExist or a no-op delete does not)."""
+    if entry.method == "POST":
+        return entry.existing is None
+    if entry.method == "DELETE":
+        return entry.existing is not None and not entry.existing.deleted
+    return True
+
+
+def _check_match(entry: Entry) -> None:
+    if entry.if_match is None:
+        return
+    current = entry.existing
+    if current is None or current.deleted or current.version_id != entry.if_match:
+        raise FhirError(412, [Issue(
+            f"{entry.reference} is not at version {entry.if_match}", "conflict",
+            expression=f"{entry.path}.request.ifMatch")])
+
+
+def _version(etag: Any, path: str) -> int | None:
+    if etag is None:
+        return None
+    text = str(etag).removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise bad_request(f"ifMatch {etag!r} is not an ETag such as W/\"3\"", path)
+    return int(text)
+

@@ -1,0 +1,1 @@
+"""Results and the CR Bio report (FHIR DiagnosticReport and CDA R2 level 3)."""

@@ -1,0 +1,170 @@
+"""The resource store: current versions, every past version, and their search rows.
+
+All methods run on the connection of one database transaction, so a caller that writes
+several resources gets all of them or none.
+"""
+
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable, Literal
+
+from sqlalchemy import and_, delete, func, insert, or_, select, text, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bilan.fhir.dates import instant
+from bilan.fhir.searchparams import extract
+from bilan.storage.tables import resource_versions, resources, search_index
+
+Method = Literal["POST", "PUT", "DELETE"]
+
+
+@dataclass(frozen=True)
+class Stored:
+    resource_type: str
+    id: str
+    version_id: int
+    last_updated: datetime
+    deleted: bool
+    content: dict[str, Any] | None
+    method: str = ""
+
+
+@dataclass(frozen=True)
+class Write:
+    """A new version to store. `expected_version` is the version it replaces (None: a create)."""
+
+    resource_type: str
+    id: str
+    content: dict[str, Any] | None
+    method: Method
+    expected_version: int | None = None
+
+
+class StaleVersion(Exception):
+    """The resource changed since the caller read it."""
+
+    def __init__(self, resource_type: str, resource_id: str):
+        super().__init__(f"{resource_type}/{resource_id}")
+        self.resource_type = resource_type
+        self.resource_id = resource_id
+
+
+def stored_from_row(row: Any, method: str = "") -> Stored:
+    return Stored(row.resource_type, row.id, row.version_id, row.last_updated, row.deleted,
+                  row.content, method)
+
+
+class Repository:
+    def __init__(self, conn: AsyncConnection):
+        self.conn = conn
+
+    async def lock(self, key: str) -> None:
+        """Serialise writers on `key` until commit (PostgreSQL; SQLite writers are serial)."""
+        if self.conn.dialect.name == "postgresql":
+            await self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                                    {"k": zlib.crc32(key.encode())})
+
+    async def read(self, resource_type: str, resource_id: str) -> Stored | None:
+        row = (await self.conn.execute(
+            select(resources).where(resources.c.resource_type == resource_type,
+                                    resources.c.id == resource_id)
+        )).first()
+        return stored_from_row(row) if row else None
+
+    async def read_many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
+        keys = list(set(keys))
+        if not keys:
+            return {}
+        found: dict[tuple[str, str], Stored] = {}
+        for chunk in _chunks(keys, 500):
+            rows = await self.conn.execute(
+                select(resources).where(
+                    tuple_(resources.c.resource_type, resources.c.id).in_(chunk),
+                    resources.c.deleted.is_(False),
+                )
+            )
+            for row in rows:
+                found[(row.resource_type, row.id)] = stored_from_row(row)
+        return found
+
+    async def read_version(self, resource_type: str, resource_id: str, version_id: int) -> Stored | None:
+        v = resource_versions.c
+        row = (await self.conn.execute(
+            select(resource_versions).where(v.resource_type == resource_type, v.id == resource_id,
+                                            v.version_id == version_id)
+        )).first()
+        return stored_from_row(row, row.method) if row else None
+
+    async def history(self, resource_type: str, resource_id: str | None, count: int,
+                      offset: int) -> tuple[int, list[Stored]]:
+        v = resource_versions.c
+        where = [v.resource_type == resource_type]
+        if resource_id is not None:
+            where.append(v.id == resource_id)
+        total = (await self.conn.execute(select(func.count()).where(*where))).scalar_one()
+        rows = await self.conn.execute(
+            select(resource_versions).where(*where)
+            .order_by(v.last_updated.desc(), v.id, v.version_id.desc())
+            .limit(count).offset(offset)
+        )
+        return total, [stored_from_row(row, row.method) for row in rows]
+
+    async def save(self, writes: list[Write], now: datetime) -> list[Stored]:
+        """Store new versions in a few statements; raises StaleVersion on a lost update."""
+        stored: list[Stored] = []
+        for write in writes:
+            version = (write.expected_version or 0) + 1
+            content = write.content
+            if content is not None:
+                content = dict(content, id=write.id)
+                content["meta"] = dict(content.get("meta") or {}, versionId=str(version),
+                                       lastUpdated=instant(now))
+            stored.append(Stored(write.resource_type, write.id, version, now,
+                                 write.method == "DELETE", content, write.method))
+        creates = [s for s, w in zip(stored, writes) if w.expected_version is None]
+        updates = [(s, w) for s, w in zip(stored, writes) if w.expected_version is not None]
+        if creates:
+            await self.conn.execute(insert(resources), [_resource_row(s) for s in creates])
+        for s, w in updates:
+            result = await self.conn.execute(
+                update(resources)
+                .where(resources.c.resource_type == s.resource_type, resources.c.id == s.id,
+                       resources.c.version_id == w.expected_version)
+                .values(version_id=s.version_id, last_updated=now, deleted=s.deleted,
+                        content=s.content)
+            )
+            if result.rowcount != 1:
+                raise StaleVersion(s.resource_type, s.id)
+        await self.conn.execute(insert(resource_versions), [
+            dict(_resource_row(s), method=s.method) for s in stored
+        ])
+        if updates:
+            await self._drop_index([(s.resource_type, s.id) for s, _ in updates])
+        index_rows = [
+            {"resource_type": s.resource_type, "resource_id": s.id, "name": r.name,
+             "system": r.system, "value": r.value, "exact": r.exact,
+             "date_start": r.start, "date_end": r.end}
+            for s in stored if s.content is not None
+            for r in extract(s.content)
+        ]
+        if index_rows:
+            await self.conn.execute(insert(search_index), index_rows)
+        return stored
+
+    async def _drop_index(self, keys: list[tuple[str, str]]) -> None:
+        i = search_index.c
+        for chunk in _chunks(keys, 500):
+            await self.conn.execute(delete(search_index).where(or_(*(
+                and_(i.resource_type == rtype, i.resource_id == rid) for rtype, rid in chunk
+            ))))
+
+
+def _resource_row(s: Stored) -> dict[str, Any]:
+    return {"resource_type": s.resource_type, "id": s.id, "version_id": s.version_id,
+            "last_updated": s.last_updated, "deleted": s.deleted, "content": s.content}
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

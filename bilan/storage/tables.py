@@ -1,0 +1,87 @@
+"""The tables. Every schema change also gets an Alembic revision in migrations/versions."""
+
+from sqlalchemy import (
+    JSON, BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+# The current version of each resource; deleted ones stay, flagged, so reads can answer 410.
+resources = Table(
+    "resources",
+    metadata,
+    Column("resource_type", String(64), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("version_id", Integer, nullable=False),
+    Column("last_updated", DateTime, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("content", Json, nullable=True),
+    Index("ix_resources_type_updated", "resource_type", "last_updated"),
+)
+
+# Every version ever written, the current one included.
+resource_versions = Table(
+    "resource_versions",
+    metadata,
+    Column("resource_type", String(64), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("version_id", Integer, primary_key=True),
+    Column("last_updated", DateTime, nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("content", Json, nullable=True),
+)
+
+# Search rows extracted at write time from the current version (see fhir/searchparams.py).
+search_index = Table(
+    "search_index",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("resource_type", String(64), nullable=False),
+    Column("resource_id", String(64), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("system", String(256), nullable=True),
+    Column("value", String(256), nullable=True),
+    Column("exact", String(256), nullable=True),
+    Column("date_start", DateTime, nullable=True),
+    Column("date_end", DateTime, nullable=True),
+    Index("ix_search_value", "resource_type", "name", "value"),
+    Index("ix_search_date", "resource_type", "name", "date_start"),
+    Index("ix_search_resource", "resource_type", "resource_id"),
+)
+
+# One row per received prescription: makes re-sending the same one idempotent.
+prescriptions = Table(
+    "prescriptions",
+    metadata,
+    Column("requisition_system", String(256), primary_key=True),
+    Column("requisition_value", String(128), primary_key=True),
+    Column("requester", String(140), primary_key=True),
+    Column("patient", String(140), nullable=False),
+    Column("exam_codes", Text, nullable=False),
+    Column("received_at", DateTime, nullable=False),
+    Column("response", JSON, nullable=False),
+)
+
+# The lab's exam catalogue (LOINC-coded, UCUM units), loaded from a CSV.
+catalogue = Table(
+    "catalogue",
+    metadata,
+    Column("local_code", String(32), primary_key=True),
+    Column("label_fr", String(256), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("panel", String(32), nullable=True),
+    Column("loinc", String(16), nullable=False, index=True),
+    Column("loinc_display", String(256), nullable=False),
+    Column("chapter_loinc", String(16), nullable=True),
+    Column("specimen", String(64), nullable=True),
+    Column("ucum", String(32), nullable=True),
+    Column("ref_low", String(16), nullable=True),
+    Column("ref_high", String(16), nullable=True),
+    Column("alt_ucum", String(32), nullable=True),
+    Column("factor_to_alt", String(16), nullable=True),
+    Column("sensitive", Boolean, nullable=False, default=False),
+)

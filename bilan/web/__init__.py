@@ -1,0 +1,1 @@
+"""The htmx web pages (French UI) for reception, biologists, prescribers and patients."""

@@ -1,0 +1,54 @@
+"""What several tests share: where the test material is, and how to read FHIR answers."""
+
+from typing import Any
+
+import httpx
+
+from bilan.settings import ROOT
+
+ANS_FIXTURES = ROOT.parent / "shared" / "fixtures" / "ansforge"
+ANS_CDA_EXAMPLES = sorted((ANS_FIXTURES / "TestContenuCDA-3-0" / "ExemplesCDA").glob("*.xml"))
+HL7_EXAMPLES = ROOT / "tests" / "fhir-examples" / "node_modules" / "hl7.fhir.r4.examples"
+
+
+def post_bundle(fhir: httpx.Client, bundle: dict[str, Any]) -> httpx.Response:
+    return fhir.post("", json=bundle)
+
+
+def issues(response: httpx.Response) -> list[dict[str, Any]]:
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome", body
+    return body["issue"]
+
+
+def expressions(response: httpx.Response) -> set[str]:
+    return {e for issue in issues(response) for e in issue.get("expression", [])}
+
+
+def diagnostics(response: httpx.Response) -> str:
+    return " | ".join(issue.get("diagnostics", "") for issue in issues(response))
+
+
+def locations(response: httpx.Response) -> list[str]:
+    """'Type/id' of each entry of a transaction-response."""
+    body = response.json()
+    assert body["type"] == "transaction-response", body
+    return ["/".join(e["response"]["location"].split("/")[:2]) for e in body["entry"]]
+
+
+def entry_index(bundle: dict[str, Any], resource_type: str, nth: int = 0) -> int:
+    return [i for i, e in enumerate(bundle["entry"])
+            if e["resource"]["resourceType"] == resource_type][nth]
+
+
+def search(fhir: httpx.Client, path: str, **params: Any) -> dict[str, Any]:
+    response = fhir.get(path, params=params)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["type"] == "searchset"
+    return body
+
+
+def ids(bundle: dict[str, Any], mode: str = "match") -> set[str]:
+    return {f"{e['resource']['resourceType']}/{e['resource']['id']}"
+            for e in bundle.get("entry", []) if e["search"]["mode"] == mode}
