@@ -6,8 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-import uvicorn
-
+from bilan.serving import serve
 from bilan.settings import get_settings
 from bilan.storage.database import create_engine
 from bilan.storage.migrate import upgrade
@@ -73,6 +72,6 @@ def _serve(host: str, port: int, workers: int) -> None:
     if not os.environ.get("BILAN_BASE_URL"):
         os.environ["BILAN_BASE_URL"] = f"http://{host}:{port}/fhir"
         get_settings.cache_clear()
-    print(f"bilan serving {get_settings().base_url} on {settings.database_url.split('://')[0]}")
-    uvicorn.run("bilan.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=settings.log_level.lower(), access_log=False)
+    print(f"bilan serving {get_settings().base_url} on {settings.database_url.split('://')[0]} "
+          f"with {workers} worker(s)", flush=True)
+    serve(host, port, workers, settings.log_level.lower())

@@ -56,12 +56,13 @@ class Linker:
     async def _conditional(self, ref: str, path: str, issues: list[Issue]) -> str | None:
         rtype, _, criteria = ref.partition("?")
         query = conditional_query(rtype, criteria)
-        result = await store_search.search(self.repo.conn, query, self.base_url)
-        if result.total != 1:
-            issues.append(Issue(f"Conditional reference {ref!r} matches {result.total} resources; "
-                                "exactly one is needed", "not-found", expression=path))
+        found = await store_search.first_matches(self.repo.conn, query, self.base_url)
+        if len(found) != 1:
+            what = "no resource" if not found else "several resources"
+            issues.append(Issue(f"Conditional reference {ref!r} matches {what}; exactly one is "
+                                "needed", "not-found", expression=path))
             return None
-        return f"{rtype}/{result.matches[0].id}"
+        return f"{rtype}/{found[0].id}"
 
     def apply(self, resource: dict[str, Any]) -> dict[str, Any]:
         return rewrite(resource, lambda ref: self.resolved.get(ref, ref))

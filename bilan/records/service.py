@@ -127,13 +127,26 @@ class Records:
 
     async def find_existing(self, repo: Repository, resource_type: str, criteria: str) -> Stored | None:
         """The one resource If-None-Exist criteria select, None if none; 412 if several."""
-        await repo.lock(f"{resource_type}?{criteria}")
-        result = await store_search.search(repo.conn, conditional_query(resource_type, criteria),
-                                           self.base_url)
-        if result.total > 1:
-            raise precondition_failed(f"If-None-Exist {resource_type}?{criteria} matches "
-                                      f"{result.total} resources")
-        return result.matches[0] if result.matches else None
+        [found] = await self.find_existing_many(repo, [(resource_type, criteria)])
+        return found
+
+    async def find_existing_many(self, repo: Repository,
+                                 wanted: list[tuple[str, str]]) -> list[Stored | None]:
+        """find_existing for several (type, criteria) at once: one lock and one query.
+
+        The lock on each criteria is held until commit, so two requests creating the same new
+        resource at once make one resource.
+        """
+        if not wanted:
+            return []
+        await repo.lock_many([f"{rtype}?{criteria}" for rtype, criteria in wanted])
+        queries = [conditional_query(rtype, criteria) for rtype, criteria in wanted]
+        results = await store_search.first_matches_many(repo.conn, queries, self.base_url)
+        for (rtype, criteria), found in zip(wanted, results):
+            if len(found) > 1:
+                raise precondition_failed(f"If-None-Exist {rtype}?{criteria} matches several "
+                                          "resources")
+        return [found[0] if found else None for found in results]
 
     async def _linked(self, repo: Repository, resource: dict[str, Any]) -> dict[str, Any]:
         linker = Linker(repo, self.base_url)

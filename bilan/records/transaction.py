@@ -148,14 +148,16 @@ class Transactions:
             return response
 
     async def _resolve_identities(self, repo: Repository, entries: list[Entry]) -> None:
+        conditional = [e for e in entries if e.method == "POST" and e.if_none_exist]
+        found = await self.records.find_existing_many(
+            repo, [(e.resource_type, e.if_none_exist) for e in conditional])
+        for entry, existing in zip(conditional, found):
+            entry.existing = existing
+            entry.id = existing.id if existing else new_id()
         for entry in entries:
-            if entry.method == "POST" and entry.if_none_exist:
-                entry.existing = await self.records.find_existing(
-                    repo, entry.resource_type, entry.if_none_exist)
-                entry.id = entry.existing.id if entry.existing else new_id()
-            elif entry.method == "POST":
+            if entry.method == "POST" and not entry.if_none_exist:
                 entry.id = new_id()
-            else:
+            elif entry.method != "POST":
                 entry.existing = await repo.read(entry.resource_type, entry.id)
                 _check_match(entry)
 

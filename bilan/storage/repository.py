@@ -59,11 +59,18 @@ class Repository:
     def __init__(self, conn: AsyncConnection):
         self.conn = conn
 
-    async def lock(self, key: str) -> None:
-        """Serialise writers on `key` until commit (PostgreSQL; SQLite writers are serial)."""
-        if self.conn.dialect.name == "postgresql":
-            await self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
-                                    {"k": zlib.crc32(key.encode())})
+    async def lock_many(self, keys: list[str]) -> None:
+        """Serialise writers on each key until commit (PostgreSQL; SQLite writers are serial).
+
+        Locks are taken in one order, so two transactions wanting overlapping keys queue
+        instead of deadlocking.
+        """
+        if self.conn.dialect.name != "postgresql" or not keys:
+            return
+        numbers = sorted({zlib.crc32(key.encode()) for key in keys})
+        await self.conn.execute(
+            text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+            {"keys": numbers})
 
     async def read(self, resource_type: str, resource_id: str) -> Stored | None:
         row = (await self.conn.execute(

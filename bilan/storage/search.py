@@ -3,14 +3,16 @@
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, select, true
+from sqlalchemy import (
+    ColumnElement, Select, and_, false, func, literal, not_, or_, select, true, union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.fhir.query import (
     Criterion, Include, SearchQuery, parse_date_value, parse_reference_value, parse_token_value,
     string_search_value,
 )
-from bilan.fhir.searchparams import SearchParam
+from bilan.fhir.searchparams import COMMON_PARAMS, SearchParam
 from bilan.storage.repository import Stored, stored_from_row
 from bilan.storage.tables import resources, search_index
 
@@ -32,11 +34,34 @@ async def search(conn: AsyncConnection, query: SearchQuery, base_url: str) -> Se
     )).scalar_one()
     if query.summary_count or query.count == 0:
         return SearchResult(total, [], [])
-    stmt = select(resources).where(*where)
-    stmt = _order(stmt, query).limit(query.count).offset(query.offset)
-    matches = [stored_from_row(row) for row in await conn.execute(stmt)]
+    matches = [stored_from_row(row) for row in await conn.execute(_page(query, where))]
     included = await _includes(conn, query, matches)
     return SearchResult(total, matches, included)
+
+
+async def first_matches(conn: AsyncConnection, query: SearchQuery, base_url: str) -> list[Stored]:
+    """Up to two matches in no particular order: enough to tell none, one or several."""
+    [found] = await first_matches_many(conn, [query], base_url)
+    return found
+
+
+async def first_matches_many(conn: AsyncConnection, queries: list[SearchQuery],
+                             base_url: str) -> list[list[Stored]]:
+    """first_matches for several queries in one statement."""
+    if len(queries) == 1:
+        stmt = select(resources).where(*_where(queries[0].resource_type, queries[0].criteria,
+                                                base_url)).limit(2)
+        return [[stored_from_row(row) for row in await conn.execute(stmt)]]
+    branches = [
+        select(literal(n).label("query"), resources)
+        .where(*_where(q.resource_type, q.criteria, base_url)).limit(2).subquery(f"q{n}")
+        for n, q in enumerate(queries)
+    ]
+    stmt = union_all(*(select(branch) for branch in branches))
+    found: list[list[Stored]] = [[] for _ in queries]
+    for row in await conn.execute(stmt):
+        found[row.query].append(stored_from_row(row))
+    return found
 
 
 def _where(resource_type: str, criteria: list[Criterion], base_url: str) -> list[ColumnElement[bool]]:
@@ -52,15 +77,17 @@ def _match(resource_type: str, c: Criterion, base_url: str) -> ColumnElement[boo
     return r.id.in_(_ids_matching(resource_type, c, base_url))
 
 
-def _ids_matching(resource_type: str, c: Criterion, base_url: str) -> Any:
+def _ids_matching(resource_type: str, c: Criterion, base_url: str, depth: int = 0) -> Any:
     """The ids of the resources of a type that a criterion selects, as a subquery."""
     if c.param.name == "_id":
         return list(c.values)
-    rows = search_index.alias()
+    # A chained criterion nests a subquery on search_index in another: only that one needs
+    # an alias (building aliases costs, on the hot path of every conditional create).
+    rows = search_index.alias() if depth else search_index
     stmt = select(rows.c.resource_id).where(rows.c.resource_type == resource_type,
                                             rows.c.name == c.param.name)
     if c.chain is not None:
-        targets = _ids_matching(c.target_type, c.chain, base_url)
+        targets = _ids_matching(c.target_type, c.chain, base_url, depth + 1)
         return stmt.where(rows.c.system == c.target_type, rows.c.value.in_(targets))
     return stmt.where(or_(*(_value_clause(rows.c, c, v, base_url) for v in c.values)))
 
@@ -128,14 +155,30 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _order(stmt: Select[Any], query: SearchQuery) -> Select[Any]:
-    if not query.sort:
-        return stmt.order_by(r.last_updated.desc(), r.id)
-    order = []
-    for param, descending in query.sort:
-        key = _sort_key(query.resource_type, param)
-        order.append(key.desc() if descending else key.asc())
-    return stmt.order_by(*order, r.id)
+def _page(query: SearchQuery, where: list[ColumnElement[bool]]) -> Select[Any]:
+    """One page of matches in the asked order.
+
+    The matching ids are computed first (a materialised CTE), then sorted and cut: otherwise
+    PostgreSQL may walk an ordered index hoping to meet the LIMIT early, and read the whole
+    table when little or nothing matches.
+    """
+    if not query.criteria and not query.sort:  # everything, newest first: the ordered index
+        return (select(resources).where(*where).order_by(r.last_updated.desc(), r.id)
+                .limit(query.count).offset(query.offset))
+    sort = query.sort or [(COMMON_PARAMS[1], True)]  # newest first
+    keys = [_sort_key(query.resource_type, param).label(f"k{n}") for n, (param, _) in enumerate(sort)]
+    matched = select(r.id, *keys).where(*where).cte("matched").prefix_with("MATERIALIZED")
+
+    def order(columns: Any) -> list[Any]:
+        by = [columns[f"k{n}"].desc() if descending else columns[f"k{n}"].asc()
+              for n, (_, descending) in enumerate(sort)]
+        return [*by, columns.id]
+
+    page = (select(matched.c.id, *(matched.c[f"k{n}"] for n in range(len(sort))))
+            .order_by(*order(matched.c)).limit(query.count).offset(query.offset).subquery("page"))
+    return (select(resources)
+            .join(page, and_(r.resource_type == query.resource_type, r.id == page.c.id))
+            .order_by(*order(page.c)))
 
 
 def _sort_key(resource_type: str, param: SearchParam) -> Any:

@@ -1,7 +1,7 @@
 """The tables. Every schema change also gets an Alembic revision in migrations/versions."""
 
 from sqlalchemy import (
-    JSON, BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text,
+    JSON, BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -48,8 +48,12 @@ search_index = Table(
     Column("exact", String(256), nullable=True),
     Column("date_start", DateTime, nullable=True),
     Column("date_end", DateTime, nullable=True),
-    Index("ix_search_value", "resource_type", "name", "value"),
-    Index("ix_search_date", "resource_type", "name", "date_start"),
+    # Partial, so that a lookup by value can never be planned on the date index (and back),
+    # even before PostgreSQL has statistics on a new table.
+    Index("ix_search_value", "resource_type", "name", "value",
+          postgresql_where=text("value IS NOT NULL"), sqlite_where=text("value IS NOT NULL")),
+    Index("ix_search_date", "resource_type", "name", "date_start",
+          postgresql_where=text("date_start IS NOT NULL"), sqlite_where=text("date_start IS NOT NULL")),
     Index("ix_search_resource", "resource_type", "resource_id"),
 )
 

@@ -81,9 +81,13 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('pk')
     )
     with op.batch_alter_table('search_index', schema=None) as batch_op:
-        batch_op.create_index('ix_search_date', ['resource_type', 'name', 'date_start'], unique=False)
+        batch_op.create_index('ix_search_date', ['resource_type', 'name', 'date_start'], unique=False,
+                              postgresql_where=sa.text('date_start IS NOT NULL'),
+                              sqlite_where=sa.text('date_start IS NOT NULL'))
         batch_op.create_index('ix_search_resource', ['resource_type', 'resource_id'], unique=False)
-        batch_op.create_index('ix_search_value', ['resource_type', 'name', 'value'], unique=False)
+        batch_op.create_index('ix_search_value', ['resource_type', 'name', 'value'], unique=False,
+                              postgresql_where=sa.text('value IS NOT NULL'),
+                              sqlite_where=sa.text('value IS NOT NULL'))
 
 
 
