@@ -23,6 +23,9 @@ class SearchParam:
     documentation: str = ""
 
 
+MAX_INDEXED = 256  # longest value kept in a search row; longer ones are cut, not refused
+
+
 @dataclass(frozen=True)
 class IndexRow:
     """One searchable value. Tokens: system|value; strings: normalised value and the exact one;
@@ -175,10 +178,11 @@ def _walk(node: Any, parts: list[str]) -> Iterator[Any]:
 
 def _rows(param: SearchParam, value: Any) -> Iterator[IndexRow]:
     if param.type == "token":
-        yield from _token_rows(param.name, value)
+        for row in _token_rows(param.name, value):
+            yield IndexRow(row.name, _cut(row.system), _cut(row.value))
     elif param.type == "string":
         if isinstance(value, str) and value.strip():
-            yield IndexRow(param.name, value=normalise(value), exact=value)
+            yield IndexRow(param.name, value=_cut(normalise(value)), exact=_cut(value))
     elif param.type == "date":
         bounds = _date_bounds(value)
         if bounds:
@@ -187,6 +191,10 @@ def _rows(param: SearchParam, value: Any) -> Iterator[IndexRow]:
         target = reference_target(value)
         if target and (not param.targets or target[0] in param.targets):
             yield IndexRow(param.name, system=target[0], value=target[1])
+
+
+def _cut(text: str | None) -> str | None:
+    return text[:MAX_INDEXED] if text is not None else None
 
 
 def _token_rows(name: str, value: Any) -> Iterator[IndexRow]:

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bilan.fhir.bundles import response_entry, transaction_response
 from bilan.fhir.dates import utc_now
-from bilan.fhir.outcomes import FhirError, Issue, bad_request, errors_only, not_supported
+from bilan.fhir.outcomes import FhirError, Issue, bad_request, conflict, errors_only, not_supported
 from bilan.fhir.references import ID
 from bilan.records.linking import Linker
 from bilan.records.service import Records, invalid, new_id
@@ -78,9 +78,13 @@ class Transactions:
         try:
             return await self._store(entries)
         except IntegrityError:
-            # A concurrent twin (the same prescription sent twice at once) committed first:
-            # start again from the Bundle as sent; this time it finds what the twin stored.
+            pass
+        # A concurrent twin (the same prescription sent twice at once) committed first: start
+        # again from the Bundle as sent; this time it finds what the twin stored.
+        try:
             return await self._store(self._read(bundle))
+        except IntegrityError:
+            raise conflict("The transaction collided with concurrent changes; send it again") from None
 
     def _read(self, bundle: dict[str, Any]) -> list[Entry]:
         if bundle.get("resourceType") != "Bundle":
@@ -95,6 +99,12 @@ class Transactions:
         full_urls = [e.full_url for e in entries if e.full_url]
         if len(full_urls) != len(set(full_urls)):
             raise bad_request("Two entries share a fullUrl", "Bundle.entry.fullUrl")
+        targets: set[str] = set()
+        for entry in entries:
+            if entry.id is not None:
+                if entry.reference in targets:
+                    raise bad_request(f"Two entries write {entry.reference}", f"{entry.path}.request.url")
+                targets.add(entry.reference)
         return entries
 
     def _entry(self, index: int, item: Any) -> Entry:
