@@ -44,6 +44,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,9 +53,13 @@ import asyncpg
 import orjson
 from sqlalchemy.engine import URL, make_url
 
+from bilan.auth.client_credentials import request_token
+from bilan.demo.idp import local_provider
 from bilan.demo.prescriptions import bundle, random_spec
 
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+DEMO_PRESCRIBER_RPPS = "10003456786"
+CLIENT_ID = "practice-software-demo"
 FHIR_JSON = "application/fhir+json"
 TARGET_RESOURCES_PER_S = 1500.0
 TARGET_P95_MS = 100.0
@@ -108,6 +113,7 @@ def make_payloads(count: int, rng: random.Random) -> list[Payload]:
     payloads = []
     for _ in range(count):
         spec = random_spec(rng, exams=5)
+        spec.prescriber.rpps = DEMO_PRESCRIBER_RPPS  # the practice software acts for this prescriber
         spec.anticoagulant = "Apixaban"  # fasting + anticoagulant + (weight | pregnancy) = 3
         if spec.patient.gender == "female":
             spec.weight_kg = None
@@ -416,11 +422,11 @@ def check_answer(status: int, body: bytes) -> str | None:
 
 
 async def post_all(session: aiohttp.ClientSession, url: str, payloads: list[Payload],
-                   concurrency: int) -> Results:
+                   concurrency: int, token: str) -> Results:
     """Post every payload with `concurrency` requests in flight."""
     results = Results()
     queue: Iterator[Payload] = iter(payloads)
-    headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
+    headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON, "Authorization": f"Bearer {token}"}
 
     async def client() -> None:
         for payload in queue:
@@ -535,7 +541,11 @@ async def run(args: argparse.Namespace) -> int:
     database = await prepare_database(args.database_url)
     server: Server | None = None
     sampler: RssSampler | None = None
+    provider = ExitStack()
     try:
+        # The practice software's tokens come from the local OpenID provider, as in the demo.
+        os.environ.setdefault("BILAN_IDP_PORT", str(free_port()))
+        issuer = provider.enter_context(local_provider("127.0.0.1", args.port))
         env = server_env(database)
         print(f"database {database.describe()}: {load_catalogue(env)}", flush=True)
         server = Server.start(env, args.port, args.workers)
@@ -546,15 +556,17 @@ async def run(args: argparse.Namespace) -> int:
             await server.wait_ready(session)
             print(f"server up at {server.base_url} ({args.workers} workers); warming up with "
                   f"{args.warmup} bundles ...", flush=True)
-            warm = await post_all(session, server.base_url, warmup, args.concurrency)
+            token = await asyncio.to_thread(request_token, issuer, CLIENT_ID)
+            warm = await post_all(session, server.base_url, warmup, args.concurrency, token)
             analyzer = None
             if _stands_in_for_autovacuum(database, args.analyze_every):
                 await analyze_schema(database)
                 analyzer = asyncio.create_task(analyze_periodically(database, args.analyze_every))
             print(f"posting {args.prescriptions} bundles at concurrency {args.concurrency} ...", flush=True)
+            token = await asyncio.to_thread(request_token, issuer, CLIENT_ID)  # fresh: 10 min
             before = CpuSnapshot.take(sampler)
             try:
-                results = await post_all(session, server.base_url, measured, args.concurrency)
+                results = await post_all(session, server.base_url, measured, args.concurrency, token)
             finally:
                 if analyzer:
                     analyzer.cancel()
@@ -570,6 +582,7 @@ async def run(args: argparse.Namespace) -> int:
                 server.log_path.unlink(missing_ok=True)
             else:
                 print(f"server log kept in {server.log_path}")
+        provider.close()
         await asyncio.shield(cleanup_database(database, args.keep))
         if args.keep and database.schema:
             print(f"schema {database.schema} kept")

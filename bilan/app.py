@@ -4,12 +4,25 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from pathlib import Path
+
+import httpx
 from litestar import Litestar
+from litestar.config.csrf import CSRFConfig
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware.session.client_side import CookieBackendConfig
+from litestar.template.config import TemplateConfig
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bilan.api.errors import HANDLERS
 from bilan.api.fhir import FhirController
+from bilan.api.security import bearer_caller
+from bilan.api.smart import smart_configuration
+from bilan.auth.oidc import OidcClient
+from bilan.auth.tokens import TokenVerifier
+from bilan.web.auth import AuthController
 from bilan.prescription.exams import check_request
 from bilan.prescription.ins import check_patient
 from bilan.prescription.intake import PrescriptionIntake
@@ -17,8 +30,11 @@ from bilan.prescription.practitioners import check_practitioner
 from bilan.records.service import Records
 from bilan.records.transaction import Transactions
 from bilan.records.validation import Validator
-from bilan.settings import Settings, get_settings
+from bilan.settings import Settings, audience, get_settings, web_root
 from bilan.storage.database import create_engine
+
+TEMPLATES = Path(__file__).parent / "web" / "templates"
+API_PATHS = ["^/fhir", "^/.well-known"]  # bearer-token clients: no cookies, no CSRF
 
 RULES = {
     "Patient": [check_patient],
@@ -40,19 +56,40 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
         engine = create_engine(settings)
         services["records"], services["transactions"] = build_services(engine, settings)
-        try:
-            yield
-        finally:
-            await engine.dispose()
+        async with httpx.AsyncClient(timeout=10) as http:
+            verifier = TokenVerifier(settings.oidc_issuer, audience(settings), http)
+            services["verifier"] = verifier
+            services["oidc"] = OidcClient(verifier, settings.oidc_client_id,
+                                          settings.oidc_client_secret,
+                                          f"{web_root(settings)}/auth/callback")
+            try:
+                yield
+            finally:
+                await engine.dispose()
 
+    def service(name: str) -> Provide:
+        return Provide(lambda: services[name], sync_to_thread=False)
+
+    secure = web_root(settings).startswith("https://")
     return Litestar(
-        route_handlers=[FhirController],
+        route_handlers=[FhirController, smart_configuration, AuthController],
         lifespan=[lifespan],
+        state=State({"settings": settings}),
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
-            "records": Provide(lambda: services["records"], sync_to_thread=False),
-            "transactions": Provide(lambda: services["transactions"], sync_to_thread=False),
+            "records": service("records"),
+            "transactions": service("transactions"),
+            "verifier": service("verifier"),
+            "oidc": service("oidc"),
+            "caller": Provide(bearer_caller),
         },
+        middleware=[CookieBackendConfig(
+            secret=bytes.fromhex(settings.session_secret)[:32], key="bilan_session",
+            max_age=settings.session_max_age, secure=secure, httponly=True, samesite="lax",
+            exclude=API_PATHS).middleware],
+        csrf_config=CSRFConfig(secret=settings.session_secret, cookie_name="bilan_csrf",
+                               cookie_secure=secure, cookie_samesite="lax", exclude=API_PATHS),
+        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         exception_handlers=HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=None,

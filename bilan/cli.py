@@ -4,8 +4,10 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 from pathlib import Path
 
+from bilan.demo.idp import local_provider
 from bilan.serving import serve
 from bilan.settings import get_settings
 from bilan.storage.database import create_engine
@@ -22,18 +24,30 @@ def main(argv: list[str] | None = None) -> None:
         sub.add_argument("--port", type=int, default=8000)
         sub.add_argument("--workers", type=int, default=1, help="worker processes")
     commands.add_parser("migrate", help="apply the database migrations and exit")
+    token = commands.add_parser("dev-token", help="get an access token for a demo client "
+                                "(client credentials, private_key_jwt) and print it")
+    token.add_argument("--client", default="practice-software-demo",
+                       help="client id (practice-software-demo, lab-middleware-demo)")
+    token.add_argument("--scope", help="scopes to ask for (default: all the demo client may have)")
+    token.add_argument("--key", type=Path, help="private JWK (default: the demo key of the client)")
     load = commands.add_parser("catalogue", help="load the lab's exam catalogue from a CSV")
     load.add_argument("path", type=Path, nargs="?", help="CSV file (default: BILAN_CATALOGUE_PATH)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=get_settings().log_level,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if args.command == "migrate":
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its lines carry URLs and queries
+    if args.command == "dev-token":
+        from bilan.auth.client_credentials import request_token
+
+        print(request_token(get_settings().oidc_issuer, args.client, args.scope, args.key))
+    elif args.command == "migrate":
         asyncio.run(_migrate())
     elif args.command == "catalogue":
         asyncio.run(_load_catalogue(args.path or get_settings().catalogue_path))
     elif args.command == "demo":
         asyncio.run(_demo())
-        _serve(args.host, args.port, args.workers)
+        with local_provider(args.host, args.port):
+            _serve(args.host, args.port, args.workers)
     else:
         asyncio.run(_migrate())
         _serve(args.host, args.port, args.workers)
@@ -68,6 +82,9 @@ async def _demo() -> None:
 
 
 def _serve(host: str, port: int, workers: int) -> None:
+    # Every worker must read the session cookies the others wrote.
+    os.environ.setdefault("BILAN_SESSION_SECRET", secrets.token_hex(32))
+    get_settings.cache_clear()
     settings = get_settings()
     if not os.environ.get("BILAN_BASE_URL"):
         os.environ["BILAN_BASE_URL"] = f"http://{host}:{port}/fhir"

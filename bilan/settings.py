@@ -1,5 +1,6 @@
 """One typed settings object, read from BILAN_* environment variables."""
 
+import secrets
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,11 +28,37 @@ class Settings(BaseSettings):
         default=ROOT.parent / "shared" / "catalogue" / "catalogue.csv",
         description="CSV of the lab's exam catalogue loaded by `bilan demo` and `bilan catalogue`.",
     )
+    oidc_issuer: str = Field(
+        default="http://127.0.0.1:9400",
+        description="OpenID provider whose access tokens bilan accepts (Pro Santé Connect, the "
+                    "patients' provider, or the local deploy/idp provider).",
+    )
+    oidc_client_id: str = Field(default="bilan-web", description="bilan's client id at the provider.")
+    oidc_client_secret: str = Field(
+        default="bilan-web-demo-secret", description="bilan's client secret at the provider.")
+    session_secret: str = Field(
+        default_factory=lambda: secrets.token_hex(32),
+        description="Key (hex, 32 bytes) encrypting session cookies; the same for every worker.",
+    )
+    session_max_age: int = Field(default=8 * 3600, description="Seconds a login lasts at most.")
+    session_idle: int = Field(default=30 * 60, description="Seconds without activity that end a login.")
+    token_audience: str | None = Field(
+        default=None, description="Audience access tokens must name; the FHIR base URL if unset.",
+    )
     max_body_bytes: int = Field(default=5 * 1024 * 1024, description="Largest request body accepted.")
     default_page_size: int = Field(default=20, description="Search page size when _count is absent.")
     max_page_size: int = Field(default=500, description="Upper bound for _count.")
     pool_size: int = Field(default=10, description="Database connections kept per worker (PostgreSQL).")
     log_level: str = Field(default="INFO", description="Application log level.")
+
+
+def audience(settings: Settings) -> str:
+    return settings.token_audience or settings.base_url.rstrip("/")
+
+
+def web_root(settings: Settings) -> str:
+    """Where the web pages live: the FHIR base URL without its /fhir."""
+    return settings.base_url.rstrip("/").removesuffix("/fhir")
 
 
 @lru_cache

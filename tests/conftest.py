@@ -10,17 +10,21 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 
-from bilan.app import create_app
-from bilan.demo.prescriptions import PrescriptionSpec, bundle, random_spec
+from bilan.app import build_services, create_app
+from bilan.demo.load import LAB_CRITERIA, lab_organization
+from bilan.demo.prescriptions import PrescriptionSpec, bundle
 from bilan.prescription import catalogue
 from bilan.settings import Settings
 from bilan.storage.database import create_engine
 from bilan.storage.migrate import upgrade
+from tests.helpers import prescription_spec
+from tests.identity import LAB_SCOPES, PRACTICE_SCOPES, machine_auth, start_idp, user_auth
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -42,30 +46,48 @@ async def _create_schema(url: str, schema: str, drop: bool = False) -> None:
 
 
 async def _prepare(settings: Settings) -> None:
+    """The schema, the catalogue and the demo lab, as `bilan demo` sets them up."""
     engine = create_engine(settings)
     try:
         await upgrade(engine)
         async with engine.begin() as conn:
             await catalogue.replace(conn, catalogue.read_csv(settings.catalogue_path))
+        records, _ = build_services(engine, settings)
+        await records.create(None, lab_organization(), if_none_exist=LAB_CRITERIA)
     finally:
         await engine.dispose()
 
 
 @pytest.fixture(scope="session")
-def settings() -> Iterator[Settings]:
-    url = os.environ.get("BILAN_TEST_DATABASE_URL")
+def web_root() -> str:
+    """Where bilan listens in the tests (its FHIR base is web_root + /fhir)."""
+    return f"http://127.0.0.1:{_free_port()}"
+
+
+@pytest.fixture(scope="session")
+def issuer(web_root: str) -> Iterator[str]:
+    """A real OpenID provider (deploy/idp) issuing tokens for the test service."""
     port = _free_port()
-    base = f"http://127.0.0.1:{port}/fhir"
+    process = start_idp(port, f"{web_root}/fhir", f"{web_root}/auth/callback", f"{web_root}/")
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def settings(web_root: str, issuer: str) -> Iterator[Settings]:
+    url = os.environ.get("BILAN_TEST_DATABASE_URL")
+    common = {"base_url": f"{web_root}/fhir", "oidc_issuer": issuer}
     if url and url.startswith("postgresql"):
         schema = f"test_{uuid.uuid4().hex[:10]}"
         asyncio.run(_create_schema(url, schema))
         try:
-            yield Settings(database_url=url, database_schema=schema, base_url=base)
+            yield Settings(database_url=url, database_schema=schema, **common)
         finally:
             asyncio.run(_create_schema(url, schema, drop=True))
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            yield Settings(database_url=url or f"sqlite+aiosqlite:///{tmp}/bilan-test.db", base_url=base)
+            yield Settings(database_url=url or f"sqlite+aiosqlite:///{tmp}/bilan-test.db", **common)
 
 
 @pytest.fixture(scope="session")
@@ -87,12 +109,44 @@ def server(settings: Settings) -> Iterator[str]:
     thread.join(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def fhir(server: str) -> Iterator[httpx.Client]:
-    """An HTTP client on the FHIR base URL, sending and accepting FHIR JSON."""
+def client(base_url: str, auth: httpx.Auth | None) -> httpx.Client:
     headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
-    with httpx.Client(base_url=server, headers=headers, timeout=30) as client:
-        yield client
+    return httpx.Client(base_url=base_url, headers=headers, timeout=30, auth=auth)
+
+
+@pytest.fixture(scope="session")
+def fhir(server: str, issuer: str) -> Iterator[httpx.Client]:
+    """The demo practice software (acting for Dr Lambert) on the FHIR API."""
+    with client(server, machine_auth(issuer, "practice-software-demo", PRACTICE_SCOPES)) as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
+def lab_middleware(server: str, issuer: str) -> Iterator[httpx.Client]:
+    """The demo lab's analyser middleware on the FHIR API."""
+    with client(server, machine_auth(issuer, "lab-middleware-demo", LAB_SCOPES)) as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
+def as_user(server: str, issuer: str, web_root: str) -> Iterator[Any]:
+    """as_user("bio.durand"): the FHIR API with the token of a person who logged in."""
+    opened: dict[str, httpx.Client] = {}
+
+    def open_as(username: str) -> httpx.Client:
+        if username not in opened:
+            opened[username] = client(server, user_auth(issuer, username, f"{web_root}/auth/callback"))
+        return opened[username]
+
+    yield open_as
+    for api in opened.values():
+        api.close()
+
+
+@pytest.fixture(scope="session")
+def anonymous(server: str) -> Iterator[httpx.Client]:
+    with client(server, None) as api:
+        yield api
 
 
 @pytest.fixture
@@ -103,7 +157,8 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
 
 @pytest.fixture
 def spec(rng: random.Random) -> PrescriptionSpec:
-    return random_spec(rng)
+    """A prescription signed by Dr Lambert, for whom the demo practice software acts."""
+    return prescription_spec(rng)
 
 
 @pytest.fixture

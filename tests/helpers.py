@@ -4,7 +4,10 @@ from typing import Any
 
 import httpx
 
+from bilan.demo.prescriptions import PrescriptionSpec, random_spec
 from bilan.settings import ROOT
+
+DEMO_PRESCRIBER_RPPS = "10003456786"  # the demo practice software acts for this prescriber
 
 ANS_FIXTURES = ROOT.parent / "shared" / "fixtures" / "ansforge"
 ANS_CDA_EXAMPLES = sorted((ANS_FIXTURES / "TestContenuCDA-3-0" / "ExemplesCDA").glob("*.xml"))
@@ -52,3 +55,10 @@ def search(fhir: httpx.Client, path: str, **params: Any) -> dict[str, Any]:
 def ids(bundle: dict[str, Any], mode: str = "match") -> set[str]:
     return {f"{e['resource']['resourceType']}/{e['resource']['id']}"
             for e in bundle.get("entry", []) if e["search"]["mode"] == mode}
+
+
+def prescription_spec(rng: Any) -> PrescriptionSpec:
+    """A random prescription signed by Dr Lambert, for whom the demo practice software acts."""
+    spec = random_spec(rng)
+    spec.prescriber.rpps = DEMO_PRESCRIBER_RPPS
+    return spec

@@ -1,16 +1,23 @@
 """An independent FHIR client (fhirpy) uses bilan as a prescriber's software would."""
 
-import httpx
+from bilan.auth.client_credentials import request_token
 from fhirpy import SyncFHIRClient
 
-from bilan.demo.prescriptions import bundle
+from bilan.demo.prescriptions import bundle, make_rpps
 from bilan.prescription.ins import INS_NIR_TEST
+from tests.identity import PRACTICE_SCOPES
 
 
-def test_fhirpy_posts_a_prescription_and_finds_it(server: str, spec) -> None:
-    client = SyncFHIRClient(server, extra_headers={"Accept": "application/fhir+json"})
+def _client(server: str, issuer: str) -> SyncFHIRClient:
+    token = request_token(issuer, "practice-software-demo", PRACTICE_SCOPES)
+    return SyncFHIRClient(server, authorization=f"Bearer {token}",
+                          extra_headers={"Accept": "application/fhir+json"})
 
-    response = httpx.post(server, json=bundle(spec), headers={"Content-Type": "application/fhir+json"})
+
+def test_fhirpy_posts_a_prescription_and_finds_it(server: str, issuer: str, spec, fhir) -> None:
+    client = _client(server, issuer)
+
+    response = fhir.post("", json=bundle(spec))
     assert response.status_code == 200
     patient = client.resources("Patient").search(identifier=f"{INS_NIR_TEST}|{spec.patient.ins}").first()
     requests = client.resources("ServiceRequest").search(
@@ -21,11 +28,11 @@ def test_fhirpy_posts_a_prescription_and_finds_it(server: str, spec) -> None:
     assert client.resources("ServiceRequest").search(requisition=spec.requisition).count() == len(spec.exams)
 
 
-def test_fhirpy_creates_updates_and_reads_back(server: str, spec) -> None:
-    client = SyncFHIRClient(server)
+def test_fhirpy_creates_updates_and_reads_back(server: str, issuer: str, rng) -> None:
+    client = _client(server, issuer)
     practitioner = client.resource("Practitioner", identifier=[
-        {"system": "https://rpps.esante.gouv.fr", "value": spec.prescriber.rpps}],
-        name=[{"family": spec.prescriber.family}])
+        {"system": "https://rpps.esante.gouv.fr", "value": make_rpps(rng)}],
+        name=[{"family": "Fontaine"}])
     practitioner.save()
     practitioner["name"][0]["given"] = ["Anne"]
     practitioner.save()

@@ -5,15 +5,15 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from bilan.demo.prescriptions import PrescriptionSpec, bundle, random_spec
+from bilan.demo.prescriptions import PrescriptionSpec, bundle
 from bilan.prescription.ins import INS_NIR_TEST
 from bilan.prescription.practitioners import RPPS
-from tests.helpers import ids, locations, post_bundle, search
+from tests.helpers import prescription_spec, ids, locations, post_bundle, search
 
 
 @pytest.fixture
 def stored(fhir: httpx.Client, rng) -> tuple[PrescriptionSpec, list[str]]:
-    spec = random_spec(rng)
+    spec = prescription_spec(rng)
     spec.authored = datetime(2031, 2, rng.randint(1, 28), 10, 0, tzinfo=timezone.utc)
     spec.patient.family = f"Éléonore-{rng.randint(0, 10**9)}"
     response = post_bundle(fhir, bundle(spec))
@@ -121,10 +121,10 @@ def test_include_and_revinclude(fhir, stored) -> None:
 
 
 def test_sort_by_authored(fhir, rng) -> None:
-    base = random_spec(rng)
+    base = prescription_spec(rng)
     dates = [datetime(2032, 3, day, tzinfo=timezone.utc) for day in (5, 1, 9)]
     for number, when in enumerate(dates):
-        spec = random_spec(rng)
+        spec = prescription_spec(rng)
         spec.patient, spec.prescriber, spec.authored = base.patient, base.prescriber, when
         spec.requisition = f"{base.requisition}-{number}"
         spec.exams = spec.exams[:1]

@@ -2,6 +2,7 @@
 CapabilityStatement is built from those names."""
 
 from typing import Any
+from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import State
@@ -10,6 +11,9 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
 from bilan import __version__
+from bilan.api.smart import capability_security, smart_configuration_document
+from bilan.auth.caller import Caller
+from bilan.auth.tokens import TokenVerifier
 from bilan.api.negotiation import fhir_response, version_headers
 from bilan.fhir.bundles import history as history_bundle
 from bilan.fhir.bundles import searchset
@@ -62,34 +66,37 @@ class FhirController(Controller):
     path = "/fhir"
 
     @get("/metadata", opt={"interaction": "capabilities"})
-    async def metadata(self, request: AnyRequest, settings: NamedDependency[Settings]) -> Response[bytes]:
+    async def metadata(self, request: AnyRequest, settings: NamedDependency[Settings],
+                       verifier: NamedDependency[TokenVerifier]) -> Response[bytes]:
         interactions = [h.opt["interaction"] for h in type_handlers()]
         system = [h.opt["interaction"] for h in system_handlers()]
+        security = capability_security(await smart_configuration_document(verifier))
         return fhir_response(request, capability_statement(
-            settings.base_url, interactions, system, __version__))
+            settings.base_url, interactions, system, __version__, security))
 
     @post("/", opt={"interaction": "transaction", "level": "system"})
-    async def transaction(self, request: AnyRequest, transactions: NamedDependency[Transactions]) -> Response[bytes]:
-        return fhir_response(request, await transactions.process(await _body(request)))
+    async def transaction(self, request: AnyRequest, transactions: NamedDependency[Transactions],
+                          caller: NamedDependency[Caller]) -> Response[bytes]:
+        return fhir_response(request, await transactions.process(caller, await _body(request)))
 
     @post("/{resource_type:str}", opt={"interaction": "create", "level": "type"})
     async def create(self, request: AnyRequest, resource_type: FromPath[str], records: NamedDependency[Records],
-                     settings: NamedDependency[Settings]) -> Response[bytes]:
+                     settings: NamedDependency[Settings], caller: NamedDependency[Caller]) -> Response[bytes]:
         resource = await _body(request)
         if resource.get("resourceType") != _type(resource_type):
             raise bad_request(f"The body is a {resource.get('resourceType')}, the URL names "
                               f"{resource_type}", "resourceType")
-        saved = await records.create(resource, request.headers.get("if-none-exist"))
+        saved = await records.create(caller, resource, request.headers.get("if-none-exist"))
         return _saved_response(request, saved, settings.base_url)
 
     @get("/{resource_type:str}", opt={"interaction": "search-type", "level": "type"})
     async def search(self, request: AnyRequest, resource_type: FromPath[str], records: NamedDependency[Records],
-                     settings: NamedDependency[Settings]) -> Response[bytes]:
+                     settings: NamedDependency[Settings], caller: NamedDependency[Caller]) -> Response[bytes]:
         params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")]
         strict = "handling=strict" in request.headers.get("prefer", "")
         query = parse_search(_type(resource_type), params, default_count=settings.default_page_size,
                              max_count=settings.max_page_size, strict=strict)
-        result = await records.search(query)
+        result = await records.search(caller, query, urlencode(params))
         applied = [(k, v) for k, v in params if k not in query.ignored]
         return fhir_response(request, searchset(
             settings.base_url, resource_type, applied, result.total, query.offset, query.count,
@@ -97,46 +104,50 @@ class FhirController(Controller):
 
     @get("/{resource_type:str}/_history", opt={"interaction": "history-type", "level": "type"})
     async def type_history(self, request: AnyRequest, resource_type: FromPath[str], records: NamedDependency[Records],
-                           settings: NamedDependency[Settings]) -> Response[bytes]:
-        return await _history(request, _type(resource_type), None, records, settings)
+                           settings: NamedDependency[Settings], caller: NamedDependency[Caller]) -> Response[bytes]:
+        return await _history(request, caller, _type(resource_type), None, records, settings)
 
     @get("/{resource_type:str}/{resource_id:str}", opt={"interaction": "read", "level": "type"})
     async def read(self, request: AnyRequest, resource_type: FromPath[str], resource_id: FromPath[str],
-                   records: NamedDependency[Records]) -> Response[bytes]:
-        stored = await records.read(_type(resource_type), resource_id)
+                   records: NamedDependency[Records], caller: NamedDependency[Caller]) -> Response[bytes]:
+        stored = await records.read(caller, _type(resource_type), resource_id)
         return fhir_response(request, stored.content, headers=version_headers(stored))
 
     @put("/{resource_type:str}/{resource_id:str}", opt={"interaction": "update", "level": "type"})
     async def update(self, request: AnyRequest, resource_type: FromPath[str], resource_id: FromPath[str],
-                     records: NamedDependency[Records], settings: NamedDependency[Settings]) -> Response[bytes]:
-        saved = await records.update(_type(resource_type), resource_id, await _body(request),
+                     records: NamedDependency[Records], settings: NamedDependency[Settings],
+                     caller: NamedDependency[Caller]) -> Response[bytes]:
+        saved = await records.update(caller, _type(resource_type), resource_id, await _body(request),
                                      _if_match(request))
         return _saved_response(request, saved, settings.base_url)
 
     @delete("/{resource_type:str}/{resource_id:str}", status_code=204,
             opt={"interaction": "delete", "level": "type"})
-    async def remove(self, resource_type: FromPath[str], resource_id: FromPath[str], records: NamedDependency[Records]) -> None:
-        await records.delete(_type(resource_type), resource_id)
+    async def remove(self, resource_type: FromPath[str], resource_id: FromPath[str],
+                     records: NamedDependency[Records], caller: NamedDependency[Caller]) -> None:
+        await records.delete(caller, _type(resource_type), resource_id)
 
     @get("/{resource_type:str}/{resource_id:str}/_history",
          opt={"interaction": "history-instance", "level": "type"})
     async def instance_history(self, request: AnyRequest, resource_type: FromPath[str], resource_id: FromPath[str],
-                               records: NamedDependency[Records], settings: NamedDependency[Settings]) -> Response[bytes]:
-        return await _history(request, _type(resource_type), resource_id, records, settings)
+                               records: NamedDependency[Records], settings: NamedDependency[Settings],
+                               caller: NamedDependency[Caller]) -> Response[bytes]:
+        return await _history(request, caller, _type(resource_type), resource_id, records, settings)
 
     @get("/{resource_type:str}/{resource_id:str}/_history/{version_id:str}",
          opt={"interaction": "vread", "level": "type"})
     async def vread(self, request: AnyRequest, resource_type: FromPath[str], resource_id: FromPath[str],
-                    version_id: FromPath[str], records: NamedDependency[Records]) -> Response[bytes]:
-        stored = await records.vread(_type(resource_type), resource_id, version_id)
+                    version_id: FromPath[str], records: NamedDependency[Records],
+                    caller: NamedDependency[Caller]) -> Response[bytes]:
+        stored = await records.vread(caller, _type(resource_type), resource_id, version_id)
         return fhir_response(request, stored.content, headers=version_headers(stored))
 
 
-async def _history(request: AnyRequest, resource_type: FromPath[str], resource_id: str | None,
-                   records: NamedDependency[Records], settings: NamedDependency[Settings]) -> Response[bytes]:
+async def _history(request: AnyRequest, caller: Caller, resource_type: str, resource_id: str | None,
+                   records: Records, settings: Settings) -> Response[bytes]:
     count = _int_param(request, "_count", settings.default_page_size, settings.max_page_size)
     offset = _int_param(request, "_offset", 0, None)
-    total, versions = await records.history(resource_type, resource_id, count, offset)
+    total, versions = await records.history(caller, resource_type, resource_id, count, offset)
     path = f"{resource_type}/{resource_id}/_history" if resource_id else f"{resource_type}/_history"
     return fhir_response(request, history_bundle(settings.base_url, path, total, offset, count, versions))
 

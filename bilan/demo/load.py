@@ -15,6 +15,8 @@ from bilan.settings import Settings
 from bilan.storage.database import create_engine
 
 LAB_FINESS = "750100001"
+LAB_IDENTIFIER = ("urn:oid:1.2.250.1.71.4.2.2", f"1{LAB_FINESS}")
+LAB_CRITERIA = f"identifier={LAB_IDENTIFIER[0]}|{LAB_IDENTIFIER[1]}"
 
 PRESCRIBERS = [
     Prescriber("10003456786", "Lambert", "Claire"),
@@ -34,8 +36,8 @@ async def load_demo(settings: Settings) -> None:
     try:
         async with engine.begin() as conn:
             count = await catalogue.replace(conn, catalogue.read_csv(settings.catalogue_path))
-        await records.create(_lab(), if_none_exist=f"identifier=urn:oid:1.2.250.1.71.4.2.2|1{LAB_FINESS}")
-        await records.create(_provisional(), if_none_exist="identifier=https://bilan.sante.fr/fhir/sid/lab-patient|DEMO-PROV-1")
+        await records.create(None, lab_organization(), if_none_exist=LAB_CRITERIA)
+        await records.create(None, _provisional(), if_none_exist="identifier=https://bilan.sante.fr/fhir/sid/lab-patient|DEMO-PROV-1")
         rng = random.Random(2026)
         for number, person in enumerate(QUALIFIED, start=1):
             spec = PrescriptionSpec(
@@ -44,20 +46,21 @@ async def load_demo(settings: Settings) -> None:
                 urgent={EXAMS[0][0]} if number == 1 else set(),
                 pregnant=number == 3, anticoagulant="Warfarine" if number == 2 else None,
                 clinical_question="Asthénie depuis 3 semaines, bilan de débrouillage",
-                flags={"prevention": number == 3},
+                flags={"prevention": number == 3}, lab=LAB_IDENTIFIER,
                 authored=datetime(2026, 11, 20 + number, 9, 30, tzinfo=timezone.utc),
             )
-            await transactions.process(bundle(spec))
+            await transactions.process(None, bundle(spec))
     finally:
         await engine.dispose()
     print(f"demo data loaded: {count} catalogue entries, 1 lab, {len(PRESCRIBERS)} prescribers, "
           f"{len(QUALIFIED) + 1} patients, {len(QUALIFIED)} prescriptions")
 
 
-def _lab() -> dict:
+def lab_organization() -> dict:
+    """The demo lab; its FINESS is the one the demo lab accounts and middleware act for."""
     return {
         "resourceType": "Organization",
-        "identifier": [{"system": "urn:oid:1.2.250.1.71.4.2.2", "value": f"1{LAB_FINESS}"}],
+        "identifier": [{"system": LAB_IDENTIFIER[0], "value": LAB_IDENTIFIER[1]}],
         "type": [{"coding": [{"system": "https://mos.esante.gouv.fr/NOS/TRE_R66-CategorieEtablissement/FHIR/TRE-R66-CategorieEtablissement",
                               "code": "611", "display": "Laboratoire de biologie médicale"}]}],
         "name": "Laboratoire Bilan Paris Est",

@@ -94,6 +94,7 @@ class PrescriptionSpec:
     weight_kg: float | None = 70.0
     clinical_question: str | None = None
     flags: dict[str, bool] = field(default_factory=dict)
+    lab: tuple[str, str] | None = None  # (system, value) of the lab it is addressed to
     authored: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
@@ -194,6 +195,8 @@ def bundle(spec: PrescriptionSpec) -> dict[str, Any]:
             request["extension"] = extensions
         if spec.clinical_question:
             request["note"] = [{"text": spec.clinical_question}]
+        if spec.lab:
+            request["performer"] = [{"reference": f"Organization?identifier={spec.lab[0]}|{spec.lab[1]}"}]
         entries.append(_entry(f"urn:uuid:{uuid.uuid4()}", request))
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 

@@ -130,11 +130,23 @@ PARAMS: tuple[SearchParam, ...] = (
     _p("DocumentReference", "status", "token", "status"),
     _p("DocumentReference", "date", "date", "date"),
     _p("DocumentReference", "relatesto", "reference", "relatesTo.target", targets=("DocumentReference",)),
+    _p("AuditEvent", "patient", "reference", "entity.what", targets=("Patient",),
+       doc="The patient whose data was accessed"),
+    _p("AuditEvent", "entity", "reference", "entity.what",
+       targets=("Patient", "ServiceRequest", "Observation", "Condition", "Specimen", "Task",
+                "DiagnosticReport", "DocumentReference", "Practitioner", "PractitionerRole",
+                "Organization")),
+    _p("AuditEvent", "date", "date", "recorded"),
+    _p("AuditEvent", "subtype", "token", "subtype"),
+    _p("AuditEvent", "action", "token", "action"),
+    _p("AuditEvent", "outcome", "token", "outcome"),
+    _p("AuditEvent", "altid", "token", "agent.altId"),
 )
 
 RESOURCE_TYPES: tuple[str, ...] = (
     "Patient", "Practitioner", "PractitionerRole", "Organization", "ServiceRequest",
     "Observation", "Condition", "Specimen", "Task", "DiagnosticReport", "DocumentReference",
+    "AuditEvent",
 )
 
 # Parameters every resource type has, served from the resource table itself.

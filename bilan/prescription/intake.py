@@ -6,10 +6,14 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bilan.auth.caller import Caller
 from bilan.fhir.dates import utc_now
-from bilan.fhir.outcomes import Issue, conflict
+from bilan.fhir.outcomes import FhirError, Issue, conflict
+from bilan.fhir.references import literal
 from bilan.prescription import catalogue
 from bilan.prescription.exams import LAB_CATEGORY, flagged_unknown, loinc_codes
+from bilan.prescription.practitioners import RPPS
+from bilan.records.service import Denied
 from bilan.records.transaction import Entry
 from bilan.storage.repository import Repository
 from bilan.storage.tables import prescriptions
@@ -66,10 +70,13 @@ class PrescriptionIntake:
                 "business-rule", severity="warning", expression=f"{path}.category"))
         return issues
 
-    async def before_write(self, repo: Repository, entries: list[Entry]) -> dict[str, Any] | None:
+    async def before_write(self, repo: Repository, caller: Caller | None,
+                           entries: list[Entry]) -> dict[str, Any] | None:
         requests = _requests(entries)
         if not requests:
             return None
+        if caller is not None and caller.for_prescriber:
+            await _check_own_prescription(repo, caller, entries, requests[0])
         key = prescription_key(requests[0].resource)
         codes = _codes(requests)
         previous = await _find(repo.conn, key)
@@ -104,6 +111,31 @@ class PrescriptionIntake:
             patient=requests[0].resource["subject"].get("reference", ""),
             exam_codes=_codes(requests), received_at=utc_now(), response=response,
         ))
+
+
+async def _check_own_prescription(repo: Repository, caller: Caller, entries: list[Entry],
+                                  request: Entry) -> None:
+    """A prescriber, or software acting for one, sends only prescriptions they sign."""
+    # What each entry stands for: the stored resource when ifNoneExist found one, else the
+    # resource as sent (references already resolved).
+    sent = {e.reference: (e.existing.content if e.method == "POST" and e.existing else e.resource)
+            for e in entries if e.id and e.resource}
+
+    async def resource(reference: str) -> dict[str, Any] | None:
+        if reference in sent:
+            return sent[reference]
+        key = literal(reference)
+        stored = await repo.read(*key) if key else None
+        return stored.content if stored and not stored.deleted else None
+
+    requester = await resource(request.resource["requester"].get("reference", ""))
+    if requester and requester["resourceType"] == "PractitionerRole":
+        requester = await resource((requester.get("practitioner") or {}).get("reference", ""))
+    rpps = {i.get("value") for i in (requester or {}).get("identifier", []) if i.get("system") == RPPS}
+    if caller.rpps not in rpps:
+        raise Denied(caller, "transaction", FhirError(403, [Issue(
+            "The prescription's requester is not the prescriber this token acts for", "forbidden",
+            expression=f"{request.path}.resource.requester")]), [])
 
 
 def prescription_key(request: dict[str, Any]) -> tuple[str, str, str]:

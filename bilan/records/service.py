@@ -3,9 +3,13 @@
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterable
 
 from sqlalchemy.exc import IntegrityError
+
+from bilan.auth import access
+from bilan.auth.audit import OUTCOME_DENIED, OUTCOME_SUCCESS, audit_event, patients_of
+from bilan.auth.caller import Caller
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bilan.fhir.dates import utc_now
@@ -37,6 +41,9 @@ def invalid(issues: list[Issue]) -> FhirError:
 
 
 class Records:
+    """Every interaction takes the caller: `None` only for bilan's own code (demo loader,
+    migrations of data), never for a request."""
+
     def __init__(self, engine: AsyncEngine, validator: Validator, base_url: str):
         self.engine = engine
         self.validator = validator
@@ -44,86 +51,185 @@ class Records:
 
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[Repository]:
-        """One database transaction; storage conflicts become FHIR errors here."""
+        """One database transaction; storage conflicts become FHIR errors here, and a refusal
+        is recorded once the refused transaction has rolled back."""
         try:
             async with self.engine.begin() as conn:
                 yield Repository(conn)
         except StaleVersion as exc:
             raise conflict(f"{exc.resource_type}/{exc.resource_id} was changed by someone else: "
                            "read it again and retry") from None
+        except Denied as denial:
+            raise await self.denied(denial.caller, denial.interaction, denial.error,
+                                    denial.touched, denial.patients) from None
 
-    async def read(self, resource_type: str, resource_id: str) -> Stored:
+    async def audit(self, repo: Repository, caller: Caller | None, interaction: str, *,
+                    patients: Iterable[str] = (), touched: Iterable[str] = (),
+                    query: str | None = None, outcome: str = OUTCOME_SUCCESS,
+                    detail: str | None = None) -> None:
+        """Record the access in the caller's transaction, so it is stored with what it describes."""
+        if caller is None:
+            return
+        event = audit_event(caller, interaction, outcome, utc_now(), patients, touched, query, detail)
+        await repo.save([Write("AuditEvent", new_id(), event, "POST")], utc_now())
+
+    async def denied(self, caller: Caller | None, interaction: str, error: FhirError,
+                     touched: Iterable[str] = (), patients: Iterable[str] = ()) -> FhirError:
+        """Record a refused access (in its own transaction: the refused one rolls back)."""
         async with self.unit() as repo:
-            found = await repo.read(resource_type, resource_id)
-        return _live(found, resource_type, resource_id)
+            await self.audit(repo, caller, interaction, touched=touched, patients=patients,
+                             outcome=OUTCOME_DENIED, detail=str(error))
+        return error
 
-    async def vread(self, resource_type: str, resource_id: str, version: str) -> Stored:
+    async def record_session(self, caller: Caller, interaction: str) -> None:
+        """Audit a login or logout; a patient's lands in their own trail."""
+        async with self.unit() as repo:
+            patients: set[str] = set()
+            if caller.kind == "patient":
+                found = await store_search.search(repo.conn, SearchQuery("Patient", count=5),
+                                                  self.base_url, lambda t: access.visible(caller, t))
+                patients = {f"Patient/{s.id}" for s in found.matches}
+            await self.audit(repo, caller, interaction, patients=patients)
+
+    async def read(self, caller: Caller | None, resource_type: str, resource_id: str) -> Stored:
+        async with self.unit() as repo:
+            found = _live(await repo.read(resource_type, resource_id), resource_type, resource_id)
+            await self.check_read(repo, caller, "read", found)
+            await self.audit(repo, caller, "read", patients=patients_of(found.content),
+                             touched=[f"{resource_type}/{resource_id}"])
+        return found
+
+    async def vread(self, caller: Caller | None, resource_type: str, resource_id: str,
+                    version: str) -> Stored:
         if not version.isdigit():
             raise not_found(resource_type, f"{resource_id}/_history/{version}")
         async with self.unit() as repo:
             found = await repo.read_version(resource_type, resource_id, int(version))
-        if found is None:
-            raise not_found(resource_type, f"{resource_id}/_history/{version}")
+            if found is None:
+                raise not_found(resource_type, f"{resource_id}/_history/{version}")
+            await self.check_read(repo, caller, "vread", found)
+            await self.audit(repo, caller, "vread", patients=patients_of(found.content),
+                             touched=[f"{resource_type}/{resource_id}"])
         if found.deleted:
             raise gone(resource_type, f"{resource_id}/_history/{version}")
         return found
 
-    async def history(self, resource_type: str, resource_id: str | None, count: int,
-                      offset: int) -> tuple[int, list[Stored]]:
+    async def history(self, caller: Caller | None, resource_type: str, resource_id: str | None,
+                      count: int, offset: int) -> tuple[int, list[Stored]]:
+        interaction = "history-instance" if resource_id else "history-type"
         async with self.unit() as repo:
-            if resource_id is not None and await repo.read(resource_type, resource_id) is None:
-                raise not_found(resource_type, resource_id)
-            return await repo.history(resource_type, resource_id, count, offset)
+            if resource_id is not None:
+                current = await repo.read(resource_type, resource_id)
+                if current is None:
+                    raise not_found(resource_type, resource_id)
+                await self.check_read(repo, caller, interaction, current)
+            elif caller is not None:
+                _require_read_scope(caller, interaction, resource_type)
+            allowed = access.readable(caller, resource_type) if caller else None
+            total, versions = await repo.history(resource_type, resource_id, count, offset, allowed)
+            await self.audit(repo, caller, interaction,
+                             patients={p for v in versions for p in patients_of(v.content)},
+                             touched={f"{v.resource_type}/{v.id}" for v in versions})
+        return total, versions
 
-    async def search(self, query: SearchQuery) -> SearchResult:
+    async def search(self, caller: Caller | None, query: SearchQuery,
+                     query_text: str = "") -> SearchResult:
+        restrict = (lambda t: access.readable(caller, t)) if caller else store_search.everything
         async with self.unit() as repo:
-            return await store_search.search(repo.conn, query, self.base_url)
+            if caller is not None:
+                _require_read_scope(caller, "search-type", query.resource_type)
+            result = await store_search.search(repo.conn, query, self.base_url, restrict)
+            found = result.matches + result.included
+            await self.audit(repo, caller, "search-type",
+                             patients={p for s in found for p in patients_of(s.content)},
+                             query=f"{query.resource_type}?{query_text}")
+        return result
 
-    async def create(self, resource: dict[str, Any], if_none_exist: str | None = None) -> Saved:
+    async def create(self, caller: Caller | None, resource: dict[str, Any],
+                     if_none_exist: str | None = None) -> Saved:
         resource = {k: v for k, v in resource.items() if k != "id"}
+        resource_type = resource["resourceType"]
+        await self.check_write(caller, "create", resource_type)
         issues = self.validator.check(resource)
         if errors_only(issues):
             raise invalid(issues)
-        resource_type = resource["resourceType"]
         async with self.unit() as repo:
             if if_none_exist:
                 existing = await self.find_existing(repo, resource_type, if_none_exist)
                 if existing is not None:
+                    await self.check_read(repo, caller, "create", existing)
                     return Saved(existing, created=False)
             resource = await self._linked(repo, resource)
-            [stored] = await repo.save([Write(resource_type, new_id(), resource, "POST")], utc_now())
+            [stored] = await repo.save([Write(resource_type, new_id(), resource, "POST")], utc_now(),
+                                       access.owner_key(caller))
+            await self.audit(repo, caller, "create", patients=patients_of(stored.content),
+                             touched=[f"{resource_type}/{stored.id}"])
         return Saved(stored, created=True, warnings=tuple(issues))
 
-    async def update(self, resource_type: str, resource_id: str, resource: dict[str, Any],
-                     if_match: int | None = None) -> Saved:
+    async def update(self, caller: Caller | None, resource_type: str, resource_id: str,
+                     resource: dict[str, Any], if_match: int | None = None) -> Saved:
         if resource.get("resourceType") != resource_type:
             raise bad_request(f"The body is a {resource.get('resourceType')}, the URL names "
                               f"{resource_type}", "resourceType")
         if resource.get("id") != resource_id:
             raise bad_request(f"The body's id ({resource.get('id')}) must equal the URL's "
                               f"({resource_id})", f"{resource_type}.id")
+        await self.check_write(caller, "update", resource_type)
         issues = self.validator.check(resource)
         if errors_only(issues):
             raise invalid(issues)
         async with self.unit() as repo:
             current = await repo.read(resource_type, resource_id)
+            if current is not None and not current.deleted:
+                await self.check_read(repo, caller, "update", current)
             _check_version(current, if_match, resource_type, resource_id)
             resource = await self._linked(repo, resource)
             expected = current.version_id if current else None
             try:
                 [stored] = await repo.save(
-                    [Write(resource_type, resource_id, resource, "PUT", expected)], utc_now())
+                    [Write(resource_type, resource_id, resource, "PUT", expected)], utc_now(),
+                    access.owner_key(caller))
             except IntegrityError:
                 raise conflict(f"{resource_type}/{resource_id} was created concurrently") from None
+            await self.audit(repo, caller, "update", touched=[f"{resource_type}/{resource_id}"],
+                             patients=patients_of(stored.content) | patients_of(current and current.content))
         return Saved(stored, created=current is None or current.deleted, warnings=tuple(issues))
 
-    async def delete(self, resource_type: str, resource_id: str) -> None:
+    async def delete(self, caller: Caller | None, resource_type: str, resource_id: str) -> None:
+        await self.check_write(caller, "delete", resource_type)
         async with self.unit() as repo:
             current = await repo.read(resource_type, resource_id)
             if current is None or current.deleted:
                 return  # deleting nothing, or twice, succeeds (FHIR: idempotent)
+            await self.check_read(repo, caller, "delete", current)
             await repo.save([Write(resource_type, resource_id, None, "DELETE",
                                    current.version_id)], utc_now())
+            await self.audit(repo, caller, "delete", patients=patients_of(current.content),
+                             touched=[f"{resource_type}/{resource_id}"])
+
+    async def check_write(self, caller: Caller | None, interaction: str, resource_type: str) -> None:
+        if caller is None:
+            return
+        try:
+            access.check_write(caller, resource_type)
+        except FhirError as error:
+            raise await self.denied(caller, interaction, error) from None
+
+    async def check_read(self, repo: Repository, caller: Caller | None, interaction: str,
+                         stored: Stored) -> None:
+        """The caller may see this resource, or a 403 (recorded in the audit trail of the
+        patient concerned) stops the interaction."""
+        if caller is None:
+            return
+        reference = f"{stored.resource_type}/{stored.id}"
+        try:
+            access.check_scope(caller, stored.resource_type, "read")
+            allowed = await repo.can_see(stored.resource_type, stored.id,
+                                         access.visible(caller, stored.resource_type))
+            if not allowed:
+                raise access.forbidden(f"{reference} is not yours to see")
+        except FhirError as error:
+            raise Denied(caller, interaction, error, [reference], patients_of(stored.content)) from None
 
     async def find_existing(self, repo: Repository, resource_type: str, criteria: str) -> Stored | None:
         """The one resource If-None-Exist criteria select, None if none; 412 if several."""
@@ -132,16 +238,24 @@ class Records:
 
     async def find_existing_many(self, repo: Repository,
                                  wanted: list[tuple[str, str]]) -> list[Stored | None]:
-        """find_existing for several (type, criteria) at once: one lock and one query.
+        """find_existing for several (type, criteria) at once.
 
-        The lock on each criteria is held until commit, so two requests creating the same new
-        resource at once make one resource.
+        What is found needs no lock. For what is not, a lock on its criteria, held until
+        commit, then a second look: two requests creating the same new resource at once make
+        one resource, while requests naming a known one (the same prescriber, again and again)
+        never wait for each other.
         """
         if not wanted:
             return []
-        await repo.lock_many([f"{rtype}?{criteria}" for rtype, criteria in wanted])
         queries = [conditional_query(rtype, criteria) for rtype, criteria in wanted]
         results = await store_search.first_matches_many(repo.conn, queries, self.base_url)
+        missing = [n for n, found in enumerate(results) if not found]
+        if missing:
+            await repo.lock_many([f"{wanted[n][0]}?{wanted[n][1]}" for n in missing])
+            again = await store_search.first_matches_many(
+                repo.conn, [queries[n] for n in missing], self.base_url)
+            for n, found in zip(missing, again):
+                results[n] = found
         for (rtype, criteria), found in zip(wanted, results):
             if len(found) > 1:
                 raise precondition_failed(f"If-None-Exist {rtype}?{criteria} matches several "
@@ -154,6 +268,23 @@ class Records:
         if issues:
             raise FhirError(422, issues)
         return linker.apply(resource)
+
+
+class Denied(Exception):
+    """A refusal raised inside a transaction; Records.unit records it after the rollback."""
+
+    def __init__(self, caller: Caller, interaction: str, error: FhirError, touched: list[str],
+                 patients: Iterable[str] = ()):
+        super().__init__(str(error))
+        self.caller, self.interaction, self.error = caller, interaction, error
+        self.touched, self.patients = touched, set(patients)
+
+
+def _require_read_scope(caller: Caller, interaction: str, resource_type: str) -> None:
+    try:
+        access.check_scope(caller, resource_type, "read")
+    except FhirError as error:
+        raise Denied(caller, interaction, error, []) from None
 
 
 def _live(found: Stored | None, resource_type: str, resource_id: str) -> Stored:

@@ -6,6 +6,9 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.exc import IntegrityError
 
+from bilan.auth import access
+from bilan.auth.audit import patients_of
+from bilan.auth.caller import Caller
 from bilan.fhir.bundles import response_entry, transaction_response
 from bilan.fhir.dates import utc_now
 from bilan.fhir.outcomes import FhirError, Issue, bad_request, conflict, errors_only, not_supported
@@ -48,7 +51,8 @@ class BundleRule(Protocol):
     def check(self, entries: list[Entry]) -> list[Issue]:
         """Issues found without the database, before anything is stored."""
 
-    async def before_write(self, repo: Repository, entries: list[Entry]) -> dict[str, Any] | None:
+    async def before_write(self, repo: Repository, caller: Caller | None,
+                           entries: list[Entry]) -> dict[str, Any] | None:
         """With references resolved, before storing: may amend entries, or return the stored
         answer of an identical Bundle received before (then nothing is written)."""
 
@@ -62,8 +66,10 @@ class Transactions:
         self.records = records
         self.rules = rules
 
-    async def process(self, bundle: dict[str, Any]) -> dict[str, Any]:
+    async def process(self, caller: Caller | None, bundle: dict[str, Any]) -> dict[str, Any]:
         entries = self._read(bundle)
+        for resource_type in sorted({e.resource_type for e in entries}):
+            await self.records.check_write(caller, "transaction", resource_type)
         issues: list[Issue] = []
         for entry in entries:
             if entry.resource is not None:
@@ -76,13 +82,13 @@ class Transactions:
         if errors_only(issues):
             raise invalid(errors_only(issues))
         try:
-            return await self._store(entries)
+            return await self._store(caller, entries)
         except IntegrityError:
             pass
         # A concurrent twin (the same prescription sent twice at once) committed first: start
         # again from the Bundle as sent; this time it finds what the twin stored.
         try:
-            return await self._store(self._read(bundle))
+            return await self._store(caller, self._read(bundle))
         except IntegrityError:
             raise conflict("The transaction collided with concurrent changes; send it again") from None
 
@@ -139,25 +145,35 @@ class Transactions:
                                   f"{path}.resource.id")
         return entry
 
-    async def _store(self, entries: list[Entry]) -> dict[str, Any]:
+    async def _store(self, caller: Caller | None, entries: list[Entry]) -> dict[str, Any]:
         async with self.records.unit() as repo:
-            await self._resolve_identities(repo, entries)
+            await self._resolve_identities(repo, caller, entries)
             await self._link(repo, entries)
             for rule in self.rules:
-                replayed = await rule.before_write(repo, entries)
+                replayed = await rule.before_write(repo, caller, entries)
                 if replayed is not None:
+                    await self._audit(repo, caller, entries)
                     return replayed
             writes = [_write(entry) for entry in entries if _writes(entry)]
-            stored = iter(await repo.save(writes, utc_now()))
+            stored = iter(await repo.save(writes, utc_now(), access.owner_key(caller)))
             for entry in entries:
                 if _writes(entry):
                     entry.stored = next(stored)
             response = transaction_response([_response(e) for e in entries])
             for rule in self.rules:
                 await rule.after_write(repo, entries, response)
+            await self._audit(repo, caller, entries)
             return response
 
-    async def _resolve_identities(self, repo: Repository, entries: list[Entry]) -> None:
+    async def _audit(self, repo: Repository, caller: Caller | None, entries: list[Entry]) -> None:
+        resources = [(e.stored or e.existing) for e in entries]
+        await self.records.audit(
+            repo, caller, "transaction",
+            patients={p for s in resources if s for p in patients_of(s.content)},
+            touched={f"{s.resource_type}/{s.id}" for s in resources if s})
+
+    async def _resolve_identities(self, repo: Repository, caller: Caller | None,
+                                  entries: list[Entry]) -> None:
         conditional = [e for e in entries if e.method == "POST" and e.if_none_exist]
         found = await self.records.find_existing_many(
             repo, [(e.resource_type, e.if_none_exist) for e in conditional])
@@ -169,6 +185,8 @@ class Transactions:
                 entry.id = new_id()
             elif entry.method != "POST":
                 entry.existing = await repo.read(entry.resource_type, entry.id)
+                if entry.existing is not None and not entry.existing.deleted:
+                    await self.records.check_read(repo, caller, "transaction", entry.existing)
                 _check_match(entry)
 
     async def _link(self, repo: Repository, entries: list[Entry]) -> None:

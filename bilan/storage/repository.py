@@ -17,6 +17,7 @@ from bilan.fhir.searchparams import extract
 from bilan.storage.tables import resource_versions, resources, search_index
 
 Method = Literal["POST", "PUT", "DELETE"]
+OWNER = "_owner"  # search row naming who created a resource
 
 
 @dataclass(frozen=True)
@@ -103,12 +104,23 @@ class Repository:
         )).first()
         return stored_from_row(row, row.method) if row else None
 
+    async def can_see(self, resource_type: str, resource_id: str, allowed: Any) -> bool:
+        """Whether the resource is among `allowed` (ids, as a subquery; None: all)."""
+        if allowed is None:
+            return True
+        found = await self.conn.execute(select(resources.c.id).where(
+            resources.c.resource_type == resource_type, resources.c.id == resource_id,
+            resources.c.id.in_(allowed)))
+        return found.first() is not None
+
     async def history(self, resource_type: str, resource_id: str | None, count: int,
-                      offset: int) -> tuple[int, list[Stored]]:
+                      offset: int, allowed: Any = None) -> tuple[int, list[Stored]]:
         v = resource_versions.c
         where = [v.resource_type == resource_type]
         if resource_id is not None:
             where.append(v.id == resource_id)
+        if allowed is not None:
+            where.append(v.id.in_(allowed))
         total = (await self.conn.execute(select(func.count()).where(*where))).scalar_one()
         rows = await self.conn.execute(
             select(resource_versions).where(*where)
@@ -117,8 +129,12 @@ class Repository:
         )
         return total, [stored_from_row(row, row.method) for row in rows]
 
-    async def save(self, writes: list[Write], now: datetime) -> list[Stored]:
-        """Store new versions in a few statements; raises StaleVersion on a lost update."""
+    async def save(self, writes: list[Write], now: datetime, owner: str | None = None) -> list[Stored]:
+        """Store new versions in a few statements; raises StaleVersion on a lost update.
+
+        `owner` (e.g. "rpps:10003456786", "lab:750100001") is recorded for the resources this
+        creates: who created a resource may see it (see bilan/auth/access.py).
+        """
         stored: list[Stored] = []
         for write in writes:
             version = (write.expected_version or 0) + 1
@@ -155,14 +171,21 @@ class Repository:
             for s in stored if s.content is not None
             for r in extract(s.content)
         ]
+        if owner:
+            index_rows += [
+                {"resource_type": s.resource_type, "resource_id": s.id, "name": OWNER,
+                 "system": None, "value": owner, "exact": None, "date_start": None, "date_end": None}
+                for s, w in zip(stored, writes) if w.expected_version is None
+            ]
         if index_rows:
             await self.conn.execute(insert(search_index), index_rows)
         return stored
 
     async def _drop_index(self, keys: list[tuple[str, str]]) -> None:
+        """Drop the search rows of replaced versions (the owner row stays with the resource)."""
         i = search_index.c
         for chunk in _chunks(keys, 500):
-            await self.conn.execute(delete(search_index).where(or_(*(
+            await self.conn.execute(delete(search_index).where(i.name != OWNER, or_(*(
                 and_(i.resource_type == rtype, i.resource_id == rid) for rtype, rid in chunk
             ))))
 

@@ -1,7 +1,7 @@
 """FHIR search compiled to SQL over the search_index rows."""
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import (
     ColumnElement, Select, and_, false, func, literal, not_, or_, select, true, union_all,
@@ -20,6 +20,14 @@ r = resources.c
 i = search_index.c
 
 
+# For a resource type, the ids the caller may see (a subquery), or None for all of them.
+Restriction = Callable[[str], Any]
+
+
+def everything(_resource_type: str) -> None:
+    return None
+
+
 @dataclass
 class SearchResult:
     total: int
@@ -27,15 +35,20 @@ class SearchResult:
     included: list[Stored]
 
 
-async def search(conn: AsyncConnection, query: SearchQuery, base_url: str) -> SearchResult:
+async def search(conn: AsyncConnection, query: SearchQuery, base_url: str,
+                 restrict: Restriction = everything) -> SearchResult:
+    """Matches, total and included resources, only among those `restrict` lets through."""
     where = _where(query.resource_type, query.criteria, base_url)
+    allowed = restrict(query.resource_type)
+    if allowed is not None:
+        where.append(r.id.in_(allowed))
     total = (await conn.execute(
         select(func.count()).select_from(resources).where(*where)
     )).scalar_one()
     if query.summary_count or query.count == 0:
         return SearchResult(total, [], [])
     matches = [stored_from_row(row) for row in await conn.execute(_page(query, where))]
-    included = await _includes(conn, query, matches)
+    included = await _includes(conn, query, matches, restrict)
     return SearchResult(total, matches, included)
 
 
@@ -193,7 +206,8 @@ def _sort_key(resource_type: str, param: SearchParam) -> Any:
     )
 
 
-async def _includes(conn: AsyncConnection, query: SearchQuery, matches: list[Stored]) -> list[Stored]:
+async def _includes(conn: AsyncConnection, query: SearchQuery, matches: list[Stored],
+                    restrict: Restriction) -> list[Stored]:
     if not matches or not (query.includes or query.revincludes):
         return []
     ids = [m.id for m in matches]
@@ -203,7 +217,22 @@ async def _includes(conn: AsyncConnection, query: SearchQuery, matches: list[Sto
         await _collect(conn, _forward(include, query.resource_type, ids), seen, included)
     for include in query.revincludes:
         await _collect(conn, _reverse(include, query.resource_type, ids), seen, included)
-    return included
+    return await _allowed(conn, included, restrict)
+
+
+async def _allowed(conn: AsyncConnection, found: list[Stored], restrict: Restriction) -> list[Stored]:
+    """The resources of `found` that `restrict` lets through."""
+    kept: list[Stored] = []
+    for resource_type in sorted({s.resource_type for s in found}):
+        of_type = [s for s in found if s.resource_type == resource_type]
+        allowed = restrict(resource_type)
+        if allowed is None:
+            kept += of_type
+            continue
+        ids = {row.id for row in await conn.execute(select(r.id).where(
+            r.resource_type == resource_type, r.id.in_([s.id for s in of_type]), r.id.in_(allowed)))}
+        kept += [s for s in of_type if s.id in ids]
+    return kept
 
 
 def _forward(include: Include, resource_type: str, ids: list[str]) -> Select[Any]:

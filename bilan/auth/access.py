@@ -1,0 +1,133 @@
+"""Who may do what: the one place where bilan's access rules live (docs/access.md).
+
+- A prescriber (or practice software acting for one) sees the prescriptions they wrote, their
+  patients, the context and results of those prescriptions.
+- Lab staff (reception, biologist) and lab middleware see the prescriptions addressed to their
+  lab and what hangs off them.
+- A patient sees only their own data.
+- Everyone signed in may read the directory (Practitioner, PractitionerRole, Organization).
+Writes are allowed per role (ROLE_WRITES) and, for software, per SMART system scope.
+"""
+
+from typing import Any
+
+from bilan.auth.caller import Caller
+from bilan.fhir.outcomes import FhirError, Issue
+from bilan.prescription.ins import INS_SYSTEMS
+from bilan.prescription.practitioners import RPPS
+from bilan.storage.compartments import IdSet, either, owned_by, referred, referring, with_token
+
+DIRECTORY = ("Practitioner", "PractitionerRole", "Organization")
+ORGANIZATION_ID = "urn:oid:1.2.250.1.71.4.2.2"  # FINESS-based organisation ids: "1" + FINESS
+
+PRESCRIPTION = ("Patient", "Practitioner", "PractitionerRole", "Organization", "ServiceRequest",
+                "Observation", "Condition")
+ROLE_WRITES: dict[str, tuple[str, ...]] = {
+    "prescriber": PRESCRIPTION,
+    "practice-software": PRESCRIPTION,
+    "reception": ("Patient", "Task", "Specimen"),
+    "biologist": ("Patient", "Task", "Specimen", "ServiceRequest", "Observation",
+                  "DiagnosticReport", "DocumentReference"),
+    "lab-middleware": ("Observation", "Specimen", "Task", "DiagnosticReport"),
+    "patient": (),
+}
+
+
+def forbidden(diagnostics: str) -> FhirError:
+    return FhirError(403, [Issue(diagnostics, "forbidden")])
+
+
+def check_scope(caller: Caller, resource_type: str, mode: str) -> None:
+    """Software needs a SMART system scope for the type and mode (read or write)."""
+    if not caller.is_machine:
+        return
+    wanted = {f"system/{resource_type}.{mode}", f"system/*.{mode}", f"system/{resource_type}.*",
+              "system/*.*"}
+    if not wanted & caller.scopes:
+        raise forbidden(f"The token's scopes do not allow system/{resource_type}.{mode}")
+
+
+def check_write(caller: Caller, resource_type: str) -> None:
+    check_scope(caller, resource_type, "write")
+    if resource_type not in ROLE_WRITES.get(caller.kind, ()):
+        raise forbidden(f"A {caller.kind} may not write {resource_type} resources")
+
+
+def readable(caller: Caller, resource_type: str) -> Any | None:
+    """visible(), and nothing at all of a type the caller's scopes do not cover."""
+    try:
+        check_scope(caller, resource_type, "read")
+    except FhirError:
+        return select_nothing()
+    return visible(caller, resource_type)
+
+
+def owner_key(caller: Caller | None) -> str | None:
+    """Whose a resource is when this caller creates it: the prescriber's or the lab's."""
+    if caller is None:
+        return None
+    if caller.for_prescriber:
+        return f"rpps:{caller.rpps}"
+    if caller.for_lab:
+        return f"lab:{caller.lab_finess}"
+    return None
+
+
+def visible(caller: Caller, resource_type: str) -> Any | None:
+    """The ids of `resource_type` the caller may see, as a subquery; None: all of them."""
+    if resource_type in DIRECTORY:
+        return None
+    if caller.kind == "patient":
+        return _patient_compartment(caller, resource_type)
+    if caller.for_prescriber:
+        around = _around_requests(resource_type, _requests_of_prescriber(caller.rpps))
+    elif caller.for_lab:
+        around = _around_requests(resource_type, _requests_of_lab(caller.lab_finess))
+    else:
+        return select_nothing()
+    owned = owned_by(resource_type, owner_key(caller))
+    return either(around, owned) if not isinstance(around, list) else owned
+
+
+def select_nothing() -> list[str]:
+    return []
+
+
+def _me(caller: Caller) -> IdSet:
+    return either(*(with_token("Patient", "identifier", system, caller.ins) for system in INS_SYSTEMS))
+
+
+def _patient_compartment(caller: Caller, resource_type: str) -> Any:
+    if resource_type == "Patient":
+        return _me(caller)
+    return referring(resource_type, "patient", "Patient", _me(caller))
+
+
+def _requests_of_prescriber(rpps: str | None) -> IdSet:
+    practitioners = with_token("Practitioner", "identifier", RPPS, rpps or "")
+    roles = referring("PractitionerRole", "practitioner", "Practitioner", practitioners)
+    return either(referring("ServiceRequest", "requester", "Practitioner", practitioners),
+                  referring("ServiceRequest", "requester", "PractitionerRole", roles))
+
+
+def _requests_of_lab(finess: str | None) -> IdSet:
+    labs = with_token("Organization", "identifier", ORGANIZATION_ID, f"1{finess}")
+    return referring("ServiceRequest", "performer", "Organization", labs)
+
+
+def _around_requests(resource_type: str, requests: IdSet) -> Any:
+    """What hangs off a set of prescribed exams: patient, context, tasks, samples, results."""
+    if resource_type == "ServiceRequest":
+        return either(requests, referring("ServiceRequest", "based-on", "ServiceRequest", requests))
+    if resource_type == "Patient":
+        return referred("ServiceRequest", "patient", requests, "Patient")
+    if resource_type == "Observation":
+        return either(referred("ServiceRequest", "supporting-info", requests, "Observation"),
+                      referring("Observation", "based-on", "ServiceRequest", requests))
+    if resource_type == "Condition":
+        return referred("ServiceRequest", "supporting-info", requests, "Condition")
+    if resource_type in ("Task", "DiagnosticReport"):
+        return referring(resource_type, "based-on", "ServiceRequest", requests)
+    if resource_type == "Specimen":
+        return referring("Specimen", "request", "ServiceRequest", requests)
+    return select_nothing()

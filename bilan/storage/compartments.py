@@ -1,0 +1,47 @@
+"""SQL building blocks for "which resources may this caller see": sets of ids, as subqueries
+over the search rows, that the access rules (bilan/auth/access.py) combine."""
+
+from typing import Any
+
+from sqlalchemy import CompoundSelect, Select, select, union
+
+from bilan.storage.repository import OWNER
+from bilan.storage.tables import search_index
+
+IdSet = Select[Any]
+
+
+def with_token(resource_type: str, param: str, system: str, value: str) -> IdSet:
+    """Ids of the resources of a type whose `param` is system|value."""
+    i = search_index.alias()
+    return select(i.c.resource_id).where(i.c.resource_type == resource_type, i.c.name == param,
+                                         i.c.value == value, i.c.system == system)
+
+
+def referring(resource_type: str, param: str, target_type: str, targets: Any) -> IdSet:
+    """Ids of the resources of a type whose reference `param` points into `targets`."""
+    i = search_index.alias()
+    return select(i.c.resource_id).where(i.c.resource_type == resource_type, i.c.name == param,
+                                         i.c.system == target_type, i.c.value.in_(targets))
+
+
+def referred(resource_type: str, param: str, sources: Any, target_type: str) -> IdSet:
+    """Ids of the `target_type` resources that the reference `param` of `sources` points to."""
+    i = search_index.alias()
+    return select(i.c.value).where(i.c.resource_type == resource_type, i.c.name == param,
+                                   i.c.resource_id.in_(sources), i.c.system == target_type)
+
+
+def owned_by(resource_type: str, owner: str) -> IdSet:
+    """Ids of the resources of a type created by `owner`."""
+    i = search_index.alias()
+    return select(i.c.resource_id).where(i.c.resource_type == resource_type, i.c.name == OWNER,
+                                         i.c.value == owner)
+
+
+def either(*sets: Any) -> Any:
+    """The union of id sets, flat (SQLite refuses a UNION nested in parentheses)."""
+    flat: list[Any] = []
+    for member in sets:
+        flat.extend(member.selects if isinstance(member, CompoundSelect) else [member])
+    return union(*flat)

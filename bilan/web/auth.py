@@ -1,0 +1,65 @@
+"""Login and logout pages: OpenID Connect with the configured provider."""
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
+from litestar.response import Redirect, Template
+
+from bilan.auth.oidc import OidcClient
+from bilan.auth.tokens import InvalidToken
+from bilan.fhir.outcomes import FhirError, Issue
+from bilan.records.service import Records
+from bilan.settings import Settings, web_root
+from bilan.web.session import current_user, open_session, web_caller
+
+AnyRequest = Request[Any, Any, Any]
+
+
+def login_failed(message: str) -> FhirError:
+    return FhirError(401, [Issue(message, "login")])
+
+
+class AuthController(Controller):
+    path = "/"
+
+    @get("/")
+    async def home(self, request: AnyRequest, settings: NamedDependency[Settings]) -> Template:
+        return Template("home.html", context={"user": current_user(request, settings)})
+
+    @get("/auth/login")
+    async def login(self, request: AnyRequest, oidc: NamedDependency[OidcClient]) -> Redirect:
+        started = await oidc.start()
+        request.set_session({"login": {"state": started.state, "nonce": started.nonce,
+                                       "code_verifier": started.code_verifier}})
+        return Redirect(started.url)
+
+    @get("/auth/callback")
+    async def callback(self, request: AnyRequest, oidc: NamedDependency[OidcClient],
+                       records: NamedDependency[Records], settings: NamedDependency[Settings]) -> Redirect:
+        pending = (request.session or {}).get("login")
+        params = request.query_params
+        if "error" in params:
+            raise login_failed("La connexion a été refusée par le fournisseur d'identité.")
+        if not pending or params.get("state") != pending["state"] or "code" not in params:
+            raise login_failed("Cette demande de connexion n'est plus valable : recommencez.")
+        try:
+            done = await oidc.finish(params["code"], pending["code_verifier"], pending["nonce"])
+        except InvalidToken:
+            raise login_failed("L'identité transmise n'a pas pu être vérifiée.") from None
+        request.clear_session()
+        open_session(request, done.claims, done.access_claims, done.id_token)
+        user = current_user(request, settings)
+        await records.record_session(web_caller(request, user), "login")
+        return Redirect("/")
+
+    @post("/auth/logout")
+    async def logout(self, request: AnyRequest, oidc: NamedDependency[OidcClient],
+                     records: NamedDependency[Records], settings: NamedDependency[Settings]) -> Redirect:
+        user = current_user(request, settings)
+        request.clear_session()
+        if user is None:
+            return Redirect("/")
+        await records.record_session(web_caller(request, user), "logout")
+        at_provider = await oidc.logout_url(user.id_token, f"{web_root(settings)}/")
+        return Redirect(at_provider or "/")

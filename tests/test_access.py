@@ -1,0 +1,196 @@
+"""Identity and access: tokens, roles, what each may read, search and write, and the audit trail."""
+
+import json
+import time
+import uuid
+from datetime import date
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from bilan.demo.load import LAB_IDENTIFIER
+from bilan.demo.prescriptions import Person, Prescriber, PrescriptionSpec, bundle, EXAMS
+from bilan.prescription.ins import INS_NIR_TEST
+from tests.helpers import DEMO_PRESCRIBER_RPPS, ids, locations, search
+from tests.identity import IDP_DIR, login
+
+DUPONT = Person("Dupont", ["Marie", "Louise"], "female", date(1979, 3, 12), "279035121518989")
+LEFEVRE = Person("Lefèvre", ["Jean", "Pierre"], "male", date(1962, 11, 2), "162117512345635")
+LAMBERT = Prescriber(DEMO_PRESCRIBER_RPPS, "Lambert", "Claire")
+NGUYEN = Prescriber("10123456781", "Nguyen", "Paul", org_finess="750000002",
+                    org_name="Maison de santé Belleville")
+ACCOUNTS = {
+    "dr.lambert": {"role": "prescriber", "rpps": "10003456786"},
+    "dr.nguyen": {"role": "prescriber", "rpps": "10123456781"},
+    "accueil.martin": {"role": "reception", "lab_finess": "750100001"},
+    "bio.durand": {"role": "biologist", "lab_finess": "750100001"},
+    "patient.dupont": {"role": "patient", "ins": "279035121518989"},
+    "patient.lefevre": {"role": "patient", "ins": "162117512345635"},
+}
+
+
+def _signed(claims: dict, key: dict) -> str:
+    return jwt.encode({"alg": "RS256", "kid": key.get("kid")}, claims, RSAKey.import_key(key),
+                      algorithms=["RS256"])
+
+
+def _claims(issuer: str, audience: str, **extra) -> dict:
+    now = int(time.time())
+    return {"iss": issuer, "aud": audience, "iat": now, "exp": now + 300, "sub": "practice-software-demo",
+            "client_id": "practice-software-demo", "client_kind": "practice-software",
+            "acting_rpps": DEMO_PRESCRIBER_RPPS, "scope": "system/*.read", **extra}
+
+
+@pytest.fixture(scope="module")
+def world(fhir: httpx.Client, as_user) -> dict:
+    """Two prescriptions: Dr Lambert's for Mme Dupont, addressed to the demo lab, through his
+    software; Dr Nguyen's for M. Lefèvre, sent by himself, addressed to no lab."""
+    run = uuid.uuid4().hex[:8].upper()
+    first = PrescriptionSpec(DUPONT, LAMBERT, f"ACL-{run}-1", EXAMS[:2], lab=LAB_IDENTIFIER)
+    second = PrescriptionSpec(LEFEVRE, NGUYEN, f"ACL-{run}-2", EXAMS[2:4])
+    one = fhir.post("", json=bundle(first))
+    two = as_user("dr.nguyen").post("", json=bundle(second))
+    assert (one.status_code, two.status_code) == (200, 200), (one.text, two.text)
+    return {"one": locations(one), "two": locations(two), "first": first, "second": second}
+
+
+def _requests(locs: list[str]) -> set[str]:
+    return {loc for loc in locs if loc.startswith("ServiceRequest/")}
+
+
+def test_the_api_wants_a_token_but_says_where_to_get_one(anonymous: httpx.Client) -> None:
+    refused = anonymous.get("Patient")
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"].startswith("Bearer")
+    assert refused.json()["issue"][0]["code"] == "login"
+    statement = anonymous.get("metadata").json()
+    assert statement["rest"][0]["security"]["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    smart = anonymous.get(".well-known/smart-configuration").json()
+    assert smart["token_endpoint"].endswith("/token")
+    assert "private_key_jwt" in smart["token_endpoint_auth_methods_supported"]
+
+
+@pytest.mark.parametrize("problem", ["wrong audience", "expired", "wrong signature", "wrong issuer"])
+def test_untrustworthy_tokens_are_refused(anonymous: httpx.Client, issuer: str, settings,
+                                          problem: str) -> None:
+    idp_key = json.loads((IDP_DIR / "keys" / "idp-signing.private.jwk.json").read_text())
+    claims = _claims(issuer, settings.base_url)
+    key = idp_key
+    if problem == "wrong audience":
+        claims["aud"] = "https://another-service.example/fhir"
+    elif problem == "expired":
+        claims["exp"] = int(time.time()) - 60
+    elif problem == "wrong issuer":
+        claims["iss"] = "https://impostor.example"
+    else:
+        key = dict(RSAKey.generate_key(2048).as_dict(private=True), kid=idp_key["kid"])
+    valid = anonymous.get("Patient", headers={"Authorization": f"Bearer {_signed(_claims(issuer, settings.base_url), idp_key)}"})
+    assert valid.status_code == 200  # the same token, untouched, is accepted
+
+    response = anonymous.get("Patient", headers={"Authorization": f"Bearer {_signed(claims, key)}"})
+
+    assert response.status_code == 401, problem
+    assert "Invalid access token" in response.json()["issue"][0]["diagnostics"]
+
+
+def test_a_token_without_the_scope_cannot_write(server: str, issuer: str, spec) -> None:
+    from bilan.auth.client_credentials import request_token
+
+    token = request_token(issuer, "practice-software-demo", "system/Patient.read")
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
+    with httpx.Client(base_url=server, headers=headers) as api:
+        assert api.post("", json=bundle(spec)).status_code == 403
+        assert api.get("ServiceRequest").status_code == 403
+        assert api.get("Patient").status_code == 200
+
+
+@pytest.mark.parametrize("username", sorted(ACCOUNTS))
+def test_each_role_logs_in_through_the_provider(issuer: str, web_root: str, server: str,
+                                                username: str) -> None:
+    done = login(issuer, username, "demo", f"{web_root}/auth/callback")
+    for claim, value in ACCOUNTS[username].items():
+        assert done.claims[claim] == value
+    response = httpx.get(f"{server}/Patient", headers={"Authorization": f"Bearer {done.access_token}"})
+    assert response.status_code == 200
+    with pytest.raises(PermissionError):
+        login(issuer, username, "wrong password", f"{web_root}/auth/callback")
+
+
+def test_prescriber_sees_only_their_prescriptions(world: dict, fhir: httpx.Client, as_user) -> None:
+    mine, theirs = _requests(world["one"]), _requests(world["two"])
+    other_patient = world["two"][0]
+    for api, own, foreign in ((fhir, mine, theirs), (as_user("dr.lambert"), mine, theirs),
+                              (as_user("dr.nguyen"), theirs, mine)):
+        for location in own:
+            assert api.get(location).status_code == 200
+        for location in foreign:
+            assert api.get(location).status_code == 403
+            assert api.get(f"{location}/_history").status_code == 403
+            assert api.get(f"{location}/_history/1").status_code == 403
+        found = search(api, "ServiceRequest", requisition=world["first"].requisition)
+        assert ids(found) == (own if own == mine else set())
+    # Searching for another prescriber's patient finds nothing, counts nothing, includes nothing.
+    leak = search(fhir, "ServiceRequest", patient=other_patient, _include="ServiceRequest:patient")
+    assert leak["total"] == 0 and "entry" not in leak
+    rev = search(fhir, "Patient", _id=other_patient.split("/")[1], _revinclude="ServiceRequest:patient")
+    assert rev["total"] == 0
+    by_ins = search(fhir, "ServiceRequest", **{"patient.identifier": f"{INS_NIR_TEST}|{LEFEVRE.ins}"})
+    assert by_ins["total"] == 0
+    history = fhir.get("ServiceRequest/_history", params={"_count": 500}).json()
+    assert not theirs & {f"ServiceRequest/{e['resource']['id']}" for e in history.get("entry", []) if "resource" in e}
+
+
+def test_lab_staff_see_what_is_addressed_to_their_lab(world: dict, as_user, lab_middleware) -> None:
+    addressed, elsewhere = _requests(world["one"]), _requests(world["two"])
+    for api in (as_user("accueil.martin"), as_user("bio.durand"), lab_middleware):
+        for location in addressed:
+            assert api.get(location).status_code == 200
+        for location in elsewhere:
+            assert api.get(location).status_code == 403
+        found = search(api, "ServiceRequest", requisition=world["second"].requisition)
+        assert found["total"] == 0
+    patient = as_user("accueil.martin").get(world["one"][0])
+    assert patient.status_code == 200 and patient.json()["identifier"][0]["value"] == DUPONT.ins
+
+
+def test_only_some_roles_write_some_things(world: dict, as_user, lab_middleware, spec) -> None:
+    request = sorted(_requests(world["one"]))[0]
+    task = {"resourceType": "Task", "status": "requested", "intent": "order",
+            "basedOn": [{"reference": request}], "for": {"reference": world["one"][0]}}
+    assert as_user("bio.durand").post("Task", json=task).status_code == 201
+    assert as_user("accueil.martin").post("Task", json=task).status_code == 201
+    assert as_user("patient.dupont").post("Task", json=task).status_code == 403
+    assert as_user("accueil.martin").post("", json=bundle(spec)).status_code == 403
+    assert lab_middleware.post("", json=bundle(spec)).status_code == 403
+    assert as_user("dr.nguyen").post("", json=bundle(spec)).status_code == 403  # signed by Dr Lambert
+
+
+def test_patients_see_only_their_own_data(world: dict, as_user) -> None:
+    dupont, lefevre = as_user("patient.dupont"), as_user("patient.lefevre")
+    own = search(dupont, "Patient")
+    assert ids(own) == {world["one"][0]}
+    assert search(lefevre, "Patient")["total"] == 1
+    assert ids(search(dupont, "ServiceRequest")) >= _requests(world["one"])
+    assert not ids(search(dupont, "ServiceRequest")) & _requests(world["two"])
+    for location in _requests(world["two"]) | {world["two"][0]}:
+        assert dupont.get(location).status_code == 403
+    assert search(dupont, "ServiceRequest", patient=world["two"][0])["total"] == 0
+    assert dupont.post("Patient", json={"resourceType": "Patient"}).status_code == 403
+
+
+def test_every_access_is_in_the_patients_audit_trail(world: dict, fhir: httpx.Client, as_user) -> None:
+    request = sorted(_requests(world["one"]))[0]
+    fhir.get(request)
+    as_user("dr.nguyen").get(request)  # refused, and recorded as such
+    trail = search(as_user("patient.dupont"), "AuditEvent", patient=world["one"][0], _count=200)
+    events = [e["resource"] for e in trail["entry"]]
+    by = {(e["agent"][0]["who"]["identifier"]["value"], e["subtype"][0]["code"], e["outcome"]) for e in events}
+    assert ("practice-software:10003456786", "read", "0") in by
+    assert ("prescriber:10123456781", "read", "4") in by
+    assert ("practice-software:10003456786", "transaction", "0") in by
+    assert all("address" in e["agent"][0].get("network", {}) for e in events)
+    others = search(as_user("patient.lefevre"), "AuditEvent", patient=world["one"][0])
+    assert others["total"] == 0
+    assert search(fhir, "AuditEvent")["total"] == 0

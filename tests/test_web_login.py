@@ -1,0 +1,77 @@
+"""People log in to bilan's pages through the OpenID provider, and log out of both."""
+
+import re
+from datetime import date
+from html import unescape
+
+import httpx
+import pytest
+
+from bilan.demo.prescriptions import Person, patient_resource
+from bilan.prescription.ins import INS_NIR_TEST
+from tests.helpers import search
+
+
+def _follow(browser: httpx.Client, response: httpx.Response) -> httpx.Response:
+    while response.is_redirect:
+        response = browser.get(str(response.url.join(response.headers["location"])))
+    return response
+
+
+def _form(page: httpx.Response, field_names: bool = False) -> tuple[str, dict[str, str]]:
+    action = unescape(re.search(r'<form[^>]*action="([^"]+)"', page.text).group(1))
+    fields = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page.text))
+    return str(page.url.join(action)), fields
+
+
+def _log_in(web_root: str, username: str) -> tuple[httpx.Client, httpx.Response]:
+    browser = httpx.Client(timeout=10)
+    login_page = _follow(browser, browser.get(f"{web_root}/auth/login"))
+    assert "Connexion" in login_page.text
+    action, _ = _form(login_page)
+    home = _follow(browser, browser.post(action, data={"login": username, "password": "demo"}))
+    return browser, home
+
+
+@pytest.mark.parametrize("username, shown", [
+    ("dr.lambert", "Claire Lambert — prescripteur"),
+    ("accueil.martin", "Julie Martin — accueil du laboratoire"),
+    ("bio.durand", "Luc Durand — biologiste"),
+    ("patient.dupont", "Marie Dupont — patient"),
+])
+def test_login_opens_a_session(web_root: str, server: str, username: str, shown: str) -> None:
+    browser, home = _log_in(web_root, username)
+
+    assert home.status_code == 200 and str(home.url) == f"{web_root}/"
+    assert shown in home.text
+    cookie = next(c for c in browser.cookies.jar if c.name == "bilan_session")
+    assert cookie.has_nonstandard_attr("HttpOnly") and cookie.path == "/"
+
+
+def test_logout_needs_the_form_token_and_ends_both_sessions(web_root: str, server: str,
+                                                            as_user, fhir) -> None:
+    dupont = patient_resource(Person("Dupont", ["Marie"], "female", date(1979, 3, 12), "279035121518989"))
+    fhir.post("Patient", json=dupont, headers={"If-None-Exist": f"identifier={INS_NIR_TEST}|279035121518989"})
+    browser, home = _log_in(web_root, "patient.dupont")
+
+    forged = browser.post(f"{web_root}/auth/logout")  # no CSRF token: a cross-site post
+    assert forged.status_code == 403 and "Accès refusé" in forged.text
+    assert "Marie Dupont" in browser.get(f"{web_root}/").text
+
+    action, fields = _form(home)
+    at_provider = _follow(browser, browser.post(action, data=fields))
+    assert "Déconnexion" in at_provider.text
+    confirm, hidden = _form(at_provider)
+    back = _follow(browser, browser.post(confirm, data={**hidden, "logout": "yes"}))
+    assert str(back.url).startswith(f"{web_root}/") and "Se connecter" in back.text
+    again = _follow(browser, browser.get(f"{web_root}/auth/login"))
+    assert "Identifiant" in again.text  # the provider asks for the password again
+
+    trail = search(as_user("patient.dupont"), "AuditEvent", subtype="login,logout")
+    assert {e["resource"]["subtype"][0]["code"] for e in trail["entry"]} == {"login", "logout"}
+
+
+def test_a_forged_callback_is_refused_in_french(web_root: str, server: str) -> None:
+    response = httpx.get(f"{web_root}/auth/callback", params={"code": "x", "state": "y"})
+    assert response.status_code == 401
+    assert "Connexion requise" in response.text and "recommencez" in response.text
