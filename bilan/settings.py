@@ -37,8 +37,8 @@ class Settings(BaseSettings):
     oidc_client_secret: str = Field(
         default="bilan-web-demo-secret", description="bilan's client secret at the provider.")
     session_secret: str = Field(
-        default_factory=lambda: secrets.token_hex(32),
-        description="Key (hex, 32 bytes) encrypting session cookies; the same for every worker.",
+        default_factory=lambda: secrets.token_hex(32), pattern=r"^[0-9a-fA-F]{64}$",
+        description="Key (64 hex digits) encrypting session cookies; the same for every worker.",
     )
     session_max_age: int = Field(default=8 * 3600, description="Seconds a login lasts at most.")
     session_idle: int = Field(default=30 * 60, description="Seconds without activity that end a login.")

@@ -6,17 +6,14 @@ import os
 import random
 import socket
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from bilan.app import build_services, create_app
+from bilan.app import build_services
 from bilan.demo.load import LAB_CRITERIA, lab_organization
 from bilan.demo.prescriptions import PrescriptionSpec, bundle
 from bilan.prescription import catalogue
@@ -24,6 +21,7 @@ from bilan.settings import Settings
 from bilan.storage.database import create_engine
 from bilan.storage.migrate import upgrade
 from tests.helpers import prescription_spec
+from tests.servers import running
 from tests.identity import LAB_SCOPES, PRACTICE_SCOPES, machine_auth, start_idp, user_auth
 
 def _free_port() -> int:
@@ -65,10 +63,18 @@ def web_root() -> str:
 
 
 @pytest.fixture(scope="session")
-def issuer(web_root: str) -> Iterator[str]:
+def second_root() -> str:
+    """Where a second bilan (other settings, same provider and database) may listen."""
+    return f"http://127.0.0.1:{_free_port()}"
+
+
+@pytest.fixture(scope="session")
+def issuer(web_root: str, second_root: str) -> Iterator[str]:
     """A real OpenID provider (deploy/idp) issuing tokens for the test service."""
     port = _free_port()
-    process = start_idp(port, f"{web_root}/fhir", f"{web_root}/auth/callback", f"{web_root}/")
+    roots = (web_root, second_root)
+    process = start_idp(port, f"{web_root}/fhir", ",".join(f"{r}/auth/callback" for r in roots),
+                        ",".join(f"{r}/" for r in roots))
     yield f"http://127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=10)
@@ -94,19 +100,8 @@ def settings(web_root: str, issuer: str) -> Iterator[Settings]:
 def server(settings: Settings) -> Iterator[str]:
     """A running bilan, its FHIR base URL."""
     asyncio.run(_prepare(settings))
-    port = int(settings.base_url.split(":")[2].split("/")[0])
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("bilan did not start")
-        time.sleep(0.05)
-    yield settings.base_url
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with running(settings):
+        yield settings.base_url
 
 
 def client(base_url: str, auth: httpx.Auth | None) -> httpx.Client:

@@ -194,3 +194,19 @@ def test_every_access_is_in_the_patients_audit_trail(world: dict, fhir: httpx.Cl
     others = search(as_user("patient.lefevre"), "AuditEvent", patient=world["one"][0])
     assert others["total"] == 0
     assert search(fhir, "AuditEvent")["total"] == 0
+
+
+def test_dev_token_command_prints_a_usable_token(issuer: str, server: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "bilan", "dev-token", "--client", "lab-middleware-demo"],
+                          env=dict(os.environ, BILAN_OIDC_ISSUER=issuer), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    response = httpx.get(f"{server}/Observation", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert httpx.post(f"{server}/Patient", json={"resourceType": "Patient"}, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}).status_code == 403

@@ -1,6 +1,7 @@
 """People log in to bilan's pages through the OpenID provider, and log out of both."""
 
 import re
+import time
 from datetime import date
 from html import unescape
 
@@ -10,6 +11,7 @@ import pytest
 from bilan.demo.prescriptions import Person, patient_resource
 from bilan.prescription.ins import INS_NIR_TEST
 from tests.helpers import search
+from tests.servers import running
 
 
 def _follow(browser: httpx.Client, response: httpx.Response) -> httpx.Response:
@@ -25,6 +27,7 @@ def _form(page: httpx.Response, field_names: bool = False) -> tuple[str, dict[st
 
 
 def _log_in(web_root: str, username: str) -> tuple[httpx.Client, httpx.Response]:
+    """A browser-less login: the provider's form posted as a person would fill it in."""
     browser = httpx.Client(timeout=10)
     login_page = _follow(browser, browser.get(f"{web_root}/auth/login"))
     assert "Connexion" in login_page.text
@@ -75,3 +78,14 @@ def test_a_forged_callback_is_refused_in_french(web_root: str, server: str) -> N
     response = httpx.get(f"{web_root}/auth/callback", params={"code": "x", "state": "y"})
     assert response.status_code == 401
     assert "Connexion requise" in response.text and "recommencez" in response.text
+
+
+def test_an_idle_session_ends(settings, second_root: str, server: str) -> None:
+    idle = settings.model_copy(update={"base_url": f"{second_root}/fhir", "session_idle": 1,
+                                       "token_audience": settings.base_url})
+    with running(idle):
+        browser, home = _log_in(second_root, "dr.lambert")
+        assert "Claire Lambert" in home.text
+        time.sleep(1.5)
+        after = browser.get(f"{second_root}/")
+        assert "Claire Lambert" not in after.text and "Se connecter" in after.text

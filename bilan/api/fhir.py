@@ -2,6 +2,8 @@
 CapabilityStatement is built from those names."""
 
 from typing import Any
+
+import httpx
 from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, delete, get, post, put
@@ -70,7 +72,10 @@ class FhirController(Controller):
                        verifier: NamedDependency[TokenVerifier]) -> Response[bytes]:
         interactions = [h.opt["interaction"] for h in type_handlers()]
         system = [h.opt["interaction"] for h in system_handlers()]
-        security = capability_security(await smart_configuration_document(verifier))
+        try:
+            security = capability_security(await smart_configuration_document(verifier))
+        except httpx.HTTPError:
+            security = capability_security(None)  # the provider is unreachable right now
         return fhir_response(request, capability_statement(
             settings.base_url, interactions, system, __version__, security))
 

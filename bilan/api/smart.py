@@ -36,17 +36,19 @@ async def smart_configuration(verifier: NamedDependency[TokenVerifier]) -> dict[
     return await smart_configuration_document(verifier)
 
 
-def capability_security(document: dict[str, Any]) -> dict[str, Any]:
+def capability_security(document: dict[str, Any] | None) -> dict[str, Any]:
     """CapabilityStatement.rest.security for a SMART-protected server."""
-    return {
+    security: dict[str, Any] = {
         "cors": False,
         "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                                  "code": "SMART-on-FHIR"}]}],
         "description": "OAuth 2.0 bearer tokens (SMART): OpenID Connect for people, client "
                        "credentials with private_key_jwt for practice software and lab middleware",
-        "extension": [{
+    }
+    if document:
+        security["extension"] = [{
             "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
             "extension": [{"url": "token", "valueUri": document["token_endpoint"]},
                           {"url": "authorize", "valueUri": document["authorization_endpoint"]}],
-        }],
-    }
+        }]
+    return security
