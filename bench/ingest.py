@@ -3,7 +3,10 @@
 The benchmark
   1. prepares a database: a fresh PostgreSQL schema (`bench_ingest_<pid>`, dropped at the end
      unless --keep) or, for a SQLite URL, the given file;
-  2. loads the exam catalogue (`bilan catalogue`) and starts `bilan serve --workers W`;
+  2. loads the exam catalogue (`bilan catalogue`), starts the local OpenID provider
+     (deploy/idp) and `bilan serve --workers W`, and gets the demo practice software's token
+     (client credentials, private_key_jwt): the bundles are Dr Lambert's prescriptions, so every
+     request goes through token checks, access rules and the audit trail, as in production;
   3. pre-generates and serializes every bundle (1 patient, 1 prescriber with organization and
      role, 3 context observations, 5 exams = 12 resources), so client-side generation is not
      measured;
