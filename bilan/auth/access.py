@@ -86,10 +86,11 @@ def visible(caller: Caller, resource_type: str) -> Any | None:
     else:
         return select_nothing()
     owned = owned_by(resource_type, owner_key(caller))
-    return either(around, owned) if not isinstance(around, list) else owned
+    return owned if around is None else either(around, owned)
 
 
 def select_nothing() -> list[str]:
+    """No id at all (an empty IN list)."""
     return []
 
 
@@ -115,8 +116,9 @@ def _requests_of_lab(finess: str | None) -> IdSet:
     return referring("ServiceRequest", "performer", "Organization", labs)
 
 
-def _around_requests(resource_type: str, requests: IdSet) -> Any:
-    """What hangs off a set of prescribed exams: patient, context, tasks, samples, results."""
+def _around_requests(resource_type: str, requests: IdSet) -> IdSet | None:
+    """What hangs off a set of prescribed exams: patient, context, tasks, samples, results
+    (None for a type that does not hang off prescriptions)."""
     if resource_type == "ServiceRequest":
         return either(requests, referring("ServiceRequest", "based-on", "ServiceRequest", requests))
     if resource_type == "Patient":
@@ -130,4 +132,4 @@ def _around_requests(resource_type: str, requests: IdSet) -> Any:
         return referring(resource_type, "based-on", "ServiceRequest", requests)
     if resource_type == "Specimen":
         return referring("Specimen", "request", "ServiceRequest", requests)
-    return select_nothing()
+    return None
