@@ -58,6 +58,9 @@ async def first_matches(conn: AsyncConnection, query: SearchQuery, base_url: str
     return found
 
 
+MANY_MATCHES = 100  # enough rows to tell, for each of several conditional criteria, 0, 1 or more
+
+
 async def first_matches_many(conn: AsyncConnection, queries: list[SearchQuery],
                              base_url: str) -> list[list[Stored]]:
     """first_matches for several queries in one statement."""
@@ -65,12 +68,12 @@ async def first_matches_many(conn: AsyncConnection, queries: list[SearchQuery],
         stmt = select(resources).where(*_where(queries[0].resource_type, queries[0].criteria,
                                                 base_url)).limit(2)
         return [[stored_from_row(row) for row in await conn.execute(stmt)]]
-    branches = [
-        select(literal(n).label("query"), resources)
-        .where(*_where(q.resource_type, q.criteria, base_url)).limit(2).subquery(f"q{n}")
+    # Plain branches (no per-branch LIMIT: SQLite takes no parenthesised UNION members, and
+    # subqueries cost more to build than the query costs to run); a bound on the whole.
+    stmt = union_all(*(
+        select(literal(n).label("query"), resources).where(*_where(q.resource_type, q.criteria, base_url))
         for n, q in enumerate(queries)
-    ]
-    stmt = union_all(*(select(branch) for branch in branches))
+    )).limit(MANY_MATCHES)
     found: list[list[Stored]] = [[] for _ in queries]
     for row in await conn.execute(stmt):
         found[row.query].append(stored_from_row(row))
