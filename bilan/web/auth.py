@@ -48,9 +48,15 @@ class AuthController(Controller):
         except InvalidToken:
             raise login_failed("L'identité transmise n'a pas pu être vérifiée.") from None
         request.clear_session()
-        open_session(request, done.claims, done.access_claims, done.id_token)
+        open_session(request, done.claims, done.id_token)
         user = current_user(request, settings)
-        await records.record_session(web_caller(request, user), "login")
+        try:
+            caller = web_caller(request, user)
+        except FhirError:
+            request.clear_session()
+            raise FhirError(403, [Issue("Votre compte n'a aucun rôle dans bilan (prescripteur, "
+                                        "laboratoire ou patient).", "forbidden")]) from None
+        await records.record_session(caller, "login")
         return Redirect("/")
 
     @post("/auth/logout")

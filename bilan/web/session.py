@@ -26,13 +26,13 @@ class WebUser:
         return ROLE_LABELS.get(self.role, self.role)
 
 
-def open_session(request: Request[Any, Any, Any], claims: dict[str, Any], access_claims: dict[str, Any],
-                 id_token: str) -> None:
+def open_session(request: Request[Any, Any, Any], claims: dict[str, Any], id_token: str) -> None:
+    """Start a login from the verified ID token's claims."""
     now = time.time()
     request.set_session({
-        "user": {"name": claims.get("name") or claims.get("sub"), "role": access_claims.get("role"),
-                 "claims": {k: access_claims[k] for k in ("sub", "role", "rpps", "ins", "lab_finess")
-                            if k in access_claims}},
+        "user": {"name": claims.get("name") or claims.get("sub"), "role": claims.get("role"),
+                 "claims": {k: claims[k] for k in ("sub", "role", "rpps", "ins", "lab_finess")
+                            if k in claims}},
         "id_token": id_token, "started": now, "seen": now,
     })
 
