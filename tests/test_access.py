@@ -1,6 +1,9 @@
 """Identity and access: tokens, roles, what each may read, search and write, and the audit trail."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from datetime import date
@@ -10,11 +13,13 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from bilan.auth.client_credentials import request_token
 from bilan.demo.load import LAB_IDENTIFIER
 from bilan.demo.prescriptions import Person, Prescriber, PrescriptionSpec, bundle, EXAMS
 from bilan.prescription.ins import INS_NIR_TEST
 from tests.helpers import DEMO_PRESCRIBER_RPPS, ids, locations, search
 from tests.identity import IDP_DIR, login
+from tests.servers import running
 
 DUPONT = Person("Dupont", ["Marie", "Louise"], "female", date(1979, 3, 12), "279035121518989")
 LEFEVRE = Person("Lefèvre", ["Jean", "Pierre"], "male", date(1962, 11, 2), "162117512345635")
@@ -96,8 +101,6 @@ def test_untrustworthy_tokens_are_refused(anonymous: httpx.Client, issuer: str, 
 
 
 def test_a_token_without_the_scope_cannot_write(server: str, issuer: str, spec) -> None:
-    from bilan.auth.client_credentials import request_token
-
     token = request_token(issuer, "practice-software-demo", "system/Patient.read")
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
     with httpx.Client(base_url=server, headers=headers) as api:
@@ -197,10 +200,6 @@ def test_every_access_is_in_the_patients_audit_trail(world: dict, fhir: httpx.Cl
 
 
 def test_dev_token_command_prints_a_usable_token(issuer: str, server: str) -> None:
-    import os
-    import subprocess
-    import sys
-
     done = subprocess.run([sys.executable, "-m", "bilan", "dev-token", "--client", "lab-middleware-demo"],
                           env=dict(os.environ, BILAN_OIDC_ISSUER=issuer), capture_output=True,
                           text=True, timeout=60)
@@ -210,3 +209,14 @@ def test_dev_token_command_prints_a_usable_token(issuer: str, server: str) -> No
     assert response.status_code == 200
     assert httpx.post(f"{server}/Patient", json={"resourceType": "Patient"}, headers={
         "Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}).status_code == 403
+
+
+def test_an_unreachable_provider_is_a_503_not_a_crash(settings, second_root: str, server: str) -> None:
+    cut_off = settings.model_copy(update={"base_url": f"{second_root}/fhir",
+                                          "oidc_issuer": "http://127.0.0.1:9"})
+    with running(cut_off):
+        response = httpx.get(f"{second_root}/fhir/Patient", headers={"Authorization": "Bearer x.y.z"})
+        statement = httpx.get(f"{second_root}/fhir/metadata")
+    assert response.status_code == 503
+    assert response.json()["issue"][0]["code"] == "transient"
+    assert statement.status_code == 200  # still says what it serves

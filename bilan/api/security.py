@@ -2,6 +2,8 @@
 
 from typing import Any
 
+import httpx
+
 from litestar import Request
 from litestar.di import NamedDependency
 
@@ -30,5 +32,8 @@ async def bearer_caller(request: Request[Any, Any, Any], verifier: NamedDependen
         claims = await verifier.verify(token.strip())
     except InvalidToken as exc:
         raise Unauthenticated(f"Invalid access token: {exc}") from None
+    except httpx.HTTPError:
+        raise FhirError(503, [Issue("The identity provider cannot be reached to check the token; "
+                                    "try again shortly", "transient")]) from None
     address = request.client.host if request.client else None
     return caller_from_claims(claims, address)
