@@ -10,6 +10,7 @@ from litestar.response import Template
 
 from bilan.api.negotiation import fhir_response
 from bilan.fhir.outcomes import FhirError, Issue, operation_outcome
+from bilan.web.session import current_user
 
 log = logging.getLogger("bilan.api")
 
@@ -28,8 +29,6 @@ def _is_api(request: Request[Any, Any, Any]) -> bool:
 
 def web_error(request: Request[Any, Any, Any], status: int, message: str) -> Template:
     """The French page a person sees instead of an OperationOutcome."""
-    from bilan.web.session import current_user
-
     user = current_user(request, request.app.state["settings"]) if status != 401 else None
     return Template("error.html", status_code=status, context={
         "title": WEB_TITLES.get(status, "Erreur"), "message": message, "user": user})

@@ -2,10 +2,9 @@
 CapabilityStatement is built from those names."""
 
 from typing import Any
-
-import httpx
 from urllib.parse import urlencode
 
+import httpx
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -18,7 +17,7 @@ from bilan.auth.caller import Caller
 from bilan.auth.tokens import TokenVerifier
 from bilan.api.negotiation import fhir_response, version_headers
 from bilan.fhir.bundles import history as history_bundle
-from bilan.fhir.bundles import searchset
+from bilan.fhir.bundles import searchset, version_of_etag
 from bilan.fhir.capability import capability_statement
 from bilan.fhir.outcomes import FhirError, Issue, bad_request, operation_outcome
 from bilan.fhir.parsing import parse_body
@@ -46,10 +45,10 @@ def _if_match(request: AnyRequest) -> int | None:
     value = request.headers.get("if-match")
     if value is None:
         return None
-    text = value.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
+    version = version_of_etag(value)
+    if version is None:
         raise bad_request(f"If-Match {value!r} is not an ETag such as W/\"3\"")
-    return int(text)
+    return version
 
 
 def _saved_response(request: AnyRequest, saved: Saved, base_url: str) -> Response[bytes]:

@@ -3,7 +3,6 @@
 from typing import Any
 
 import httpx
-
 from litestar import Request
 from litestar.di import NamedDependency
 

@@ -20,6 +20,12 @@ def etag(stored: StoredLike) -> str:
     return f'W/"{stored.version_id}"'
 
 
+def version_of_etag(value: Any) -> int | None:
+    """The version an ETag such as W/"3" names; None when it names none."""
+    text = str(value).strip().removeprefix("W/").strip('"')
+    return int(text) if text.isdigit() else None
+
+
 def location(stored: StoredLike) -> str:
     return f"{stored.resource_type}/{stored.id}/_history/{stored.version_id}"
 

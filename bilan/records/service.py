@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Iterable
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bilan.auth import access
 from bilan.auth.audit import OUTCOME_DENIED, OUTCOME_SUCCESS, audit_event, patients_of
 from bilan.auth.caller import Caller
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from bilan.fhir.dates import utc_now
 from bilan.fhir.outcomes import (
     FhirError, Issue, bad_request, conflict, errors_only, gone, not_found, precondition_failed,
@@ -158,6 +157,8 @@ class Records:
                 existing = await self.find_existing(repo, resource_type, if_none_exist)
                 if existing is not None:
                     await self.check_read(repo, caller, "create", existing)
+                    await self.audit(repo, caller, "create", patients=patients_of(existing.content),
+                                     touched=[f"{resource_type}/{existing.id}"])
                     return Saved(existing, created=False)
             resource = await self._linked(repo, resource)
             [stored] = await repo.save([Write(resource_type, new_id(), resource, "POST")], utc_now(),
@@ -222,14 +223,12 @@ class Records:
         if caller is None:
             return
         reference = f"{stored.resource_type}/{stored.id}"
-        try:
-            access.check_scope(caller, stored.resource_type, "read")
-            allowed = await repo.can_see(stored.resource_type, stored.id,
-                                         access.visible(caller, stored.resource_type))
-            if not allowed:
-                raise access.forbidden(f"{reference} is not yours to see")
-        except FhirError as error:
-            raise Denied(caller, interaction, error, [reference], patients_of(stored.content)) from None
+        patients = patients_of(stored.content)
+        _require_read_scope(caller, interaction, stored.resource_type, [reference], patients)
+        if not await repo.can_see(stored.resource_type, stored.id,
+                                  access.visible(caller, stored.resource_type)):
+            error = access.forbidden(f"{reference} is not yours to see")
+            raise Denied(caller, interaction, error, [reference], patients)
 
     async def find_existing(self, repo: Repository, resource_type: str, criteria: str) -> Stored | None:
         """The one resource If-None-Exist criteria select, None if none; 412 if several."""
@@ -280,11 +279,12 @@ class Denied(Exception):
         self.touched, self.patients = touched, set(patients)
 
 
-def _require_read_scope(caller: Caller, interaction: str, resource_type: str) -> None:
+def _require_read_scope(caller: Caller, interaction: str, resource_type: str,
+                        touched: list[str] | None = None, patients: Iterable[str] = ()) -> None:
     try:
         access.check_scope(caller, resource_type, "read")
     except FhirError as error:
-        raise Denied(caller, interaction, error, []) from None
+        raise Denied(caller, interaction, error, touched or [], patients) from None
 
 
 def _live(found: Stored | None, resource_type: str, resource_id: str) -> Stored:

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from bilan.auth import access
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
-from bilan.fhir.bundles import response_entry, transaction_response
+from bilan.fhir.bundles import response_entry, transaction_response, version_of_etag
 from bilan.fhir.dates import utc_now
 from bilan.fhir.outcomes import FhirError, Issue, bad_request, conflict, errors_only, not_supported
 from bilan.fhir.references import ID
@@ -242,8 +242,8 @@ def _check_match(entry: Entry) -> None:
 def _version(etag: Any, path: str) -> int | None:
     if etag is None:
         return None
-    text = str(etag).removeprefix("W/").strip('"')
-    if not text.isdigit():
+    version = version_of_etag(etag)
+    if version is None:
         raise bad_request(f"ifMatch {etag!r} is not an ETag such as W/\"3\"", path)
-    return int(text)
+    return version
 
