@@ -13,6 +13,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.session.client_side import CookieBackendConfig
+from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,11 +23,14 @@ from bilan.api.security import bearer_caller
 from bilan.api.smart import smart_configuration
 from bilan.auth.oidc import OidcClient
 from bilan.auth.tokens import TokenVerifier
+from bilan.web import filters
 from bilan.web.auth import AuthController
+from bilan.web.reception import ReceptionController
 from bilan.prescription.exams import check_request
 from bilan.prescription.ins import check_patient
 from bilan.prescription.intake import PrescriptionIntake
 from bilan.prescription.practitioners import check_practitioner
+from bilan.prescription.reception import Reception
 from bilan.records.service import Records
 from bilan.records.transaction import Transactions
 from bilan.records.validation import Validator
@@ -34,6 +38,7 @@ from bilan.settings import Settings, audience, get_settings, web_root
 from bilan.storage.database import create_engine
 
 TEMPLATES = Path(__file__).parent / "web" / "templates"
+STATIC = Path(__file__).parent / "web" / "static"
 API_PATHS = ["^/fhir", "^/.well-known"]  # bearer-token clients: no cookies, no CSRF
 
 RULES = {
@@ -56,6 +61,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
         engine = create_engine(settings)
         services["records"], services["transactions"] = build_services(engine, settings)
+        services["reception"] = Reception(services["records"])
         async with httpx.AsyncClient(timeout=10) as http:
             verifier = TokenVerifier(settings.oidc_issuer, audience(settings), http)
             services["verifier"] = verifier
@@ -72,13 +78,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     secure = web_root(settings).startswith("https://")
     return Litestar(
-        route_handlers=[FhirController, smart_configuration, AuthController],
+        route_handlers=[FhirController, smart_configuration, AuthController, ReceptionController,
+                        create_static_files_router("/static", [STATIC], send_as_attachment=False)],
         lifespan=[lifespan],
         state=State({"settings": settings}),
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "records": service("records"),
             "transactions": service("transactions"),
+            "reception": service("reception"),
             "verifier": service("verifier"),
             "oidc": service("oidc"),
             "caller": Provide(bearer_caller),
@@ -89,7 +97,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             exclude=API_PATHS).middleware],
         csrf_config=CSRFConfig(secret=settings.session_secret, cookie_name="bilan_csrf",
                                cookie_secure=secure, cookie_samesite="lax", exclude=API_PATHS),
-        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
+        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine,
+                                       engine_callback=filters.engine_callback),
         exception_handlers=HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=None,

@@ -24,6 +24,8 @@ from tests.helpers import prescription_spec
 from tests.servers import running
 from tests.identity import LAB_SCOPES, PRACTICE_SCOPES, machine_auth, start_idp, user_auth
 
+pytest_plugins = ["tests.browser"]  # browser, new_page, page_as, shots
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

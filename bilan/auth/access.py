@@ -112,8 +112,20 @@ def _requests_of_prescriber(rpps: str | None) -> IdSet:
 
 
 def _requests_of_lab(finess: str | None) -> IdSet:
+    """Prescriptions addressed to the lab, and those it imported (addressed to no lab)."""
     labs = with_token("Organization", "identifier", ORGANIZATION_ID, f"1{finess}")
-    return referring("ServiceRequest", "performer", "Organization", labs)
+    orders = referring("Task", "owner", "Organization", labs)
+    return either(referring("ServiceRequest", "performer", "Organization", labs),
+                  referred("Task", "based-on", orders, "ServiceRequest"))
+
+
+def check_reception(caller: Caller, addressed_to: str, imported_by: str | None) -> None:
+    """Lab staff may work on a prescription addressed to their lab or to none, until another
+    lab imports it."""
+    if caller.kind not in ("reception", "biologist"):
+        raise forbidden("Seul le personnel du laboratoire a accès à la réception.")
+    if addressed_to not in ("", caller.lab_finess) or imported_by not in (None, caller.lab_finess):
+        raise forbidden("Cette prescription est prise en charge par un autre laboratoire.")
 
 
 def _around_requests(resource_type: str, requests: IdSet) -> IdSet | None:

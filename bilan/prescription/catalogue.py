@@ -36,3 +36,13 @@ async def known_loinc(conn: AsyncConnection, codes: Iterable[str]) -> set[str]:
         return set()
     result = await conn.execute(select(catalogue.c.loinc).where(catalogue.c.loinc.in_(codes)))
     return {row.loinc for row in result}
+
+
+async def orderable(conn: AsyncConnection, codes: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The catalogue entries (panels and single tests) of LOINC codes, by code."""
+    codes = set(codes)
+    if not codes:
+        return {}
+    result = await conn.execute(select(catalogue).where(catalogue.c.loinc.in_(codes),
+                                                        catalogue.c.kind != "result"))
+    return {row.loinc: dict(row._mapping) for row in result}

@@ -6,19 +6,22 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bilan.auth.access import ORGANIZATION_ID
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import utc_now
 from bilan.fhir.outcomes import FhirError, Issue, conflict
 from bilan.fhir.references import literal
-from bilan.prescription import catalogue
+from bilan.prescription import catalogue, tracking, worklist
 from bilan.prescription.exams import LAB_CATEGORY, flagged_unknown, loinc_codes
+from bilan.prescription.identity import traits
 from bilan.prescription.practitioners import RPPS
-from bilan.records.service import Denied
+from bilan.records.service import Denied, new_id
 from bilan.records.transaction import Entry
-from bilan.storage.repository import Repository
+from bilan.storage.repository import Repository, Write
 from bilan.storage.tables import prescriptions
 
 ORDER_INTENTS = ("order", "original-order")
+URGENT = ("urgent", "asap", "stat")
 
 
 def _requests(entries: list[Entry]) -> list[Entry]:
@@ -102,40 +105,92 @@ class PrescriptionIntake:
 
     async def after_write(self, repo: Repository, entries: list[Entry],
                           response: dict[str, Any]) -> None:
+        """Record the prescription, open its Task and put it on the lab's worklist."""
         requests = _requests(entries)
         if not requests:
             return
-        system, value, requester = prescription_key(requests[0].resource)
+        first = requests[0].resource
+        system, value, requester = prescription_key(first)
+        now = utc_now()
         await repo.conn.execute(insert(prescriptions).values(
             requisition_system=system, requisition_value=value, requester=requester,
-            patient=requests[0].resource["subject"].get("reference", ""),
-            exam_codes=_codes(requests), received_at=utc_now(), response=response,
+            patient=first["subject"].get("reference", ""),
+            exam_codes=_codes(requests), received_at=now, response=response,
         ))
+        view = BundleView(repo, entries)
+        lab = await _addressed_lab(view, first)
+        task = tracking.new_task([e.reference for e in requests], first["requisition"],
+                                 first["subject"]["reference"], requester, lab[0] if lab else None, now)
+        task_id = new_id()
+        await repo.save([Write("Task", task_id, task, "POST")], now)
+        patient = traits(await view.resource(first["subject"]["reference"]) or {})
+        prescriber = await _prescriber(view, requester)
+        await worklist.add(repo.conn, {
+            "requisition_system": system, "requisition_value": value, "requester": requester,
+            "lab_finess": lab[1] if lab else worklist.NOT_ADDRESSED, "received_at": now,
+            "task_id": task_id, "patient": first["subject"]["reference"],
+            "patient_name": " ".join([patient.family.upper(), *patient.given]),
+            "birth_date": patient.birth_date or None, "sex": patient.sex or None,
+            "ins": patient.ins or None, "identity_status": patient.status,
+            "prescriber_name": prescriber[0], "exam_count": len(requests),
+            "urgent": any(e.resource.get("priority") in URGENT for e in requests),
+            "status": "received", "order_lab": None,
+        }, prescriber)
+
+
+class BundleView:
+    """What the references of a stored transaction point to: the resource as sent (or as
+    found by ifNoneExist), else the stored one."""
+
+    def __init__(self, repo: Repository, entries: list[Entry]):
+        self.repo = repo
+        self.sent = {e.reference: (e.existing.content if e.method == "POST" and e.existing else e.resource)
+                     for e in entries if e.id and e.resource}
+
+    async def resource(self, reference: str) -> dict[str, Any] | None:
+        if reference in self.sent:
+            return self.sent[reference]
+        key = literal(reference)
+        stored = await self.repo.read(*key) if key else None
+        return stored.content if stored and not stored.deleted else None
+
+    async def practitioner(self, reference: str) -> dict[str, Any] | None:
+        """The Practitioner a requester reference names, through its PractitionerRole."""
+        found = await self.resource(reference)
+        if found and found["resourceType"] == "PractitionerRole":
+            found = await self.resource((found.get("practitioner") or {}).get("reference", ""))
+        return found
 
 
 async def _check_own_prescription(repo: Repository, caller: Caller, entries: list[Entry],
                                   request: Entry) -> None:
     """A prescriber, or software acting for one, sends only prescriptions they sign."""
-    # What each entry stands for: the stored resource when ifNoneExist found one, else the
-    # resource as sent (references already resolved).
-    sent = {e.reference: (e.existing.content if e.method == "POST" and e.existing else e.resource)
-            for e in entries if e.id and e.resource}
-
-    async def resource(reference: str) -> dict[str, Any] | None:
-        if reference in sent:
-            return sent[reference]
-        key = literal(reference)
-        stored = await repo.read(*key) if key else None
-        return stored.content if stored and not stored.deleted else None
-
-    requester = await resource(request.resource["requester"].get("reference", ""))
-    if requester and requester["resourceType"] == "PractitionerRole":
-        requester = await resource((requester.get("practitioner") or {}).get("reference", ""))
+    requester = await BundleView(repo, entries).practitioner(request.resource["requester"].get("reference", ""))
     rpps = {i.get("value") for i in (requester or {}).get("identifier", []) if i.get("system") == RPPS}
     if caller.rpps not in rpps:
         raise Denied(caller, "transaction", FhirError(403, [Issue(
             "The prescription's requester is not the prescriber this token acts for", "forbidden",
             expression=f"{request.path}.resource.requester")]), [])
+
+
+async def _addressed_lab(view: BundleView, request: dict[str, Any]) -> tuple[str, str] | None:
+    """(reference, FINESS) of the lab the prescription is addressed to, if it names one."""
+    for performer in request.get("performer", []):
+        reference = performer.get("reference", "")
+        found = await view.resource(reference) if reference.startswith("Organization/") else None
+        for ident in (found or {}).get("identifier", []):
+            if ident.get("system") == ORGANIZATION_ID and str(ident.get("value", "")).startswith("1"):
+                return reference, ident["value"][1:]
+    return None
+
+
+async def _prescriber(view: BundleView, requester: str) -> list[str]:
+    """Title, given and family names, then RPPS: how the worklist shows and finds a prescriber."""
+    found = await view.practitioner(requester) or {}
+    name = (found.get("name") or [{}])[0]
+    rpps = [i.get("value", "") for i in found.get("identifier", []) if i.get("system") == RPPS]
+    words = [*name.get("prefix", []), *name.get("given", []), (name.get("family") or "").upper()]
+    return [" ".join(w for w in words if w) or "Prescripteur", *rpps[:1]]
 
 
 def prescription_key(request: dict[str, Any]) -> tuple[str, str, str]:

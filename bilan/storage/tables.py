@@ -89,3 +89,53 @@ catalogue = Table(
     Column("factor_to_alt", String(16), nullable=True),
     Column("sensitive", Boolean, nullable=False, default=False),
 )
+
+# The lab reception's worklist: one row per received prescription, with what the front desk
+# searches and shows, so that searching never reads resources (see prescription/worklist.py).
+worklist = Table(
+    "worklist",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("requisition_system", String(256), nullable=False),
+    Column("requisition_value", String(128), nullable=False),
+    Column("requester", String(140), nullable=False),
+    Column("lab_finess", String(16), nullable=False),  # the lab it is addressed to; "" for none
+    Column("received_at", DateTime, nullable=False),
+    Column("task_id", String(64), nullable=False),
+    Column("patient", String(140), nullable=False),
+    Column("patient_name", String(256), nullable=False),
+    Column("birth_date", String(10), nullable=True),
+    Column("sex", String(16), nullable=True),
+    Column("ins", String(32), nullable=True),
+    Column("identity_status", String(8), nullable=True),
+    Column("prescriber_name", String(256), nullable=False),
+    Column("exam_count", Integer, nullable=False),
+    Column("urgent", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),  # received, imported, cancelled
+    Column("order_lab", String(16), nullable=True),  # the lab that imported it
+    Index("ux_worklist_prescription", "requisition_system", "requisition_value", "requester",
+          unique=True),
+    Index("ix_worklist_number", "requisition_value"),
+    Index("ix_worklist_lab_received", "lab_finess", "received_at"),
+    Index("ix_worklist_lab_status_received", "lab_finess", "status", "received_at"),
+)
+
+# Words a receptionist may type to find a worklist row: normalised names, numbers, dates.
+worklist_terms = Table(
+    "worklist_terms",
+    metadata,
+    Column("worklist_id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    # Byte order on PostgreSQL too, so that a prefix is a range of the index.
+    Column("term", String(64).with_variant(String(64, collation="C"), "postgresql"), primary_key=True),
+    Column("lab_finess", String(16), nullable=False),
+    Column("received_at", DateTime, nullable=False),
+    Index("ix_worklist_terms_lab_term", "lab_finess", "term", "received_at"),
+)
+
+# Named sequences (accession numbers per lab and day, lab patient numbers).
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)

@@ -1,0 +1,84 @@
+"""How the lab's pages name what a prescription carries: exams, priorities, flags and the
+clinical context, in French."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from bilan.prescription.exams import (
+    FLAG_NOT_REIMBURSABLE, FLAG_PREVENTION, FLAG_WORK_ACCIDENT, INTAKE_FLAGS, UNKNOWN_EXAM, loinc_codes,
+)
+
+PRIORITIES = {"routine": "Normale", "urgent": "Urgente", "asap": "Dès que possible",
+              "stat": "Immédiate"}
+URGENT = ("urgent", "asap", "stat")
+FLAG_LABELS = {FLAG_WORK_ACCIDENT: "Accident du travail", FLAG_PREVENTION: "Prévention",
+               FLAG_NOT_REIMBURSABLE: "Non remboursable"}
+CONTEXT_LABELS = {"49541-6": "À jeun", "82810-3": "Grossesse", "10160-0": "Traitement en cours",
+                  "29463-7": "Poids"}
+VALUE_LABELS = {"F": "Oui", "NF": "Non", "77386006": "Enceinte", "60001007": "Non enceinte"}
+
+
+@dataclass(frozen=True)
+class Exam:
+    reference: str
+    code: str
+    label: str
+    priority: str
+    urgent: bool
+    flags: tuple[str, ...]
+    notes: tuple[str, ...]
+    in_catalogue: bool
+    specimen: str  # the catalogue's sample type, "" when unknown
+    local_code: str = ""  # the catalogue's mnemonic
+    chapter: str = ""  # the catalogue's chapter (LOINC)
+
+
+def exam(request: dict[str, Any], catalogue_entry: dict[str, Any] | None) -> Exam:
+    codes = loinc_codes(request)
+    concept = request.get("code") or {}
+    label = (catalogue_entry or {}).get("label_fr") or concept.get("text") or next(
+        (c.get("display") for c in concept.get("coding", []) if c.get("display")), "Examen")
+    unknown = any(t.get("system") == INTAKE_FLAGS and t.get("code") == UNKNOWN_EXAM
+                  for t in (request.get("meta") or {}).get("tag", []))
+    priority = request.get("priority", "routine")
+    return Exam(
+        reference=f"ServiceRequest/{request['id']}", code=codes[0] if codes else "", label=label,
+        priority=PRIORITIES.get(priority, priority), urgent=priority in URGENT,
+        flags=tuple(FLAG_LABELS[e["url"]] for e in request.get("extension", [])
+                    if e.get("url") in FLAG_LABELS and e.get("valueBoolean") is True),
+        notes=tuple(n["text"] for n in request.get("note", []) if n.get("text")),
+        in_catalogue=catalogue_entry is not None and not unknown,
+        specimen=(catalogue_entry or {}).get("specimen") or "",
+        local_code=(catalogue_entry or {}).get("local_code") or "",
+        chapter=(catalogue_entry or {}).get("chapter_loinc") or "",
+    )
+
+
+def context_item(resource: dict[str, Any]) -> tuple[str, str]:
+    """(what, value) of a clinical-context Observation or Condition."""
+    concept = resource.get("code") or {}
+    codings = concept.get("coding", [])
+    code = next((c.get("code") for c in codings if c.get("code") in CONTEXT_LABELS), None)
+    what = CONTEXT_LABELS.get(code or "") or concept.get("text") or next(
+        (c.get("display") for c in codings if c.get("display")), resource["resourceType"])
+    return what, _value(resource)
+
+
+def _value(resource: dict[str, Any]) -> str:
+    if "valueString" in resource:
+        return str(resource["valueString"])
+    if "valueQuantity" in resource:
+        quantity = resource["valueQuantity"]
+        return f"{quantity.get('value', '')} {quantity.get('unit') or quantity.get('code', '')}".strip()
+    if "valueBoolean" in resource:
+        return "Oui" if resource["valueBoolean"] else "Non"
+    concept = resource.get("valueCodeableConcept")
+    if concept:
+        for coding in concept.get("coding", []):
+            if coding.get("code") in VALUE_LABELS:
+                return VALUE_LABELS[coding["code"]]
+        return concept.get("text") or next((c.get("display") or c.get("code", "")
+                                            for c in concept.get("coding", [])), "")
+    if resource["resourceType"] == "Condition":
+        return (resource.get("clinicalStatus") or {}).get("text") or "Présent"
+    return ""

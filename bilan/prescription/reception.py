@@ -1,0 +1,372 @@
+"""The lab's front desk: find a received prescription, check the patient's identity against
+the lab's files, import it as the lab's order (accession number, samples, labels), then move
+the order along. Every step reads and writes in one audited transaction."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bilan.auth import access
+from bilan.auth.caller import Caller
+from bilan.fhir.dates import utc_now
+from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.query import parse_search
+from bilan.fhir.references import literal
+from bilan.prescription import catalogue, display, identity, tracking, worklist
+from bilan.prescription.display import Exam
+from bilan.prescription.identity import Comparison, Traits
+from bilan.prescription.labels import Label
+from bilan.prescription.tubes import SPECIMEN_TYPES, Tube, tube_for
+from bilan.prescription.worklist import WorklistRow
+from bilan.records.service import Denied, Records, new_id
+from bilan.storage import search as store_search
+from bilan.storage.compartments import owned_by
+from bilan.storage.counters import next_value
+from bilan.storage.repository import Repository, Stored, Write
+
+LAB_TIME = ZoneInfo("Europe/Paris")  # accession numbers follow the lab's calendar day
+NEW_FILE = "new"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A patient file of the lab that may be the prescription's patient."""
+
+    reference: str
+    number: str
+    traits: Traits
+    comparisons: list[Comparison]
+
+    @property
+    def differences(self) -> int:
+        return sum(not c.same for c in self.comparisons)
+
+
+@dataclass(frozen=True)
+class Sample:
+    barcode: str
+    tube: str
+    exams: tuple[str, ...]
+    collected: str | None
+
+
+@dataclass(frozen=True)
+class Order:
+    task_id: str
+    accession: str
+    status: str
+    status_label: str
+    reason: str
+    lab_file: str
+    lab_file_number: str
+    lab_traits: Traits
+    samples: list[Sample]
+
+    @property
+    def open(self) -> bool:
+        return self.status in tracking.NEXT
+
+
+@dataclass(frozen=True)
+class PrescriptionFile:
+    """Everything the front desk shows of one prescription."""
+
+    row: WorklistRow
+    task: Stored
+    patient: Traits
+    prescriber: str
+    prescriber_place: str
+    authored: str
+    exams: list[Exam]
+    context: list[tuple[str, str]]
+    candidates: list[Candidate]
+    order: Order | None
+
+    @property
+    def urgent(self) -> bool:
+        return any(e.urgent for e in self.exams)
+
+    @property
+    def to_forward(self) -> list[Exam]:
+        """Exams the lab does not perform: to send on to another lab."""
+        return [e for e in self.exams if not e.in_catalogue]
+
+    @property
+    def notes(self) -> list[str]:
+        return list(dict.fromkeys(n for e in self.exams for n in e.notes))
+
+
+def not_found() -> FhirError:
+    return FhirError(404, [Issue("Cette prescription est introuvable.", "not-found")])
+
+
+class Reception:
+    def __init__(self, records: Records):
+        self.records = records
+
+    async def worklist(self, caller: Caller, text: str = "", status: str | None = None) -> list[WorklistRow]:
+        """The lab's prescriptions matching what was typed, newest first."""
+        async with self.records.unit() as repo:
+            _check_staff(caller, "search-type")
+            rows = await worklist.search(repo.conn, caller.lab_finess or "", text, status)
+            await self.records.audit(repo, caller, "search-type", patients={r.patient for r in rows},
+                                     query=f"worklist?status={status or ''}&q={text}")
+        return rows
+
+    async def open(self, caller: Caller, row_id: int) -> PrescriptionFile:
+        async with self.records.unit() as repo:
+            row = await self._row(repo, caller, row_id, "read")
+            found = await self._file(repo, caller, row)
+            await self._audit(repo, caller, "read", found)
+        return found
+
+    async def import_prescription(self, caller: Caller, row_id: int, file_choice: str) -> None:
+        """Turn the prescription into the lab's order. Importing it again (a second agent, a
+        second click) changes nothing."""
+        async with self.records.unit() as repo:
+            await self._row(repo, caller, row_id, "update")
+            await repo.lock_many([f"worklist:{row_id}"])
+            row = await self._row(repo, caller, row_id, "update")  # as the lock holder left it
+            if row.status == "imported":
+                return
+            if row.status != "received":
+                raise FhirError(409, [Issue("Cette prescription a été annulée.", "business-rule")])
+            found = await self._file(repo, caller, row)
+            now = utc_now()
+            lab_file = await self._lab_file(repo, caller, found, file_choice, now)
+            accession = await _accession(repo, caller.lab_finess or "", now)
+            task = tracking.accepted(found.task.content or {}, now, await self._lab(repo, caller),
+                                     caller.lab_finess or "", accession, lab_file)
+            writes = [Write("Task", found.task.id, task, "PUT", found.task.version_id)]
+            writes += [Write("Specimen", new_id(), s, "POST")
+                       for s in _specimens(found, accession, lab_file, caller.lab_finess or "")]
+            await repo.save(writes, now, access.owner_key(caller))
+            await worklist.set_status(repo.conn, row.id, "imported", caller.lab_finess)
+            await self._audit(repo, caller, "update", found, [w.resource_type + "/" + w.id for w in writes])
+
+    async def collect(self, caller: Caller, row_id: int) -> None:
+        """The samples were taken: the order is in progress."""
+        async with self.records.unit() as repo:
+            found = await self._imported(repo, caller, row_id)
+            now = utc_now()
+            task = tracking.moved(found.task.content or {}, "in-progress", now)
+            writes = [Write("Task", found.task.id, task, "PUT", found.task.version_id)]
+            for specimen in await self._specimens(repo, caller, found):
+                content = dict(specimen.content or {}, status="available",
+                               collection={"collectedDateTime": task["lastModified"]})
+                writes.append(Write("Specimen", specimen.id, content, "PUT", specimen.version_id))
+            await repo.save(writes, now)
+            await self._audit(repo, caller, "update", found, [f"{w.resource_type}/{w.id}" for w in writes])
+
+    async def close(self, caller: Caller, row_id: int, status: str, reason: str) -> None:
+        """Reject or cancel the prescription at the lab, with the reason the prescriber will see."""
+        if status not in tracking.NEEDS_REASON:
+            raise FhirError(422, [Issue("Action inconnue.", "value", expression="status")])
+        async with self.records.unit() as repo:
+            row = await self._row(repo, caller, row_id, "update")
+            found = await self._file(repo, caller, row)
+            now = utc_now()
+            task = tracking.moved(found.task.content or {}, status, now, reason)
+            if row.status == "received":
+                task["owner"] = {"reference": await self._lab(repo, caller)}
+            await repo.save([Write("Task", found.task.id, task, "PUT", found.task.version_id)], now)
+            await worklist.set_status(repo.conn, row.id, "cancelled", caller.lab_finess)
+            await self._audit(repo, caller, "update", found, [f"Task/{found.task.id}"])
+
+    async def labels(self, caller: Caller, row_id: int) -> list[Label]:
+        async with self.records.unit() as repo:
+            found = await self._imported(repo, caller, row_id)
+            await self._audit(repo, caller, "read", found)
+        order = found.order
+        assert order is not None
+        traits = order.lab_traits
+        return [Label(barcode=s.barcode, accession=order.accession, patient=traits.name,
+                      birth_date=traits.birth_date_fr, sex=identity.SEX_LABELS.get(traits.sex, ""),
+                      tube=s.tube, exams=", ".join(s.exams)) for s in order.samples]
+
+    async def _row(self, repo: Repository, caller: Caller, row_id: int, interaction: str) -> WorklistRow:
+        _check_staff(caller, interaction)
+        row = await worklist.get(repo.conn, row_id)
+        if row is None:
+            raise not_found()
+        try:
+            access.check_reception(caller, row.lab_finess, row.order_lab)
+        except FhirError as error:
+            raise Denied(caller, interaction, error, [f"Task/{row.task_id}"], [row.patient]) from None
+        return row
+
+    async def _imported(self, repo: Repository, caller: Caller, row_id: int) -> PrescriptionFile:
+        found = await self._file(repo, caller, await self._row(repo, caller, row_id, "update"))
+        if found.order is None:
+            raise FhirError(409, [Issue("Importez d'abord la prescription.", "business-rule")])
+        return found
+
+    async def _file(self, repo: Repository, caller: Caller, row: WorklistRow) -> PrescriptionFile:
+        task = await repo.read("Task", row.task_id)
+        if task is None or task.content is None:
+            raise not_found()
+        requests = await _read_all(repo, [b["reference"] for b in task.content.get("basedOn", [])])
+        entries = await catalogue.orderable(repo.conn, (e for r in requests for e in _codes(r)))
+        exams = [display.exam(r, next((entries[c] for c in _codes(r) if c in entries), None))
+                 for r in requests]
+        context_refs = list(dict.fromkeys(s["reference"] for r in requests
+                                          for s in r.get("supportingInfo", []) if s.get("reference")))
+        patient = await repo.read(*literal(row.patient)) if literal(row.patient) else None
+        traits = identity.traits(patient.content if patient and patient.content else {})
+        first = requests[0] if requests else {}
+        prescriber, place = await _prescriber(repo, (first.get("requester") or {}).get("reference", ""))
+        order = await self._order(repo, caller, row, task) if row.status != "received" else None
+        return PrescriptionFile(
+            row=row, task=task, patient=traits, prescriber=prescriber, prescriber_place=place,
+            authored=first.get("authoredOn", ""), exams=exams,
+            context=[display.context_item(c) for c in await _read_all(repo, context_refs)],
+            candidates=await self._candidates(repo, caller, traits) if row.status == "received" else [],
+            order=order,
+        )
+
+    async def _candidates(self, repo: Repository, caller: Caller, traits: Traits) -> list[Candidate]:
+        """The lab's patient files with the same INS, or the same birth name and birth date."""
+        searches = []
+        if traits.ins:
+            searches.append([("identifier", traits.ins)])
+        if traits.family and traits.birth_date:
+            searches.append([("family", traits.family), ("birthdate", traits.birth_date)])
+        mine = owned_by("Patient", access.owner_key(caller) or "")
+        found: dict[str, Stored] = {}
+        for params in searches:
+            query = parse_search("Patient", params, default_count=20, max_count=20)
+            result = await store_search.search(repo.conn, query, self.records.base_url, lambda _t: mine)
+            found.update((s.id, s) for s in result.matches)
+        return [Candidate(f"Patient/{s.id}", identity.file_number(s.content or {}, caller.lab_finess or ""),
+                          identity.traits(s.content or {}),
+                          identity.compare(traits, identity.traits(s.content or {})))
+                for s in found.values()]
+
+    async def _order(self, repo: Repository, caller: Caller, row: WorklistRow, task: Stored) -> Order | None:
+        content = task.content or {}
+        reference = tracking.lab_file_of(content)
+        lab_file = await repo.read(*literal(reference)) if literal(reference) else None
+        file_content = lab_file.content if lab_file and lab_file.content else {}
+        specimens = await self._specimens(repo, caller, None, content)
+        return Order(
+            task_id=task.id, accession=tracking.accession_of(content), status=content.get("status", ""),
+            status_label=tracking.LABELS.get(content.get("status", ""), ""),
+            reason=(content.get("statusReason") or {}).get("text", ""), lab_file=reference,
+            lab_file_number=identity.file_number(file_content, row.order_lab or ""),
+            lab_traits=identity.traits(file_content),
+            samples=[_sample(s.content or {}) for s in specimens])
+
+    async def _specimens(self, repo: Repository, caller: Caller, found: PrescriptionFile | None,
+                         task: dict[str, Any] | None = None) -> list[Stored]:
+        task = task if task is not None else (found.task.content if found else {}) or {}
+        requests = ",".join(b["reference"] for b in task.get("basedOn", []))
+        if not requests:
+            return []
+        query = parse_search("Specimen", [("request", requests)], default_count=100, max_count=100)
+        mine = owned_by("Specimen", access.owner_key(caller) or "")
+        result = await store_search.search(repo.conn, query, self.records.base_url, lambda _t: mine)
+        return sorted(result.matches, key=lambda s: _sample(s.content or {}).barcode)
+
+    async def _lab_file(self, repo: Repository, caller: Caller, found: PrescriptionFile,
+                        choice: str, now: datetime) -> str:
+        """The lab's patient file for this order: the one the agent confirmed, or a new one.
+        Two files are never merged, and a new file is refused when one has the same INS."""
+        by_reference = {c.reference: c for c in found.candidates}
+        if choice in by_reference:
+            return choice
+        if choice != NEW_FILE:
+            raise FhirError(422, [Issue("Choisissez le dossier patient : un dossier existant proposé, "
+                                        "ou un nouveau dossier.", "required", expression="dossier")])
+        same_ins = [c for c in found.candidates if found.patient.ins and c.traits.ins == found.patient.ins]
+        if same_ins:
+            raise FhirError(409, [Issue(
+                f"Le dossier n° {same_ins[0].number} porte déjà cet INS : rattachez la prescription "
+                "à ce dossier plutôt que d'en créer un second.", "duplicate", expression="dossier")])
+        patient = await repo.read(*literal(found.row.patient)) if literal(found.row.patient) else None
+        number = f"P{await next_value(repo.conn, f'lab-file:{caller.lab_finess}'):07d}"
+        content = identity.lab_file(patient.content if patient and patient.content else {},
+                                    caller.lab_finess or "", number)
+        patient_id = new_id()
+        await repo.save([Write("Patient", patient_id, content, "POST")], now, access.owner_key(caller))
+        return f"Patient/{patient_id}"
+
+    async def _lab(self, repo: Repository, caller: Caller) -> str:
+        query = parse_search("Organization", [("identifier", f"{access.ORGANIZATION_ID}|1{caller.lab_finess}")],
+                             default_count=1, max_count=1)
+        found = await store_search.first_matches(repo.conn, query, self.records.base_url)
+        if not found:
+            raise FhirError(409, [Issue(f"Le laboratoire (FINESS {caller.lab_finess}) n'est pas "
+                                        "enregistré dans bilan.", "not-found")])
+        return f"Organization/{found[0].id}"
+
+    async def _audit(self, repo: Repository, caller: Caller, interaction: str, found: PrescriptionFile,
+                     touched: list[str] | None = None) -> None:
+        patients = {found.row.patient} | ({found.order.lab_file} if found.order and found.order.lab_file else set())
+        await self.records.audit(repo, caller, interaction, patients=patients,
+                                 touched=touched or [f"Task/{found.task.id}", *(e.reference for e in found.exams)])
+
+
+def _check_staff(caller: Caller, interaction: str) -> None:
+    if caller.kind not in ("reception", "biologist"):
+        raise Denied(caller, interaction, access.forbidden(
+            "Seul le personnel du laboratoire a accès à la réception."), [])
+
+
+async def _read_all(repo: Repository, references: list[str]) -> list[dict[str, Any]]:
+    keys = [k for k in (literal(r) for r in references) if k]
+    found = await repo.read_many(keys)
+    return [found[k].content for k in keys if k in found and found[k].content]
+
+
+def _codes(request: dict[str, Any]) -> list[str]:
+    return [c["code"] for c in (request.get("code") or {}).get("coding", []) if c.get("code")]
+
+
+async def _prescriber(repo: Repository, reference: str) -> tuple[str, str]:
+    """The prescriber's name and practice, through their PractitionerRole."""
+    [found] = await _read_all(repo, [reference]) or [{}]
+    place = ""
+    if found.get("resourceType") == "PractitionerRole":
+        [organization] = await _read_all(repo, [(found.get("organization") or {}).get("reference", "")]) or [{}]
+        place = organization.get("name", "")
+        [found] = await _read_all(repo, [(found.get("practitioner") or {}).get("reference", "")]) or [{}]
+    name = (found.get("name") or [{}])[0]
+    words = [*name.get("prefix", []), *name.get("given", []), (name.get("family") or "").upper()]
+    return " ".join(w for w in words if w) or "Prescripteur inconnu", place
+
+
+async def _accession(repo: Repository, lab_finess: str, now: datetime) -> str:
+    """The order's number: the lab's calendar day and a daily sequence, e.g. 261124-0007."""
+    day = now.astimezone(LAB_TIME).strftime("%y%m%d")
+    return f"{day}-{await next_value(repo.conn, f'accession:{lab_finess}:{day}'):04d}"
+
+
+def _specimens(found: PrescriptionFile, accession: str, lab_file: str, lab_finess: str) -> list[dict[str, Any]]:
+    """One Specimen (tube) per kind of tube the performed exams need."""
+    tubes: dict[str, tuple[Tube, list[Exam]]] = {}
+    for exam in found.exams:
+        if exam.in_catalogue:
+            tube = tube_for({"local_code": exam.local_code, "specimen": exam.specimen,
+                             "chapter_loinc": exam.chapter})
+            tubes.setdefault(tube.key, (tube, []))[1].append(exam)
+    return [{
+        "resourceType": "Specimen",
+        "accessionIdentifier": {"system": f"{tracking.ACCESSION}/{lab_finess}",
+                                "value": f"{accession}-{n:02d}"},
+        "type": {"coding": [{"system": SPECIMEN_TYPES, "code": tube.specimen_code,
+                             "display": tube.specimen_label}], "text": tube.specimen_label},
+        "subject": {"reference": lab_file},
+        "request": [{"reference": e.reference} for e in exams],
+        "container": [{"type": {"text": tube.label},
+                       **({"additiveCodeableConcept": {"text": tube.additive}} if tube.additive else {})}],
+        "note": [{"text": ", ".join(e.label for e in exams)}],
+    } for n, (tube, exams) in enumerate(tubes.values(), start=1)]
+
+
+def _sample(specimen: dict[str, Any]) -> Sample:
+    container = (specimen.get("container") or [{}])[0]
+    return Sample(barcode=(specimen.get("accessionIdentifier") or {}).get("value", ""),
+                  tube=(container.get("type") or {}).get("text", ""),
+                  exams=tuple((specimen.get("note") or [{}])[0].get("text", "").split(", ")),
+                  collected=(specimen.get("collection") or {}).get("collectedDateTime"))

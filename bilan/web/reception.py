@@ -1,0 +1,116 @@
+"""The lab reception's pages: worklist, prescription, identity check, import, labels, sheet."""
+
+from typing import Annotated, Any
+
+from jinja2_fragments.litestar import HTMXBlockTemplate
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromQuery
+from litestar.response import Redirect, Response, Template
+
+from bilan.auth.caller import Caller
+from bilan.fhir.outcomes import FhirError, Issue
+from bilan.prescription.labels import labels_pdf
+from bilan.prescription.reception import NEW_FILE, Reception
+from bilan.settings import Settings
+from bilan.web.session import WebUser, current_user, web_caller
+
+AnyRequest = Request[Any, Any, Any]
+Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+FILTERS = {"received": "À importer", "imported": "Importées", "cancelled": "Refusées ou annulées",
+           "": "Toutes"}
+
+
+def signed_in(request: AnyRequest, settings: Settings) -> tuple[WebUser, Caller]:
+    user = current_user(request, settings)
+    if user is None:
+        raise FhirError(401, [Issue("Connectez-vous pour accéder à la réception du laboratoire.", "login")])
+    return user, web_caller(request, user)
+
+
+class ReceptionController(Controller):
+    path = "/reception"
+
+    @get("/")
+    async def worklist(self, request: AnyRequest, settings: NamedDependency[Settings],
+                       reception: NamedDependency[Reception], q: FromQuery[str] = "",
+                       statut: FromQuery[str] = "received") -> Template | Redirect:
+        user, caller = signed_in(request, settings)
+        status = statut if statut in FILTERS else "received"
+        rows = await reception.worklist(caller, q, status or None)
+        scanned = [r for r in rows if r.requisition_value == q.strip()]
+        if len(scanned) == 1 and not request.headers.get("hx-request"):
+            return Redirect(f"/reception/prescriptions/{scanned[0].id}")  # a scanned number + Enter
+        context = {"user": user, "rows": rows, "q": q, "status": status, "filters": FILTERS}
+        if request.headers.get("hx-request"):
+            return HTMXBlockTemplate(template_name="reception/worklist.html", block_name="results",
+                                     context=context)
+        return Template("reception/worklist.html", context=context)
+
+    @get("/prescriptions/{row_id:int}")
+    async def prescription(self, request: AnyRequest, row_id: int, settings: NamedDependency[Settings],
+                           reception: NamedDependency[Reception]) -> Template:
+        user, caller = signed_in(request, settings)
+        return await self._page(request, user, caller, reception, row_id)
+
+    @post("/prescriptions/{row_id:int}/import")
+    async def import_(self, request: AnyRequest, row_id: int, data: Form,
+                      settings: NamedDependency[Settings], reception: NamedDependency[Reception]) -> Template | Redirect:
+        user, caller = signed_in(request, settings)
+        try:
+            await reception.import_prescription(caller, row_id, data.get("dossier", ""))
+        except FhirError as error:
+            return await self._page(request, user, caller, reception, row_id, error, data)
+        return Redirect(f"/reception/prescriptions/{row_id}#commande")
+
+    @post("/prescriptions/{row_id:int}/prelevement")
+    async def collect(self, request: AnyRequest, row_id: int, settings: NamedDependency[Settings],
+                      reception: NamedDependency[Reception]) -> Template | Redirect:
+        user, caller = signed_in(request, settings)
+        try:
+            await reception.collect(caller, row_id)
+        except FhirError as error:
+            return await self._page(request, user, caller, reception, row_id, error)
+        return Redirect(f"/reception/prescriptions/{row_id}#commande")
+
+    @post("/prescriptions/{row_id:int}/cloture")
+    async def close(self, request: AnyRequest, row_id: int, data: Form,
+                    settings: NamedDependency[Settings], reception: NamedDependency[Reception]) -> Template | Redirect:
+        user, caller = signed_in(request, settings)
+        try:
+            await reception.close(caller, row_id, data.get("statut", ""), data.get("motif", ""))
+        except FhirError as error:
+            return await self._page(request, user, caller, reception, row_id, error, data)
+        return Redirect(f"/reception/prescriptions/{row_id}")
+
+    @get("/prescriptions/{row_id:int}/etiquettes.pdf")
+    async def labels(self, request: AnyRequest, row_id: int, settings: NamedDependency[Settings],
+                     reception: NamedDependency[Reception]) -> Response[bytes]:
+        _, caller = signed_in(request, settings)
+        labels = await reception.labels(caller, row_id)
+        return Response(labels_pdf(labels), media_type="application/pdf", headers={
+            "Content-Disposition": f'inline; filename="etiquettes-{labels[0].accession}.pdf"',
+            "Cache-Control": "no-store"})
+
+    @get("/prescriptions/{row_id:int}/fiche")
+    async def sheet(self, request: AnyRequest, row_id: int, settings: NamedDependency[Settings],
+                    reception: NamedDependency[Reception]) -> Template:
+        user, caller = signed_in(request, settings)
+        found = await reception.open(caller, row_id)
+        if found.order is None:
+            raise FhirError(409, [Issue("Importez d'abord la prescription.", "business-rule")])
+        return Template("reception/sheet.html", context={"user": user, "file": found})
+
+    async def _page(self, request: AnyRequest, user: WebUser, caller: Caller, reception: Reception,
+                    row_id: int, error: FhirError | None = None, data: dict[str, str] | None = None) -> Template:
+        """The prescription's page; after a refused action, with the reason next to its field."""
+        if error is not None and error.status not in (409, 422):
+            raise error
+        found = await reception.open(caller, row_id)
+        errors: dict[str, str] = {}
+        for issue in error.issues if error else []:
+            errors[(issue.expression or "general").split(".")[-1]] = issue.diagnostics
+        return Template("reception/prescription.html", status_code=error.status if error else 200,
+                        context={"user": user, "file": found, "errors": errors, "form": data or {},
+                                 "new_file": NEW_FILE})

@@ -1,0 +1,107 @@
+"""Browser tests: Debian's headless Chromium driven by Playwright, logged in through the
+local OpenID provider as a person would, with screenshots kept under test-artifacts/."""
+
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from bilan.settings import ROOT
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (./dev test installs it); never a download
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+TIMEOUT_MS = 10_000  # everything is local: a step slower than this is a failure
+_CHROMIUM_KEY = pytest.StashKey[Browser]()
+
+
+@pytest.fixture(scope="session")
+def browser(pytestconfig: pytest.Config) -> Browser:
+    """One Chromium for the whole run. Each test module that imports this fixture gets a
+    fixture of its own in pytest's eyes, and Playwright's sync API starts only once per
+    thread: so the browser lives in the run's stash and closes when the run ends."""
+    if _CHROMIUM_KEY not in pytestconfig.stash:
+        if not Path(CHROMIUM).exists():
+            pytest.fail(f"the browser tests need {CHROMIUM} (Debian package chromium; ./dev test installs it)")
+        playwright = sync_playwright().start()
+        pytestconfig.add_cleanup(playwright.stop)
+        # As root (containers, CI) Chromium's sandbox cannot start. Playwright already passes
+        # --no-sandbox unless chromium_sandbox=True; said here so that it is not a surprise.
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        pytestconfig.add_cleanup(chromium.close)  # cleanups run last first: before playwright.stop
+        pytestconfig.stash[_CHROMIUM_KEY] = chromium
+    return pytestconfig.stash[_CHROMIUM_KEY]
+
+
+@pytest.fixture
+def new_page(server: str, web_root: str, browser: Browser) -> Iterator[Callable[..., Page]]:
+    """new_page(viewport=(w, h)): a page in a browser context of its own (its own cookies),
+    closed after the test."""
+    contexts = []
+
+    def open_page(viewport: tuple[int, int] = (1280, 800)) -> Page:
+        width, height = viewport
+        context = browser.new_context(viewport={"width": width, "height": height},
+                                      locale="fr-FR", base_url=web_root)
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        return context.new_page()
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page_as(new_page: Callable[..., Page], web_root: str, issuer: str) -> Callable[..., Page]:
+    """page_as("bio.durand"): a page logged in to bilan, on its home page."""
+
+    def log_in(username: str, viewport: tuple[int, int] = (1280, 800)) -> Page:
+        page = new_page(viewport)
+        page.goto(f"{web_root}/auth/login")
+        page.wait_for_url(f"{issuer}/interaction/**")
+        page.fill("input[name=login]", username)
+        page.fill("input[name=password]", "demo")  # every demo account's password
+        page.click("button[type=submit]")
+        # Consent is granted automatically (deploy/idp): the provider sends us straight back.
+        wait_for_home(page, web_root)
+        return page
+
+    return log_in
+
+
+def wait_for_home(page: Page, web_root: str) -> None:
+    """Wait for bilan's home page, saying what the browser shows if it never comes."""
+    try:
+        page.wait_for_url(f"{web_root}/")
+    except PlaywrightTimeout as error:
+        raise AssertionError(f"not on bilan's home page but {page.url}:\n"
+                             f"{page.inner_text('body')[:500]}") from error
+
+
+class Screenshots:
+    """shots(page, "step"): test-artifacts/screenshots/<test>/<NN>-<step>.png, numbered in order."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.taken = folder, 0
+
+    def __call__(self, page: Page, step: str) -> Path:
+        self.taken += 1
+        path = self.folder / f"{self.taken:02d}-{_slug(step)}.png"
+        page.screenshot(path=path, full_page=True)
+        return path
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest) -> Screenshots:
+    folder = SCREENSHOTS / _slug(request.node.name)
+    shutil.rmtree(folder, ignore_errors=True)  # no stale pictures from an earlier run
+    folder.mkdir(parents=True)
+    return Screenshots(folder)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^\w.-]+", "-", text).strip("-")
