@@ -10,9 +10,12 @@ from datetime import date, datetime, timezone
 from bilan.app import build_services
 from bilan.demo.prescriptions import EXAMS, Person, Prescriber, PrescriptionSpec, bundle, patient_resource
 from bilan.prescription import catalogue
-from bilan.prescription.ins import IDENTITY_RELIABILITY, IDENTITY_STATUS_SYSTEM
+from bilan.fhir.dates import utc_now
+from bilan.prescription.identity import LAB_PATIENT
+from bilan.records.service import Records, new_id
 from bilan.settings import Settings
 from bilan.storage.database import create_engine
+from bilan.storage.repository import Write
 
 LAB_FINESS = "750100001"
 LAB_IDENTIFIER = ("urn:oid:1.2.250.1.71.4.2.2", f"1{LAB_FINESS}")
@@ -37,7 +40,7 @@ async def load_demo(settings: Settings) -> None:
         async with engine.begin() as conn:
             count = await catalogue.replace(conn, catalogue.read_csv(settings.catalogue_path))
         await records.create(None, lab_organization(), if_none_exist=LAB_CRITERIA)
-        await records.create(None, _provisional(), if_none_exist="identifier=https://bilan.sante.fr/fhir/sid/lab-patient|DEMO-PROV-1")
+        await _lab_files(records)
         rng = random.Random(2026)
         for number, person in enumerate(QUALIFIED, start=1):
             spec = PrescriptionSpec(
@@ -50,10 +53,15 @@ async def load_demo(settings: Settings) -> None:
                 authored=datetime(2026, 11, 20 + number, 9, 30, tzinfo=timezone.utc),
             )
             await transactions.process(None, bundle(spec))
+        # Addressed to no lab: the patient brings it on paper; the lab finds it by its number.
+        await transactions.process(None, bundle(PrescriptionSpec(
+            patient=QUALIFIED[2], prescriber=PRESCRIBERS[0], requisition="DEMO-2026-0100",
+            exams=[*EXAMS[:2], ("2458-8", "Immunoglobulines A")],  # IgA: not in the catalogue
+            authored=datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc))))
     finally:
         await engine.dispose()
-    print(f"demo data loaded: {count} catalogue entries, 1 lab, {len(PRESCRIBERS)} prescribers, "
-          f"{len(QUALIFIED) + 1} patients, {len(QUALIFIED)} prescriptions")
+    print(f"demo data loaded: {count} catalogue entries, 1 lab with {len(LAB_FILES)} patient files, "
+          f"{len(PRESCRIBERS)} prescribers, {len(QUALIFIED)} patients, {len(QUALIFIED) + 1} prescriptions")
 
 
 def lab_organization() -> dict:
@@ -68,10 +76,20 @@ def lab_organization() -> dict:
     }
 
 
-def _provisional() -> dict:
-    """A patient known by traits only: provisional identity, no INS."""
-    patient = patient_resource(Person("Martin", ["Lucas"], "male", date(2001, 1, 15), "", status="PROV"))
-    patient["identifier"] = [{"system": "https://bilan.sante.fr/fhir/sid/lab-patient", "value": "DEMO-PROV-1"}]
-    patient["extension"] = [{"url": IDENTITY_RELIABILITY, "extension": [
-        {"url": "identityStatus", "valueCoding": {"system": IDENTITY_STATUS_SYSTEM, "code": "PROV"}}]}]
-    return patient
+# The lab's own patient files, as its software holds them: one with a traits mismatch against
+# a prescription (for the identity check), one provisional identity.
+LAB_FILES = [
+    (Person("Lefèvre", ["Jean"], "male", date(1962, 11, 2), "", status="VALI"), "P0900001"),
+    (Person("Martin", ["Lucas"], "male", date(2001, 1, 15), "", status="PROV"), "P0900002"),
+]
+
+
+async def _lab_files(records: Records) -> None:
+    async with records.unit() as repo:
+        for person, number in LAB_FILES:
+            system = f"{LAB_PATIENT}/{LAB_FINESS}"
+            if await records.find_existing(repo, "Patient", f"identifier={system}|{number}"):
+                continue
+            patient = patient_resource(person)
+            patient["identifier"] = [{"use": "usual", "system": system, "value": number}]
+            await repo.save([Write("Patient", new_id(), patient, "POST")], utc_now(), f"lab:{LAB_FINESS}")
