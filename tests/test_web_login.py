@@ -1,9 +1,7 @@
 """People log in to bilan's pages through the OpenID provider, and log out of both."""
 
-import re
 import time
 from datetime import date
-from html import unescape
 
 import httpx
 import pytest
@@ -12,28 +10,7 @@ from bilan.demo.prescriptions import Person, patient_resource
 from bilan.prescription.ins import INS_NIR_TEST
 from tests.helpers import search
 from tests.servers import running
-
-
-def _follow(browser: httpx.Client, response: httpx.Response) -> httpx.Response:
-    while response.is_redirect:
-        response = browser.get(str(response.url.join(response.headers["location"])))
-    return response
-
-
-def _form(page: httpx.Response, field_names: bool = False) -> tuple[str, dict[str, str]]:
-    action = unescape(re.search(r'<form[^>]*action="([^"]+)"', page.text).group(1))
-    fields = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page.text))
-    return str(page.url.join(action)), fields
-
-
-def _log_in(web_root: str, username: str) -> tuple[httpx.Client, httpx.Response]:
-    """A browser-less login: the provider's form posted as a person would fill it in."""
-    browser = httpx.Client(timeout=10)
-    login_page = _follow(browser, browser.get(f"{web_root}/auth/login"))
-    assert "Connexion" in login_page.text
-    action, _ = _form(login_page)
-    home = _follow(browser, browser.post(action, data={"login": username, "password": "demo"}))
-    return browser, home
+from tests.web import follow, form, log_in
 
 
 @pytest.mark.parametrize("username, shown", [
@@ -43,7 +20,7 @@ def _log_in(web_root: str, username: str) -> tuple[httpx.Client, httpx.Response]
     ("patient.dupont", "Marie Dupont — patient"),
 ])
 def test_login_opens_a_session(web_root: str, server: str, username: str, shown: str) -> None:
-    browser, home = _log_in(web_root, username)
+    browser, home = log_in(web_root, username)
 
     assert home.status_code == 200 and str(home.url) == f"{web_root}/"
     assert shown in home.text
@@ -55,19 +32,19 @@ def test_logout_needs_the_form_token_and_ends_both_sessions(web_root: str, serve
                                                             as_user, fhir) -> None:
     dupont = patient_resource(Person("Dupont", ["Marie"], "female", date(1979, 3, 12), "279035121518989"))
     fhir.post("Patient", json=dupont, headers={"If-None-Exist": f"identifier={INS_NIR_TEST}|279035121518989"})
-    browser, home = _log_in(web_root, "patient.dupont")
+    browser, home = log_in(web_root, "patient.dupont")
 
     forged = browser.post(f"{web_root}/auth/logout")  # no CSRF token: a cross-site post
     assert forged.status_code == 403 and "Accès refusé" in forged.text
     assert "Marie Dupont" in browser.get(f"{web_root}/").text
 
-    action, fields = _form(home)
-    at_provider = _follow(browser, browser.post(action, data=fields))
+    action, fields = form(home)
+    at_provider = follow(browser, browser.post(action, data=fields))
     assert "Déconnexion" in at_provider.text
-    confirm, hidden = _form(at_provider)
-    back = _follow(browser, browser.post(confirm, data={**hidden, "logout": "yes"}))
+    confirm, hidden = form(at_provider)
+    back = follow(browser, browser.post(confirm, data={**hidden, "logout": "yes"}))
     assert str(back.url).startswith(f"{web_root}/") and "Se connecter" in back.text
-    again = _follow(browser, browser.get(f"{web_root}/auth/login"))
+    again = follow(browser, browser.get(f"{web_root}/auth/login"))
     assert "Identifiant" in again.text  # the provider asks for the password again
 
     trail = search(as_user("patient.dupont"), "AuditEvent", subtype="login,logout")
@@ -84,7 +61,7 @@ def test_an_idle_session_ends(settings, second_root: str, server: str) -> None:
     idle = settings.model_copy(update={"base_url": f"{second_root}/fhir", "session_idle": 1,
                                        "token_audience": settings.base_url})
     with running(idle):
-        browser, home = _log_in(second_root, "dr.lambert")
+        browser, home = log_in(second_root, "dr.lambert")
         assert "Claire Lambert" in home.text
         time.sleep(1.5)
         after = browser.get(f"{second_root}/")

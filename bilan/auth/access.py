@@ -15,7 +15,9 @@ from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import FhirError, Issue
 from bilan.prescription.ins import INS_SYSTEMS
 from bilan.prescription.practitioners import RPPS
-from bilan.storage.compartments import IdSet, either, owned_by, referred, referring, with_token
+from bilan.storage.compartments import (
+    IdSet, either, owned_by, owned_by_another_lab, referred, referring, with_token,
+)
 
 DIRECTORY = ("Practitioner", "PractitionerRole", "Organization")
 ORGANIZATION_ID = "urn:oid:1.2.250.1.71.4.2.2"  # FINESS-based organisation ids: "1" + FINESS
@@ -87,6 +89,15 @@ def visible(caller: Caller, resource_type: str) -> Any | None:
         return select_nothing()
     owned = owned_by(resource_type, owner_key(caller))
     return owned if around is None else either(around, owned)
+
+
+def private_to_others(caller: Caller | None, resource_type: str) -> Any | None:
+    """What a conditional create or reference from this caller must never resolve to: the
+    patient files a lab keeps for itself (another lab's, or any lab's for non-lab callers)."""
+    if resource_type != "Patient":
+        return None
+    mine = owner_key(caller) if caller is not None and caller.for_lab else None
+    return owned_by_another_lab(resource_type, mine)
 
 
 def select_nothing() -> list[str]:

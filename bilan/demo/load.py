@@ -10,6 +10,7 @@ from datetime import date, datetime, timezone
 from bilan.app import build_services
 from bilan.demo.prescriptions import EXAMS, Person, Prescriber, PrescriptionSpec, bundle, patient_resource
 from bilan.prescription import catalogue
+from bilan.auth.caller import Caller
 from bilan.fhir.dates import utc_now
 from bilan.prescription.identity import LAB_PATIENT
 from bilan.records.service import Records, new_id
@@ -85,10 +86,11 @@ LAB_FILES = [
 
 
 async def _lab_files(records: Records) -> None:
+    lab = Caller("reception", "demo-loader", frozenset(), lab_finess=LAB_FINESS)
     async with records.unit() as repo:
         for person, number in LAB_FILES:
             system = f"{LAB_PATIENT}/{LAB_FINESS}"
-            if await records.find_existing(repo, "Patient", f"identifier={system}|{number}"):
+            if await records.find_existing(repo, lab, "Patient", f"identifier={system}|{number}"):
                 continue
             patient = patient_resource(person)
             patient["identifier"] = [{"use": "usual", "system": system, "value": number}]

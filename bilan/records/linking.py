@@ -1,6 +1,6 @@
 """Making every reference of incoming resources point at a stored resource, or saying why not."""
 
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qsl
 
 from bilan.fhir.outcomes import Issue, bad_request
@@ -14,8 +14,10 @@ class Linker:
     """Resolves references for one write: in-bundle fullUrls, conditional and literal ones."""
 
     def __init__(self, repo: Repository, base_url: str, local: dict[str, str] | None = None,
-                 pending: set[tuple[str, str]] | None = None):
+                 pending: set[tuple[str, str]] | None = None,
+                 hidden: Callable[[str], Any] = store_search.everything):
         self.repo = repo
+        self.hidden = hidden  # what conditional references must not resolve to
         self.base_url = base_url
         self.local = local or {}          # fullUrl -> "Type/id" for resources in the same bundle
         self.pending = pending or set()   # (type, id) written in the same bundle
@@ -56,7 +58,7 @@ class Linker:
     async def _conditional(self, ref: str, path: str, issues: list[Issue]) -> str | None:
         rtype, _, criteria = ref.partition("?")
         query = conditional_query(rtype, criteria)
-        found = await store_search.first_matches(self.repo.conn, query, self.base_url)
+        found = await store_search.first_matches(self.repo.conn, query, self.base_url, self.hidden)
         if len(found) != 1:
             what = "no resource" if not found else "several resources"
             issues.append(Issue(f"Conditional reference {ref!r} matches {what}; exactly one is "

@@ -154,13 +154,13 @@ class Records:
             raise invalid(issues)
         async with self.unit() as repo:
             if if_none_exist:
-                existing = await self.find_existing(repo, resource_type, if_none_exist)
+                existing = await self.find_existing(repo, caller, resource_type, if_none_exist)
                 if existing is not None:
                     await self.check_read(repo, caller, "create", existing)
                     await self.audit(repo, caller, "create", patients=patients_of(existing.content),
                                      touched=[f"{resource_type}/{existing.id}"])
                     return Saved(existing, created=False)
-            resource = await self._linked(repo, resource)
+            resource = await self._linked(repo, caller, resource)
             [stored] = await repo.save([Write(resource_type, new_id(), resource, "POST")], utc_now(),
                                        access.owner_key(caller))
             await self.audit(repo, caller, "create", patients=patients_of(stored.content),
@@ -184,7 +184,7 @@ class Records:
             if current is not None and not current.deleted:
                 await self.check_read(repo, caller, "update", current)
             _check_version(current, if_match, resource_type, resource_id)
-            resource = await self._linked(repo, resource)
+            resource = await self._linked(repo, caller, resource)
             expected = current.version_id if current else None
             try:
                 [stored] = await repo.save(
@@ -230,29 +230,31 @@ class Records:
             error = access.forbidden(f"{reference} is not yours to see")
             raise Denied(caller, interaction, error, [reference], patients)
 
-    async def find_existing(self, repo: Repository, resource_type: str, criteria: str) -> Stored | None:
+    async def find_existing(self, repo: Repository, caller: Caller | None, resource_type: str,
+                            criteria: str) -> Stored | None:
         """The one resource If-None-Exist criteria select, None if none; 412 if several."""
-        [found] = await self.find_existing_many(repo, [(resource_type, criteria)])
+        [found] = await self.find_existing_many(repo, caller, [(resource_type, criteria)])
         return found
 
-    async def find_existing_many(self, repo: Repository,
+    async def find_existing_many(self, repo: Repository, caller: Caller | None,
                                  wanted: list[tuple[str, str]]) -> list[Stored | None]:
         """find_existing for several (type, criteria) at once.
 
         What is found needs no lock. For what is not, a lock on its criteria, held until
         commit, then a second look: two requests creating the same new resource at once make
         one resource, while requests naming a known one (the same prescriber, again and again)
-        never wait for each other.
+        never wait for each other. Another party's private files never match.
         """
         if not wanted:
             return []
         queries = [conditional_query(rtype, criteria) for rtype, criteria in wanted]
-        results = await store_search.first_matches_many(repo.conn, queries, self.base_url)
+        hidden = lambda t: access.private_to_others(caller, t)  # noqa: E731
+        results = await store_search.first_matches_many(repo.conn, queries, self.base_url, hidden)
         missing = [n for n, found in enumerate(results) if not found]
         if missing:
             await repo.lock_many([f"{wanted[n][0]}?{wanted[n][1]}" for n in missing])
             again = await store_search.first_matches_many(
-                repo.conn, [queries[n] for n in missing], self.base_url)
+                repo.conn, [queries[n] for n in missing], self.base_url, hidden)
             for n, found in zip(missing, again):
                 results[n] = found
         for (rtype, criteria), found in zip(wanted, results):
@@ -261,8 +263,9 @@ class Records:
                                           "resources")
         return [found[0] if found else None for found in results]
 
-    async def _linked(self, repo: Repository, resource: dict[str, Any]) -> dict[str, Any]:
-        linker = Linker(repo, self.base_url)
+    async def _linked(self, repo: Repository, caller: Caller | None,
+                      resource: dict[str, Any]) -> dict[str, Any]:
+        linker = Linker(repo, self.base_url, hidden=lambda t: access.private_to_others(caller, t))
         issues = await linker.check(resource, resource["resourceType"])
         if issues:
             raise FhirError(422, issues)

@@ -148,7 +148,7 @@ class Transactions:
     async def _store(self, caller: Caller | None, entries: list[Entry]) -> dict[str, Any]:
         async with self.records.unit() as repo:
             await self._resolve_identities(repo, caller, entries)
-            await self._link(repo, entries)
+            await self._link(repo, caller, entries)
             for rule in self.rules:
                 replayed = await rule.before_write(repo, caller, entries)
                 if replayed is not None:
@@ -176,7 +176,7 @@ class Transactions:
                                   entries: list[Entry]) -> None:
         conditional = [e for e in entries if e.method == "POST" and e.if_none_exist]
         found = await self.records.find_existing_many(
-            repo, [(e.resource_type, e.if_none_exist) for e in conditional])
+            repo, caller, [(e.resource_type, e.if_none_exist) for e in conditional])
         for entry, existing in zip(conditional, found):
             entry.existing = existing
             entry.id = existing.id if existing else new_id()
@@ -189,11 +189,12 @@ class Transactions:
                     await self.records.check_read(repo, caller, "transaction", entry.existing)
                 _check_match(entry)
 
-    async def _link(self, repo: Repository, entries: list[Entry]) -> None:
+    async def _link(self, repo: Repository, caller: Caller | None, entries: list[Entry]) -> None:
         """Point every reference of the entries to write at its stored target."""
         local = {e.full_url: e.reference for e in entries if e.full_url and e.id}
         pending = {(e.resource_type, e.id) for e in entries if e.method != "DELETE"}
-        linker = Linker(repo, self.records.base_url, local, pending)
+        linker = Linker(repo, self.records.base_url, local, pending,
+                        hidden=lambda t: access.private_to_others(caller, t))
         issues: list[Issue] = []
         to_write = [e for e in entries if e.method != "DELETE" and _writes(e)]
         for entry in to_write:

@@ -39,6 +39,14 @@ def owned_by(resource_type: str, owner: str) -> IdSet:
                                          i.c.value == owner)
 
 
+def owned_by_another_lab(resource_type: str, mine: str | None) -> IdSet:
+    """Ids of the resources of a type that a lab created, other than the lab `mine`."""
+    i = search_index.alias()
+    query = select(i.c.resource_id).where(i.c.resource_type == resource_type, i.c.name == OWNER,
+                                          i.c.value.like("lab:%"))
+    return query.where(i.c.value != mine) if mine else query
+
+
 def either(*sets: Any) -> Any:
     """The union of id sets, flat (SQLite refuses a UNION nested in parentheses)."""
     flat: list[Any] = []

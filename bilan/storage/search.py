@@ -52,26 +52,35 @@ async def search(conn: AsyncConnection, query: SearchQuery, base_url: str,
     return SearchResult(total, matches, included)
 
 
-async def first_matches(conn: AsyncConnection, query: SearchQuery, base_url: str) -> list[Stored]:
+async def first_matches(conn: AsyncConnection, query: SearchQuery, base_url: str,
+                        hidden: Restriction = everything) -> list[Stored]:
     """Up to two matches in no particular order: enough to tell none, one or several."""
-    [found] = await first_matches_many(conn, [query], base_url)
+    [found] = await first_matches_many(conn, [query], base_url, hidden)
     return found
 
 
 MANY_MATCHES = 100  # enough rows to tell, for each of several conditional criteria, 0, 1 or more
 
 
-async def first_matches_many(conn: AsyncConnection, queries: list[SearchQuery],
-                             base_url: str) -> list[list[Stored]]:
-    """first_matches for several queries in one statement."""
+async def first_matches_many(conn: AsyncConnection, queries: list[SearchQuery], base_url: str,
+                             hidden: Restriction = everything) -> list[list[Stored]]:
+    """first_matches for several queries in one statement, never matching what `hidden`
+    names (ids, as a subquery, per type; None: nothing hidden)."""
+
+    def where(q: SearchQuery) -> list[ColumnElement[bool]]:
+        clauses = _where(q.resource_type, q.criteria, base_url)
+        excluded = hidden(q.resource_type)
+        if excluded is not None:
+            clauses.append(r.id.not_in(excluded))
+        return clauses
+
     if len(queries) == 1:
-        stmt = select(resources).where(*_where(queries[0].resource_type, queries[0].criteria,
-                                                base_url)).limit(2)
+        stmt = select(resources).where(*where(queries[0])).limit(2)
         return [[stored_from_row(row) for row in await conn.execute(stmt)]]
     # Plain branches (no per-branch LIMIT: SQLite takes no parenthesised UNION members, and
     # subqueries cost more to build than the query costs to run); a bound on the whole.
     stmt = union_all(*(
-        select(literal(n).label("query"), resources).where(*_where(q.resource_type, q.criteria, base_url))
+        select(literal(n).label("query"), resources).where(*where(q))
         for n, q in enumerate(queries)
     )).limit(MANY_MATCHES)
     found: list[list[Stored]] = [[] for _ in queries]

@@ -6,7 +6,7 @@ from jinja2_fragments.litestar import HTMXBlockTemplate
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromQuery
+from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Response, Template
 
 from bilan.auth.caller import Caller
@@ -49,13 +49,13 @@ class ReceptionController(Controller):
         return Template("reception/worklist.html", context=context)
 
     @get("/prescriptions/{row_id:int}")
-    async def prescription(self, request: AnyRequest, row_id: int, settings: NamedDependency[Settings],
+    async def prescription(self, request: AnyRequest, row_id: FromPath[int], settings: NamedDependency[Settings],
                            reception: NamedDependency[Reception]) -> Template:
         user, caller = signed_in(request, settings)
         return await self._page(request, user, caller, reception, row_id)
 
     @post("/prescriptions/{row_id:int}/import")
-    async def import_(self, request: AnyRequest, row_id: int, data: Form,
+    async def import_(self, request: AnyRequest, row_id: FromPath[int], data: Form,
                       settings: NamedDependency[Settings], reception: NamedDependency[Reception]) -> Template | Redirect:
         user, caller = signed_in(request, settings)
         try:
@@ -65,7 +65,7 @@ class ReceptionController(Controller):
         return Redirect(f"/reception/prescriptions/{row_id}#commande")
 
     @post("/prescriptions/{row_id:int}/prelevement")
-    async def collect(self, request: AnyRequest, row_id: int, settings: NamedDependency[Settings],
+    async def collect(self, request: AnyRequest, row_id: FromPath[int], settings: NamedDependency[Settings],
                       reception: NamedDependency[Reception]) -> Template | Redirect:
         user, caller = signed_in(request, settings)
         try:
@@ -75,7 +75,7 @@ class ReceptionController(Controller):
         return Redirect(f"/reception/prescriptions/{row_id}#commande")
 
     @post("/prescriptions/{row_id:int}/cloture")
-    async def close(self, request: AnyRequest, row_id: int, data: Form,
+    async def close(self, request: AnyRequest, row_id: FromPath[int], data: Form,
                     settings: NamedDependency[Settings], reception: NamedDependency[Reception]) -> Template | Redirect:
         user, caller = signed_in(request, settings)
         try:
@@ -85,7 +85,7 @@ class ReceptionController(Controller):
         return Redirect(f"/reception/prescriptions/{row_id}")
 
     @get("/prescriptions/{row_id:int}/etiquettes.pdf")
-    async def labels(self, request: AnyRequest, row_id: int, settings: NamedDependency[Settings],
+    async def labels(self, request: AnyRequest, row_id: FromPath[int], settings: NamedDependency[Settings],
                      reception: NamedDependency[Reception]) -> Response[bytes]:
         _, caller = signed_in(request, settings)
         labels = await reception.labels(caller, row_id)
@@ -94,7 +94,7 @@ class ReceptionController(Controller):
             "Cache-Control": "no-store"})
 
     @get("/prescriptions/{row_id:int}/fiche")
-    async def sheet(self, request: AnyRequest, row_id: int, settings: NamedDependency[Settings],
+    async def sheet(self, request: AnyRequest, row_id: FromPath[int], settings: NamedDependency[Settings],
                     reception: NamedDependency[Reception]) -> Template:
         user, caller = signed_in(request, settings)
         found = await reception.open(caller, row_id)
@@ -103,7 +103,7 @@ class ReceptionController(Controller):
         return Template("reception/sheet.html", context={"user": user, "file": found})
 
     async def _page(self, request: AnyRequest, user: WebUser, caller: Caller, reception: Reception,
-                    row_id: int, error: FhirError | None = None, data: dict[str, str] | None = None) -> Template:
+                    row_id: FromPath[int], error: FhirError | None = None, data: dict[str, str] | None = None) -> Template:
         """The prescription's page; after a refused action, with the reason next to its field."""
         if error is not None and error.status not in (409, 422):
             raise error

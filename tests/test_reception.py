@@ -1,0 +1,222 @@
+"""The lab's front desk: worklist, identity check, import as the lab's order, samples, and the
+Task the prescriber's software follows."""
+
+import random
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pypdfium2
+import pytest
+import zxingcpp
+
+from bilan.demo.load import LAB_IDENTIFIER
+from bilan.demo.prescriptions import EXAMS, REQUISITION_SYSTEM, PrescriptionSpec, bundle
+from tests.helpers import post_bundle, prescription_spec, search
+from tests.web import follow, log_in, submit
+
+ACCESSION = re.compile(r"Dossier de prélèvement n° (\d{6}-\d{4})")
+
+
+def addressed(rng: random.Random, **changes: Any) -> PrescriptionSpec:
+    spec = prescription_spec(rng)
+    spec.lab = LAB_IDENTIFIER
+    for name, value in changes.items():
+        setattr(spec, name, value)
+    return spec
+
+
+def send(fhir: httpx.Client, spec: PrescriptionSpec) -> None:
+    response = post_bundle(fhir, bundle(spec))
+    assert response.status_code == 200, response.text
+
+
+@pytest.fixture(scope="module")
+def desk(web_root: str, server: str) -> httpx.Client:
+    """The lab's receptionist, logged in."""
+    browser, _ = log_in(web_root, "accueil.martin")
+    return browser
+
+
+def worklist(desk: httpx.Client, web_root: str, q: str, statut: str = "") -> httpx.Response:
+    return desk.get(f"{web_root}/reception", params={"q": q, "statut": statut},
+                    headers={"HX-Request": "true"})
+
+
+def listed(number: str, page: httpx.Response) -> bool:
+    return f">{number}</a>" in page.text
+
+
+def open_by_number(desk: httpx.Client, web_root: str, number: str) -> httpx.Response:
+    """What a barcode scan does: the whole number, then Enter (a plain form submission)."""
+    page = follow(desk, desk.get(f"{web_root}/reception", params={"q": number, "statut": "received"}))
+    assert f"Prescription n° {number}" in page.text, page.text[:2000]
+    return page
+
+
+def task_of(fhir: httpx.Client, number: str) -> dict[str, Any]:
+    found = search(fhir, "Task", requisition=f"{REQUISITION_SYSTEM}|{number}")
+    assert found["total"] == 1
+    return found["entry"][0]["resource"]
+
+
+def test_the_worklist_finds_a_prescription_by_what_the_desk_types(fhir, desk, web_root, rng) -> None:
+    spec = addressed(rng, urgent={EXAMS[0][0]}, exams=EXAMS[:3])
+    spec.patient.family = "Lefèvre-Hébert"
+    send(fhir, spec)
+    person, number = spec.patient, spec.requisition
+    birth = person.birth.strftime("%d/%m/%Y")
+
+    for typed in (number, number[:7].lower(), "lefevre", "HEB", f"lefèvre {person.given[0][:2]}",
+                  birth, person.ins, "10003456786", f"{person.given[0]} {birth}"):
+        page = worklist(desk, web_root, typed)
+        assert page.status_code == 200 and listed(number, page), typed
+        assert "<html" not in page.text  # htmx gets the table alone
+    row = worklist(desk, web_root, number).text
+    assert "Urgent" in row and "LEFÈVRE-HÉBERT" in row and "Dr " in row
+    assert not listed(number, worklist(desk, web_root, f"lefevre {birth[:2]}/13"))
+    assert not listed(number, worklist(desk, web_root, number, statut="imported"))
+
+
+def test_the_desk_sees_only_its_labs_prescriptions_and_unaddressed_ones_by_number(fhir, desk, web_root, rng) -> None:
+    elsewhere = addressed(rng, lab=("urn:oid:1.2.250.1.71.4.2.2", "1750999998"))
+    unaddressed = addressed(rng, lab=None)
+    fhir.post("Organization", json={"resourceType": "Organization", "name": "Autre laboratoire",
+                                    "identifier": [{"system": elsewhere.lab[0], "value": elsewhere.lab[1]}]},
+              headers={"If-None-Exist": f"identifier={elsewhere.lab[0]}|{elsewhere.lab[1]}"})
+    send(fhir, elsewhere)
+    send(fhir, unaddressed)
+
+    assert not listed(elsewhere.requisition, worklist(desk, web_root, elsewhere.requisition))
+    assert not listed(unaddressed.requisition, worklist(desk, web_root, unaddressed.patient.family))
+    assert listed(unaddressed.requisition, worklist(desk, web_root, unaddressed.requisition))
+    page = open_by_number(desk, web_root, unaddressed.requisition)
+    imported = submit(desk, page, page.url.path + "/import", {"dossier": "new"})
+    assert ACCESSION.search(imported.text)
+    # Imported, it is the lab's: the lab's software now sees the prescribed exams too.
+    assert listed(unaddressed.requisition, worklist(desk, web_root, unaddressed.patient.family, "imported"))
+
+
+def test_import_makes_the_labs_order_and_the_prescriber_follows_it(fhir, lab_middleware, desk, web_root, rng) -> None:
+    spec = addressed(rng, exams=[e for e in EXAMS if e[0] in ("58410-2", "40193-5", "57698-3", "24326-1")]
+                     + [("2458-8", "Immunoglobulines A")])
+    send(fhir, spec)
+    assert task_of(fhir, spec.requisition)["status"] == "requested"
+
+    page = open_by_number(desk, web_root, spec.requisition)
+    assert "Identité qualifiée" in page.text and "À transmettre" in page.text
+    assert "Aucun dossier du laboratoire ne porte cet INS" in page.text
+    imported = submit(desk, page, page.url.path + "/import", {"dossier": "new"})
+    accession = ACCESSION.search(imported.text).group(1)
+    assert "Immunoglobulines A" in imported.text.split("Examens à transmettre")[1]
+
+    task = task_of(fhir, spec.requisition)
+    assert task["status"] == "accepted" and task["identifier"][0]["value"] == accession
+    assert task["owner"]["reference"].startswith("Organization/")
+    requests = [b["reference"] for b in task["basedOn"]]
+    assert len(requests) == 5
+    assert search(fhir, "Task", **{"based-on": requests[0]})["entry"][0]["resource"]["id"] == task["id"]
+    versions = fhir.get(f"Task/{task['id']}/_history").json()
+    assert [e["resource"]["status"] for e in versions["entry"]] == ["accepted", "requested"]
+
+    specimens = search(lab_middleware, "Specimen", request=",".join(requests))["entry"]
+    tubes = {s["resource"]["container"][0]["type"]["text"]: s["resource"] for s in specimens}
+    assert set(tubes) == {"Tube EDTA (bouchon violet)", "Tube fluorure (bouchon gris)",
+                          "Tube sec avec gel (bouchon jaune)"}  # lipids and ions share one tube
+    assert all(t["accessionIdentifier"]["value"].startswith(accession + "-") for t in tubes.values())
+    lab_file = next(i["valueReference"]["reference"] for i in task["input"])
+    assert {t["subject"]["reference"] for t in tubes.values()} == {lab_file}
+
+    pdf = desk.get(f"{web_root}{page.url.path}/etiquettes.pdf")
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert sorted(_barcodes(pdf.content)) == sorted(t["accessionIdentifier"]["value"] for t in tubes.values())
+
+    collected = submit(desk, imported, page.url.path + "/prelevement", {})
+    assert "Prélèvements effectués" in collected.text
+    assert task_of(fhir, spec.requisition)["status"] == "in-progress"
+    assert all(s["resource"]["status"] == "available" and s["resource"]["collection"]["collectedDateTime"]
+               for s in search(lab_middleware, "Specimen", request=requests[0])["entry"])
+
+
+def test_importing_twice_at_once_makes_one_order(fhir, lab_middleware, as_user, web_root, server, rng) -> None:
+    spec = addressed(rng)
+    send(fhir, spec)
+    agents = [log_in(web_root, name)[0] for name in ("accueil.martin", "bio.durand")]
+    pages = [open_by_number(agent, web_root, spec.requisition) for agent in agents]
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda ap: submit(ap[0], ap[1], ap[1].url.path + "/import", {"dossier": "new"}),
+                                zip(agents, pages)))
+
+    assert [ACCESSION.search(r.text).group(1) for r in results] == [ACCESSION.search(results[0].text).group(1)] * 2
+    task = task_of(fhir, spec.requisition)
+    assert fhir.get(f"Task/{task['id']}/_history").json()["total"] == 2  # requested, accepted: once
+    requests = ",".join(b["reference"] for b in task["basedOn"])
+    specimens = search(lab_middleware, "Specimen", request=requests)["entry"]
+    assert len({s["resource"]["accessionIdentifier"]["value"] for s in specimens}) == len(specimens) > 0
+    files = search(as_user("bio.durand"), "Patient", identifier=spec.patient.ins)
+    assert len([p for p in files["entry"] if "lab-patient" in str(p["resource"]["identifier"])]) == 1
+
+
+def test_identity_check_never_merges_and_keeps_a_provisional_identity(fhir, desk, web_root, rng) -> None:
+    first = addressed(rng)
+    send(fhir, first)
+    page = open_by_number(desk, web_root, first.requisition)
+    file_number = re.search(r"n° (P\d{7})", submit(desk, page, page.url.path + "/import", {"dossier": "new"}).text).group(1)
+
+    second = addressed(rng, patient=first.patient)
+    send(fhir, second)
+    page = open_by_number(desk, web_root, second.requisition)
+    assert f"Rattacher au dossier n° {file_number}" in page.text and "Traits identiques" in page.text
+    refused = submit(desk, page, page.url.path + "/import", {"dossier": "new"})
+    assert refused.status_code == 409
+    assert re.search(rf'class="field-error" id="dossier-erreur"[^>]*>Le dossier n° {file_number} porte déjà cet INS', refused.text)
+    chosen = re.search(r'name="dossier" value="(Patient/[^"]+)"', page.text).group(1)
+    imported = submit(desk, refused, page.url.path + "/import", {"dossier": chosen})
+    assert f"n° {file_number}" in imported.text.split('id="commande-titre"')[1]
+
+    provisional = addressed(rng)
+    provisional.patient.status = "PROV"
+    send(fhir, provisional)
+    page = open_by_number(desk, web_root, provisional.requisition)
+    assert "Identité provisoire" in page.text and "il restera en identité provisoire" in page.text
+    imported = submit(desk, page, page.url.path + "/import", {"dossier": "new"})
+    assert "Identité provisoire" in imported.text.split('id="commande-titre"')[1]
+
+
+def test_a_refusal_needs_its_reason_and_reaches_the_prescriber(fhir, desk, web_root, rng) -> None:
+    spec = addressed(rng)
+    send(fhir, spec)
+    page = open_by_number(desk, web_root, spec.requisition)
+
+    missing = submit(desk, page, page.url.path + "/cloture", {"statut": "rejected", "motif": " "})
+    assert missing.status_code == 422 and 'id="motif-erreur"' in missing.text and "Indiquez le motif." in missing.text
+    assert task_of(fhir, spec.requisition)["status"] == "requested"
+
+    submit(desk, page, page.url.path + "/cloture", {"statut": "rejected", "motif": "Ordonnance illisible"})
+    task = task_of(fhir, spec.requisition)
+    assert task["status"] == "rejected" and task["statusReason"]["text"] == "Ordonnance illisible"
+    again = submit(desk, page, page.url.path + "/import", {"dossier": "new"})
+    assert again.status_code == 409 and "annulée" in again.text
+
+
+def test_only_lab_staff_reach_the_front_desk(web_root, server, fhir, rng) -> None:
+    spec = addressed(rng)
+    send(fhir, spec)
+    assert httpx.get(f"{web_root}/reception").status_code == 401
+    doctor, _ = log_in(web_root, "dr.lambert")
+    refused = doctor.get(f"{web_root}/reception")
+    assert refused.status_code == 403 and "Seul le personnel du laboratoire" in refused.text
+    assert doctor.get(f"{web_root}/reception/prescriptions/1").status_code == 403
+    patient, _ = log_in(web_root, "patient.dupont")
+    assert patient.get(f"{web_root}/reception/prescriptions/1").status_code == 403
+
+
+def _barcodes(pdf: bytes) -> list[str]:
+    document = pypdfium2.PdfDocument(pdf)
+    found = []
+    for page in document:
+        image = page.render(scale=10).to_pil().convert("L")
+        found += [b.text for b in zxingcpp.read_barcodes(image)]
+    return found
