@@ -64,7 +64,13 @@ from bilan.app import build_services
 from bilan.auth.caller import Caller
 from bilan.demo.load import LAB_CRITERIA, LAB_FINESS, LAB_IDENTIFIER, lab_organization
 from bilan.demo.prescriptions import (
-    REQUISITION_SYSTEM, Person, Prescriber, bundle, random_person, random_prescriber, random_spec,
+    REQUISITION_SYSTEM,
+    Person,
+    Prescriber,
+    bundle,
+    random_person,
+    random_prescriber,
+    random_spec,
 )
 from bilan.fhir.dates import utc_now
 from bilan.prescription import catalogue, worklist

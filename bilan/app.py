@@ -2,17 +2,16 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import httpx
 from litestar import Litestar
 from litestar.config.csrf import CSRFConfig
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.session.client_side import CookieBackendConfig
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -23,9 +22,6 @@ from bilan.api.security import bearer_caller
 from bilan.api.smart import smart_configuration
 from bilan.auth.oidc import OidcClient
 from bilan.auth.tokens import TokenVerifier
-from bilan.web import filters
-from bilan.web.auth import AuthController
-from bilan.web.reception import ReceptionController
 from bilan.prescription.exams import check_request
 from bilan.prescription.ins import check_patient
 from bilan.prescription.intake import PrescriptionIntake
@@ -36,6 +32,9 @@ from bilan.records.transaction import Transactions
 from bilan.records.validation import Validator
 from bilan.settings import Settings, audience, get_settings, web_root
 from bilan.storage.database import create_engine
+from bilan.web import filters
+from bilan.web.auth import AuthController
+from bilan.web.reception import ReceptionController
 
 TEMPLATES = Path(__file__).parent / "web" / "templates"
 STATIC = Path(__file__).parent / "web" / "static"

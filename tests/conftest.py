@@ -21,8 +21,8 @@ from bilan.settings import Settings
 from bilan.storage.database import create_engine
 from bilan.storage.migrate import upgrade
 from tests.helpers import prescription_spec
-from tests.servers import running
 from tests.identity import LAB_SCOPES, PRACTICE_SCOPES, machine_auth, start_idp, user_auth
+from tests.servers import running
 
 pytest_plugins = ["tests.browser"]  # browser, new_page, page_as, shots
 

@@ -15,7 +15,7 @@ from joserfc.jwk import RSAKey
 
 from bilan.auth.client_credentials import request_token
 from bilan.demo.load import LAB_IDENTIFIER
-from bilan.demo.prescriptions import Person, Prescriber, PrescriptionSpec, bundle, EXAMS
+from bilan.demo.prescriptions import EXAMS, Person, Prescriber, PrescriptionSpec, bundle
 from bilan.prescription.ins import INS_NIR_TEST
 from tests.helpers import DEMO_PRESCRIBER_RPPS, ids, locations, search
 from tests.identity import IDP_DIR, login

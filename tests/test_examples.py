@@ -16,7 +16,6 @@ from bilan.fhir.searchparams import RESOURCE_TYPES
 from bilan.prescription.ins import INS_NIR_TEST
 from tests.helpers import ANS_CDA_EXAMPLES, HL7_EXAMPLES, diagnostics, expressions
 
-
 DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 
 

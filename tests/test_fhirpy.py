@@ -1,8 +1,8 @@
 """An independent FHIR client (fhirpy) uses bilan as a prescriber's software would."""
 
-from bilan.auth.client_credentials import request_token
 from fhirpy import SyncFHIRClient
 
+from bilan.auth.client_credentials import request_token
 from bilan.demo.prescriptions import bundle, make_rpps
 from bilan.prescription.ins import INS_NIR_TEST
 from tests.identity import PRACTICE_SCOPES

@@ -163,7 +163,8 @@ def test_identity_check_never_merges_and_keeps_a_provisional_identity(fhir, desk
     first = addressed(rng)
     send(fhir, first)
     page = open_by_number(desk, web_root, first.requisition)
-    file_number = re.search(r"n° (P\d{7})", submit(desk, page, page.url.path + "/import", {"dossier": "new"}).text).group(1)
+    imported = submit(desk, page, page.url.path + "/import", {"dossier": "new"})
+    file_number = re.search(r"n° (P\d{7})", imported.text).group(1)
 
     second = addressed(rng, patient=first.patient)
     send(fhir, second)
@@ -171,7 +172,8 @@ def test_identity_check_never_merges_and_keeps_a_provisional_identity(fhir, desk
     assert f"Rattacher au dossier n° {file_number}" in page.text and "Traits identiques" in page.text
     refused = submit(desk, page, page.url.path + "/import", {"dossier": "new"})
     assert refused.status_code == 409
-    assert re.search(rf'class="field-error" id="dossier-erreur"[^>]*>Le dossier n° {file_number} porte déjà cet INS', refused.text)
+    assert re.search(rf'id="dossier-erreur"[^>]*>Le dossier n° {file_number} porte déjà cet INS',
+                     refused.text)
     chosen = re.search(r'name="dossier" value="(Patient/[^"]+)"', page.text).group(1)
     imported = submit(desk, refused, page.url.path + "/import", {"dossier": chosen})
     assert f"n° {file_number}" in imported.text.split('id="commande-titre"')[1]
@@ -204,13 +206,25 @@ def test_a_refusal_needs_its_reason_and_reaches_the_prescriber(fhir, desk, web_r
 def test_only_lab_staff_reach_the_front_desk(web_root, server, fhir, rng) -> None:
     spec = addressed(rng)
     send(fhir, spec)
+    page = f"{web_root}/reception/prescriptions/{task_of(fhir, spec.requisition)['id']}"
     assert httpx.get(f"{web_root}/reception").status_code == 401
+    assert httpx.get(page).status_code == 401
     doctor, _ = log_in(web_root, "dr.lambert")
     refused = doctor.get(f"{web_root}/reception")
     assert refused.status_code == 403 and "Seul le personnel du laboratoire" in refused.text
-    assert doctor.get(f"{web_root}/reception/prescriptions/1").status_code == 403
+    assert doctor.get(page).status_code == 403
     patient, _ = log_in(web_root, "patient.dupont")
-    assert patient.get(f"{web_root}/reception/prescriptions/1").status_code == 403
+    assert patient.get(page).status_code == 403
+
+
+def test_a_prescription_for_no_lab_cannot_be_refused_before_its_import(fhir, desk, web_root, rng) -> None:
+    spec = addressed(rng, lab=None)
+    send(fhir, spec)
+    page = open_by_number(desk, web_root, spec.requisition)
+    assert "Refuser ou annuler" not in page.text
+    refused = submit(desk, page, page.url.path + "/cloture", {"statut": "rejected", "motif": "Hors délai"})
+    assert refused.status_code == 409 and "Importez-la avant de l" in refused.text
+    assert task_of(fhir, spec.requisition)["status"] == "requested"
 
 
 def _barcodes(pdf: bytes) -> list[str]:

@@ -8,7 +8,7 @@ import pytest
 from bilan.demo.prescriptions import PrescriptionSpec, bundle
 from bilan.prescription.ins import INS_NIR_TEST
 from bilan.prescription.practitioners import RPPS
-from tests.helpers import prescription_spec, ids, locations, post_bundle, search
+from tests.helpers import ids, locations, post_bundle, prescription_spec, search
 
 
 @pytest.fixture

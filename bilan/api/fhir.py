@@ -12,10 +12,10 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
 from bilan import __version__
+from bilan.api.negotiation import fhir_response, version_headers
 from bilan.api.smart import capability_security, smart_configuration_document
 from bilan.auth.caller import Caller
 from bilan.auth.tokens import TokenVerifier
-from bilan.api.negotiation import fhir_response, version_headers
 from bilan.fhir.bundles import history as history_bundle
 from bilan.fhir.bundles import searchset, version_of_etag
 from bilan.fhir.capability import capability_statement

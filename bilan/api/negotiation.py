@@ -1,7 +1,7 @@
 """Answering in the format the client asked for: FHIR JSON by default, XML on request."""
 
-from email.utils import format_datetime
 from datetime import timezone
+from email.utils import format_datetime
 from typing import Any, Mapping
 
 from litestar import Request, Response

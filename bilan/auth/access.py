@@ -16,7 +16,13 @@ from bilan.fhir.outcomes import FhirError, Issue
 from bilan.prescription.ins import INS_SYSTEMS
 from bilan.prescription.practitioners import RPPS
 from bilan.storage.compartments import (
-    IdSet, either, owned_by, owned_by_another_lab, referred, referring, with_token,
+    IdSet,
+    either,
+    owned_by,
+    owned_by_another_lab,
+    referred,
+    referring,
+    with_token,
 )
 
 DIRECTORY = ("Practitioner", "PractitionerRole", "Organization")

@@ -8,10 +8,10 @@ import random
 from datetime import date, datetime, timezone
 
 from bilan.app import build_services
-from bilan.demo.prescriptions import EXAMS, Person, Prescriber, PrescriptionSpec, bundle, patient_resource
-from bilan.prescription import catalogue
 from bilan.auth.caller import Caller
+from bilan.demo.prescriptions import EXAMS, Person, Prescriber, PrescriptionSpec, bundle, patient_resource
 from bilan.fhir.dates import utc_now
+from bilan.prescription import catalogue
 from bilan.prescription.identity import LAB_PATIENT
 from bilan.records.service import Records, new_id
 from bilan.settings import Settings

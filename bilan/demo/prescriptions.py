@@ -13,7 +13,10 @@ from typing import Any
 from bilan.prescription.checksums import luhn_valid, nir_key
 from bilan.prescription.exams import FLAG_NOT_REIMBURSABLE, FLAG_PREVENTION, FLAG_WORK_ACCIDENT, LOINC
 from bilan.prescription.ins import (
-    BIRTH_PLACE, IDENTITY_RELIABILITY, IDENTITY_STATUS_SYSTEM, INS_NIR_TEST,
+    BIRTH_PLACE,
+    IDENTITY_RELIABILITY,
+    IDENTITY_STATUS_SYSTEM,
+    INS_NIR_TEST,
 )
 from bilan.prescription.practitioners import RPPS
 

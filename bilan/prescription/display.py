@@ -5,7 +5,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from bilan.prescription.exams import (
-    FLAG_NOT_REIMBURSABLE, FLAG_PREVENTION, FLAG_WORK_ACCIDENT, INTAKE_FLAGS, UNKNOWN_EXAM, loinc_codes,
+    FLAG_NOT_REIMBURSABLE,
+    FLAG_PREVENTION,
+    FLAG_WORK_ACCIDENT,
+    INTAKE_FLAGS,
+    UNKNOWN_EXAM,
+    loinc_codes,
 )
 
 PRIORITIES = {"routine": "Normale", "urgent": "Urgente", "asap": "Dès que possible",

@@ -6,7 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from bilan.prescription.ins import (
-    BIRTH_PLACE, IDENTITY_RELIABILITY, IDENTITY_STATUS_SYSTEM, identity_status, ins_identifiers,
+    BIRTH_PLACE,
+    IDENTITY_RELIABILITY,
+    IDENTITY_STATUS_SYSTEM,
+    identity_status,
+    ins_identifiers,
 )
 
 LAB_PATIENT = "https://bilan.sante.fr/fhir/sid/lab-patient"  # + "/" + FINESS: the lab's file number

@@ -114,20 +114,20 @@ class Reception:
                                      query=f"worklist?status={status or ''}&q={text}")
         return rows
 
-    async def open(self, caller: Caller, row_id: int) -> PrescriptionFile:
+    async def open(self, caller: Caller, task_id: str) -> PrescriptionFile:
         async with self.records.unit() as repo:
-            row = await self._row(repo, caller, row_id, "read")
+            row = await self._row(repo, caller, task_id, "read")
             found = await self._file(repo, caller, row)
             await self._audit(repo, caller, "read", found)
         return found
 
-    async def import_prescription(self, caller: Caller, row_id: int, file_choice: str) -> None:
+    async def import_prescription(self, caller: Caller, task_id: str, file_choice: str) -> None:
         """Turn the prescription into the lab's order. Importing it again (a second agent, a
         second click) changes nothing."""
         async with self.records.unit() as repo:
-            await self._row(repo, caller, row_id, "update")
-            await repo.lock_many([f"worklist:{row_id}"])
-            row = await self._row(repo, caller, row_id, "update")  # as the lock holder left it
+            await self._row(repo, caller, task_id, "update")
+            await repo.lock_many([f"worklist:{task_id}"])
+            row = await self._row(repo, caller, task_id, "update")  # as the lock holder left it
             if row.status == "imported":
                 return
             if row.status != "received":
@@ -145,10 +145,10 @@ class Reception:
             await worklist.set_status(repo.conn, row.id, "imported", caller.lab_finess)
             await self._audit(repo, caller, "update", found, [w.resource_type + "/" + w.id for w in writes])
 
-    async def collect(self, caller: Caller, row_id: int) -> None:
+    async def collect(self, caller: Caller, task_id: str) -> None:
         """The samples were taken: the order is in progress."""
         async with self.records.unit() as repo:
-            found = await self._imported(repo, caller, row_id)
+            found = await self._imported(repo, caller, task_id)
             now = utc_now()
             task = tracking.moved(found.task.content or {}, "in-progress", now)
             writes = [Write("Task", found.task.id, task, "PUT", found.task.version_id)]
@@ -159,12 +159,16 @@ class Reception:
             await repo.save(writes, now)
             await self._audit(repo, caller, "update", found, [f"{w.resource_type}/{w.id}" for w in writes])
 
-    async def close(self, caller: Caller, row_id: int, status: str, reason: str) -> None:
+    async def close(self, caller: Caller, task_id: str, status: str, reason: str) -> None:
         """Reject or cancel the prescription at the lab, with the reason the prescriber will see."""
         if status not in tracking.NEEDS_REASON:
             raise FhirError(422, [Issue("Action inconnue.", "value", expression="status")])
         async with self.records.unit() as repo:
-            row = await self._row(repo, caller, row_id, "update")
+            row = await self._row(repo, caller, task_id, "update")
+            if row.status == "received" and row.lab_finess == worklist.NOT_ADDRESSED:
+                raise FhirError(409, [Issue(
+                    "Cette prescription n'est adressée à aucun laboratoire : le patient peut la "
+                    "présenter ailleurs. Importez-la avant de l'annuler.", "business-rule")])
             found = await self._file(repo, caller, row)
             now = utc_now()
             task = tracking.moved(found.task.content or {}, status, now, reason)
@@ -174,20 +178,23 @@ class Reception:
             await worklist.set_status(repo.conn, row.id, "cancelled", caller.lab_finess)
             await self._audit(repo, caller, "update", found, [f"Task/{found.task.id}"])
 
-    async def labels(self, caller: Caller, row_id: int) -> list[Label]:
+    async def labels(self, caller: Caller, task_id: str) -> list[Label]:
         async with self.records.unit() as repo:
-            found = await self._imported(repo, caller, row_id)
+            found = await self._imported(repo, caller, task_id)
             await self._audit(repo, caller, "read", found)
         order = found.order
         assert order is not None
+        if not order.samples:
+            raise FhirError(409, [Issue("Aucun tube à étiqueter : tous les examens sont à transmettre.",
+                                        "business-rule")])
         traits = order.lab_traits
         return [Label(barcode=s.barcode, accession=order.accession, patient=traits.name,
                       birth_date=traits.birth_date_fr, sex=identity.SEX_LABELS.get(traits.sex, ""),
                       tube=s.tube, exams=", ".join(s.exams)) for s in order.samples]
 
-    async def _row(self, repo: Repository, caller: Caller, row_id: int, interaction: str) -> WorklistRow:
+    async def _row(self, repo: Repository, caller: Caller, task_id: str, interaction: str) -> WorklistRow:
         _check_staff(caller, interaction)
-        row = await worklist.get(repo.conn, row_id)
+        row = await worklist.by_task(repo.conn, task_id)
         if row is None:
             raise not_found()
         try:
@@ -196,8 +203,8 @@ class Reception:
             raise Denied(caller, interaction, error, [f"Task/{row.task_id}"], [row.patient]) from None
         return row
 
-    async def _imported(self, repo: Repository, caller: Caller, row_id: int) -> PrescriptionFile:
-        found = await self._file(repo, caller, await self._row(repo, caller, row_id, "update"))
+    async def _imported(self, repo: Repository, caller: Caller, task_id: str) -> PrescriptionFile:
+        found = await self._file(repo, caller, await self._row(repo, caller, task_id, "update"))
         if found.order is None:
             raise FhirError(409, [Issue("Importez d'abord la prescription.", "business-rule")])
         return found

@@ -101,11 +101,6 @@ async def search(conn: AsyncConnection, lab_finess: str, text: str, status: str 
     return rows
 
 
-async def get(conn: AsyncConnection, row_id: int) -> WorklistRow | None:
-    row = (await conn.execute(select(worklist).where(worklist.c.id == row_id))).first()
-    return _row(row) if row else None
-
-
 async def by_task(conn: AsyncConnection, task_id: str) -> WorklistRow | None:
     row = (await conn.execute(select(worklist).where(worklist.c.task_id == task_id))).first()
     return _row(row) if row else None

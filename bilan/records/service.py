@@ -13,7 +13,14 @@ from bilan.auth.audit import OUTCOME_DENIED, OUTCOME_SUCCESS, audit_event, patie
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import utc_now
 from bilan.fhir.outcomes import (
-    FhirError, Issue, bad_request, conflict, errors_only, gone, not_found, precondition_failed,
+    FhirError,
+    Issue,
+    bad_request,
+    conflict,
+    errors_only,
+    gone,
+    not_found,
+    precondition_failed,
 )
 from bilan.fhir.query import SearchQuery
 from bilan.records.linking import Linker, conditional_query

@@ -4,12 +4,27 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from sqlalchemy import (
-    ColumnElement, Select, and_, false, func, literal, not_, or_, select, true, union_all,
+    ColumnElement,
+    Select,
+    and_,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.fhir.query import (
-    Criterion, Include, SearchQuery, parse_date_value, parse_reference_value, parse_token_value,
+    Criterion,
+    Include,
+    SearchQuery,
+    parse_date_value,
+    parse_reference_value,
+    parse_token_value,
     string_search_value,
 )
 from bilan.fhir.searchparams import COMMON_PARAMS, SearchParam

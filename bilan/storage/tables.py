@@ -1,7 +1,18 @@
 """The tables. Every schema change also gets an Alembic revision in migrations/versions."""
 
 from sqlalchemy import (
-    JSON, BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, text,
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 

@@ -41,73 +41,76 @@ class ReceptionController(Controller):
         rows = await reception.worklist(caller, q, status or None)
         scanned = [r for r in rows if r.requisition_value == q.strip()]
         if len(scanned) == 1 and not request.headers.get("hx-request"):
-            return Redirect(f"/reception/prescriptions/{scanned[0].id}")  # a scanned number + Enter
+            return Redirect(f"/reception/prescriptions/{scanned[0].task_id}")  # a scanned number + Enter
         context = {"user": user, "rows": rows, "q": q, "status": status, "filters": FILTERS}
         if request.headers.get("hx-request"):
             return HTMXBlockTemplate(template_name="reception/worklist.html", block_name="results",
                                      context=context)
         return Template("reception/worklist.html", context=context)
 
-    @get("/prescriptions/{row_id:int}")
-    async def prescription(self, request: AnyRequest, row_id: FromPath[int], settings: NamedDependency[Settings],
-                           reception: NamedDependency[Reception]) -> Template:
+    @get("/prescriptions/{task_id:str}")
+    async def prescription(self, request: AnyRequest, task_id: FromPath[str],
+                           settings: NamedDependency[Settings], reception: NamedDependency[Reception]) -> Template:
         user, caller = signed_in(request, settings)
-        return await self._page(request, user, caller, reception, row_id)
+        return await self._page(request, user, caller, reception, task_id)
 
-    @post("/prescriptions/{row_id:int}/import")
-    async def import_(self, request: AnyRequest, row_id: FromPath[int], data: Form,
-                      settings: NamedDependency[Settings], reception: NamedDependency[Reception]) -> Template | Redirect:
-        user, caller = signed_in(request, settings)
-        try:
-            await reception.import_prescription(caller, row_id, data.get("dossier", ""))
-        except FhirError as error:
-            return await self._page(request, user, caller, reception, row_id, error, data)
-        return Redirect(f"/reception/prescriptions/{row_id}#commande")
-
-    @post("/prescriptions/{row_id:int}/prelevement")
-    async def collect(self, request: AnyRequest, row_id: FromPath[int], settings: NamedDependency[Settings],
+    @post("/prescriptions/{task_id:str}/import")
+    async def import_(self, request: AnyRequest, task_id: FromPath[str], data: Form,
+                      settings: NamedDependency[Settings],
                       reception: NamedDependency[Reception]) -> Template | Redirect:
         user, caller = signed_in(request, settings)
         try:
-            await reception.collect(caller, row_id)
+            await reception.import_prescription(caller, task_id, data.get("dossier", ""))
         except FhirError as error:
-            return await self._page(request, user, caller, reception, row_id, error)
-        return Redirect(f"/reception/prescriptions/{row_id}#commande")
+            return await self._page(request, user, caller, reception, task_id, error, data)
+        return Redirect(f"/reception/prescriptions/{task_id}#commande")
 
-    @post("/prescriptions/{row_id:int}/cloture")
-    async def close(self, request: AnyRequest, row_id: FromPath[int], data: Form,
-                    settings: NamedDependency[Settings], reception: NamedDependency[Reception]) -> Template | Redirect:
+    @post("/prescriptions/{task_id:str}/prelevement")
+    async def collect(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
+                      reception: NamedDependency[Reception]) -> Template | Redirect:
         user, caller = signed_in(request, settings)
         try:
-            await reception.close(caller, row_id, data.get("statut", ""), data.get("motif", ""))
+            await reception.collect(caller, task_id)
         except FhirError as error:
-            return await self._page(request, user, caller, reception, row_id, error, data)
-        return Redirect(f"/reception/prescriptions/{row_id}")
+            return await self._page(request, user, caller, reception, task_id, error)
+        return Redirect(f"/reception/prescriptions/{task_id}#commande")
 
-    @get("/prescriptions/{row_id:int}/etiquettes.pdf")
-    async def labels(self, request: AnyRequest, row_id: FromPath[int], settings: NamedDependency[Settings],
+    @post("/prescriptions/{task_id:str}/cloture")
+    async def close(self, request: AnyRequest, task_id: FromPath[str], data: Form,
+                    settings: NamedDependency[Settings],
+                    reception: NamedDependency[Reception]) -> Template | Redirect:
+        user, caller = signed_in(request, settings)
+        try:
+            await reception.close(caller, task_id, data.get("statut", ""), data.get("motif", ""))
+        except FhirError as error:
+            return await self._page(request, user, caller, reception, task_id, error, data)
+        return Redirect(f"/reception/prescriptions/{task_id}")
+
+    @get("/prescriptions/{task_id:str}/etiquettes.pdf")
+    async def labels(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
                      reception: NamedDependency[Reception]) -> Response[bytes]:
         _, caller = signed_in(request, settings)
-        labels = await reception.labels(caller, row_id)
+        labels = await reception.labels(caller, task_id)
         return Response(labels_pdf(labels), media_type="application/pdf", headers={
             "Content-Disposition": f'inline; filename="etiquettes-{labels[0].accession}.pdf"',
             "Cache-Control": "no-store"})
 
-    @get("/prescriptions/{row_id:int}/fiche")
-    async def sheet(self, request: AnyRequest, row_id: FromPath[int], settings: NamedDependency[Settings],
+    @get("/prescriptions/{task_id:str}/fiche")
+    async def sheet(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
                     reception: NamedDependency[Reception]) -> Template:
         user, caller = signed_in(request, settings)
-        found = await reception.open(caller, row_id)
+        found = await reception.open(caller, task_id)
         if found.order is None:
             raise FhirError(409, [Issue("Importez d'abord la prescription.", "business-rule")])
         return Template("reception/sheet.html", context={"user": user, "file": found})
 
     async def _page(self, request: AnyRequest, user: WebUser, caller: Caller, reception: Reception,
-                    row_id: FromPath[int], error: FhirError | None = None, data: dict[str, str] | None = None) -> Template:
+                    task_id: str, error: FhirError | None = None,
+                    data: dict[str, str] | None = None) -> Template:
         """The prescription's page; after a refused action, with the reason next to its field."""
         if error is not None and error.status not in (409, 422):
             raise error
-        found = await reception.open(caller, row_id)
+        found = await reception.open(caller, task_id)
         errors: dict[str, str] = {}
         for issue in error.issues if error else []:
             errors[(issue.expression or "general").split(".")[-1]] = issue.diagnostics
