@@ -53,6 +53,7 @@ class Comparison:
     label: str
     prescribed: str
     on_file: str
+    trait: bool = True  # an identity trait; False for what only describes the identity
 
     @property
     def same(self) -> bool:
@@ -91,7 +92,7 @@ def compare(prescribed: Traits, on_file: Traits) -> list[Comparison]:
                    SEX_LABELS.get(on_file.sex, on_file.sex)),
         Comparison("Lieu de naissance (code INSEE)", prescribed.birth_place, on_file.birth_place),
         Comparison("INS", prescribed.ins, on_file.ins),
-        Comparison("Statut de l'identité", prescribed.status_label, on_file.status_label),
+        Comparison("Statut de l'identité", prescribed.status_label, on_file.status_label, trait=False),
     ]
 
 

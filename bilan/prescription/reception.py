@@ -40,7 +40,7 @@ class Candidate:
 
     @property
     def differences(self) -> int:
-        return sum(not c.same for c in self.comparisons)
+        return sum(not c.same for c in self.comparisons if c.trait)
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class Reception:
     async def collect(self, caller: Caller, task_id: str) -> None:
         """The samples were taken: the order is in progress."""
         async with self.records.unit() as repo:
-            found = await self._imported(repo, caller, task_id)
+            found = await self._imported(repo, caller, task_id, "update")
             now = utc_now()
             task = tracking.moved(found.task.content or {}, "in-progress", now)
             writes = [Write("Task", found.task.id, task, "PUT", found.task.version_id)]
@@ -180,7 +180,7 @@ class Reception:
 
     async def labels(self, caller: Caller, task_id: str) -> list[Label]:
         async with self.records.unit() as repo:
-            found = await self._imported(repo, caller, task_id)
+            found = await self._imported(repo, caller, task_id, "read")
             await self._audit(repo, caller, "read", found)
         order = found.order
         assert order is not None
@@ -203,8 +203,9 @@ class Reception:
             raise Denied(caller, interaction, error, [f"Task/{row.task_id}"], [row.patient]) from None
         return row
 
-    async def _imported(self, repo: Repository, caller: Caller, task_id: str) -> PrescriptionFile:
-        found = await self._file(repo, caller, await self._row(repo, caller, task_id, "update"))
+    async def _imported(self, repo: Repository, caller: Caller, task_id: str,
+                        interaction: str) -> PrescriptionFile:
+        found = await self._file(repo, caller, await self._row(repo, caller, task_id, interaction))
         if found.order is None:
             raise FhirError(409, [Issue("Importez d'abord la prescription.", "business-rule")])
         return found

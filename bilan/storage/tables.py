@@ -127,6 +127,7 @@ worklist = Table(
     Index("ux_worklist_prescription", "requisition_system", "requisition_value", "requester",
           unique=True),
     Index("ix_worklist_number", "requisition_value"),
+    Index("ux_worklist_task", "task_id", unique=True),
     Index("ix_worklist_lab_received", "lab_finess", "received_at"),
     Index("ix_worklist_lab_status_received", "lab_finess", "status", "received_at"),
 )

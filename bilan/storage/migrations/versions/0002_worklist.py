@@ -43,6 +43,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('worklist', schema=None) as batch_op:
         batch_op.create_index('ix_worklist_number', ['requisition_value'], unique=False)
+        batch_op.create_index('ux_worklist_task', ['task_id'], unique=True)
         batch_op.create_index('ix_worklist_lab_received', ['lab_finess', 'received_at'], unique=False)
         batch_op.create_index('ix_worklist_lab_status_received', ['lab_finess', 'status', 'received_at'], unique=False)
         batch_op.create_index('ux_worklist_prescription', ['requisition_system', 'requisition_value', 'requester'], unique=True)
@@ -69,6 +70,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_worklist_lab_status_received')
         batch_op.drop_index('ix_worklist_lab_received')
         batch_op.drop_index('ix_worklist_number')
+        batch_op.drop_index('ux_worklist_task')
 
     op.drop_table('worklist')
     op.drop_table('counters')
