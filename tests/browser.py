@@ -15,25 +15,21 @@ from bilan.settings import ROOT
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (./dev test installs it); never a download
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 TIMEOUT_MS = 10_000  # everything is local: a step slower than this is a failure
-_CHROMIUM_KEY = pytest.StashKey[Browser]()
 
 
 @pytest.fixture(scope="session")
-def browser(pytestconfig: pytest.Config) -> Browser:
-    """One Chromium for the whole run. Each test module that imports this fixture gets a
-    fixture of its own in pytest's eyes, and Playwright's sync API starts only once per
-    thread: so the browser lives in the run's stash and closes when the run ends."""
-    if _CHROMIUM_KEY not in pytestconfig.stash:
-        if not Path(CHROMIUM).exists():
-            pytest.fail(f"the browser tests need {CHROMIUM} (Debian package chromium; ./dev test installs it)")
-        playwright = sync_playwright().start()
-        pytestconfig.add_cleanup(playwright.stop)
+def browser(server: str) -> Iterator[Browser]:
+    """One Chromium for the whole run. Playwright's sync API keeps an asyncio loop marked as
+    running in this thread until it stops, and the teardown of `server` and of its database
+    calls asyncio.run: depending on `server` makes pytest stop the browser first."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"the browser tests need {CHROMIUM} (Debian package chromium; ./dev test installs it)")
+    with sync_playwright() as playwright:
         # As root (containers, CI) Chromium's sandbox cannot start. Playwright already passes
         # --no-sandbox unless chromium_sandbox=True; said here so that it is not a surprise.
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        pytestconfig.add_cleanup(chromium.close)  # cleanups run last first: before playwright.stop
-        pytestconfig.stash[_CHROMIUM_KEY] = chromium
-    return pytestconfig.stash[_CHROMIUM_KEY]
+        yield chromium
+        chromium.close()
 
 
 @pytest.fixture

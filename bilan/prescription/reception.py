@@ -93,6 +93,14 @@ class PrescriptionFile:
         return [e for e in self.exams if not e.in_catalogue]
 
     @property
+    def closings(self) -> list[str]:
+        """How the lab may still end this prescription: rejected, cancelled, or neither."""
+        if self.row.status == "received" and self.row.lab_finess == worklist.NOT_ADDRESSED:
+            return []  # the patient may take it to another lab
+        status = (self.task.content or {}).get("status", "")
+        return [s for s in tracking.NEEDS_REASON if s in tracking.NEXT.get(status, ())]
+
+    @property
     def notes(self) -> list[str]:
         return list(dict.fromkeys(n for e in self.exams for n in e.notes))
 

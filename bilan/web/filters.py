@@ -10,8 +10,10 @@ PARIS = ZoneInfo("Europe/Paris")
 
 
 def fr_date(value: str) -> str:
-    """2026-11-24 → 24/11/2026 (anything else unchanged)."""
-    parts = value[:10].split("-")
+    """2026-11-24 → 24/11/2026; an instant → its day in the lab's time zone."""
+    if len(value) > 10:
+        return fr_datetime(value)[:10]
+    parts = value.split("-")
     return "/".join(reversed(parts)) if len(parts) == 3 else value
 
 
