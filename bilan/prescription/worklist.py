@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import Select, insert, select, update
+from sqlalchemy import Select, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.prescription.identity import fold
@@ -19,6 +19,8 @@ from bilan.storage.tables import worklist, worklist_terms
 NOT_ADDRESSED = ""  # lab_finess of a prescription addressed to no lab in particular
 STATUSES = ("received", "imported", "cancelled")
 MAX_WORDS = 6
+SHORT_WORD = 2  # letters
+MIN_NUMBER = 4  # characters: shorter text is no prescription number
 _TERM_MAX = 64
 
 
@@ -77,7 +79,7 @@ async def add(conn: AsyncConnection, row: dict[str, Any], prescriber_words: Iter
     row_id = (await conn.execute(insert(worklist).values(**row).returning(worklist.c.id))).scalar_one()
     await conn.execute(insert(worklist_terms), [
         {"worklist_id": row_id, "term": term, "lab_finess": row["lab_finess"],
-         "received_at": row["received_at"]}
+         "status": row["status"], "received_at": row["received_at"]}
         for term in sorted(terms(row, prescriber_words))])
     return row_id
 
@@ -87,13 +89,11 @@ async def search(conn: AsyncConnection, lab_finess: str, text: str, status: str 
     """The lab's rows matching every typed word, newest first; plus, when the text is a whole
     prescription number, that prescription if it is addressed to no lab and not imported yet
     (the patient brought it on paper)."""
-    query = _matching(select(worklist), lab_finess, words(text))
-    if status:
-        query = query.where(worklist.c.status == status)
+    query = _matching(select(worklist), lab_finess, words(text), status)
     rows = [_row(r) for r in await conn.execute(
         query.order_by(worklist.c.received_at.desc(), worklist.c.id.desc()).limit(limit))]
     number = text.strip()
-    if number and " " not in number and status in (None, "received"):
+    if len(number) >= MIN_NUMBER and " " not in number and status in (None, "received"):
         unaddressed = await conn.execute(select(worklist).where(
             worklist.c.requisition_value == number, worklist.c.lab_finess == NOT_ADDRESSED,
             worklist.c.status == "received"))
@@ -110,18 +110,27 @@ async def set_status(conn: AsyncConnection, row_id: int, status: str, order_lab:
     """The row's new status; an imported row moves to the importing lab's worklist."""
     values: dict[str, Any] = {"status": status}
     if order_lab:
-        values.update(order_lab=order_lab, lab_finess=order_lab)
-        await conn.execute(update(worklist_terms).where(worklist_terms.c.worklist_id == row_id)
-                           .values(lab_finess=order_lab))
+        values["lab_finess"] = values["order_lab"] = order_lab
+    await conn.execute(update(worklist_terms).where(worklist_terms.c.worklist_id == row_id)
+                       .values(status=status, **({"lab_finess": order_lab} if order_lab else {})))
     await conn.execute(update(worklist).where(worklist.c.id == row_id).values(**values))
 
 
-def _matching(query: Select[Any], lab_finess: str, typed: list[str]) -> Select[Any]:
+def _matching(query: Select[Any], lab_finess: str, typed: list[str], status: str | None) -> Select[Any]:
+    """Rows of the lab (in a state) with, for each word, a term it starts. A word of one or two
+    letters starts thousands of terms: each row is probed for it (EXISTS) rather than the
+    matching ids listed (IN), which SQLite would otherwise do (bench/worklist.py)."""
     query = query.where(worklist.c.lab_finess == lab_finess)
+    if status:
+        query = query.where(worklist.c.status == status)
+    t = worklist_terms.c
     for word in typed:
-        t = worklist_terms.c
-        query = query.where(worklist.c.id.in_(select(t.worklist_id).where(
-            t.lab_finess == lab_finess, t.term >= word, t.term < word + "\uffff")))
+        starts = [t.term >= word, t.term < word + "\uffff"]
+        if len(word) <= SHORT_WORD:
+            query = query.where(exists().where(t.worklist_id == worklist.c.id, *starts))
+        else:
+            same = [t.lab_finess == lab_finess] + ([t.status == status] if status else [])
+            query = query.where(worklist.c.id.in_(select(t.worklist_id).where(*same, *starts)))
     return query
 
 

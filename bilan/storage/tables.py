@@ -126,7 +126,7 @@ worklist = Table(
     Column("order_lab", String(16), nullable=True),  # the lab that imported it
     Index("ux_worklist_prescription", "requisition_system", "requisition_value", "requester",
           unique=True),
-    Index("ix_worklist_number", "requisition_value"),
+    Index("ix_worklist_number", "requisition_value", "lab_finess", "status"),
     Index("ux_worklist_task", "task_id", unique=True),
     Index("ix_worklist_lab_received", "lab_finess", "received_at"),
     Index("ix_worklist_lab_status_received", "lab_finess", "status", "received_at"),
@@ -140,8 +140,10 @@ worklist_terms = Table(
     # Byte order on PostgreSQL too, so that a prefix is a range of the index.
     Column("term", String(64).with_variant(String(64, collation="C"), "postgresql"), primary_key=True),
     Column("lab_finess", String(16), nullable=False),
-    Column("received_at", DateTime, nullable=False),
+    Column("status", String(16), nullable=False),  # the row's, so that a search by state
+    Column("received_at", DateTime, nullable=False),  # never reads the lab's whole history
     Index("ix_worklist_terms_lab_term", "lab_finess", "term", "received_at"),
+    Index("ix_worklist_terms_lab_status_term", "lab_finess", "status", "term"),
 )
 
 # Named sequences (accession numbers per lab and day, lab patient numbers).

@@ -42,7 +42,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('worklist', schema=None) as batch_op:
-        batch_op.create_index('ix_worklist_number', ['requisition_value'], unique=False)
+        batch_op.create_index('ix_worklist_number', ['requisition_value', 'lab_finess', 'status'], unique=False)
         batch_op.create_index('ux_worklist_task', ['task_id'], unique=True)
         batch_op.create_index('ix_worklist_lab_received', ['lab_finess', 'received_at'], unique=False)
         batch_op.create_index('ix_worklist_lab_status_received', ['lab_finess', 'status', 'received_at'], unique=False)
@@ -52,16 +52,19 @@ def upgrade() -> None:
     sa.Column('worklist_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('term', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=False),
     sa.Column('lab_finess', sa.String(length=16), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('received_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('worklist_id', 'term')
     )
     with op.batch_alter_table('worklist_terms', schema=None) as batch_op:
         batch_op.create_index('ix_worklist_terms_lab_term', ['lab_finess', 'term', 'received_at'], unique=False)
+        batch_op.create_index('ix_worklist_terms_lab_status_term', ['lab_finess', 'status', 'term'], unique=False)
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('worklist_terms', schema=None) as batch_op:
+        batch_op.drop_index('ix_worklist_terms_lab_status_term')
         batch_op.drop_index('ix_worklist_terms_lab_term')
 
     op.drop_table('worklist_terms')
