@@ -50,6 +50,17 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=500, description="Upper bound for _count.")
     pool_size: int = Field(default=10, description="Database connections kept per worker (PostgreSQL).")
     log_level: str = Field(default="INFO", description="Application log level.")
+    smtp_host: str = Field(default="127.0.0.1", description="Mail relay (MSSanté operator's in production).")
+    smtp_port: int = Field(default=8025, description="Mail relay port.")
+    smtp_starttls: bool = Field(default=False, description="Upgrade the relay connection with STARTTLS.")
+    smtp_username: str | None = Field(default=None, description="Relay login, if it wants one.")
+    smtp_password: str | None = Field(default=None, description="Relay password, if it wants one.")
+    mail_from: str = Field(default="bilan@labo-paris-est.mssante.fr",
+                           description="Sender address of bilan's notification e-mails.")
+    outbox_poll_seconds: float = Field(default=1.0, description="How often the delivery worker "
+                                       "looks for due notifications.")
+    outbox_max_attempts: int = Field(default=20, description="Delivery attempts before a "
+                                     "notification is marked failed (back-off doubles, 1 s to 1 h).")
 
 
 def audience(settings: Settings) -> str:

@@ -29,16 +29,18 @@ DIRECTORY = ("Practitioner", "PractitionerRole", "Organization")
 ORGANIZATION_ID = "urn:oid:1.2.250.1.71.4.2.2"  # FINESS-based organisation ids: "1" + FINESS
 
 PRESCRIPTION = ("Patient", "Practitioner", "PractitionerRole", "Organization", "ServiceRequest",
-                "Observation", "Condition")
+                "Observation", "Condition", "Communication", "Subscription")
 ROLE_WRITES: dict[str, tuple[str, ...]] = {
     "prescriber": PRESCRIPTION,
     "practice-software": PRESCRIPTION,
-    "reception": ("Patient", "Task", "Specimen"),
+    "reception": ("Patient", "Task", "Specimen", "Communication"),
     "biologist": ("Patient", "Task", "Specimen", "ServiceRequest", "Observation",
-                  "DiagnosticReport", "DocumentReference"),
-    "lab-middleware": ("Observation", "Specimen", "Task", "DiagnosticReport"),
+                  "DiagnosticReport", "DocumentReference", "Communication"),
+    "lab-middleware": ("Observation", "Specimen", "Task", "DiagnosticReport", "Communication",
+                       "Subscription"),
     "patient": (),
 }
+PROFESSIONAL_ONLY = ("Communication", "Subscription")  # never in a patient's view
 
 
 def forbidden(diagnostics: str) -> FhirError:
@@ -70,6 +72,17 @@ def readable(caller: Caller, resource_type: str) -> Any | None:
     return visible(caller, resource_type)
 
 
+def caller_of_owner(owner: str) -> Caller | None:
+    """Who a resource's owner key stands for, as software acting for them (e.g. to see only
+    what a Subscription's owner may see); None for an unknown key."""
+    kind, _, ident = owner.partition(":")
+    if kind == "rpps" and ident:
+        return Caller("practice-software", owner, frozenset(), rpps=ident)
+    if kind == "lab" and ident:
+        return Caller("lab-middleware", owner, frozenset(), lab_finess=ident)
+    return None
+
+
 def owner_key(caller: Caller | None) -> str | None:
     """Whose a resource is when this caller creates it: the prescriber's or the lab's."""
     if caller is None:
@@ -86,6 +99,8 @@ def visible(caller: Caller, resource_type: str) -> Any | None:
     if resource_type in DIRECTORY:
         return None
     if caller.kind == "patient":
+        if resource_type in PROFESSIONAL_ONLY:
+            return select_nothing()
         return _patient_compartment(caller, resource_type)
     if caller.for_prescriber:
         around = _around_requests(resource_type, _requests_of_prescriber(caller.rpps))
@@ -161,4 +176,7 @@ def _around_requests(resource_type: str, requests: IdSet) -> IdSet | None:
         return referring(resource_type, "based-on", "ServiceRequest", requests)
     if resource_type == "Specimen":
         return referring("Specimen", "request", "ServiceRequest", requests)
+    if resource_type == "Communication":
+        tasks = referring("Task", "based-on", "ServiceRequest", requests)
+        return referring("Communication", "part-of", "Task", tasks)
     return None

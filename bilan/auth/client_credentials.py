@@ -20,11 +20,13 @@ DEMO_KEYS = ROOT / "deploy" / "idp" / "keys"
 DEMO_SCOPES = {
     "practice-software-demo": " ".join(
         f"system/{t}.{mode}" for t in ("ServiceRequest", "Patient", "Practitioner", "PractitionerRole",
-                                       "Organization", "Observation", "Condition")
+                                       "Organization", "Observation", "Condition", "Communication",
+                                       "Subscription")
         for mode in ("read", "write")) + " system/*.read",
     "lab-middleware-demo": " ".join(
         ["system/ServiceRequest.read"] + [f"system/{t}.{mode}" for t in
-                                          ("Observation", "Specimen", "Task", "DiagnosticReport")
+                                          ("Observation", "Specimen", "Task", "DiagnosticReport",
+                                           "Communication", "Subscription")
                                           for mode in ("read", "write")]),
 }
 

@@ -26,7 +26,7 @@ from bilan.fhir.query import SearchQuery
 from bilan.records.linking import Linker, conditional_query
 from bilan.records.validation import Validator, is_structural
 from bilan.storage import search as store_search
-from bilan.storage.repository import Repository, StaleVersion, Stored, Write
+from bilan.storage.repository import Observer, Repository, StaleVersion, Stored, Write
 from bilan.storage.search import SearchResult
 
 
@@ -50,10 +50,12 @@ class Records:
     """Every interaction takes the caller: `None` only for bilan's own code (demo loader,
     migrations of data), never for a request."""
 
-    def __init__(self, engine: AsyncEngine, validator: Validator, base_url: str):
+    def __init__(self, engine: AsyncEngine, validator: Validator, base_url: str,
+                 observers: Iterable[Observer] = ()):
         self.engine = engine
         self.validator = validator
         self.base_url = base_url
+        self.observers = list(observers)  # told of every write, in its transaction
 
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[Repository]:
@@ -61,7 +63,7 @@ class Records:
         is recorded once the refused transaction has rolled back."""
         try:
             async with self.engine.begin() as conn:
-                yield Repository(conn)
+                yield Repository(conn, self.observers)
         except StaleVersion as exc:
             raise conflict(f"{exc.resource_type}/{exc.resource_id} was changed by someone else: "
                            "read it again and retry") from None
@@ -159,6 +161,7 @@ class Records:
         issues = self.validator.check(resource)
         if errors_only(issues):
             raise invalid(issues)
+        resource = self.validator.amend(resource)
         async with self.unit() as repo:
             if if_none_exist:
                 existing = await self.find_existing(repo, caller, resource_type, if_none_exist)
@@ -186,6 +189,7 @@ class Records:
         issues = self.validator.check(resource)
         if errors_only(issues):
             raise invalid(issues)
+        resource = self.validator.amend(resource)
         async with self.unit() as repo:
             current = await repo.read(resource_type, resource_id)
             if current is not None and not current.deleted:

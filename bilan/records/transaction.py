@@ -102,6 +102,9 @@ class Transactions:
         if not isinstance(raw, list) or not raw:
             raise bad_request("The transaction has no entry", "Bundle.entry")
         entries = [self._entry(index, item) for index, item in enumerate(raw)]
+        for entry in entries:
+            if isinstance(entry.resource, dict):
+                entry.resource = self.records.validator.amend(entry.resource)
         full_urls = [e.full_url for e in entries if e.full_url]
         if len(full_urls) != len(set(full_urls)):
             raise bad_request("Two entries share a fullUrl", "Bundle.entry.fullUrl")

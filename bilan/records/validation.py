@@ -10,11 +10,21 @@ from bilan.fhir.valuesets import check_required_codes
 
 # A domain rule reads a resource (and the FHIRPath prefix to report at) and returns its issues.
 Rule = Callable[[dict[str, Any], str], list[Issue]]
+# An amendment is what the server itself sets on a resource it accepts (e.g. a Subscription
+# becomes active); it runs once the resource passed its rules.
+Amendment = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class Validator:
-    def __init__(self, rules: Mapping[str, Sequence[Rule]]):
+    def __init__(self, rules: Mapping[str, Sequence[Rule]],
+                 amendments: Mapping[str, Sequence[Amendment]] | None = None):
         self.rules = rules
+        self.amendments = amendments or {}
+
+    def amend(self, resource: dict[str, Any]) -> dict[str, Any]:
+        for amendment in self.amendments.get(str(resource.get("resourceType")), ()):
+            resource = amendment(resource)
+        return resource
 
     def check(self, resource: dict[str, Any], prefix: str | None = None) -> list[Issue]:
         """Every issue of a resource; structural ones first. Empty when it may be stored."""

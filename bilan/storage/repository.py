@@ -7,7 +7,7 @@ several resources gets all of them or none.
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Literal
+from typing import Any, Awaitable, Callable, Iterable, Literal
 
 from sqlalchemy import and_, delete, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -56,9 +56,16 @@ def stored_from_row(row: Any, method: str = "") -> Stored:
                   row.content, method)
 
 
+Observer = Callable[["Repository", list[Stored]], Awaitable[None]]
+
+
 class Repository:
-    def __init__(self, conn: AsyncConnection):
+    """`observers` are told of every batch of new versions, in the same transaction (e.g. to
+    queue the notifications they trigger)."""
+
+    def __init__(self, conn: AsyncConnection, observers: Iterable[Observer] = ()):
         self.conn = conn
+        self.observers = tuple(observers)
 
     async def lock_many(self, keys: list[str]) -> None:
         """Serialise writers on each key until commit (PostgreSQL; SQLite writers are serial).
@@ -179,6 +186,8 @@ class Repository:
             ]
         if index_rows:
             await self.conn.execute(insert(search_index), index_rows)
+        for observer in self.observers:
+            await observer(self, stored)
         return stored
 
     async def _drop_index(self, keys: list[tuple[str, str]]) -> None:

@@ -146,6 +146,29 @@ worklist_terms = Table(
     Index("ix_worklist_terms_lab_status_term", "lab_finess", "status", "term"),
 )
 
+# Notifications to deliver after commit (rest-hook calls, e-mails): written in the same
+# transaction as the change they announce, delivered and retried by bilan/notifications.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("channel", String(16), nullable=False),  # rest-hook, email
+    Column("target", String(512), nullable=False),  # the endpoint URL or the mail address
+    Column("subscription", String(64), nullable=True),  # Subscription id (rest-hook)
+    Column("resource", String(140), nullable=True),  # "Type/id" of what changed
+    Column("about", String(140), nullable=True),  # "Task/id": the prescription it concerns
+    Column("payload", JSON, nullable=False),  # what to send (method, headers, body / subject, text)
+    Column("status", String(16), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime, nullable=False),
+    Column("lease_until", DateTime, nullable=True),  # a worker is sending it until then
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("delivered_at", DateTime, nullable=True),
+    Index("ix_outbox_due", "status", "next_attempt_at"),
+    Index("ix_outbox_about", "about"),
+)
+
 # Named sequences (accession numbers per lab and day, lab patient numbers).
 counters = Table(
     "counters",

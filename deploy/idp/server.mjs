@@ -68,6 +68,8 @@ const PRACTICE_SOFTWARE_SCOPES = [
   'system/Observation.read', 'system/Observation.write',
   'system/Condition.read', 'system/Condition.write',
   'system/Task.read', 'system/DiagnosticReport.read', 'system/DocumentReference.read',
+  'system/Communication.read', 'system/Communication.write',
+  'system/Subscription.read', 'system/Subscription.write',
   'system/*.read',
 ];
 
@@ -77,6 +79,8 @@ const LAB_MIDDLEWARE_SCOPES = [
   'system/Specimen.read', 'system/Specimen.write',
   'system/Task.read', 'system/Task.write',
   'system/DiagnosticReport.read', 'system/DiagnosticReport.write',
+  'system/Communication.read', 'system/Communication.write',
+  'system/Subscription.read', 'system/Subscription.write',
 ];
 
 const ALL_SCOPES = [...new Set([...WEB_SCOPES, ...PRACTICE_SOFTWARE_SCOPES, ...LAB_MIDDLEWARE_SCOPES])];
