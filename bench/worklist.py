@@ -188,7 +188,7 @@ async def prepare(engine: AsyncEngine, settings: Settings) -> None:
     await upgrade(engine)
     async with engine.begin() as conn:
         await catalogue.replace(conn, catalogue.read_csv(settings.catalogue_path))
-    records, _ = build_services(engine, settings)
+    records = build_services(engine, settings).records
     await records.create(None, lab_organization(), if_none_exist=LAB_CRITERIA)
     for finess, name in OTHER_LABS.items():
         identifier = {"system": LAB_IDENTIFIER[0], "value": f"1{finess}"}
@@ -281,7 +281,7 @@ async def seed_direct(engine: AsyncEngine, rows: list[tuple[dict[str, Any], list
 
 async def seed_full(engine: AsyncEngine, settings: Settings, population: Population, count: int) -> float:
     """Real prescriptions, through the FHIR transaction path the practice software uses."""
-    _, transactions = build_services(engine, settings)
+    transactions = build_services(engine, settings).transactions
     rng = population.rng
     started = time.perf_counter()
     for done in range(1, count + 1):
@@ -535,7 +535,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"  worklist rows by lab: {await describe_rows(engine)}", flush=True)
         rng = random.Random(args.seed + 1)
         picked = await samples(engine, rng, args.warmup + args.searches)
-        reception = Reception(build_services(engine, settings)[0])
+        reception = Reception(build_services(engine, settings).records)
         results = []
         for kind in KINDS:
             typed = [kind.typed(sample, rng) for sample in picked]

@@ -3,7 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from litestar import Litestar
@@ -22,9 +22,13 @@ from bilan.api.security import bearer_caller
 from bilan.api.smart import smart_configuration
 from bilan.auth.oidc import OidcClient
 from bilan.auth.tokens import TokenVerifier
+from bilan.notifications.delivery import DeliveryWorker
+from bilan.notifications.matching import Notifier
+from bilan.notifications.subscriptions import activate, check_subscription
 from bilan.prescription.exams import check_request
 from bilan.prescription.ins import check_patient
 from bilan.prescription.intake import PrescriptionIntake
+from bilan.prescription.messaging import Messaging
 from bilan.prescription.practitioners import check_practitioner
 from bilan.prescription.reception import Reception
 from bilan.records.service import Records
@@ -34,6 +38,7 @@ from bilan.settings import Settings, audience, get_settings, web_root
 from bilan.storage.database import create_engine
 from bilan.web import filters
 from bilan.web.auth import AuthController
+from bilan.web.prescriber import PrescriberController
 from bilan.web.reception import ReceptionController
 
 TEMPLATES = Path(__file__).parent / "web" / "templates"
@@ -44,12 +49,26 @@ RULES = {
     "Patient": [check_patient],
     "Practitioner": [check_practitioner],
     "ServiceRequest": [check_request],
+    "Subscription": [check_subscription],
+}
+AMENDMENTS = {
+    "Subscription": [activate],
 }
 
 
-def build_services(engine: AsyncEngine, settings: Settings) -> tuple[Records, Transactions]:
-    records = Records(engine, Validator(RULES), settings.base_url.rstrip("/"))
-    return records, Transactions(records, [PrescriptionIntake()])
+class Services(NamedTuple):
+    records: Records
+    transactions: Transactions
+    messaging: Messaging
+
+
+def build_services(engine: AsyncEngine, settings: Settings) -> Services:
+    base_url = settings.base_url.rstrip("/")
+    records = Records(engine, Validator(RULES, AMENDMENTS), base_url,
+                      observers=[Notifier(base_url).on_saved])
+    messaging = Messaging(records, web_root(settings))
+    records.observers.append(messaging.on_saved)
+    return Services(records, Transactions(records, [PrescriptionIntake()]), messaging)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -59,17 +78,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
         engine = create_engine(settings)
-        services["records"], services["transactions"] = build_services(engine, settings)
-        services["reception"] = Reception(services["records"])
+        built = build_services(engine, settings)
+        services.update(records=built.records, transactions=built.transactions,
+                        messaging=built.messaging, reception=Reception(built.records))
         async with httpx.AsyncClient(timeout=10) as http:
             verifier = TokenVerifier(settings.oidc_issuer, audience(settings), http)
             services["verifier"] = verifier
             services["oidc"] = OidcClient(verifier, settings.oidc_client_id,
                                           settings.oidc_client_secret,
                                           f"{web_root(settings)}/auth/callback")
+            delivery = DeliveryWorker(engine, settings)
+            delivery.start()
             try:
                 yield
             finally:
+                await delivery.stop()
                 await engine.dispose()
 
     def service(name: str) -> Provide:
@@ -77,7 +100,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     secure = web_root(settings).startswith("https://")
     return Litestar(
-        route_handlers=[FhirController, smart_configuration, AuthController, ReceptionController,
+        route_handlers=[FhirController, smart_configuration, AuthController, ReceptionController, PrescriberController,
                         create_static_files_router("/static", [STATIC], send_as_attachment=False)],
         lifespan=[lifespan],
         state=State({"settings": settings}),
@@ -86,6 +109,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "records": service("records"),
             "transactions": service("transactions"),
             "reception": service("reception"),
+            "messaging": service("messaging"),
             "verifier": service("verifier"),
             "oidc": service("oidc"),
             "caller": Provide(bearer_caller),

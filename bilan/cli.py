@@ -8,6 +8,7 @@ import secrets
 from pathlib import Path
 
 from bilan.demo.idp import local_provider
+from bilan.demo.mail import local_relay
 from bilan.serving import serve
 from bilan.settings import get_settings
 from bilan.storage.database import create_engine
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(_load_catalogue(args.path or get_settings().catalogue_path))
     elif args.command == "demo":
         asyncio.run(_demo())
-        with local_provider(args.host, args.port):
+        with local_provider(args.host, args.port), local_relay():
             _serve(args.host, args.port, args.workers)
     else:
         asyncio.run(_migrate())

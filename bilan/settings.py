@@ -61,6 +61,8 @@ class Settings(BaseSettings):
                                        "looks for due notifications.")
     outbox_max_attempts: int = Field(default=20, description="Delivery attempts before a "
                                      "notification is marked failed (back-off doubles, 1 s to 1 h).")
+    outbox_max_backoff_seconds: float = Field(default=3600, description="Longest wait between "
+                                              "two delivery attempts of a notification.")
 
 
 def audience(settings: Settings) -> str:

@@ -22,6 +22,7 @@ from bilan.storage.database import create_engine
 from bilan.storage.migrate import upgrade
 from tests.helpers import prescription_spec
 from tests.identity import LAB_SCOPES, PRACTICE_SCOPES, machine_auth, start_idp, user_auth
+from tests.receivers import MailRelay, Webhook
 from tests.servers import running
 
 pytest_plugins = ["tests.browser"]  # browser, new_page, page_as, shots
@@ -52,7 +53,7 @@ async def _prepare(settings: Settings) -> None:
         await upgrade(engine)
         async with engine.begin() as conn:
             await catalogue.replace(conn, catalogue.read_csv(settings.catalogue_path))
-        records, _ = build_services(engine, settings)
+        records = build_services(engine, settings).records
         await records.create(None, lab_organization(), if_none_exist=LAB_CRITERIA)
     finally:
         await engine.dispose()
@@ -83,9 +84,30 @@ def issuer(web_root: str, second_root: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(web_root: str, issuer: str) -> Iterator[Settings]:
+def mail_relay() -> Iterator[MailRelay]:
+    """The SMTP relay bilan mails through in the tests; it keeps what it receives."""
+    relay = MailRelay()
+    relay.up()
+    yield relay
+    relay.down()
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    """An endpoint (practice or lab software) receiving rest-hook notifications."""
+    hook = Webhook()
+    hook.up()
+    yield hook
+    hook.down()
+
+
+@pytest.fixture(scope="session")
+def settings(web_root: str, issuer: str, mail_relay: MailRelay) -> Iterator[Settings]:
     url = os.environ.get("BILAN_TEST_DATABASE_URL")
-    common = {"base_url": f"{web_root}/fhir", "oidc_issuer": issuer}
+    # Deliveries polled and retried within a second, so that tests wait little.
+    common = {"base_url": f"{web_root}/fhir", "oidc_issuer": issuer, "smtp_host": "127.0.0.1",
+              "smtp_port": mail_relay.port, "outbox_poll_seconds": 0.2,
+              "outbox_max_backoff_seconds": 1}
     if url and url.startswith("postgresql"):
         schema = f"test_{uuid.uuid4().hex[:10]}"
         asyncio.run(_create_schema(url, schema))

@@ -83,6 +83,8 @@ def test_hl7_examples_are_stored_and_read_back_or_refused_with_a_reason(fhir, la
     for name, resource in stored.items():
         api = writers.get(resource["resourceType"], fhir)
         back = api.get(f"{resource['resourceType']}/{resource['id']}").json()
+        if resource["resourceType"] == "Subscription" and resource["status"] == "requested":
+            resource = dict(resource, status="active")  # the server activates what it accepts
         assert _plain(back) == _plain(json.loads(json.dumps(resource, default=str), parse_float=Decimal)), name
     for name, response in refused.items():
         assert response.status_code in (400, 422), (name, response.text)

@@ -36,7 +36,7 @@ QUALIFIED = [
 
 async def load_demo(settings: Settings) -> None:
     engine = create_engine(settings)
-    records, transactions = build_services(engine, settings)
+    records, transactions, _ = build_services(engine, settings)
     try:
         async with engine.begin() as conn:
             count = await catalogue.replace(conn, catalogue.read_csv(settings.catalogue_path))

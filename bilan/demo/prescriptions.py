@@ -5,13 +5,20 @@ Luhn key) and every exam comes from the demo catalogue unless asked otherwise.
 """
 
 import random
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from bilan.prescription.checksums import luhn_valid, nir_key
-from bilan.prescription.exams import FLAG_NOT_REIMBURSABLE, FLAG_PREVENTION, FLAG_WORK_ACCIDENT, LOINC
+from bilan.prescription.exams import (
+    FLAG_NOT_REIMBURSABLE,
+    FLAG_PREVENTION,
+    FLAG_WORK_ACCIDENT,
+    LOINC,
+)
+from bilan.prescription.identity import fold
 from bilan.prescription.ins import (
     BIRTH_PLACE,
     IDENTITY_RELIABILITY,
@@ -82,6 +89,12 @@ class Prescriber:
     given: str
     org_finess: str = "750000001"
     org_name: str = "Cabinet médical des Lilas"
+
+    @property
+    def mail(self) -> str:
+        """Their MSSanté address (the demo's made-up operator domain)."""
+        local = ".".join(re.sub(r"[^a-z]", "", fold(part)) for part in (self.given, self.family))
+        return f"{local}@medecin.mssante.fr"
 
 
 @dataclass
@@ -156,6 +169,7 @@ def bundle(spec: PrescriptionSpec) -> dict[str, Any]:
             "resourceType": "Practitioner",
             "identifier": [{"system": RPPS, "value": spec.prescriber.rpps}],
             "name": [{"family": spec.prescriber.family, "given": [spec.prescriber.given], "prefix": ["Dr"]}],
+            "telecom": [{"system": "email", "value": spec.prescriber.mail, "use": "work"}],
         }, if_none_exist=f"identifier={RPPS}|{spec.prescriber.rpps}"),
         _entry(ids["org"], {
             "resourceType": "Organization",

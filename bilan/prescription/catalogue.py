@@ -46,3 +46,17 @@ async def orderable(conn: AsyncConnection, codes: Iterable[str]) -> dict[str, di
     result = await conn.execute(select(catalogue).where(catalogue.c.loinc.in_(codes),
                                                         catalogue.c.kind != "result"))
     return {row.loinc: dict(row._mapping) for row in result}
+
+
+async def entry(conn: AsyncConnection, local_code: str) -> dict[str, Any] | None:
+    """An orderable catalogue entry (panel or single test) by its local code."""
+    row = (await conn.execute(select(catalogue).where(catalogue.c.local_code == local_code,
+                                                      catalogue.c.kind != "result"))).first()
+    return dict(row._mapping) if row else None
+
+
+async def orderables(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """Every orderable entry, by label: what a biologist may add."""
+    rows = await conn.execute(select(catalogue).where(catalogue.c.kind != "result")
+                              .order_by(catalogue.c.label_fr))
+    return [dict(row._mapping) for row in rows]

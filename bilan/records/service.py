@@ -3,7 +3,7 @@
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,6 +37,11 @@ class Saved:
     warnings: tuple[Issue, ...] = ()
 
 
+# A guard sees a resource about to be written (references resolved) with its caller and the
+# open transaction: it refuses it (FhirError, Denied) or returns it, possibly completed.
+Guard = Callable[[Repository, Caller | None, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -56,6 +61,13 @@ class Records:
         self.validator = validator
         self.base_url = base_url
         self.observers = list(observers)  # told of every write, in its transaction
+        self.guards: dict[str, list[Guard]] = {}  # per resource type, see Guard
+
+    async def guarded(self, repo: Repository, caller: Caller | None,
+                      resource: dict[str, Any]) -> dict[str, Any]:
+        for guard in self.guards.get(resource["resourceType"], ()):
+            resource = await guard(repo, caller, resource)
+        return resource
 
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[Repository]:
@@ -170,7 +182,7 @@ class Records:
                     await self.audit(repo, caller, "create", patients=patients_of(existing.content),
                                      touched=[f"{resource_type}/{existing.id}"])
                     return Saved(existing, created=False)
-            resource = await self._linked(repo, caller, resource)
+            resource = await self.guarded(repo, caller, await self._linked(repo, caller, resource))
             [stored] = await repo.save([Write(resource_type, new_id(), resource, "POST")], utc_now(),
                                        access.owner_key(caller))
             await self.audit(repo, caller, "create", patients=patients_of(stored.content),
@@ -195,7 +207,7 @@ class Records:
             if current is not None and not current.deleted:
                 await self.check_read(repo, caller, "update", current)
             _check_version(current, if_match, resource_type, resource_id)
-            resource = await self._linked(repo, caller, resource)
+            resource = await self.guarded(repo, caller, await self._linked(repo, caller, resource))
             expected = current.version_id if current else None
             try:
                 [stored] = await repo.save(

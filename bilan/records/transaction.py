@@ -157,6 +157,9 @@ class Transactions:
                 if replayed is not None:
                     await self._audit(repo, caller, entries)
                     return replayed
+            for entry in entries:
+                if _writes(entry) and entry.resource is not None:
+                    entry.resource = await self.records.guarded(repo, caller, entry.resource)
             writes = [_write(entry) for entry in entries if _writes(entry)]
             stored = iter(await repo.save(writes, utc_now(), access.owner_key(caller)))
             for entry in entries:

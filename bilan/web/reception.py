@@ -11,7 +11,9 @@ from litestar.response import Redirect, Response, Template
 
 from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import FhirError, Issue
+from bilan.prescription import adaptation
 from bilan.prescription.labels import labels_pdf
+from bilan.prescription.messaging import Messaging
 from bilan.prescription.reception import NEW_FILE, Reception
 from bilan.settings import Settings
 from bilan.web.session import WebUser, current_user, web_caller
@@ -50,41 +52,70 @@ class ReceptionController(Controller):
 
     @get("/prescriptions/{task_id:str}")
     async def prescription(self, request: AnyRequest, task_id: FromPath[str],
-                           settings: NamedDependency[Settings], reception: NamedDependency[Reception]) -> Template:
+                           settings: NamedDependency[Settings], reception: NamedDependency[Reception],
+                           messaging: NamedDependency[Messaging]) -> Template:
         user, caller = signed_in(request, settings)
-        return await self._page(request, user, caller, reception, task_id)
+        return await self._page(request, user, caller, reception, task_id, messaging=messaging)
 
     @post("/prescriptions/{task_id:str}/import")
     async def import_(self, request: AnyRequest, task_id: FromPath[str], data: Form,
                       settings: NamedDependency[Settings],
-                      reception: NamedDependency[Reception]) -> Template | Redirect:
+                      reception: NamedDependency[Reception],
+                    messaging: NamedDependency[Messaging]) -> Template | Redirect:
         user, caller = signed_in(request, settings)
         try:
             await reception.import_prescription(caller, task_id, data.get("dossier", ""))
         except FhirError as error:
-            return await self._page(request, user, caller, reception, task_id, error, data)
+            return await self._page(request, user, caller, reception, task_id, error, data, messaging)
         return Redirect(f"/reception/prescriptions/{task_id}#commande")
 
     @post("/prescriptions/{task_id:str}/prelevement")
     async def collect(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
-                      reception: NamedDependency[Reception]) -> Template | Redirect:
+                      reception: NamedDependency[Reception],
+                    messaging: NamedDependency[Messaging]) -> Template | Redirect:
         user, caller = signed_in(request, settings)
         try:
             await reception.collect(caller, task_id)
         except FhirError as error:
-            return await self._page(request, user, caller, reception, task_id, error)
+            return await self._page(request, user, caller, reception, task_id, error, None, messaging)
         return Redirect(f"/reception/prescriptions/{task_id}#commande")
 
     @post("/prescriptions/{task_id:str}/cloture")
     async def close(self, request: AnyRequest, task_id: FromPath[str], data: Form,
                     settings: NamedDependency[Settings],
-                    reception: NamedDependency[Reception]) -> Template | Redirect:
+                    reception: NamedDependency[Reception],
+                    messaging: NamedDependency[Messaging]) -> Template | Redirect:
         user, caller = signed_in(request, settings)
         try:
             await reception.close(caller, task_id, data.get("statut", ""), data.get("motif", ""))
         except FhirError as error:
-            return await self._page(request, user, caller, reception, task_id, error, data)
+            return await self._page(request, user, caller, reception, task_id, error, data, messaging)
         return Redirect(f"/reception/prescriptions/{task_id}")
+
+    @post("/prescriptions/{task_id:str}/adaptation")
+    async def adapt(self, request: AnyRequest, task_id: FromPath[str], data: Form,
+                    settings: NamedDependency[Settings], reception: NamedDependency[Reception],
+                    messaging: NamedDependency[Messaging]) -> Template | Redirect:
+        user, caller = signed_in(request, settings)
+        try:
+            await messaging.adapt(caller, task_id, data.get("change", ""), data.get("original", ""),
+                                  data.get("code", ""), data.get("reason", ""), data.get("note", ""),
+                                  data.get("proceed") == "oui")
+        except FhirError as error:
+            return await self._page(request, user, caller, reception, task_id, error, data, messaging)
+        return Redirect(f"/reception/prescriptions/{task_id}#echanges")
+
+    @post("/prescriptions/{task_id:str}/message")
+    async def message(self, request: AnyRequest, task_id: FromPath[str], data: Form,
+                      settings: NamedDependency[Settings], reception: NamedDependency[Reception],
+                      messaging: NamedDependency[Messaging]) -> Template | Redirect:
+        user, caller = signed_in(request, settings)
+        try:
+            await messaging.send(caller, task_id, data.get("texte", ""),
+                                 in_response_to=data.get("reponse_a") or None)
+        except FhirError as error:
+            return await self._page(request, user, caller, reception, task_id, error, data, messaging)
+        return Redirect(f"/reception/prescriptions/{task_id}#echanges")
 
     @get("/prescriptions/{task_id:str}/etiquettes.pdf")
     async def labels(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
@@ -105,15 +136,24 @@ class ReceptionController(Controller):
         return Template("reception/sheet.html", context={"user": user, "file": found})
 
     async def _page(self, request: AnyRequest, user: WebUser, caller: Caller, reception: Reception,
-                    task_id: str, error: FhirError | None = None,
-                    data: dict[str, str] | None = None) -> Template:
+                    task_id: str, error: FhirError | None = None, data: dict[str, str] | None = None,
+                    messaging: Messaging | None = None) -> Template:
         """The prescription's page; after a refused action, with the reason next to its field."""
         if error is not None and error.status not in (409, 422):
             raise error
         found = await reception.open(caller, task_id)
-        errors: dict[str, str] = {}
-        for issue in error.issues if error else []:
-            errors[(issue.expression or "general").split(".")[-1]] = issue.diagnostics
+        context: dict[str, Any] = {"user": user, "file": found, "errors": field_errors(error),
+                                   "form": data or {}, "new_file": NEW_FILE}
+        if messaging is not None and (found.row.lab_finess or found.order):  # not before the lab has it
+            context.update(thread=await messaging.conversation(caller, task_id),
+                           deliveries=await messaging.deliveries(caller, task_id),
+                           orderables=await messaging.orderables(), reasons=adaptation.REASONS,
+                           changes=adaptation.CHANGES)
         return Template("reception/prescription.html", status_code=error.status if error else 200,
-                        context={"user": user, "file": found, "errors": errors, "form": data or {},
-                                 "new_file": NEW_FILE})
+                        context=context)
+
+
+def field_errors(error: FhirError | None) -> dict[str, str]:
+    """Each issue's message under the name of the form field it is about."""
+    return {(issue.expression or "general").split(".")[-1]: issue.diagnostics
+            for issue in (error.issues if error else [])}

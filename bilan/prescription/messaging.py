@@ -1,0 +1,384 @@
+"""The conversation between the lab and the prescriber about one prescription, and the
+biologist's adaptations that open or extend it.
+
+A thread is the FHIR Communications `partOf` the prescription's Task. Whoever writes them
+(the web pages, the prescriber's software through the FHIR API), the same guard checks them
+and completes them, and the same observer acts on them once stored: an answer to an
+adaptation puts it in effect or drops it, and a message to a prescriber is mailed to them.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from bilan.auth import access
+from bilan.auth.audit import patients_of
+from bilan.auth.caller import Caller
+from bilan.fhir.dates import instant, utc_now
+from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.query import parse_search
+from bilan.fhir.references import literal
+from bilan.notifications import outbox
+from bilan.prescription import adaptation, catalogue, tracking
+from bilan.records.service import Denied, Records, new_id
+from bilan.storage import search as store_search
+from bilan.storage.repository import Repository, Stored, Write
+
+KINDS_SYSTEM = "https://bilan.sante.fr/fhir/CodeSystem/message-kind"
+KINDS = {"message": "Message", "adaptation": "Adaptation de la prescription",
+         "agreement": "Accord", "disagreement": "Désaccord"}
+ANSWER_KINDS = {"agreement": True, "disagreement": False}
+PENDING_LABEL = "Adaptation en attente de l'accord du prescripteur"
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    sent: str
+    from_lab: bool
+    kind: str
+    text: str
+    in_response_to: str | None
+
+    @property
+    def kind_label(self) -> str:
+        return KINDS.get(self.kind, self.kind)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One adaptation: what was asked, what the lab does instead, why, and the answer."""
+
+    id: str
+    change: str
+    asked: str
+    done: str
+    reason: str
+    note: str
+    status: str
+    answer: str
+    proceeded: bool
+
+    @property
+    def change_label(self) -> str:
+        return adaptation.CHANGES.get(self.change, self.change)
+
+    @property
+    def answer_label(self) -> str:
+        return adaptation.ANSWERS.get(self.answer, self.answer)
+
+    @property
+    def in_effect(self) -> bool:
+        return self.status in ("active", "revoked") and not (
+            self.change != "cancel" and self.status == "revoked")
+
+
+@dataclass(frozen=True)
+class Conversation:
+    task_id: str
+    requisition: str
+    status: str  # the Task's, as the prescriber reads it
+    asked: list[tuple[str, str]]  # (ServiceRequest reference, label) of the prescribed exams
+    messages: list[Message]
+    changes: list[Change]
+
+    @property
+    def pending(self) -> list[Change]:
+        return [c for c in self.changes if c.answer == "pending"]
+
+
+def kind_of(communication: dict[str, Any]) -> str:
+    return next((c.get("code") for cat in communication.get("category", [])
+                 for c in cat.get("coding", []) if c.get("system") == KINDS_SYSTEM), "message")
+
+
+def _text(communication: dict[str, Any]) -> str:
+    return "\n".join(p["contentString"] for p in communication.get("payload", []) if p.get("contentString"))
+
+
+def _invalid(message: str, field: str, status: int = 422) -> FhirError:
+    return FhirError(status, [Issue(message, "business-rule", expression=field)])
+
+
+class Messaging:
+    def __init__(self, records: Records, mail_link: str):
+        self.records = records
+        self.mail_link = mail_link  # where a prescriber reads the thread, for the e-mail
+        self.records.guards.setdefault("Communication", []).append(self.guard)
+
+    async def conversation(self, caller: Caller, task_id: str) -> Conversation:
+        async with self.records.unit() as repo:
+            task = await self._task(repo, caller, task_id, "read")
+            found = await self._thread(repo, task)
+            await self.records.audit(repo, caller, "read", patients=patients_of(task.content),
+                                     touched=[f"Task/{task_id}"])
+        return found
+
+    async def deliveries(self, caller: Caller, task_id: str) -> list[Any]:
+        """What was sent, or is still to send, about this prescription (webhooks to the
+        prescriber's software, e-mails): for the lab, who must know what did not arrive."""
+        async with self.records.unit() as repo:
+            if not caller.for_lab:
+                raise Denied(caller, "read", access.forbidden("Réservé au laboratoire."), [f"Task/{task_id}"])
+            await self._task(repo, caller, task_id, "read")
+            return await outbox.for_about(repo.conn, [f"Task/{task_id}"])
+
+    async def send(self, caller: Caller, task_id: str, text: str, kind: str = "message",
+                   about: list[str] | None = None, in_response_to: str | None = None) -> None:
+        """A message in the thread (the guard fills in sender, recipient and patient)."""
+        if not text.strip():
+            raise _invalid("Écrivez votre message.", "payload")
+        message: dict[str, Any] = {
+            "resourceType": "Communication", "status": "completed",
+            "category": [{"coding": [{"system": KINDS_SYSTEM, "code": kind, "display": KINDS[kind]}]}],
+            "partOf": [{"reference": f"Task/{task_id}"}],
+            "about": [{"reference": r} for r in [f"Task/{task_id}", *(about or [])]],
+            "payload": [{"contentString": text.strip()}],
+        }
+        if in_response_to:
+            message["inResponseTo"] = [{"reference": in_response_to}]
+        await self.records.create(caller, message)
+
+    async def answer(self, caller: Caller, task_id: str, change_id: str, agreed: bool, text: str) -> None:
+        """The prescriber agrees or disagrees with one adaptation."""
+        kind = "agreement" if agreed else "disagreement"
+        await self.send(caller, task_id, text.strip() or KINDS[kind], kind,
+                        about=[f"ServiceRequest/{change_id}"])
+
+    async def adapt(self, caller: Caller, task_id: str, change: str, original: str, local_code: str,
+                    reason: str, note: str, proceed: bool) -> None:
+        """The biologist adds, cancels or replaces an exam; the prescriber is told at once."""
+        async with self.records.unit() as repo:
+            if caller.kind != "biologist":
+                raise Denied(caller, "update", access.forbidden(
+                    "Seul un biologiste peut adapter une prescription."), [f"Task/{task_id}"])
+            task = await self._task(repo, caller, task_id, "update")
+            content = task.content or {}
+            if content.get("status") not in ("accepted", "in-progress"):
+                raise _invalid("Importez la prescription avant de l'adapter.", "Task.status", 409)
+            originals = [b["reference"] for b in content.get("basedOn", [])]
+            prescribed = await _prescribed(repo, originals, original) if change != "add" else None
+            code = await _catalogue_code(repo, local_code) if change != "cancel" else None
+            request = adaptation.lab_request(prescribed, originals, change, code, reason, note, proceed,
+                                             content.get("owner", {}).get("reference", ""), caller.label)
+            request_id, now = new_id(), utc_now()
+            await repo.save([Write("ServiceRequest", request_id, request, "POST")], now,
+                            access.owner_key(caller))
+            message = _adaptation_message(content, request, prescribed, proceed)
+            await repo.save([Write("Communication", new_id(), await self.guard(repo, caller, {
+                **message, "about": [{"reference": f"Task/{task_id}"},
+                                     {"reference": f"ServiceRequest/{request_id}"}],
+            }), "POST")], now, access.owner_key(caller))
+            await self._mark_pending(repo, task_id)
+            await self.records.audit(repo, caller, "update", patients=patients_of(content),
+                                     touched=[f"Task/{task_id}", f"ServiceRequest/{request_id}"])
+
+    async def guard(self, repo: Repository, caller: Caller | None, message: dict[str, Any]) -> dict[str, Any]:
+        """A Communication belongs to the thread of a Task its author may see; an answer is the
+        prescriber's, to an adaptation still waiting. Fills in sender, recipient, patient, time."""
+        tasks = [r["reference"] for r in message.get("partOf", []) if r.get("reference", "").startswith("Task/")]
+        if len(tasks) != 1:
+            raise _invalid("A message belongs to the thread of one prescription: partOf names its Task",
+                           "Communication.partOf")
+        task = await repo.read(*literal(tasks[0]))  # type: ignore[misc]
+        if task is None or task.deleted or task.content is None:
+            raise _invalid(f"{tasks[0]} does not exist", "Communication.partOf", 404)
+        if caller is not None and not await repo.can_see("Task", task.id, access.visible(caller, "Task")):
+            raise Denied(caller, "create", access.forbidden(f"{tasks[0]} is not yours to see"), [tasks[0]])
+        kind, content = kind_of(message), task.content
+        if kind in ANSWER_KINDS:
+            await self._check_answer(repo, caller, message, content)
+        elif kind == "adaptation" and caller is not None and caller.kind != "biologist":
+            raise _invalid("Only the lab's biologist proposes adaptations", "Communication.category")
+        from_lab = caller.for_lab if caller is not None else kind == "adaptation"
+        lab, prescriber = content.get("owner"), content.get("requester")
+        defaults = {"subject": content.get("for"), "sent": instant(utc_now()),
+                    "recipient": [prescriber if from_lab else lab]}
+        completed = {**{k: v for k, v in defaults.items() if v}, **message}
+        if caller is not None:  # who writes is who sends
+            completed["sender"] = lab if from_lab else prescriber
+        return completed
+
+    async def on_saved(self, repo: Repository, stored: list[Stored]) -> None:
+        """Act on new messages: an answer applies to its adaptation; a message to a prescriber
+        is mailed to them."""
+        for item in stored:
+            if item.resource_type != "Communication" or item.version_id != 1 or not item.content:
+                continue
+            kind = kind_of(item.content)
+            if kind in ANSWER_KINDS:
+                await self._apply_answer(repo, item.content, ANSWER_KINDS[kind])
+            await self._mail(repo, item)
+
+    async def _check_answer(self, repo: Repository, caller: Caller | None, message: dict[str, Any],
+                            task: dict[str, Any]) -> None:
+        if caller is not None and not caller.for_prescriber:
+            raise _invalid("Only the prescriber agrees or disagrees with an adaptation", "Communication.category")
+        changes = [r for r in await self._about_changes(repo, message)
+                   if set(task_refs(r)) & {b["reference"] for b in task.get("basedOn", [])}]
+        if len(changes) != 1:
+            raise _invalid("An answer is about one adaptation of this prescription (about: its "
+                           "ServiceRequest)", "Communication.about")
+        if adaptation.answer_of(changes[0].content or {}) != "pending":
+            raise _invalid("Cette adaptation a déjà reçu une réponse.", "Communication.about", 409)
+
+    async def _apply_answer(self, repo: Repository, message: dict[str, Any], agreed: bool) -> None:
+        for change in await self._about_changes(repo, message):
+            await repo.save([Write("ServiceRequest", change.id, adaptation.answered(change.content or {}, agreed),
+                                   "PUT", change.version_id)], utc_now())
+        for part in message.get("partOf", []):
+            task_id = part.get("reference", "").removeprefix("Task/")
+            await self._mark_pending(repo, task_id)
+
+    async def _about_changes(self, repo: Repository, message: dict[str, Any]) -> list[Stored]:
+        keys = [k for k in (literal(r.get("reference", "")) for r in message.get("about", []))
+                if k and k[0] == "ServiceRequest"]
+        found = await repo.read_many(keys)
+        return [s for s in found.values() if s.content and adaptation.is_adaptation(s.content)]
+
+    async def _mark_pending(self, repo: Repository, task_id: str) -> None:
+        """The Task says whether an adaptation waits for the prescriber."""
+        task = await repo.read("Task", task_id)
+        if task is None or task.content is None:
+            return
+        thread = await self._thread(repo, task)
+        label = PENDING_LABEL if thread.pending else tracking.LABELS.get(task.content.get("status", ""), "")
+        if (task.content.get("businessStatus") or {}).get("text") != label:
+            content = {**task.content, "businessStatus": {"text": label},
+                       "lastModified": instant(utc_now())}
+            await repo.save([Write("Task", task.id, content, "PUT", task.version_id)], utc_now())
+
+    async def _mail(self, repo: Repository, message: Stored) -> None:
+        content = message.content or {}
+        for recipient in content.get("recipient", []):
+            address = await _mail_address(repo, recipient.get("reference", ""))
+            if not address:
+                continue
+            task = next((p["reference"] for p in content.get("partOf", [])), "")
+            number = await _requisition(repo, task)
+            await outbox.enqueue_mail(
+                repo.conn, address, f"bilan — {KINDS.get(kind_of(content), 'Message')} "
+                                    f"(prescription n° {number})",
+                f"Le laboratoire vous a écrit au sujet de la prescription n° {number} :\n\n"
+                f"{_text(content)}\n\nRépondre : {self.mail_link}/prescripteur/prescriptions/"
+                f"{task.removeprefix('Task/')}\n",
+                resource=f"Communication/{message.id}", about=task or None, now=utc_now())
+
+    async def _task(self, repo: Repository, caller: Caller, task_id: str, interaction: str) -> Stored:
+        task = await repo.read("Task", task_id)
+        if task is None or task.deleted:
+            raise FhirError(404, [Issue("Cette prescription est introuvable.", "not-found")])
+        await self.records.check_read(repo, None if caller is None else caller, interaction, task)
+        return task
+
+    async def _thread(self, repo: Repository, task: Stored) -> Conversation:
+        content = task.content or {}
+        query = parse_search("Communication", [("part-of", f"Task/{task.id}"), ("_sort", "sent")],
+                             default_count=500, max_count=500)
+        result = await store_search.search(repo.conn, query, self.records.base_url)
+        lab = (content.get("owner") or {}).get("reference")
+        messages = [Message(s.id, (s.content or {}).get("sent", ""),
+                            (s.content or {}).get("sender", {}).get("reference") == lab,
+                            kind_of(s.content or {}), _text(s.content or {}),
+                            next((r["reference"] for r in (s.content or {}).get("inResponseTo", [])), None))
+                    for s in result.matches]
+        originals = ",".join(b["reference"] for b in content.get("basedOn", []))
+        query = parse_search("ServiceRequest", [("based-on", originals)], default_count=500, max_count=500)
+        requests = [s for s in (await store_search.search(repo.conn, query, self.records.base_url)).matches
+                    if s.content and adaptation.is_adaptation(s.content)]
+        asked = {r["id"]: r for r in [s.content for s in await _stored(repo, originals.split(","))] if r}
+        return Conversation(
+            task.id, (content.get("groupIdentifier") or {}).get("value", ""),
+            (content.get("businessStatus") or {}).get("text", ""),
+            [(f"ServiceRequest/{i}", _label(r)) for i, r in asked.items()], messages,
+            [_change(s, asked) for s in sorted(requests, key=lambda s: s.last_updated)])
+
+    async def orderables(self) -> list[dict[str, Any]]:
+        """The catalogue's orderable exams (what a biologist may add or put instead)."""
+        async with self.records.engine.connect() as conn:
+            return await catalogue.orderables(conn)
+
+
+def task_refs(request: Stored) -> list[str]:
+    return [b.get("reference", "") for b in (request.content or {}).get("basedOn", [])]
+
+
+def _change(stored: Stored, asked: dict[str, dict[str, Any]]) -> Change:
+    request = stored.content or {}
+    change = adaptation.change_of(request)
+    base = [asked[r.removeprefix("ServiceRequest/")] for r in task_refs(stored)
+            if r.removeprefix("ServiceRequest/") in asked]
+    label = _label(request)
+    return Change(
+        id=stored.id, change=change, asked=_label(base[0]) if change != "add" and base else "—",
+        done="—" if change == "cancel" else label,
+        reason=next((c.get("text") for c in request.get("reasonCode", [])), ""),
+        note=next((n.get("text", "") for n in request.get("note", [])), ""),
+        status=request.get("status", ""), answer=adaptation.answer_of(request),
+        proceeded=adaptation.proceeded(request))
+
+
+def _label(request: dict[str, Any]) -> str:
+    concept = request.get("code") or {}
+    return concept.get("text") or next((c.get("display") for c in concept.get("coding", [])), "Examen")
+
+
+def _adaptation_message(task: dict[str, Any], request: dict[str, Any], prescribed: dict[str, Any] | None,
+                        proceed: bool) -> dict[str, Any]:
+    change = adaptation.change_of(request)
+    what = {"add": f"ajout de l'examen « {_label(request)} »",
+            "cancel": f"annulation de l'examen « {_label(prescribed or {})} »",
+            "replace": f"remplacement de « {_label(prescribed or {})} » par « {_label(request)} »"}[change]
+    reason = next((c.get("text") for c in request.get("reasonCode", [])), "")
+    note = next((f" {n['text']}" for n in request.get("note", []) if n.get("text")), "")
+    then = ("Réalisé sans attendre votre réponse (urgence) ; dites-nous si vous n'êtes pas d'accord."
+            if proceed else "Merci de nous indiquer votre accord.")
+    return {
+        "resourceType": "Communication", "status": "completed",
+        "category": [{"coding": [{"system": KINDS_SYSTEM, "code": "adaptation", "display": KINDS["adaptation"]}]}],
+        "partOf": [{"reference": f"Task/{task['id']}"}],
+        "payload": [{"contentString": f"Adaptation de la prescription : {what}. Motif : {reason}.{note} {then}"}],
+    }
+
+
+async def _stored(repo: Repository, references: list[str]) -> list[Stored]:
+    keys = [k for k in (literal(r) for r in references) if k]
+    found = await repo.read_many(keys)
+    return [found[k] for k in keys if k in found]
+
+
+async def _prescribed(repo: Repository, originals: list[str], original: str) -> dict[str, Any]:
+    if original not in originals:
+        raise _invalid("Choisissez l'examen prescrit concerné.", "original")
+    [found] = await _stored(repo, [original]) or [None]
+    if found is None or found.content is None:
+        raise _invalid("Choisissez l'examen prescrit concerné.", "original")
+    return found.content
+
+
+async def _catalogue_code(repo: Repository, local_code: str) -> tuple[str, str]:
+    entry = await catalogue.entry(repo.conn, local_code)
+    if entry is None:
+        raise _invalid("Choisissez l'examen du catalogue.", "code")
+    return entry["loinc"], entry["label_fr"]
+
+
+async def _mail_address(repo: Repository, reference: str) -> str | None:
+    """The e-mail (MSSanté) address of a Practitioner, or of a PractitionerRole and then its
+    Practitioner."""
+    key = literal(reference)
+    if key is None or key[0] not in ("Practitioner", "PractitionerRole"):
+        return None
+    found = await repo.read(*key)
+    content = found.content if found and found.content else {}
+    for telecom in content.get("telecom", []):
+        if telecom.get("system") == "email" and telecom.get("value"):
+            return str(telecom["value"])
+    if key[0] == "PractitionerRole":
+        return await _mail_address(repo, (content.get("practitioner") or {}).get("reference", ""))
+    return None
+
+
+async def _requisition(repo: Repository, task: str) -> str:
+    key = literal(task)
+    found = await repo.read(*key) if key else None
+    return ((found.content or {}).get("groupIdentifier") or {}).get("value", "") if found else ""

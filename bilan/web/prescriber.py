@@ -1,0 +1,87 @@
+"""The prescriber's small web view: their prescriptions and where each stands at the lab,
+the conversation with the lab, and their answer to each adaptation."""
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath
+from litestar.response import Redirect, Template
+
+from bilan.auth.caller import Caller
+from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.query import parse_search
+from bilan.prescription import tracking
+from bilan.prescription.identity import traits
+from bilan.prescription.messaging import Messaging
+from bilan.records.service import Records
+from bilan.settings import Settings
+from bilan.web.reception import field_errors
+from bilan.web.session import WebUser, current_user, web_caller
+
+AnyRequest = Request[Any, Any, Any]
+Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+
+def prescriber(request: AnyRequest, settings: Settings) -> tuple[WebUser, Caller]:
+    user = current_user(request, settings)
+    if user is None:
+        raise FhirError(401, [Issue("Connectez-vous pour voir vos prescriptions.", "login")])
+    caller = web_caller(request, user)
+    if not caller.for_prescriber:
+        raise FhirError(403, [Issue("Cette page est celle des prescripteurs.", "forbidden")])
+    return user, caller
+
+
+class PrescriberController(Controller):
+    path = "/prescripteur"
+
+    @get("/")
+    async def prescriptions(self, request: AnyRequest, settings: NamedDependency[Settings],
+                            records: NamedDependency[Records]) -> Template:
+        user, caller = prescriber(request, settings)
+        query = parse_search("Task", [("_sort", "-modified"), ("_include", "Task:patient")],
+                             default_count=50, max_count=50)
+        found = await records.search(caller, query, "_sort=-modified&_include=Task:patient")
+        patients = {f"Patient/{p.id}": traits(p.content or {}) for p in found.included}
+        tasks = [t.content or {} for t in found.matches]
+        rows = [{"task": t, "patient": patients.get((t.get("for") or {}).get("reference", "")),
+                 "label": tracking.LABELS.get(t.get("status", ""), "")} for t in tasks]
+        return Template("prescriber/list.html", context={"user": user, "rows": rows})
+
+    @get("/prescriptions/{task_id:str}")
+    async def prescription(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
+                           messaging: NamedDependency[Messaging]) -> Template:
+        user, caller = prescriber(request, settings)
+        return await self._page(user, caller, messaging, task_id)
+
+    @post("/prescriptions/{task_id:str}/reponse")
+    async def answer(self, request: AnyRequest, task_id: FromPath[str], data: Form,
+                     settings: NamedDependency[Settings], messaging: NamedDependency[Messaging]) -> Template | Redirect:
+        user, caller = prescriber(request, settings)
+        try:
+            await messaging.answer(caller, task_id, data.get("adaptation", ""), data.get("accord") == "oui",
+                                   data.get("texte", ""))
+        except FhirError as error:
+            return await self._page(user, caller, messaging, task_id, error)
+        return Redirect(f"/prescripteur/prescriptions/{task_id}#echanges")
+
+    @post("/prescriptions/{task_id:str}/message")
+    async def message(self, request: AnyRequest, task_id: FromPath[str], data: Form,
+                      settings: NamedDependency[Settings],
+                      messaging: NamedDependency[Messaging]) -> Template | Redirect:
+        user, caller = prescriber(request, settings)
+        try:
+            await messaging.send(caller, task_id, data.get("texte", ""))
+        except FhirError as error:
+            return await self._page(user, caller, messaging, task_id, error)
+        return Redirect(f"/prescripteur/prescriptions/{task_id}#echanges")
+
+    async def _page(self, user: WebUser, caller: Caller, messaging: Messaging, task_id: str,
+                    error: FhirError | None = None) -> Template:
+        if error is not None and error.status not in (409, 422):
+            raise error
+        thread = await messaging.conversation(caller, task_id)
+        return Template("prescriber/prescription.html", status_code=error.status if error else 200,
+                        context={"user": user, "thread": thread, "errors": field_errors(error)})

@@ -1,0 +1,180 @@
+"""The biologist adapts a prescription and the lab and the prescriber talk about it: in the
+lab's pages, the prescriber's pages and through the FHIR API."""
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+
+from bilan.demo.prescriptions import EXAMS
+from bilan.prescription.adaptation import ADAPTATION
+from bilan.prescription.messaging import KINDS_SYSTEM
+from tests.helpers import search
+from tests.test_reception import addressed, open_by_number, send, task_of
+from tests.web import follow, log_in, submit
+
+CRP = ("1988-5", "Protéine C réactive (CRP)")
+
+
+@pytest.fixture(scope="module")
+def desk(web_root: str, server: str) -> httpx.Client:
+    return log_in(web_root, "accueil.martin")[0]
+
+
+@pytest.fixture(scope="module")
+def biologist(web_root: str, server: str) -> httpx.Client:
+    return log_in(web_root, "bio.durand")[0]
+
+
+@pytest.fixture(scope="module")
+def doctor(web_root: str, server: str) -> httpx.Client:
+    return log_in(web_root, "dr.lambert")[0]
+
+
+def imported(fhir: httpx.Client, desk: httpx.Client, web_root: str, spec: Any) -> str:
+    """Post the prescription, import it at the lab; its Task id."""
+    send(fhir, spec)
+    page = open_by_number(desk, web_root, spec.requisition)
+    submit(desk, page, page.url.path + "/import", {"dossier": "new"})
+    return task_of(fhir, spec.requisition)["id"]
+
+
+def adapt(biologist: httpx.Client, web_root: str, task_id: str, **form: str) -> httpx.Response:
+    page = biologist.get(f"{web_root}/reception/prescriptions/{task_id}")
+    return submit(biologist, page, f"/reception/prescriptions/{task_id}/adaptation", form)
+
+
+def prescribed(fhir: httpx.Client, task_id: str, code: str) -> dict[str, Any]:
+    task = fhir.get(f"Task/{task_id}").json()
+    for ref in task["basedOn"]:
+        request = fhir.get(ref["reference"]).json()
+        if request["code"]["coding"][0]["code"] == code:
+            return request
+    raise AssertionError(code)
+
+
+def adaptations(fhir: httpx.Client, original: dict[str, Any]) -> list[dict[str, Any]]:
+    found = search(fhir, "ServiceRequest", **{"based-on": f"ServiceRequest/{original['id']}"})
+    return [e["resource"] for e in found["entry"] if e["resource"].get("intent") == "filler-order"]
+
+
+def answer_of(request: dict[str, Any]) -> str:
+    parts = next(e["extension"] for e in request["extension"] if e["url"] == ADAPTATION)
+    return next(p["valueCode"] for p in parts if p["url"] == "answer")
+
+
+def test_a_replacement_waits_for_the_prescribers_agreement_given_through_the_api(
+        fhir, desk, biologist, web_root, rng) -> None:
+    spec = addressed(rng, exams=[EXAMS[0], EXAMS[9]])  # NFS, ferritin
+    task_id = imported(fhir, desk, web_root, spec)
+    ferritin = prescribed(fhir, task_id, EXAMS[9][0])
+
+    page = adapt(biologist, web_root, task_id, change="replace", original=f"ServiceRequest/{ferritin['id']}",
+                 code="CRP", reason="clinical-context", note="Syndrome inflammatoire ?")
+    assert "Remplacement" in page.text and "En attente de l&#39;accord du prescripteur" in page.text
+
+    [change] = adaptations(fhir, ferritin)
+    assert change["status"] == "draft" and change["replaces"] == [{"reference": f"ServiceRequest/{ferritin['id']}"}]
+    assert change["code"]["coding"][0]["code"] == CRP[0] and change["performer"][0]["reference"].startswith("Organization/")
+    assert fhir.get(f"ServiceRequest/{ferritin['id']}").json()["meta"]["versionId"] == "1"  # never altered
+    task = fhir.get(f"Task/{task_id}").json()
+    assert task["businessStatus"]["text"] == "Adaptation en attente de l'accord du prescripteur"
+
+    thread = search(fhir, "Communication", **{"part-of": f"Task/{task_id}"})["entry"]
+    [proposal] = [e["resource"] for e in thread]
+    assert proposal["category"][0]["coding"][0]["code"] == "adaptation"
+    assert "remplacement de « Ferritine » par « Protéine C réactive (CRP) »" in proposal["payload"][0]["contentString"]
+    assert proposal["recipient"] == [task["requester"]] and proposal["sender"] == task["owner"]
+    about = search(fhir, "Communication", about=f"ServiceRequest/{change['id']}")
+    assert [e["resource"]["id"] for e in about["entry"]] == [proposal["id"]]
+
+    agreement = fhir.post("Communication", json={
+        "resourceType": "Communication", "status": "completed",
+        "category": [{"coding": [{"system": KINDS_SYSTEM, "code": "agreement"}]}],
+        "partOf": [{"reference": f"Task/{task_id}"}], "inResponseTo": [{"reference": f"Communication/{proposal['id']}"}],
+        "about": [{"reference": f"ServiceRequest/{change['id']}"}],
+        "payload": [{"contentString": "D'accord, merci."}]})
+    assert agreement.status_code == 201, agreement.text
+    assert agreement.json()["sender"] == task["requester"]  # bilan says who sent it
+
+    change = fhir.get(f"ServiceRequest/{change['id']}").json()
+    assert change["status"] == "active" and answer_of(change) == "agreed"
+    assert fhir.get(f"Task/{task_id}").json()["businessStatus"]["text"] == "Reçue au laboratoire"
+    page = biologist.get(f"{web_root}/reception/prescriptions/{task_id}")
+    assert "Accord du prescripteur" in page.text and "D&#39;accord, merci." in page.text
+
+    twice = fhir.post("Communication", json={**agreement.json(), "id": None})
+    assert twice.status_code == 409 and "déjà reçu une réponse" in twice.text
+
+
+def test_the_prescriber_disagrees_in_the_web_view_and_the_exam_is_kept(
+        fhir, desk, biologist, doctor, web_root, rng) -> None:
+    spec = addressed(rng, exams=[EXAMS[0], EXAMS[5]])  # NFS, CRP
+    task_id = imported(fhir, desk, web_root, spec)
+    crp = prescribed(fhir, task_id, EXAMS[5][0])
+    adapt(biologist, web_root, task_id, change="cancel", original=f"ServiceRequest/{crp['id']}",
+          reason="redundant", note="CRP faite hier au laboratoire.")
+
+    mine = doctor.get(f"{web_root}/prescripteur/")
+    assert spec.requisition in mine.text and "Adaptation en attente" in mine.text
+    page = doctor.get(f"{web_root}/prescripteur/prescriptions/{task_id}")
+    assert "Annulation" in page.text and "CRP faite hier au laboratoire." in page.text
+    change_id = re.search(r'name="adaptation" value="([^"]+)"', page.text).group(1)
+    answered = submit(doctor, page, f"/prescripteur/prescriptions/{task_id}/reponse",
+                      {"adaptation": change_id, "accord": "non", "texte": "Je préfère la refaire."})
+    assert "Désaccord du prescripteur" in answered.text and "Je préfère la refaire." in answered.text
+
+    change = fhir.get(f"ServiceRequest/{change_id}").json()
+    assert change["status"] == "active" and answer_of(change) == "disagreed"  # the CRP will be done
+    assert "Désaccord du prescripteur" in biologist.get(f"{web_root}/reception/prescriptions/{task_id}").text
+
+
+def test_an_urgent_addition_proceeds_at_once_and_messages_go_both_ways(
+        fhir, desk, biologist, doctor, web_root, rng) -> None:
+    spec = addressed(rng, exams=[EXAMS[0]])
+    task_id = imported(fhir, desk, web_root, spec)
+    adapt(biologist, web_root, task_id, change="add", code="TNT", reason="clinical-context", proceed="oui")
+    [change] = adaptations(fhir, prescribed(fhir, task_id, EXAMS[0][0]))
+    assert change["status"] == "active" and answer_of(change) == "pending"
+
+    page = doctor.get(f"{web_root}/prescripteur/prescriptions/{task_id}")
+    submit(doctor, page, f"/prescripteur/prescriptions/{task_id}/message", {"texte": "Douleur thoracique depuis ce matin."})
+    lab_page = biologist.get(f"{web_root}/reception/prescriptions/{task_id}")
+    assert "Douleur thoracique depuis ce matin." in lab_page.text
+    submit(biologist, lab_page, f"/reception/prescriptions/{task_id}/message", {"texte": "Résultat dans l'heure."})
+    thread = search(fhir, "Communication", **{"part-of": f"Task/{task_id}", "_sort": "sent"})["entry"]
+    assert [e["resource"]["payload"][0]["contentString"][:20] for e in thread][1:] == [
+        "Douleur thoracique d", "Résultat dans l'heur"]
+
+
+def test_adaptation_rules(fhir, desk, biologist, web_root, as_user, rng) -> None:
+    spec = addressed(rng, exams=[EXAMS[0], EXAMS[5]])
+    task_id = imported(fhir, desk, web_root, spec)
+
+    missing = adapt(biologist, web_root, task_id, change="add", code="TNT", reason="")
+    assert missing.status_code == 422 and "Choisissez le motif de l&#39;adaptation." in missing.text
+    page = desk.get(f"{web_root}/reception/prescriptions/{task_id}")
+    assert "Adapter la prescription" not in page.text  # reception staff do not adapt
+    refused = submit(desk, page, f"/reception/prescriptions/{task_id}/adaptation",
+                     {"change": "add", "code": "TNT", "reason": "protocol"})
+    assert refused.status_code == 403
+    empty = submit(desk, page, f"/reception/prescriptions/{task_id}/message", {"texte": "  "})
+    assert empty.status_code == 422 and "Écrivez votre message." in empty.text
+
+    # Someone else's prescription: its thread is neither readable nor writable.
+    other = as_user("dr.nguyen")
+    assert search(other, "Communication", **{"part-of": f"Task/{task_id}"})["total"] == 0
+    intrusion = other.post("Communication", json={
+        "resourceType": "Communication", "status": "completed",
+        "partOf": [{"reference": f"Task/{task_id}"}], "payload": [{"contentString": "?"}]})
+    assert intrusion.status_code == 403
+    assert search(as_user("patient.dupont"), "Communication")["total"] == 0
+    orphan = fhir.post("Communication", json={"resourceType": "Communication", "status": "completed",
+                                              "payload": [{"contentString": "Bonjour"}]})
+    assert orphan.status_code == 422 and "Communication.partOf" in orphan.text
+
+
+def test_pages_of_the_prescriber_are_theirs(web_root, server, desk) -> None:
+    assert httpx.get(f"{web_root}/prescripteur/").status_code == 401
+    assert follow(desk, desk.get(f"{web_root}/prescripteur/")).status_code == 403
