@@ -1,6 +1,7 @@
 """The biologist adapts a prescription and the lab and the prescriber talk about it: in the
 lab's pages, the prescriber's pages and through the FHIR API."""
 
+import json
 import re
 from typing import Any
 
@@ -11,6 +12,8 @@ from bilan.demo.prescriptions import EXAMS
 from bilan.prescription.adaptation import ADAPTATION
 from bilan.prescription.messaging import KINDS_SYSTEM
 from tests.helpers import search
+from tests.receivers import eventually
+from tests.test_notifications import subscribed
 from tests.test_reception import addressed, open_by_number, send, task_of
 from tests.web import follow, log_in, submit
 
@@ -178,3 +181,47 @@ def test_adaptation_rules(fhir, desk, biologist, web_root, as_user, rng) -> None
 def test_pages_of_the_prescriber_are_theirs(web_root, server, desk) -> None:
     assert httpx.get(f"{web_root}/prescripteur/").status_code == 401
     assert follow(desk, desk.get(f"{web_root}/prescripteur/")).status_code == 403
+
+
+def test_an_adaptation_reaches_the_prescriber_by_webhook_and_mail_even_after_an_outage(
+        fhir, desk, biologist, web_root, webhook, mail_relay, rng) -> None:
+    """The issue's whole story: posted by software, imported, adapted; the practice software's
+    endpoint is down for a while; the mail arrives; the prescriber answers through the API."""
+    spec = addressed(rng, exams=[EXAMS[0], EXAMS[9]])
+    task_id = imported(fhir, desk, web_root, spec)
+    requester = fhir.get(f"Task/{task_id}").json()["requester"]["reference"]
+    practitioner = fhir.get(fhir.get(requester).json()["practitioner"]["reference"]).json()
+    address = next(t["value"] for t in practitioner["telecom"] if t["system"] == "email")
+    subscribed(fhir, f"Communication?recipient={requester}&part-of=Task/{task_id}", f"{webhook.url}/fhir",
+               payload="application/fhir+json", header=["Authorization: Bearer jeton-du-cabinet"])
+    webhook.down()
+
+    ferritin = prescribed(fhir, task_id, EXAMS[9][0])
+    adapt(biologist, web_root, task_id, change="replace", original=f"ServiceRequest/{ferritin['id']}",
+          code="CRP", reason="clinical-context")
+
+    mail = eventually(lambda: [m for m in mail_relay.to(address) if spec.requisition in m["Subject"]],
+                      what="the mail to the prescriber")[0]
+    assert "remplacement de « Ferritine »" in mail.get_content()
+    assert f"/prescripteur/prescriptions/{task_id}" in mail.get_content()
+    waiting = eventually(lambda: "ConnectError" in (page := biologist.get(
+        f"{web_root}/reception/prescriptions/{task_id}")).text and page, what="the failed attempt, shown to the lab")
+    assert "En attente" in waiting.text.split('id="envois-titre"')[1]
+
+    webhook.up()
+    [call] = eventually(lambda: webhook.delivered("/fhir/Communication/"), what="the webhook, once back")
+    proposal = json.loads(call.body)
+    assert call.method == "PUT" and proposal["category"][0]["coding"][0]["code"] == "adaptation"
+    assert call.headers["authorization"] == "Bearer jeton-du-cabinet"
+
+    [change] = adaptations(fhir, ferritin)
+    answer = fhir.post("Communication", json={
+        "resourceType": "Communication", "status": "completed",
+        "category": [{"coding": [{"system": KINDS_SYSTEM, "code": "agreement"}]}],
+        "partOf": [{"reference": f"Task/{task_id}"}], "inResponseTo": [{"reference": f"Communication/{proposal['id']}"}],
+        "about": [{"reference": f"ServiceRequest/{change['id']}"}],
+        "payload": [{"contentString": "Bien vu, d'accord."}]})
+    assert answer.status_code == 201, answer.text
+    page = biologist.get(f"{web_root}/reception/prescriptions/{task_id}")
+    assert "Accord du prescripteur" in page.text and "Bien vu, d&#39;accord." in page.text
+    assert "Délivrée" in page.text.split('id="envois-titre"')[1]
