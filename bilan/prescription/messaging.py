@@ -66,11 +66,6 @@ class Change:
     def answer_label(self) -> str:
         return adaptation.ANSWERS.get(self.answer, self.answer)
 
-    @property
-    def in_effect(self) -> bool:
-        return self.status in ("active", "revoked") and not (
-            self.change != "cancel" and self.status == "revoked")
-
 
 @dataclass(frozen=True)
 class Conversation:
@@ -181,7 +176,7 @@ class Messaging:
                            "Communication.partOf")
         task = await repo.read(*literal(tasks[0]))  # type: ignore[misc]
         if task is None or task.deleted or task.content is None:
-            raise _invalid(f"{tasks[0]} does not exist", "Communication.partOf", 404)
+            raise _invalid(f"{tasks[0]} does not exist", "Communication.partOf")
         if caller is not None and not await repo.can_see("Task", task.id, access.visible(caller, "Task")):
             raise Denied(caller, "create", access.forbidden(f"{tasks[0]} is not yours to see"), [tasks[0]])
         kind, content = kind_of(message), task.content
@@ -191,8 +186,9 @@ class Messaging:
             raise _invalid("Only the lab's biologist proposes adaptations", "Communication.category")
         from_lab = caller.for_lab if caller is not None else kind == "adaptation"
         lab, prescriber = content.get("owner"), content.get("requester")
+        other = prescriber if from_lab else lab  # no lab yet: a prescription nobody imported
         defaults = {"subject": content.get("for"), "sent": instant(utc_now()),
-                    "recipient": [prescriber if from_lab else lab]}
+                    "recipient": [other] if other else None}
         completed = {**{k: v for k, v in defaults.items() if v}, **message}
         if caller is not None:  # who writes is who sends
             completed["sender"] = lab if from_lab else prescriber
@@ -214,7 +210,7 @@ class Messaging:
         if caller is not None and not caller.for_prescriber:
             raise _invalid("Only the prescriber agrees or disagrees with an adaptation", "Communication.category")
         changes = [r for r in await self._about_changes(repo, message)
-                   if set(task_refs(r)) & {b["reference"] for b in task.get("basedOn", [])}]
+                   if set(_based_on(r)) & {b["reference"] for b in task.get("basedOn", [])}]
         if len(changes) != 1:
             raise _invalid("An answer is about one adaptation of this prescription (about: its "
                            "ServiceRequest)", "Communication.about")
@@ -267,7 +263,7 @@ class Messaging:
         task = await repo.read("Task", task_id)
         if task is None or task.deleted:
             raise FhirError(404, [Issue("Cette prescription est introuvable.", "not-found")])
-        await self.records.check_read(repo, None if caller is None else caller, interaction, task)
+        await self.records.check_read(repo, caller, interaction, task)
         return task
 
     async def _thread(self, repo: Repository, task: Stored) -> Conversation:
@@ -298,14 +294,14 @@ class Messaging:
             return await catalogue.orderables(conn)
 
 
-def task_refs(request: Stored) -> list[str]:
+def _based_on(request: Stored) -> list[str]:
     return [b.get("reference", "") for b in (request.content or {}).get("basedOn", [])]
 
 
 def _change(stored: Stored, asked: dict[str, dict[str, Any]]) -> Change:
     request = stored.content or {}
     change = adaptation.change_of(request)
-    base = [asked[r.removeprefix("ServiceRequest/")] for r in task_refs(stored)
+    base = [asked[r.removeprefix("ServiceRequest/")] for r in _based_on(stored)
             if r.removeprefix("ServiceRequest/") in asked]
     label = _label(request)
     return Change(
