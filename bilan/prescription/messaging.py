@@ -19,6 +19,7 @@ from bilan.fhir.query import parse_search
 from bilan.fhir.references import literal
 from bilan.notifications import outbox
 from bilan.prescription import adaptation, catalogue, tracking
+from bilan.prescription.identity import Traits, traits
 from bilan.records.service import Denied, Records, new_id
 from bilan.storage import search as store_search
 from bilan.storage.repository import Repository, Stored, Write
@@ -72,6 +73,7 @@ class Conversation:
     task_id: str
     requisition: str
     status: str  # the Task's, as the prescriber reads it
+    patient: Traits
     asked: list[tuple[str, str]]  # (ServiceRequest reference, label) of the prescribed exams
     messages: list[Message]
     changes: list[Change]
@@ -282,9 +284,11 @@ class Messaging:
         requests = [s for s in (await store_search.search(repo.conn, query, self.records.base_url)).matches
                     if s.content and adaptation.is_adaptation(s.content)]
         asked = {r["id"]: r for r in [s.content for s in await _stored(repo, originals.split(","))] if r}
+        [patient] = await _stored(repo, [(content.get("for") or {}).get("reference", "")]) or [None]
         return Conversation(
             task.id, (content.get("groupIdentifier") or {}).get("value", ""),
             (content.get("businessStatus") or {}).get("text", ""),
+            traits(patient.content if patient and patient.content else {}),
             [(f"ServiceRequest/{i}", _label(r)) for i, r in asked.items()], messages,
             [_change(s, asked) for s in sorted(requests, key=lambda s: s.last_updated)])
 
