@@ -1,0 +1,491 @@
+"""The CR-BIO document (CDA R2 level 3, CI-SIS volet CR-BIO 2024.01) of a LabReport: header,
+one chapter section per LOINC chapter with its narrative table and its structured entry, the
+biologist's adaptation of the prescription, and the mandatory PDF copy section.
+
+Conformance (CDA_extended.xsd and the CR-BIO schematron) is checked by `conformance.problems`."""
+
+import base64
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from itertools import count
+from typing import Any
+
+from lxml import etree
+from lxml.builder import ElementMaker
+
+from bilan.results.interpretation import CODE_SYSTEM_OID as INTERPRETATION
+from bilan.results.interpretation import LABELS as INTERPRETATIONS
+from bilan.results.report import (
+    Address,
+    Battery,
+    Chapter,
+    Code,
+    Identifier,
+    LabReport,
+    Organization,
+    Patient,
+    Practitioner,
+    Quantity,
+    Result,
+    Specimen,
+)
+
+V3 = "urn:hl7-org:v3"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+LAB = "urn:oid:1.3.6.1.4.1.19376.1.3.2"  # IHE XD-LAB extensions (lab:statusCode)
+LOINC = "2.16.840.1.113883.6.1"
+PRACTITIONER_ID = "1.2.250.1.71.4.2.1"  # IdNat_PS: "8" + RPPS
+ORGANIZATION_ID = "1.2.250.1.71.4.2.2"  # IdNat_Struct: "1" + FINESS
+CHAPTER_SECTION = "1.3.6.1.4.1.19376.1.3.3.2.1"
+PDF_COPY_SECTION = "1.2.250.1.213.1.1.2.243"
+TITLE = "Compte rendu d'examens biologiques"
+
+_TYPE = f"{{{XSI}}}type"
+_PRACTICE_SETTINGS = {"AMBULATOIRE": "Ambulatoire", "ETABLISSEMENT": "Etablissement de santé"}
+_SEX = {"F": "Féminin", "M": "Masculin"}
+# The builder skips None children, so optional parts read inline.
+E = ElementMaker(namespace=V3, nsmap={None: V3, "xsi": XSI, "lab": LAB},
+                 typemap={type(None): lambda element, item: None})
+L = ElementMaker(namespace=LAB)
+
+
+def cda_document(report: LabReport) -> bytes:
+    """The CR-BIO of a validated report, UTF-8 XML bytes."""
+    root = E.ClinicalDocument(*_header(report), _body(report))
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+# Header
+
+def _header(report: LabReport) -> list[Any]:
+    lab, biologist = report.lab, report.biologist
+    return [
+        E.realmCode(code="FR"),
+        E.typeId(root="2.16.840.1.113883.1.3", extension="POCD_HD000040"),
+        _template("2.16.840.1.113883.2.8.2.1"),  # HL7 France
+        _template("1.2.250.1.213.1.1.1.1"),  # CI-SIS
+        _template("1.3.6.1.4.1.19376.1.3.3"),  # IHE PALM laboratory report
+        _template("1.2.250.1.213.1.1.1.55", "2024.01"),  # CR-BIO
+        _ii("id", report.document_id),
+        E.code(code="11502-2", displayName="CR d'examens biologiques", codeSystem=LOINC,
+               codeSystemName="LOINC"),
+        E.title(TITLE),
+        _ts("effectiveTime", report.effective_time),
+        E.confidentialityCode(code="N", displayName="Normal", codeSystem="2.16.840.1.113883.5.25"),
+        E.languageCode(code="fr-FR"),
+        _ii("setId", report.set_id),
+        E.versionNumber(value=str(report.version)),
+        E.recordTarget(_patient_role(report.patient)),
+        E.author(_ts("time", report.effective_time), E.assignedAuthor(*_professional(biologist, lab))),
+        E.custodian(E.assignedCustodian(E.representedCustodianOrganization(
+            *_organization_parts(report.custodian_organization)))),
+        E.legalAuthenticator(_ts("time", report.validated_at), E.signatureCode(code="S"),
+                             E.assignedEntity(*_professional(biologist, lab, setting=True))),
+        E.authenticator(_template("1.3.6.1.4.1.19376.1.3.3.1.5"), _ts("time", report.validated_at),
+                        E.signatureCode(code="S"),
+                        E.assignedEntity(*_professional(biologist, lab, setting=True))),
+        _prescriber(report),
+        _collector(report),
+        E.inFulfillmentOf(E.order(_ii("id", report.order_id))),
+        *_documentation_of(report),
+        _replaced(report),
+        _encounter(report),
+    ]
+
+
+def _patient_role(patient: Patient) -> Any:
+    ids = [patient.file_id]
+    if patient.ins_in_header and patient.ins:
+        ids.insert(0, Identifier(_oid(patient.ins_system), patient.ins))
+    telecom = [E.telecom(value=t) for t in patient.telecom] or [E.telecom(nullFlavor="UNK")]
+    return E.patientRole(
+        *[_ii("id", i) for i in ids],
+        _addr(patient.address) if patient.address else E.addr(nullFlavor="UNK"),
+        *telecom,
+        E.patient(
+            E.name(E.family(patient.birth_family, qualifier="BR"),
+                   E.given(" ".join(patient.birth_given)),
+                   E.given(patient.birth_given[0], qualifier="BR")),
+            E.administrativeGenderCode(code=patient.sex, displayName=_SEX[patient.sex],
+                                       codeSystem="2.16.840.1.113883.5.1")
+            if patient.sex in _SEX else E.administrativeGenderCode(nullFlavor="UNK"),
+            E.birthTime(value=patient.birth_date.strftime("%Y%m%d")),
+            E.birthplace(E.place(E.addr(E.county(patient.birthplace)))) if patient.birthplace else None,
+            classCode="PSN"))
+
+
+def _professional(who: Practitioner, lab: Organization, setting: bool = False) -> list[Any]:
+    """id, code, addr, telecom, person and organization: the shape shared by author,
+    authenticators, performer and responsible party. A biologist is reached at the lab."""
+    return [
+        E.id(root=PRACTITIONER_ID, extension=f"8{who.rpps}"),
+        _code("code", who.specialty) if who.specialty else None,
+        _addr(lab.address),
+        *[E.telecom(value=t, use="WP") for t in lab.telecom],
+        E.assignedPerson(_person_name(who)),
+        E.representedOrganization(*_organization_parts(lab, setting=setting)),
+    ]
+
+
+def _organization_parts(org: Organization, setting: bool = False) -> list[Any]:
+    return [
+        E.id(root=ORGANIZATION_ID, extension=f"1{org.finess}"),
+        E.name(org.name),
+        *[E.telecom(value=t, use="WP") for t in org.telecom],
+        _addr(org.address),
+        E.standardIndustryClassCode(code=org.practice_setting,
+                                    displayName=_PRACTICE_SETTINGS[org.practice_setting],
+                                    codeSystem="1.2.250.1.213.1.1.4.9") if setting else None,
+    ]
+
+
+def _prescriber(report: LabReport) -> Any:
+    time = (E.time({_TYPE: "IVL_TS"}, _ts("high", report.prescribed_at))
+            if report.prescribed_at else None)
+    return E.participant(_template("1.3.6.1.4.1.19376.1.3.3.1.6"), time,
+                         _associated(report.prescriber), typeCode="REF")
+
+
+def _collector(report: LabReport) -> Any:
+    if report.collector is None or not report.specimens:
+        return None
+    return E.participant(
+        E.functionCode(code="PRELV", displayName="Préleveur", codeSystem="1.2.250.1.213.1.1.4.2.280"),
+        E.time({_TYPE: "IVL_TS"}, _ts("high", min(s.collected_at for s in report.specimens))),
+        _associated(report.collector), typeCode="PRF")
+
+
+def _associated(who: Practitioner) -> Any:
+    return E.associatedEntity(
+        E.id(root=PRACTITIONER_ID, extension=f"8{who.rpps}"),
+        _code("code", who.specialty) if who.specialty else None,
+        E.associatedPerson(_person_name(who)),
+        classCode="PROV")
+
+
+def _documentation_of(report: LabReport) -> list[Any]:
+    """The lab's request (first chapter, status, dates, executing lab), then one act per other
+    chapter, as the PALM profile lists a report's specialties."""
+    first, *others = report.chapters
+    performer = E.performer(
+        _template("1.3.6.1.4.1.19376.1.3.3.1.7"),
+        E.time(_ts("low", report.received_at), _ts("high", report.validated_at)),
+        E.assignedEntity(*_professional(report.biologist, report.lab, setting=True)),
+        typeCode="PRF")
+    main = E.serviceEvent(
+        _ii("id", report.request_id) if report.request_id else None,
+        _loinc("code", first.code, first.display),
+        L.statusCode(code="completed" if report.complete else "active"),
+        E.effectiveTime(_ts("low", report.received_at), _ts("high", report.effective_time)),
+        performer)
+    return [E.documentationOf(main)] + [
+        E.documentationOf(E.serviceEvent(_loinc("code", c.code, c.display))) for c in others]
+
+
+def _replaced(report: LabReport) -> Any:
+    if report.replaces is None:
+        return None
+    return E.relatedDocument(
+        E.parentDocument(_ii("id", report.replaces), _ii("setId", report.set_id)),
+        typeCode="RPLC")
+
+
+def _encounter(report: LabReport) -> Any:
+    started = min((s.collected_at for s in report.specimens), default=report.received_at)
+    lab = report.lab
+    return E.componentOf(E.encompassingEncounter(
+        E.code(code="AMB", displayName="Ambulatoire (hors établissement)",
+               codeSystem="2.16.840.1.113883.5.4"),
+        E.effectiveTime(_ts("low", started)),
+        E.responsibleParty(E.assignedEntity(*_professional(report.biologist, lab))),
+        E.location(E.healthCareFacility(
+            E.code(code="SA25", displayName="Laboratoire de biologie médicale",
+                   codeSystem="1.2.250.1.71.4.2.4"),
+            E.location(E.name(lab.name), _addr(lab.address))))))
+
+
+# Body
+
+def _body(report: LabReport) -> Any:
+    ids = _Ids()
+    sections = [_chapter_section(report, chapter, ids) for chapter in report.chapters]
+    if report.adaptation:
+        sections.append(_adaptation_section(report.adaptation))
+    sections.append(_pdf_section(report))
+    return E.component(E.structuredBody(*[E.component(s) for s in sections]))
+
+
+def _chapter_section(report: LabReport, chapter: Chapter, ids: "_Ids") -> Any:
+    """Narrative and entry are built together so that each coded element points at its text."""
+    rows: list[Any] = []
+    entries: list[Any] = []
+    for item in chapter.items:
+        entry, item_rows = (_battery(item, chapter, ids) if isinstance(item, Battery)
+                            else _result(item, chapter, ids))
+        entries.append(entry)
+        rows.extend(item_rows)
+    comment_id = ids.next("commentaire") if chapter.comment else None
+    text = E.text(
+        *[E.paragraph(_specimen_text(s)) for s in chapter.specimens],
+        E.table(
+            E.thead(E.tr(E.th("Examen"), E.th("Résultat"), E.th("Valeurs de référence"),
+                         E.th("Interprétation"))),
+            E.tbody(*rows), border="0"),
+        E.paragraph(chapter.comment, ID=comment_id) if comment_id else None,
+        E.paragraph(f"Résultats validés par {_full_name(report.biologist)} le "
+                    f"{_when(report.validated_at)}"))
+    act = E.act(
+        _loinc("code", chapter.code, chapter.display),
+        E.statusCode(code="completed" if report.complete else "active"),
+        *[E.entryRelationship(_specimen_procedure(s), typeCode="COMP") for s in chapter.specimens],
+        *[E.entryRelationship(entry, typeCode="COMP") for entry in entries],
+        E.entryRelationship(_comment_act(comment_id), typeCode="SUBJ") if comment_id else None,
+        classCode="ACT", moodCode="EVN")
+    return E.section(
+        _template(CHAPTER_SECTION), _template("1.2.250.1.213.1.1.2.70"),
+        _loinc("code", chapter.code, chapter.display),
+        E.title(chapter.display),
+        text,
+        # A chapter holds one entry, or sub-chapter sections: never both (FR-CR-BIO-Chapitre).
+        E.entry(_template("1.3.6.1.4.1.19376.1.3.1"), _template("1.2.250.1.213.1.1.3.21"), act,
+                typeCode="DRIV"))
+
+
+def _battery(battery: Battery, chapter: Chapter, ids: "_Ids") -> tuple[Any, list[Any]]:
+    label = ids.next("batterie")
+    rows = [E.tr(E.td(E.content(battery.display, ID=label), colspan="4", styleCode="Bold"))]
+    components = []
+    for result in battery.results:
+        observation, result_rows = _result(result, chapter, ids)
+        rows.extend(result_rows)
+        components.append(E.component(observation))
+    aborted = all(r.status == "aborted" for r in battery.results)
+    organizer = E.organizer(
+        _template("1.3.6.1.4.1.19376.1.3.1.4"), _template("1.2.250.1.213.1.1.3.78"),
+        _loinc("code", battery.code, battery.display, reference=label),
+        E.statusCode(code="aborted" if aborted else "completed"),
+        *components, classCode="BATTERY", moodCode="EVN")
+    return organizer, rows
+
+
+def _result(result: Result, chapter: Chapter, ids: "_Ids") -> tuple[Any, list[Any]]:
+    """The observation and its narrative rows (the result, then its comment if any)."""
+    label = ids.next("resultat")
+    interpretation = INTERPRETATIONS.get(result.interpretation or "", "")
+    rows = [E.tr(E.td(E.content(result.display, ID=label)), E.td(_value_text(result)),
+                 E.td(_range_text(result)), E.td("" if result.interpretation == "N" else interpretation))]
+    comment_id = None
+    if result.comment:
+        comment_id = ids.next("commentaire")
+        rows.append(E.tr(E.td(E.content(result.comment, ID=comment_id, styleCode="Italics"),
+                              colspan="4")))
+    observed = result.observed_at or min((s.collected_at for s in chapter.specimens), default=None)
+    observation = E.observation(
+        _template("1.3.6.1.4.1.19376.1.3.1.6"), _template("1.2.250.1.213.1.1.3.80"),
+        _loinc("code", result.code, result.display, reference=label),
+        E.statusCode(code=result.status),
+        _ts("effectiveTime", observed) if observed else None,
+        _value(result.value),
+        E.interpretationCode(code=result.interpretation, displayName=interpretation,
+                             codeSystem=INTERPRETATION) if result.interpretation else None,
+        E.entryRelationship(_comment_act(comment_id), typeCode="SUBJ", inversionInd="true")
+        if comment_id else None,
+        _reference_range(result),
+        classCode="OBS", moodCode="EVN")
+    return observation, rows
+
+
+def _value(value: Quantity | Code | str | None) -> Any:
+    if isinstance(value, Quantity):
+        return E.value({_TYPE: "PQ"}, value=_decimal(value.value), unit=value.unit)
+    if isinstance(value, Code):
+        return E.value({_TYPE: "CD"}, code=value.code, displayName=value.display,
+                       codeSystem=value.system)
+    if isinstance(value, str):
+        return E.value({_TYPE: "ST"}, value)
+    return None
+
+
+def _reference_range(result: Result) -> Any:
+    if not isinstance(result.value, Quantity) or (result.low is None and result.high is None):
+        return None
+    unit = result.value.unit
+    bounds = [E(name, value=_decimal(bound), unit=unit)
+              for name, bound in (("low", result.low), ("high", result.high)) if bound is not None]
+    return E.referenceRange(E.observationRange(
+        E.value({_TYPE: "IVL_PQ"}, *bounds),
+        E.interpretationCode(code="N", displayName="Normal", codeSystem=INTERPRETATION),
+        classCode="OBS", moodCode="EVN.CRT"), typeCode="REFV")
+
+
+def _specimen_procedure(specimen: Specimen) -> Any:
+    received = None
+    if specimen.received_at:
+        received = E.entryRelationship(E.act(
+            _template("1.3.6.1.4.1.19376.1.3.1.3"), _template("1.2.250.1.213.1.1.3.107"),
+            E.code(code="SPRECEIVE", displayName="Échantillon reçu",
+                   codeSystem="1.3.5.1.4.1.19376.1.5.3.2", codeSystemName="IHEActCode"),
+            _ts("effectiveTime", specimen.received_at),
+            classCode="ACT", moodCode="EVN"), typeCode="COMP")
+    return E.procedure(
+        _template("1.3.6.1.4.1.19376.1.3.1.2"), _template("1.2.250.1.213.1.1.3.77"),
+        _ts("effectiveTime", specimen.collected_at),
+        E.participant(E.participantRole(
+            _ii("id", specimen.id) if specimen.id else None,
+            E.playingEntity(_code("code", specimen.kind)),
+            classCode="SPEC"), typeCode="PRD"),
+        received,
+        classCode="PROC", moodCode="EVN")
+
+
+def _comment_act(reference: str) -> Any:
+    return E.act(
+        _template("2.16.840.1.113883.10.20.1.40"), _template("1.3.6.1.4.1.19376.1.5.3.1.4.2"),
+        _template("1.2.250.1.213.1.1.3.32"),
+        _loinc("code", "48767-8", "Commentaire"),
+        E.text(E.reference(value=f"#{reference}")),
+        E.statusCode(code="completed"),
+        classCode="ACT", moodCode="EVN")
+
+
+def _adaptation_section(text: str) -> Any:
+    """FR-Commentaire-non-code: the one free-text level-1 section a CR-BIO allows."""
+    return E.section(
+        _template("1.3.6.1.4.1.19376.1.4.1.2.16"), _template("2.16.840.1.113883.10.12.201"),
+        _template("1.2.250.1.213.1.1.2.73"),
+        _loinc("code", "55112-7", "Commentaire"),
+        E.title("Adaptation de la prescription par le biologiste"),
+        E.text(*[E.paragraph(line) for line in text.splitlines() if line.strip()]))
+
+
+def _pdf_section(report: LabReport) -> Any:
+    """FR-Document-PDF-copie: the printable report, base64, shown through renderMultiMedia."""
+    def uid(part: str) -> Any:  # stable ids: the same report gives the same document
+        seed = f"{report.document_id.root}|{report.document_id.extension}|{part}"
+        return E.id(root=str(uuid.uuid5(uuid.NAMESPACE_OID, seed)).upper())
+
+    return E.section(
+        _template(PDF_COPY_SECTION), uid("section"),
+        _loinc("code", "55108-5", "Copie du document"),
+        E.title("Copie du document"),
+        E.text(E.table(E.tbody(
+            E.tr(E.td(E.content("Copie PDF du compte rendu", ID="copie-pdf-type"))),
+            E.tr(E.td(E.renderMultiMedia(referencedObject="copie-pdf")))), border="0")),
+        E.entry(E.organizer(
+            _template("1.2.250.1.213.1.1.3.18"), uid("organizer"),
+            _loinc("code", "55107-7", "Document attaché"),
+            E.statusCode(code="completed"),
+            E.component(E.observation(
+                _template("1.3.6.1.4.1.19376.1.5.3.1.4.13"), _template("1.2.250.1.213.1.1.3.48"),
+                _template("1.2.250.1.213.1.1.3.48.18"), uid("type"),
+                _loinc("code", "69764-9", "Type de document"),
+                E.text(E.reference(value="#copie-pdf-type")),
+                E.statusCode(code="completed"),
+                E.effectiveTime(nullFlavor="NA"),
+                E.value({_TYPE: "CD"}, code="55108-5", displayName="Copie du document",
+                        codeSystem=LOINC, codeSystemName="LOINC"),
+                classCode="OBS", moodCode="EVN")),
+            E.component(E.observationMedia(
+                E.value(base64.b64encode(report.pdf).decode("ascii"), mediaType="application/pdf",
+                        representation="B64"),
+                classCode="OBS", moodCode="EVN", ID="copie-pdf")),
+            classCode="CLUSTER", moodCode="EVN")))
+
+
+# Data types
+
+def _template(root: str, extension: str | None = None) -> Any:
+    return _ii("templateId", Identifier(root, extension))
+
+
+def _ii(tag: str, identifier: Identifier) -> Any:
+    attributes = {"root": identifier.root}
+    if identifier.extension is not None:
+        attributes["extension"] = identifier.extension
+    return E(tag, **attributes)
+
+
+def _ts(tag: str, moment: datetime) -> Any:
+    return E(tag, value=moment.strftime("%Y%m%d%H%M%S%z"))
+
+
+def _code(tag: str, code: Code) -> Any:
+    return E(tag, code=code.code, displayName=code.display, codeSystem=code.system)
+
+
+def _loinc(tag: str, code: str, display: str, reference: str | None = None) -> Any:
+    original = E.originalText(E.reference(value=f"#{reference}")) if reference else None
+    return E(tag, original, code=code, displayName=display, codeSystem=LOINC, codeSystemName="LOINC")
+
+
+def _addr(address: Address) -> Any:
+    return E.addr(*[E.streetAddressLine(line) for line in address.lines],
+                  E.postalCode(address.postal_code), E.city(address.city))
+
+
+def _person_name(who: Practitioner) -> Any:
+    return E.name(E.given(who.given), E.family(who.family))
+
+
+def _oid(system: str) -> str:
+    return system.removeprefix("urn:oid:")
+
+
+class _Ids:
+    """Narrative ids, unique in the document (xs:ID)."""
+
+    def __init__(self) -> None:
+        self._counter = count(1)
+
+    def next(self, prefix: str) -> str:
+        return f"{prefix}-{next(self._counter)}"
+
+
+# Narrative text (French, as printed)
+
+def _decimal(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def _number_fr(value: Decimal) -> str:
+    return _decimal(value).replace(".", ",")
+
+
+def _unit_fr(unit: str) -> str:
+    return unit.replace("10*", "10^").replace("umol", "µmol").replace("ug", "µg")
+
+
+def _value_text(result: Result) -> str:
+    value = result.value
+    if isinstance(value, Quantity):
+        return f"{_number_fr(value.value)} {_unit_fr(value.unit)}"
+    if isinstance(value, Code):
+        return value.display
+    return value if isinstance(value, str) else "Non réalisé"
+
+
+def _range_text(result: Result) -> str:
+    low, high = result.low, result.high
+    if low is not None and high is not None:
+        return f"{_number_fr(low)} – {_number_fr(high)}"
+    if high is not None:
+        return f"< {_number_fr(high)}"
+    if low is not None:
+        return f"> {_number_fr(low)}"
+    return ""
+
+
+def _specimen_text(specimen: Specimen) -> str:
+    text = f"Prélèvement : {specimen.kind.display}, le {_when(specimen.collected_at)}"
+    if specimen.received_at:
+        text += f" ; reçu au laboratoire le {_when(specimen.received_at)}"
+    return text
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%d/%m/%Y à %H:%M")
+
+
+def _full_name(who: Practitioner) -> str:
+    return f"{who.given} {who.family}"
