@@ -109,9 +109,10 @@ def test_practice_software_is_told_when_the_lab_imports_its_prescription(
     task = json.loads(call.body)
     assert task["resourceType"] == "Task" and task["id"] == task_id
     assert task["groupIdentifier"]["value"] == spec.requisition
-    assert with_status("requested"), "the Task's creation was announced too"
-    assert {n.status for n in notifications(settings, f"Task/{task_id}")
-            if n.channel == "rest-hook"} == {"delivered"}
+    # Sent concurrently, the creation's notification may land a moment after the import's.
+    eventually(lambda: with_status("requested"), what="the Task's creation, announced too")
+    eventually(lambda: {n.status for n in notifications(settings, f"Task/{task_id}")
+                        if n.channel == "rest-hook"} == {"delivered"}, what="every row delivered")
 
 
 def test_a_subscription_never_receives_what_its_owner_may_not_see(

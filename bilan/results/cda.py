@@ -273,8 +273,8 @@ def _result(result: Result, chapter: Chapter, ids: "_Ids") -> tuple[Any, list[An
     """The observation and its narrative rows (the result, then its comment if any)."""
     label = ids.next("resultat")
     interpretation = INTERPRETATIONS.get(result.interpretation or "", "")
-    rows = [E.tr(E.td(E.content(result.display, ID=label)), E.td(_value_text(result)),
-                 E.td(_range_text(result)), E.td("" if result.interpretation == "N" else interpretation))]
+    rows = [E.tr(E.td(E.content(result.display, ID=label)), E.td(value_text(result)),
+                 E.td(range_text(result)), E.td("" if result.interpretation == "N" else interpretation))]
     comment_id = None
     if result.comment:
         comment_id = ids.next("commentaire")
@@ -456,7 +456,7 @@ def _unit_fr(unit: str) -> str:
     return unit.replace("10*", "10^").replace("umol", "µmol").replace("ug", "µg")
 
 
-def _value_text(result: Result) -> str:
+def value_text(result: Result) -> str:
     value = result.value
     if isinstance(value, Quantity):
         return f"{_number_fr(value.value)} {_unit_fr(value.unit)}"
@@ -465,7 +465,7 @@ def _value_text(result: Result) -> str:
     return value if isinstance(value, str) else "Non réalisé"
 
 
-def _range_text(result: Result) -> str:
+def range_text(result: Result) -> str:
     low, high = result.low, result.high
     if low is not None and high is not None:
         return f"{_number_fr(low)} – {_number_fr(high)}"
