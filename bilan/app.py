@@ -34,6 +34,7 @@ from bilan.prescription.reception import Reception
 from bilan.records.service import Records
 from bilan.records.transaction import Transactions
 from bilan.records.validation import Validator
+from bilan.results.intake import ResultsIntake
 from bilan.settings import Settings, audience, get_settings, web_root
 from bilan.storage.database import create_engine
 from bilan.web import filters
@@ -68,6 +69,7 @@ def build_services(engine: AsyncEngine, settings: Settings) -> Services:
                       observers=[Notifier(base_url).on_saved])
     messaging = Messaging(records, web_root(settings))
     records.observers.append(messaging.on_saved)
+    records.guards.setdefault("Observation", []).append(ResultsIntake().guard)
     return Services(records, Transactions(records, [PrescriptionIntake()]), messaging)
 
 

@@ -60,3 +60,12 @@ async def orderables(conn: AsyncConnection) -> list[dict[str, Any]]:
     rows = await conn.execute(select(catalogue).where(catalogue.c.kind != "result")
                               .order_by(catalogue.c.label_fr))
     return [dict(row._mapping) for row in rows]
+
+
+async def results_by_loinc(conn: AsyncConnection, codes: Iterable[str]) -> list[dict[str, Any]]:
+    """Every catalogue entry (orderable or reported inside a panel) with one of these codes."""
+    codes = set(codes)
+    if not codes:
+        return []
+    rows = await conn.execute(select(catalogue).where(catalogue.c.loinc.in_(codes)))
+    return [dict(row._mapping) for row in rows]
