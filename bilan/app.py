@@ -35,6 +35,7 @@ from bilan.records.service import Records
 from bilan.records.transaction import Transactions
 from bilan.records.validation import Validator
 from bilan.results.intake import ResultsIntake
+from bilan.results.validation import ResultsDesk
 from bilan.settings import Settings, audience, get_settings, web_root
 from bilan.storage.database import create_engine
 from bilan.web import filters
@@ -82,7 +83,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         engine = create_engine(settings)
         built = build_services(engine, settings)
         services.update(records=built.records, transactions=built.transactions,
-                        messaging=built.messaging, reception=Reception(built.records))
+                        messaging=built.messaging, reception=Reception(built.records),
+                        desk=ResultsDesk(built.records))
         async with httpx.AsyncClient(timeout=10) as http:
             verifier = TokenVerifier(settings.oidc_issuer, audience(settings), http)
             services["verifier"] = verifier
@@ -112,6 +114,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "transactions": service("transactions"),
             "reception": service("reception"),
             "messaging": service("messaging"),
+            "desk": service("desk"),
             "verifier": service("verifier"),
             "oidc": service("oidc"),
             "caller": Provide(bearer_caller),

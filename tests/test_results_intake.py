@@ -9,7 +9,7 @@ from bilan.demo.prescriptions import EXAMS
 from tests.helpers import expressions
 from tests.test_messaging import imported, prescribed
 from tests.test_reception import addressed
-from tests.web import log_in
+from tests.web import log_in, submit
 
 GLUCOSE = EXAMS[1]  # fasting glucose: catalogue range 3.9 - 6.1 mmol/L
 
@@ -56,3 +56,36 @@ def test_the_lab_gets_a_flag_from_the_catalogue_range_and_units_are_ucum(
     assert wrong.status_code == 422 and expressions(wrong) == {"Observation.valueQuantity.code"}
     assert "mmol/L" in wrong.text
     assert fhir.get("Observation", params={"based-on": f"ServiceRequest/{request['id']}"}).json()["total"] == 5
+
+
+def test_the_biologist_validates_with_the_previous_result_beside_each_new_one(
+        fhir, lab_middleware: httpx.Client, web_root, rng) -> None:
+    desk, _ = log_in(web_root, "accueil.martin")
+    biologist, _ = log_in(web_root, "bio.durand")
+    spec = addressed(rng, exams=[EXAMS[0], GLUCOSE])
+    first = prescribed(fhir, imported(fhir, desk, web_root, spec), GLUCOSE[0])
+    earlier = result(first, 5.0, "mmol/L", status="final", effectiveDateTime="2026-11-20T08:00:00+01:00")
+    assert lab_middleware.post("Observation", json=earlier).status_code == 201
+    again = addressed(rng, exams=[GLUCOSE], patient=spec.patient)
+    task_id = imported(fhir, desk, web_root, again)
+    request = prescribed(fhir, task_id, GLUCOSE[0])
+    new = lab_middleware.post("Observation", json=result(
+        request, 12.5, "mmol/L", effectiveDateTime="2026-11-21T08:00:00+01:00")).json()
+
+    page = biologist.get(f"{web_root}/reception/prescriptions/{task_id}/resultats")
+    assert "12,5 mmol/L" in page.text and "5,0 mmol/L" in page.text
+    assert "Variation inhabituelle" in page.text  # +7.5 mmol/L in a day: beyond the glucose rule
+
+    refused = submit(desk, page, f"/reception/prescriptions/{task_id}/resultats",
+                     {"action": "biologique", "resultats": new["id"]})
+    assert refused.status_code == 403
+    missing = submit(biologist, page, f"/reception/prescriptions/{task_id}/resultats",
+                     {"action": "repasser", "resultats": new["id"]})
+    assert missing.status_code == 422 and "Indiquez le motif." in missing.text
+    submit(biologist, page, f"/reception/prescriptions/{task_id}/resultats",
+           {"action": "biologique", "resultats": new["id"], "commentaire": "Contrôle à jeun à prévoir."})
+    final = fhir.get(f"Observation/{new['id']}").json()
+    assert final["status"] == "final" and final["note"][-1]["text"] == "Contrôle à jeun à prévoir."
+    twice = submit(biologist, page, f"/reception/prescriptions/{task_id}/resultats",
+                   {"action": "annuler", "resultats": new["id"], "commentaire": "?"})
+    assert twice.status_code == 409

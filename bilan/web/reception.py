@@ -15,6 +15,7 @@ from bilan.prescription import adaptation
 from bilan.prescription.labels import labels_pdf
 from bilan.prescription.messaging import Messaging
 from bilan.prescription.reception import NEW_FILE, Reception
+from bilan.results.validation import ResultsDesk
 from bilan.settings import Settings
 from bilan.web.session import WebUser, current_user, web_caller
 
@@ -116,6 +117,33 @@ class ReceptionController(Controller):
         except FhirError as error:
             return await self._page(request, user, caller, reception, task_id, error, data, messaging)
         return Redirect(f"/reception/prescriptions/{task_id}#echanges")
+
+    @get("/prescriptions/{task_id:str}/resultats")
+    async def results(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
+                      desk: NamedDependency[ResultsDesk], reception: NamedDependency[Reception]) -> Template:
+        user, caller = signed_in(request, settings)
+        return await self._results_page(user, caller, desk, reception, task_id)
+
+    @post("/prescriptions/{task_id:str}/resultats")
+    async def decide(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
+                     desk: NamedDependency[ResultsDesk], reception: NamedDependency[Reception]) -> Template | Redirect:
+        user, caller = signed_in(request, settings)
+        form = await request.form()
+        try:
+            await desk.decide(caller, task_id, str(form.get("action", "")),
+                              [str(v) for v in form.getall("resultats", [])], str(form.get("commentaire", "")))
+        except FhirError as error:
+            if error.status not in (409, 422):
+                raise
+            return await self._results_page(user, caller, desk, reception, task_id, error)
+        return Redirect(f"/reception/prescriptions/{task_id}/resultats")
+
+    async def _results_page(self, user: WebUser, caller: Caller, desk: ResultsDesk, reception: Reception,
+                            task_id: str, error: FhirError | None = None) -> Template:
+        found = await reception.open(caller, task_id)
+        rows = await desk.results(caller, task_id)
+        return Template("reception/results.html", status_code=error.status if error else 200,
+                        context={"user": user, "file": found, "rows": rows, "errors": field_errors(error)})
 
     @get("/prescriptions/{task_id:str}/etiquettes.pdf")
     async def labels(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],

@@ -1,0 +1,211 @@
+"""The lab's results desk: an order's results with the patient's previous result of the same
+analyte (delta check), then technical and biological validation, re-run or cancellation.
+
+Statuses (FHIR Observation): from the analysers `registered` or `preliminary`; technical
+validation `preliminary`; biological validation `final` (by a biologist only); rejected for a
+re-run or not done: `cancelled` (not done carries a dataAbsentReason).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from bilan.auth import access
+from bilan.auth.audit import patients_of
+from bilan.auth.caller import Caller
+from bilan.fhir.dates import date_range, utc_now
+from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.query import parse_search
+from bilan.prescription import adaptation, catalogue
+from bilan.records.service import Denied, Records
+from bilan.results import interpretation, units
+from bilan.results.delta import DeltaResult, delta_check
+from bilan.storage import search as store_search
+from bilan.storage.repository import Repository, Stored, Write
+
+LOINC = "http://loinc.org"
+OPEN = ("registered", "preliminary")
+STATUS_LABELS = {"registered": "Reçu de l'automate", "preliminary": "Validé techniquement",
+                 "final": "Validé biologiquement", "amended": "Corrigé", "corrected": "Corrigé",
+                 "cancelled": "Annulé", "entered-in-error": "Erreur de saisie"}
+NOT_DONE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                        "code": "not-performed", "display": "Not Performed"}]}
+
+
+@dataclass(frozen=True)
+class Previous:
+    value: Decimal
+    unit: str
+    when: str
+    delta: DeltaResult | None
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    label: str
+    value: str
+    flag: str
+    flag_label: str
+    reference: str
+    status: str
+    previous: Previous | None
+    notes: tuple[str, ...]
+
+    @property
+    def status_label(self) -> str:
+        return STATUS_LABELS.get(self.status, self.status)
+
+    @property
+    def open(self) -> bool:
+        return self.status in OPEN
+
+
+class ResultsDesk:
+    def __init__(self, records: Records):
+        self.records = records
+
+    async def results(self, caller: Caller, task_id: str) -> list[Row]:
+        async with self.records.unit() as repo:
+            task = await self._task(repo, caller, task_id, "read")
+            found = await self._observations(repo, caller, task)
+            rows = [await self._row(repo, caller, s) for s in found]
+            await self.records.audit(repo, caller, "read", patients=patients_of(task.content),
+                                     touched=[f"Observation/{s.id}" for s in found])
+        return rows
+
+    async def decide(self, caller: Caller, task_id: str, action: str, ids: list[str], comment: str) -> None:
+        """technical / biological validation, re-run, or not done, for the chosen results."""
+        if action not in ("technique", "biologique", "repasser", "annuler"):
+            raise FhirError(422, [Issue("Action inconnue.", "value", expression="action")])
+        if not ids:
+            raise FhirError(422, [Issue("Cochez au moins un résultat.", "required", expression="resultats")])
+        if action in ("repasser", "annuler") and not comment.strip():
+            raise FhirError(422, [Issue("Indiquez le motif.", "required", expression="commentaire")])
+        async with self.records.unit() as repo:
+            if action == "biologique" and caller.kind != "biologist":
+                raise Denied(caller, "update", access.forbidden(
+                    "Seul un biologiste valide biologiquement."), [f"Task/{task_id}"])
+            task = await self._task(repo, caller, task_id, "update")
+            mine = {s.id: s for s in await self._observations(repo, caller, task)}
+            now, writes = utc_now(), []
+            for result_id in ids:
+                stored = mine.get(result_id)
+                if stored is None or (stored.content or {}).get("status") not in OPEN:
+                    raise FhirError(409, [Issue("Ce résultat n'est plus à valider : rechargez la page.",
+                                                "conflict", expression="resultats")])
+                writes.append(Write("Observation", stored.id, _decided(stored.content or {}, action, comment,
+                                                                      caller.label, now), "PUT",
+                                    stored.version_id))
+            await repo.save(writes, now)
+            await self.records.audit(repo, caller, "update", patients=patients_of(task.content),
+                                     touched=[f"Observation/{w.id}" for w in writes])
+
+    async def _task(self, repo: Repository, caller: Caller, task_id: str, interaction: str) -> Stored:
+        if not caller.for_lab:
+            raise Denied(caller, interaction, access.forbidden("Réservé au laboratoire."), [f"Task/{task_id}"])
+        task = await repo.read("Task", task_id)
+        if task is None or task.deleted or not task.content:
+            raise FhirError(404, [Issue("Cette prescription est introuvable.", "not-found")])
+        await self.records.check_read(repo, caller, interaction, task)
+        return task
+
+    async def _observations(self, repo: Repository, caller: Caller, task: Stored) -> list[Stored]:
+        """The results of the order: based on its prescribed exams or on the lab's adaptations."""
+        originals = ",".join(b["reference"] for b in (task.content or {}).get("basedOn", []))
+        query = parse_search("ServiceRequest", [("based-on", originals)], default_count=500, max_count=500)
+        adapted = [f"ServiceRequest/{s.id}" for s in (await store_search.search(
+            repo.conn, query, self.records.base_url)).matches
+            if s.content and adaptation.is_adaptation(s.content)]
+        query = parse_search("Observation", [("based-on", ",".join([originals, *adapted]))],
+                             default_count=500, max_count=500)
+        found = await store_search.search(repo.conn, query, self.records.base_url,
+                                          lambda t: access.visible(caller, t))
+        return sorted(found.matches, key=lambda s: (_label(s.content or {}), s.last_updated))
+
+    async def _row(self, repo: Repository, caller: Caller, stored: Stored) -> Row:
+        content = stored.content or {}
+        flag = next((c.get("code", "") for i in content.get("interpretation", []) for c in i.get("coding", [])), "")
+        return Row(
+            id=stored.id, label=_label(content), value=_value(content), flag=flag,
+            flag_label=interpretation.LABELS.get(flag, flag), reference=_reference(content),
+            status=content.get("status", ""), previous=await self._previous(repo, caller, stored),
+            notes=tuple(n.get("text", "") for n in content.get("note", [])))
+
+    async def _previous(self, repo: Repository, caller: Caller, stored: Stored) -> Previous | None:
+        """The patient's last validated result of the same analyte before this one, and the
+        delta check between them (in this result's unit)."""
+        content = stored.content or {}
+        quantity, codes = content.get("valueQuantity"), _loinc(content)
+        subject = (content.get("subject") or {}).get("reference")
+        if not quantity or not codes or not subject:
+            return None
+        query = parse_search("Observation", [("patient", subject), ("code", f"{LOINC}|{codes[0]}"),
+                                             ("status", "final,amended,corrected"), ("_sort", "-date")],
+                             default_count=10, max_count=10)
+        found = await store_search.search(repo.conn, query, self.records.base_url,
+                                          lambda t: access.visible(caller, t))
+        when = _moment(content)
+        for earlier in found.matches:
+            other = earlier.content or {}
+            if earlier.id == stored.id or not other.get("valueQuantity") or _moment(other) >= when:
+                continue
+            value, unit = Decimal(str(other["valueQuantity"]["value"])), other["valueQuantity"].get("code", "")
+            here = quantity.get("code", "")
+            try:
+                rows = await catalogue.results_by_loinc(repo.conn, codes)
+                compared = value if unit == here else units.convert(value, unit, here, codes[0], rows)
+            except units.UnitError:
+                return Previous(value, unit, other.get("effectiveDateTime", ""), None)
+            days = (when - _moment(other)).total_seconds() / 86400
+            return Previous(value, unit, other.get("effectiveDateTime", ""),
+                            delta_check(Decimal(str(quantity["value"])), compared, days, codes[0], unit=here))
+        return None
+
+
+def _decided(content: dict[str, Any], action: str, comment: str, author: str, now: datetime) -> dict[str, Any]:
+    status = {"technique": "preliminary", "biologique": "final", "repasser": "cancelled",
+              "annuler": "cancelled"}[action]
+    decided = {**content, "status": status}
+    text = {"repasser": f"Rejeté pour nouvelle analyse : {comment.strip()}",
+            "annuler": f"Non réalisé : {comment.strip()}"}.get(action, comment.strip())
+    if text:
+        decided["note"] = [*content.get("note", []), {"authorString": author, "time": now.isoformat(), "text": text}]
+    if action == "annuler":
+        decided.pop("valueQuantity", None)
+        decided["dataAbsentReason"] = NOT_DONE
+    return decided
+
+
+def _loinc(content: dict[str, Any]) -> list[str]:
+    return [c["code"] for c in (content.get("code") or {}).get("coding", []) if c.get("system") == LOINC]
+
+
+def _label(content: dict[str, Any]) -> str:
+    concept = content.get("code") or {}
+    return concept.get("text") or next((c.get("display") for c in concept.get("coding", [])), "Résultat")
+
+
+def _value(content: dict[str, Any]) -> str:
+    quantity = content.get("valueQuantity")
+    if quantity:
+        return f"{str(quantity.get('value', '')).replace('.', ',')} {quantity.get('code', '')}".strip()
+    return str(content.get("valueString") or (content.get("valueCodeableConcept") or {}).get("text") or "—")
+
+
+def _reference(content: dict[str, Any]) -> str:
+    for element in content.get("referenceRange", []):
+        low, high = (element.get("low") or {}).get("value"), (element.get("high") or {}).get("value")
+        if low is not None or high is not None:
+            return f"{_fr(low)} – {_fr(high)}"
+    return ""
+
+
+def _fr(number: Any) -> str:
+    return "" if number is None else str(number).replace(".", ",")
+
+
+def _moment(content: dict[str, Any]) -> datetime:
+    text = content.get("effectiveDateTime") or content.get("issued") or (content.get("meta") or {}).get("lastUpdated")
+    return date_range(text)[0] if text else datetime.min
