@@ -52,6 +52,8 @@ def test_the_lab_gets_a_flag_from_the_catalogue_range_and_units_are_ucum(
             "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": "HH"}]}])).json()
     assert given["interpretation"][0]["coding"][0]["code"] == "HH"  # the instrument's flag stands
 
+    alien = lab_middleware.post("Observation", json=result(request, 7.2, "U/L"))
+    assert alien.status_code == 422 and "mmol/L" in alien.text  # not a concentration of glucose
     wrong = lab_middleware.post("Observation", json=result(request, 7.2, "mmol/l"))
     assert wrong.status_code == 422 and expressions(wrong) == {"Observation.valueQuantity.code"}
     assert "mmol/L" in wrong.text

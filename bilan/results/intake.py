@@ -31,6 +31,7 @@ class ResultsIntake:
         quantity = observation["valueQuantity"]
         unit = _unit_of(quantity)
         value = _decimal(quantity.get("value"), "Observation.valueQuantity.value")
+        await _check_dimension(repo, observation, unit)
         if observation.get("interpretation"):
             return observation
         low, high = await _range(repo, observation, unit)
@@ -62,6 +63,20 @@ def _decimal(value: Any, path: str) -> Decimal:
         return Decimal(str(value))
     except (InvalidOperation, ValueError):
         raise FhirError(422, [Issue("A result needs a numeric value", "value", expression=path)]) from None
+
+
+async def _check_dimension(repo: Repository, observation: dict[str, Any], unit: str) -> None:
+    """A result's unit measures what the catalogue's unit for the analyte measures."""
+    entries = await catalogue.results_by_loinc(repo.conn, loinc_codes(observation))
+    for entry in entries:
+        if not entry.get("ucum") or entry["ucum"] == unit:
+            continue
+        try:
+            units.convert(Decimal(1), unit, entry["ucum"], entry["loinc"], entries)
+        except units.UnitError:
+            raise FhirError(422, [Issue(
+                f"{entry['label_fr']} is reported in {entry['ucum']} (or a unit convertible to it), "
+                f"not {unit}", "code-invalid", expression="Observation.valueQuantity.code")]) from None
 
 
 async def _range(repo: Repository, observation: dict[str, Any],
