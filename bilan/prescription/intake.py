@@ -10,11 +10,10 @@ from bilan.auth.access import ORGANIZATION_ID
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import utc_now
 from bilan.fhir.outcomes import FhirError, Issue, conflict
-from bilan.fhir.references import literal
 from bilan.prescription import catalogue, tracking, worklist
 from bilan.prescription.exams import LAB_CATEGORY, flagged_unknown, loinc_codes
 from bilan.prescription.identity import traits
-from bilan.prescription.practitioners import RPPS
+from bilan.prescription.practitioners import RPPS, display_name
 from bilan.records.service import Denied, new_id
 from bilan.records.transaction import Entry
 from bilan.storage.repository import Repository, Write
@@ -150,9 +149,8 @@ class BundleView:
     async def resource(self, reference: str) -> dict[str, Any] | None:
         if reference in self.sent:
             return self.sent[reference]
-        key = literal(reference)
-        stored = await self.repo.read(*key) if key else None
-        return stored.content if stored and not stored.deleted else None
+        stored = await self.repo.read_reference(reference)
+        return stored.content if stored else None
 
     async def practitioner(self, reference: str) -> dict[str, Any] | None:
         """The Practitioner a requester reference names, through its PractitionerRole."""
@@ -187,10 +185,8 @@ async def _addressed_lab(view: BundleView, request: dict[str, Any]) -> tuple[str
 async def _prescriber(view: BundleView, requester: str) -> list[str]:
     """Title, given and family names, then RPPS: how the worklist shows and finds a prescriber."""
     found = await view.practitioner(requester) or {}
-    name = (found.get("name") or [{}])[0]
     rpps = [i.get("value", "") for i in found.get("identifier", []) if i.get("system") == RPPS]
-    words = [*name.get("prefix", []), *name.get("given", []), (name.get("family") or "").upper()]
-    return [" ".join(w for w in words if w) or "Prescripteur", *rpps[:1]]
+    return [display_name(found) or "Prescripteur", *rpps[:1]]
 
 
 def prescription_key(request: dict[str, Any]) -> tuple[str, str, str]:

@@ -176,8 +176,8 @@ class Messaging:
         if len(tasks) != 1:
             raise _invalid("A message belongs to the thread of one prescription: partOf names its Task",
                            "Communication.partOf")
-        task = await repo.read(*literal(tasks[0]))  # type: ignore[misc]
-        if task is None or task.deleted or task.content is None:
+        task = await repo.read_reference(tasks[0])
+        if task is None or task.content is None:
             raise _invalid(f"{tasks[0]} does not exist", "Communication.partOf")
         if caller is not None and not await repo.can_see("Task", task.id, access.visible(caller, "Task")):
             raise Denied(caller, "create", access.forbidden(f"{tasks[0]} is not yours to see"), [tasks[0]])
@@ -283,8 +283,8 @@ class Messaging:
         query = parse_search("ServiceRequest", [("based-on", originals)], default_count=500, max_count=500)
         requests = [s for s in (await store_search.search(repo.conn, query, self.records.base_url)).matches
                     if s.content and adaptation.is_adaptation(s.content)]
-        asked = {r["id"]: r for r in [s.content for s in await _stored(repo, originals.split(","))] if r}
-        [patient] = await _stored(repo, [(content.get("for") or {}).get("reference", "")]) or [None]
+        asked = {s.id: s.content for s in await repo.read_references(originals.split(",")) if s.content}
+        patient = await repo.read_reference((content.get("for") or {}).get("reference", ""))
         return Conversation(
             task.id, (content.get("groupIdentifier") or {}).get("value", ""),
             (content.get("businessStatus") or {}).get("text", ""),
@@ -340,16 +340,10 @@ def _adaptation_message(task: dict[str, Any], request: dict[str, Any], prescribe
     }
 
 
-async def _stored(repo: Repository, references: list[str]) -> list[Stored]:
-    keys = [k for k in (literal(r) for r in references) if k]
-    found = await repo.read_many(keys)
-    return [found[k] for k in keys if k in found]
-
-
 async def _prescribed(repo: Repository, originals: list[str], original: str) -> dict[str, Any]:
     if original not in originals:
         raise _invalid("Choisissez l'examen prescrit concerné.", "original")
-    [found] = await _stored(repo, [original]) or [None]
+    found = await repo.read_reference(original)
     if found is None or found.content is None:
         raise _invalid("Choisissez l'examen prescrit concerné.", "original")
     return found.content
@@ -365,20 +359,18 @@ async def _catalogue_code(repo: Repository, local_code: str) -> tuple[str, str]:
 async def _mail_address(repo: Repository, reference: str) -> str | None:
     """The e-mail (MSSanté) address of a Practitioner, or of a PractitionerRole and then its
     Practitioner."""
-    key = literal(reference)
-    if key is None or key[0] not in ("Practitioner", "PractitionerRole"):
+    if not reference.startswith(("Practitioner/", "PractitionerRole/")):
         return None
-    found = await repo.read(*key)
+    found = await repo.read_reference(reference)
     content = found.content if found and found.content else {}
     for telecom in content.get("telecom", []):
         if telecom.get("system") == "email" and telecom.get("value"):
             return str(telecom["value"])
-    if key[0] == "PractitionerRole":
+    if reference.startswith("PractitionerRole/"):
         return await _mail_address(repo, (content.get("practitioner") or {}).get("reference", ""))
     return None
 
 
 async def _requisition(repo: Repository, task: str) -> str:
-    key = literal(task)
-    found = await repo.read(*key) if key else None
+    found = await repo.read_reference(task)
     return ((found.content or {}).get("groupIdentifier") or {}).get("value", "") if found else ""

@@ -28,3 +28,10 @@ def check_practitioner(practitioner: dict[str, Any], prefix: str) -> list[Issue]
         elif ident.get("system") == NATIONAL_ID and not str(ident.get("value", "")).strip():
             issues.append(Issue("The national id (IdNat_PS) is empty", "value", expression=path))
     return issues
+
+
+def display_name(practitioner: dict[str, Any]) -> str:
+    """Title, given names and family name in capitals ("Dr Claire LAMBERT"); "" if none."""
+    name = (practitioner.get("name") or [{}])[0]
+    words = [*name.get("prefix", []), *name.get("given", []), (name.get("family") or "").upper()]
+    return " ".join(w for w in words if w)

@@ -12,11 +12,11 @@ from bilan.auth.caller import Caller
 from bilan.fhir.dates import utc_now
 from bilan.fhir.outcomes import FhirError, Issue
 from bilan.fhir.query import parse_search
-from bilan.fhir.references import literal
 from bilan.prescription import catalogue, display, identity, tracking, worklist
 from bilan.prescription.display import Exam
 from bilan.prescription.identity import Comparison, Traits
 from bilan.prescription.labels import Label
+from bilan.prescription.practitioners import display_name
 from bilan.prescription.tubes import SPECIMEN_TYPES, Tube, tube_for
 from bilan.prescription.worklist import WorklistRow
 from bilan.records.service import Denied, Records, new_id
@@ -222,13 +222,13 @@ class Reception:
         task = await repo.read("Task", row.task_id)
         if task is None or task.content is None:
             raise not_found()
-        requests = await _read_all(repo, [b["reference"] for b in task.content.get("basedOn", [])])
+        requests = await _contents(repo, [b["reference"] for b in task.content.get("basedOn", [])])
         entries = await catalogue.orderable(repo.conn, (e for r in requests for e in _codes(r)))
         exams = [display.exam(r, next((entries[c] for c in _codes(r) if c in entries), None))
                  for r in requests]
         context_refs = list(dict.fromkeys(s["reference"] for r in requests
                                           for s in r.get("supportingInfo", []) if s.get("reference")))
-        patient = await repo.read(*literal(row.patient)) if literal(row.patient) else None
+        patient = await repo.read_reference(row.patient)
         traits = identity.traits(patient.content if patient and patient.content else {})
         first = requests[0] if requests else {}
         prescriber, place = await _prescriber(repo, (first.get("requester") or {}).get("reference", ""))
@@ -236,7 +236,7 @@ class Reception:
         return PrescriptionFile(
             row=row, task=task, patient=traits, prescriber=prescriber, prescriber_place=place,
             authored=first.get("authoredOn", ""), exams=exams,
-            context=[display.context_item(c) for c in await _read_all(repo, context_refs)],
+            context=[display.context_item(c) for c in await _contents(repo, context_refs)],
             candidates=await self._candidates(repo, caller, traits) if row.status == "received" else [],
             order=order,
         )
@@ -262,7 +262,7 @@ class Reception:
     async def _order(self, repo: Repository, caller: Caller, row: WorklistRow, task: Stored) -> Order | None:
         content = task.content or {}
         reference = tracking.lab_file_of(content)
-        lab_file = await repo.read(*literal(reference)) if literal(reference) else None
+        lab_file = await repo.read_reference(reference)
         file_content = lab_file.content if lab_file and lab_file.content else {}
         specimens = await self._specimens(repo, caller, None, content)
         return Order(
@@ -299,7 +299,7 @@ class Reception:
             raise FhirError(409, [Issue(
                 f"Le dossier n° {same_ins[0].number} porte déjà cet INS : rattachez la prescription "
                 "à ce dossier plutôt que d'en créer un second.", "duplicate", expression="dossier")])
-        patient = await repo.read(*literal(found.row.patient)) if literal(found.row.patient) else None
+        patient = await repo.read_reference(found.row.patient)
         number = f"P{await next_value(repo.conn, f'lab-file:{caller.lab_finess}'):07d}"
         content = identity.lab_file(patient.content if patient and patient.content else {},
                                     caller.lab_finess or "", number)
@@ -329,10 +329,8 @@ def _check_staff(caller: Caller, interaction: str) -> None:
             "Seul le personnel du laboratoire a accès à la réception."), [])
 
 
-async def _read_all(repo: Repository, references: list[str]) -> list[dict[str, Any]]:
-    keys = [k for k in (literal(r) for r in references) if k]
-    found = await repo.read_many(keys)
-    return [found[k].content for k in keys if k in found and found[k].content]
+async def _contents(repo: Repository, references: list[str]) -> list[dict[str, Any]]:
+    return [s.content for s in await repo.read_references(references) if s.content]
 
 
 def _codes(request: dict[str, Any]) -> list[str]:
@@ -341,15 +339,15 @@ def _codes(request: dict[str, Any]) -> list[str]:
 
 async def _prescriber(repo: Repository, reference: str) -> tuple[str, str]:
     """The prescriber's name and practice, through their PractitionerRole."""
-    [found] = await _read_all(repo, [reference]) or [{}]
-    place = ""
+    async def content(ref: str) -> dict[str, Any]:
+        found = await repo.read_reference(ref)
+        return found.content if found and found.content else {}
+
+    found, place = await content(reference), ""
     if found.get("resourceType") == "PractitionerRole":
-        [organization] = await _read_all(repo, [(found.get("organization") or {}).get("reference", "")]) or [{}]
-        place = organization.get("name", "")
-        [found] = await _read_all(repo, [(found.get("practitioner") or {}).get("reference", "")]) or [{}]
-    name = (found.get("name") or [{}])[0]
-    words = [*name.get("prefix", []), *name.get("given", []), (name.get("family") or "").upper()]
-    return " ".join(w for w in words if w) or "Prescripteur inconnu", place
+        place = (await content((found.get("organization") or {}).get("reference", ""))).get("name", "")
+        found = await content((found.get("practitioner") or {}).get("reference", ""))
+    return display_name(found) or "Prescripteur inconnu", place
 
 
 async def _accession(repo: Repository, lab_finess: str, now: datetime) -> str:

@@ -13,6 +13,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, text, tuple_, up
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.fhir.dates import instant
+from bilan.fhir.references import literal
 from bilan.fhir.searchparams import extract
 from bilan.storage.tables import resource_versions, resources, search_index
 
@@ -102,6 +103,19 @@ class Repository:
             for row in rows:
                 found[(row.resource_type, row.id)] = stored_from_row(row)
         return found
+
+    async def read_reference(self, reference: str) -> Stored | None:
+        """The live resource a "Type/id" reference names; None for another form, a missing or a
+        deleted resource."""
+        key = literal(reference)
+        found = await self.read(*key) if key else None
+        return found if found is not None and not found.deleted and found.content is not None else None
+
+    async def read_references(self, references: Iterable[str]) -> list[Stored]:
+        """read_reference for several, in one query; those found, in the order asked."""
+        keys = [k for k in (literal(r) for r in references) if k]
+        found = await self.read_many(keys)
+        return [found[k] for k in dict.fromkeys(keys) if k in found and found[k].content is not None]
 
     async def read_version(self, resource_type: str, resource_id: str, version_id: int) -> Stored | None:
         v = resource_versions.c
