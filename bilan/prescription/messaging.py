@@ -262,10 +262,9 @@ class Messaging:
                 resource=f"Communication/{message.id}", about=task or None, now=utc_now())
 
     async def _task(self, repo: Repository, caller: Caller, task_id: str, interaction: str) -> Stored:
-        task = await repo.read("Task", task_id)
-        if task is None or task.deleted:
-            raise FhirError(404, [Issue("Cette prescription est introuvable.", "not-found")])
-        await self.records.check_read(repo, caller, interaction, task)
+        task = await self.records.read_for(repo, caller, interaction, "Task", task_id)
+        if task is None:
+            raise tracking.unknown_prescription()
         return task
 
     async def _thread(self, repo: Repository, task: Stored) -> Conversation:

@@ -105,10 +105,6 @@ class PrescriptionFile:
         return list(dict.fromkeys(n for e in self.exams for n in e.notes))
 
 
-def not_found() -> FhirError:
-    return FhirError(404, [Issue("Cette prescription est introuvable.", "not-found")])
-
-
 class Reception:
     def __init__(self, records: Records):
         self.records = records
@@ -148,7 +144,7 @@ class Reception:
                                      caller.lab_finess or "", accession, lab_file)
             writes = [Write("Task", found.task.id, task, "PUT", found.task.version_id)]
             writes += [Write("Specimen", new_id(), s, "POST")
-                       for s in _specimens(found, accession, lab_file, caller.lab_finess or "")]
+                       for s in _new_specimens(found, accession, lab_file, caller.lab_finess or "")]
             await repo.save(writes, now, access.owner_key(caller))
             await worklist.set_status(repo.conn, row.id, "imported", caller.lab_finess)
             await self._audit(repo, caller, "update", found, [w.resource_type + "/" + w.id for w in writes])
@@ -160,7 +156,7 @@ class Reception:
             now = utc_now()
             task = tracking.moved(found.task.content or {}, "in-progress", now)
             writes = [Write("Task", found.task.id, task, "PUT", found.task.version_id)]
-            for specimen in await self._specimens(repo, caller, found):
+            for specimen in await self._specimens(repo, caller, found.task.content or {}):
                 content = dict(specimen.content or {}, status="available",
                                collection={"collectedDateTime": task["lastModified"]})
                 writes.append(Write("Specimen", specimen.id, content, "PUT", specimen.version_id))
@@ -204,7 +200,7 @@ class Reception:
         _check_staff(caller, interaction)
         row = await worklist.by_task(repo.conn, task_id)
         if row is None:
-            raise not_found()
+            raise tracking.unknown_prescription()
         try:
             access.check_reception(caller, row.lab_finess, row.order_lab)
         except FhirError as error:
@@ -221,7 +217,7 @@ class Reception:
     async def _file(self, repo: Repository, caller: Caller, row: WorklistRow) -> PrescriptionFile:
         task = await repo.read("Task", row.task_id)
         if task is None or task.content is None:
-            raise not_found()
+            raise tracking.unknown_prescription()
         requests = await _contents(repo, [b["reference"] for b in task.content.get("basedOn", [])])
         entries = await catalogue.orderable(repo.conn, (e for r in requests for e in _codes(r)))
         exams = [display.exam(r, next((entries[c] for c in _codes(r) if c in entries), None))
@@ -264,7 +260,7 @@ class Reception:
         reference = tracking.lab_file_of(content)
         lab_file = await repo.read_reference(reference)
         file_content = lab_file.content if lab_file and lab_file.content else {}
-        specimens = await self._specimens(repo, caller, None, content)
+        specimens = await self._specimens(repo, caller, content)
         return Order(
             task_id=task.id, accession=tracking.accession_of(content), status=content.get("status", ""),
             status_label=tracking.LABELS.get(content.get("status", ""), ""),
@@ -273,9 +269,8 @@ class Reception:
             lab_traits=identity.traits(file_content),
             samples=[_sample(s.content or {}) for s in specimens])
 
-    async def _specimens(self, repo: Repository, caller: Caller, found: PrescriptionFile | None,
-                         task: dict[str, Any] | None = None) -> list[Stored]:
-        task = task if task is not None else (found.task.content if found else {}) or {}
+    async def _specimens(self, repo: Repository, caller: Caller, task: dict[str, Any]) -> list[Stored]:
+        """The order's tubes, as the lab stored them at import."""
         requests = ",".join(b["reference"] for b in task.get("basedOn", []))
         if not requests:
             return []
@@ -356,7 +351,7 @@ async def _accession(repo: Repository, lab_finess: str, now: datetime) -> str:
     return f"{day}-{await next_value(repo.conn, f'accession:{lab_finess}:{day}'):04d}"
 
 
-def _specimens(found: PrescriptionFile, accession: str, lab_file: str, lab_finess: str) -> list[dict[str, Any]]:
+def _new_specimens(found: PrescriptionFile, accession: str, lab_file: str, lab_finess: str) -> list[dict[str, Any]]:
     """One Specimen (tube) per kind of tube the performed exams need."""
     tubes: dict[str, tuple[Tube, list[Exam]]] = {}
     for exam in found.exams:

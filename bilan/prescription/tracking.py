@@ -24,6 +24,10 @@ LABELS = {"requested": "Transmise, en attente du laboratoire", "accepted": "Reç
 NEEDS_REASON = ("rejected", "cancelled")
 
 
+def unknown_prescription() -> FhirError:
+    return FhirError(404, [Issue("Cette prescription est introuvable.", "not-found")])
+
+
 def new_task(requests: list[str], requisition: dict[str, Any], patient: str, requester: str,
              lab: str | None, now: datetime) -> dict[str, Any]:
     """The Task of a prescription just received: 'requested', owned by the lab it is addressed

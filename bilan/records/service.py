@@ -253,6 +253,16 @@ class Records:
             error = access.forbidden(f"{reference} is not yours to see")
             raise Denied(caller, interaction, error, [reference], patients)
 
+    async def read_for(self, repo: Repository, caller: Caller | None, interaction: str,
+                       resource_type: str, resource_id: str) -> Stored | None:
+        """A live resource inside the caller's transaction, once check_read let it through;
+        None when it does not exist or was deleted."""
+        found = await repo.read(resource_type, resource_id)
+        if found is None or found.deleted or found.content is None:
+            return None
+        await self.check_read(repo, caller, interaction, found)
+        return found
+
     async def find_existing(self, repo: Repository, caller: Caller | None, resource_type: str,
                             criteria: str) -> Stored | None:
         """The one resource If-None-Exist criteria select, None if none; 412 if several."""

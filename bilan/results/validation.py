@@ -17,7 +17,7 @@ from bilan.auth.caller import Caller
 from bilan.fhir.dates import date_range, utc_now
 from bilan.fhir.outcomes import FhirError, Issue
 from bilan.fhir.query import parse_search
-from bilan.prescription import adaptation, catalogue
+from bilan.prescription import adaptation, catalogue, tracking
 from bilan.records.service import Denied, Records
 from bilan.results import interpretation, units
 from bilan.results.delta import DeltaResult, delta_check
@@ -105,10 +105,9 @@ class ResultsDesk:
     async def _task(self, repo: Repository, caller: Caller, task_id: str, interaction: str) -> Stored:
         if not caller.for_lab:
             raise Denied(caller, interaction, access.forbidden("Réservé au laboratoire."), [f"Task/{task_id}"])
-        task = await repo.read("Task", task_id)
-        if task is None or task.deleted or not task.content:
-            raise FhirError(404, [Issue("Cette prescription est introuvable.", "not-found")])
-        await self.records.check_read(repo, caller, interaction, task)
+        task = await self.records.read_for(repo, caller, interaction, "Task", task_id)
+        if task is None:
+            raise tracking.unknown_prescription()
         return task
 
     async def _observations(self, repo: Repository, caller: Caller, task: Stored) -> list[Stored]:
