@@ -31,10 +31,11 @@ class ResultsIntake:
         quantity = observation["valueQuantity"]
         unit = _unit_of(quantity)
         value = _decimal(quantity.get("value"), "Observation.valueQuantity.value")
-        await _check_dimension(repo, observation, unit)
+        entries = await catalogue.results_by_loinc(repo.conn, loinc_codes(observation))
+        _check_dimension(entries, unit)
         if observation.get("interpretation"):
             return observation
-        low, high = await _range(repo, observation, unit)
+        low, high = _range(observation, entries, unit)
         code = interpretation.flag(value, low, high) if (low, high) != (None, None) else None
         if code is None:
             return observation
@@ -65,9 +66,8 @@ def _decimal(value: Any, path: str) -> Decimal:
         raise FhirError(422, [Issue("A result needs a numeric value", "value", expression=path)]) from None
 
 
-async def _check_dimension(repo: Repository, observation: dict[str, Any], unit: str) -> None:
+def _check_dimension(entries: list[dict[str, Any]], unit: str) -> None:
     """A result's unit measures what the catalogue's unit for the analyte measures."""
-    entries = await catalogue.results_by_loinc(repo.conn, loinc_codes(observation))
     for entry in entries:
         if not entry.get("ucum") or entry["ucum"] == unit:
             continue
@@ -79,15 +79,14 @@ async def _check_dimension(repo: Repository, observation: dict[str, Any], unit: 
                 f"not {unit}", "code-invalid", expression="Observation.valueQuantity.code")]) from None
 
 
-async def _range(repo: Repository, observation: dict[str, Any],
-                 unit: str) -> tuple[Decimal | None, Decimal | None]:
+def _range(observation: dict[str, Any], entries: list[dict[str, Any]],
+           unit: str) -> tuple[Decimal | None, Decimal | None]:
     """The result's own reference range (in its unit), else the catalogue's."""
     for element in observation.get("referenceRange", []):
         low, high = element.get("low") or {}, element.get("high") or {}
         if low.get("code", unit) == unit and high.get("code", unit) == unit:
             return (_decimal(low["value"], "Observation.referenceRange.low") if "value" in low else None,
                     _decimal(high["value"], "Observation.referenceRange.high") if "value" in high else None)
-    entries = await catalogue.results_by_loinc(repo.conn, loinc_codes(observation))
     for entry in entries:
         if entry.get("ucum") == unit and (entry.get("ref_low") or entry.get("ref_high")):
             return (Decimal(entry["ref_low"]) if entry.get("ref_low") else None,
