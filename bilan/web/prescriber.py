@@ -17,18 +17,15 @@ from bilan.prescription.identity import traits
 from bilan.prescription.messaging import Messaging
 from bilan.records.service import Records
 from bilan.settings import Settings
-from bilan.web.reception import field_errors
-from bilan.web.session import WebUser, current_user, web_caller
+from bilan.web.reception import field_errors, shown_on_page
+from bilan.web.session import WebUser, logged_in
 
 AnyRequest = Request[Any, Any, Any]
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
 
 def prescriber(request: AnyRequest, settings: Settings) -> tuple[WebUser, Caller]:
-    user = current_user(request, settings)
-    if user is None:
-        raise FhirError(401, [Issue("Connectez-vous pour voir vos prescriptions.", "login")])
-    caller = web_caller(request, user)
+    user, caller = logged_in(request, settings, "Connectez-vous pour voir vos prescriptions.")
     if not caller.for_prescriber:
         raise FhirError(403, [Issue("Cette page est celle des prescripteurs.", "forbidden")])
     return user, caller
@@ -80,8 +77,7 @@ class PrescriberController(Controller):
 
     async def _page(self, user: WebUser, caller: Caller, messaging: Messaging, task_id: str,
                     error: FhirError | None = None) -> Template:
-        if error is not None and error.status not in (409, 422):
-            raise error
+        shown_on_page(error)
         thread = await messaging.conversation(caller, task_id)
         return Template("prescriber/prescription.html", status_code=error.status if error else 200,
                         context={"user": user, "thread": thread, "errors": field_errors(error)})

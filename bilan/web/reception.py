@@ -17,7 +17,7 @@ from bilan.prescription.messaging import Messaging
 from bilan.prescription.reception import NEW_FILE, Reception
 from bilan.results.validation import ResultsDesk
 from bilan.settings import Settings
-from bilan.web.session import WebUser, current_user, web_caller
+from bilan.web.session import WebUser, logged_in
 
 AnyRequest = Request[Any, Any, Any]
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
@@ -26,10 +26,7 @@ FILTERS = {"received": "À importer", "imported": "Importées", "cancelled": "Re
 
 
 def signed_in(request: AnyRequest, settings: Settings) -> tuple[WebUser, Caller]:
-    user = current_user(request, settings)
-    if user is None:
-        raise FhirError(401, [Issue("Connectez-vous pour accéder à la réception du laboratoire.", "login")])
-    return user, web_caller(request, user)
+    return logged_in(request, settings, "Connectez-vous pour accéder à la réception du laboratoire.")
 
 
 class ReceptionController(Controller):
@@ -56,29 +53,29 @@ class ReceptionController(Controller):
                            settings: NamedDependency[Settings], reception: NamedDependency[Reception],
                            messaging: NamedDependency[Messaging]) -> Template:
         user, caller = signed_in(request, settings)
-        return await self._page(request, user, caller, reception, task_id, messaging=messaging)
+        return await self._page(user, caller, reception, messaging, task_id)
 
     @post("/prescriptions/{task_id:str}/import")
     async def import_(self, request: AnyRequest, task_id: FromPath[str], data: Form,
                       settings: NamedDependency[Settings],
                       reception: NamedDependency[Reception],
-                    messaging: NamedDependency[Messaging]) -> Template | Redirect:
+                      messaging: NamedDependency[Messaging]) -> Template | Redirect:
         user, caller = signed_in(request, settings)
         try:
             await reception.import_prescription(caller, task_id, data.get("dossier", ""))
         except FhirError as error:
-            return await self._page(request, user, caller, reception, task_id, error, data, messaging)
+            return await self._page(user, caller, reception, messaging, task_id, error, data)
         return Redirect(f"/reception/prescriptions/{task_id}#commande")
 
     @post("/prescriptions/{task_id:str}/prelevement")
     async def collect(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
                       reception: NamedDependency[Reception],
-                    messaging: NamedDependency[Messaging]) -> Template | Redirect:
+                      messaging: NamedDependency[Messaging]) -> Template | Redirect:
         user, caller = signed_in(request, settings)
         try:
             await reception.collect(caller, task_id)
         except FhirError as error:
-            return await self._page(request, user, caller, reception, task_id, error, None, messaging)
+            return await self._page(user, caller, reception, messaging, task_id, error)
         return Redirect(f"/reception/prescriptions/{task_id}#commande")
 
     @post("/prescriptions/{task_id:str}/cloture")
@@ -90,7 +87,7 @@ class ReceptionController(Controller):
         try:
             await reception.close(caller, task_id, data.get("statut", ""), data.get("motif", ""))
         except FhirError as error:
-            return await self._page(request, user, caller, reception, task_id, error, data, messaging)
+            return await self._page(user, caller, reception, messaging, task_id, error, data)
         return Redirect(f"/reception/prescriptions/{task_id}")
 
     @post("/prescriptions/{task_id:str}/adaptation")
@@ -103,7 +100,7 @@ class ReceptionController(Controller):
                                   data.get("code", ""), data.get("reason", ""), data.get("note", ""),
                                   data.get("proceed") == "oui")
         except FhirError as error:
-            return await self._page(request, user, caller, reception, task_id, error, data, messaging)
+            return await self._page(user, caller, reception, messaging, task_id, error, data)
         return Redirect(f"/reception/prescriptions/{task_id}#echanges")
 
     @post("/prescriptions/{task_id:str}/message")
@@ -115,7 +112,7 @@ class ReceptionController(Controller):
             await messaging.send(caller, task_id, data.get("texte", ""),
                                  in_response_to=data.get("reponse_a") or None)
         except FhirError as error:
-            return await self._page(request, user, caller, reception, task_id, error, data, messaging)
+            return await self._page(user, caller, reception, messaging, task_id, error, data)
         return Redirect(f"/reception/prescriptions/{task_id}#echanges")
 
     @get("/prescriptions/{task_id:str}/resultats")
@@ -133,13 +130,12 @@ class ReceptionController(Controller):
             await desk.decide(caller, task_id, str(form.get("action", "")),
                               [str(v) for v in form.getall("resultats", [])], str(form.get("commentaire", "")))
         except FhirError as error:
-            if error.status not in (409, 422):
-                raise
             return await self._results_page(user, caller, desk, reception, task_id, error)
         return Redirect(f"/reception/prescriptions/{task_id}/resultats")
 
     async def _results_page(self, user: WebUser, caller: Caller, desk: ResultsDesk, reception: Reception,
                             task_id: str, error: FhirError | None = None) -> Template:
+        shown_on_page(error)
         found = await reception.open(caller, task_id)
         rows = await desk.results(caller, task_id)
         return Template("reception/results.html", status_code=error.status if error else 200,
@@ -163,22 +159,27 @@ class ReceptionController(Controller):
             raise FhirError(409, [Issue("Importez d'abord la prescription.", "business-rule")])
         return Template("reception/sheet.html", context={"user": user, "file": found})
 
-    async def _page(self, request: AnyRequest, user: WebUser, caller: Caller, reception: Reception,
-                    task_id: str, error: FhirError | None = None, data: dict[str, str] | None = None,
-                    messaging: Messaging | None = None) -> Template:
+    async def _page(self, user: WebUser, caller: Caller, reception: Reception, messaging: Messaging,
+                    task_id: str, error: FhirError | None = None, data: dict[str, str] | None = None) -> Template:
         """The prescription's page; after a refused action, with the reason next to its field."""
-        if error is not None and error.status not in (409, 422):
-            raise error
+        shown_on_page(error)
         found = await reception.open(caller, task_id)
         context: dict[str, Any] = {"user": user, "file": found, "errors": field_errors(error),
                                    "form": data or {}, "new_file": NEW_FILE}
-        if messaging is not None and (found.row.lab_finess or found.order):  # not before the lab has it
+        if found.row.lab_finess or found.order:  # no thread before the lab has the prescription
             context.update(thread=await messaging.conversation(caller, task_id),
                            deliveries=await messaging.deliveries(caller, task_id),
                            orderables=await messaging.orderables(), reasons=adaptation.REASONS,
                            changes=adaptation.CHANGES)
         return Template("reception/prescription.html", status_code=error.status if error else 200,
                         context=context)
+
+
+def shown_on_page(error: FhirError | None) -> None:
+    """A refused action (409, 422) is shown on the page it came from; any other error goes
+    to the error page (raised again)."""
+    if error is not None and error.status not in (409, 422):
+        raise error
 
 
 def field_errors(error: FhirError | None) -> dict[str, str]:

@@ -8,6 +8,7 @@ from typing import Any
 from litestar import Request
 
 from bilan.auth.caller import Caller, caller_from_claims
+from bilan.fhir.outcomes import FhirError, Issue
 from bilan.settings import Settings
 
 ROLE_LABELS = {"prescriber": "prescripteur", "reception": "accueil du laboratoire",
@@ -51,6 +52,14 @@ def current_user(request: Request[Any, Any, Any], settings: Settings) -> WebUser
     session["seen"] = now
     request.set_session(session)
     return WebUser(user["name"], user["role"], user["claims"], session.get("id_token", ""))
+
+
+def logged_in(request: Request[Any, Any, Any], settings: Settings, why: str) -> tuple[WebUser, Caller]:
+    """The logged-in user and the caller they are, or a 401 saying `why` logging in is needed."""
+    user = current_user(request, settings)
+    if user is None:
+        raise FhirError(401, [Issue(why, "login")])
+    return user, web_caller(request, user)
 
 
 def web_caller(request: Request[Any, Any, Any], user: WebUser) -> Caller:
