@@ -24,6 +24,7 @@ from tests.helpers import prescription_spec
 from tests.identity import LAB_SCOPES, PRACTICE_SCOPES, machine_auth, start_idp, user_auth
 from tests.receivers import MailRelay, Webhook
 from tests.servers import running
+from tests.web import log_in
 
 pytest_plugins = ["tests.browser"]  # browser, new_page, page_as, shots
 
@@ -188,3 +189,27 @@ def prescription(spec: PrescriptionSpec) -> dict:
 def pytest_report_header() -> str:
     return f"bilan database: {os.environ.get('BILAN_TEST_DATABASE_URL') or 'SQLite (temporary file)'}"
 
+
+
+def _logged_in(web_root: str, username: str) -> Iterator[httpx.Client]:
+    browser, _ = log_in(web_root, username)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="module")
+def desk(web_root: str, server: str) -> Iterator[httpx.Client]:
+    """The lab's receptionist in bilan's pages (a browser-less login)."""
+    yield from _logged_in(web_root, "accueil.martin")
+
+
+@pytest.fixture(scope="module")
+def biologist(web_root: str, server: str) -> Iterator[httpx.Client]:
+    """The lab's biologist in bilan's pages."""
+    yield from _logged_in(web_root, "bio.durand")
+
+
+@pytest.fixture(scope="module")
+def doctor(web_root: str, server: str) -> Iterator[httpx.Client]:
+    """Dr Lambert, for whom the demo practice software acts, in bilan's pages."""
+    yield from _logged_in(web_root, "dr.lambert")

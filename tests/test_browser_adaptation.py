@@ -5,7 +5,6 @@ two computers (see test_messaging.py for the same rules over plain HTTP)."""
 import re
 
 import httpx
-import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from bilan.demo.prescriptions import EXAMS
@@ -13,21 +12,9 @@ from tests.receivers import eventually
 from tests.test_browser_reception import TABLET, tab_to
 from tests.test_messaging import adapt, adaptations, answer_of, imported, prescribed
 from tests.test_reception import addressed
-from tests.web import log_in
 
 NFS, CRP, FERRITIN = EXAMS[0], EXAMS[5], EXAMS[9]
 PENDING = "En attente de l'accord du prescripteur"
-
-
-@pytest.fixture(scope="module")
-def desk(web_root: str, server: str) -> httpx.Client:
-    """The lab's receptionist, who imports the prescriptions (outside the browser)."""
-    return log_in(web_root, "accueil.martin")[0]
-
-
-@pytest.fixture(scope="module")
-def biologist(web_root: str, server: str) -> httpx.Client:
-    return log_in(web_root, "bio.durand")[0]
 
 
 def test_a_replacement_is_proposed_then_accepted_by_the_prescriber(

@@ -6,7 +6,6 @@ import re
 from typing import Any
 
 import httpx
-import pytest
 
 from bilan.demo.prescriptions import EXAMS
 from bilan.prescription.adaptation import ADAPTATION
@@ -15,24 +14,9 @@ from tests.helpers import search
 from tests.receivers import eventually
 from tests.test_notifications import subscribed
 from tests.test_reception import addressed, open_by_number, send, task_of
-from tests.web import follow, log_in, submit
+from tests.web import follow, submit
 
 CRP = ("1988-5", "Protéine C réactive (CRP)")
-
-
-@pytest.fixture(scope="module")
-def desk(web_root: str, server: str) -> httpx.Client:
-    return log_in(web_root, "accueil.martin")[0]
-
-
-@pytest.fixture(scope="module")
-def biologist(web_root: str, server: str) -> httpx.Client:
-    return log_in(web_root, "bio.durand")[0]
-
-
-@pytest.fixture(scope="module")
-def doctor(web_root: str, server: str) -> httpx.Client:
-    return log_in(web_root, "dr.lambert")[0]
 
 
 def imported(fhir: httpx.Client, desk: httpx.Client, web_root: str, spec: Any) -> str:

@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pypdfium2
-import pytest
 import zxingcpp
 
 from bilan.demo.load import LAB_IDENTIFIER
@@ -30,13 +29,6 @@ def addressed(rng: random.Random, **changes: Any) -> PrescriptionSpec:
 def send(fhir: httpx.Client, spec: PrescriptionSpec) -> None:
     response = post_bundle(fhir, bundle(spec))
     assert response.status_code == 200, response.text
-
-
-@pytest.fixture(scope="module")
-def desk(web_root: str, server: str) -> httpx.Client:
-    """The lab's receptionist, logged in."""
-    browser, _ = log_in(web_root, "accueil.martin")
-    return browser
 
 
 def worklist(desk: httpx.Client, web_root: str, q: str, statut: str = "") -> httpx.Response:

@@ -9,7 +9,7 @@ from bilan.demo.prescriptions import EXAMS
 from tests.helpers import expressions
 from tests.test_messaging import imported, prescribed
 from tests.test_reception import addressed
-from tests.web import log_in, submit
+from tests.web import submit
 
 GLUCOSE = EXAMS[1]  # fasting glucose: catalogue range 3.9 - 6.1 mmol/L
 
@@ -27,8 +27,7 @@ def result(request: dict[str, Any], value: float, unit: str, **extra: Any) -> di
 
 
 def test_the_lab_gets_a_flag_from_the_catalogue_range_and_units_are_ucum(
-        fhir, lab_middleware: httpx.Client, web_root, rng) -> None:
-    desk, _ = log_in(web_root, "accueil.martin")
+        fhir, lab_middleware: httpx.Client, desk, web_root, rng) -> None:
     task_id = imported(fhir, desk, web_root, addressed(rng, exams=[EXAMS[0], GLUCOSE]))
     request = prescribed(fhir, task_id, GLUCOSE[0])
 
@@ -61,9 +60,7 @@ def test_the_lab_gets_a_flag_from_the_catalogue_range_and_units_are_ucum(
 
 
 def test_the_biologist_validates_with_the_previous_result_beside_each_new_one(
-        fhir, lab_middleware: httpx.Client, web_root, rng) -> None:
-    desk, _ = log_in(web_root, "accueil.martin")
-    biologist, _ = log_in(web_root, "bio.durand")
+        fhir, lab_middleware: httpx.Client, desk, biologist, web_root, rng) -> None:
     spec = addressed(rng, exams=[EXAMS[0], GLUCOSE])
     first = prescribed(fhir, imported(fhir, desk, web_root, spec), GLUCOSE[0])
     earlier = result(first, 5.0, "mmol/L", status="final", effectiveDateTime="2026-11-20T08:00:00+01:00")
