@@ -238,8 +238,9 @@ class Messaging:
         task = await repo.read("Task", task_id)
         if task is None or task.content is None:
             return
-        thread = await self._thread(repo, task)
-        label = PENDING_LABEL if thread.pending else tracking.LABELS.get(task.content.get("status", ""), "")
+        pending = any(adaptation.answer_of(s.content or {}) == "pending"
+                      for s in await adapted_requests(repo, self.records.base_url, task.content))
+        label = PENDING_LABEL if pending else tracking.LABELS.get(task.content.get("status", ""), "")
         if (task.content.get("businessStatus") or {}).get("text") != label:
             content = {**task.content, "businessStatus": {"text": label},
                        "lastModified": instant(utc_now())}
@@ -278,23 +279,32 @@ class Messaging:
                             kind_of(s.content or {}), _text(s.content or {}),
                             next((r["reference"] for r in (s.content or {}).get("inResponseTo", [])), None))
                     for s in result.matches]
-        originals = ",".join(b["reference"] for b in content.get("basedOn", []))
-        query = parse_search("ServiceRequest", [("based-on", originals)], default_count=500, max_count=500)
-        requests = [s for s in (await store_search.search(repo.conn, query, self.records.base_url)).matches
-                    if s.content and adaptation.is_adaptation(s.content)]
-        asked = {s.id: s.content for s in await repo.read_references(originals.split(",")) if s.content}
+        requests = await adapted_requests(repo, self.records.base_url, content)
+        originals = [b["reference"] for b in content.get("basedOn", [])]
+        asked = {s.id: s.content for s in await repo.read_references(originals) if s.content}
         patient = await repo.read_reference((content.get("for") or {}).get("reference", ""))
         return Conversation(
             task.id, (content.get("groupIdentifier") or {}).get("value", ""),
             (content.get("businessStatus") or {}).get("text", ""),
             traits(patient.content if patient and patient.content else {}),
             [(f"ServiceRequest/{i}", _label(r)) for i, r in asked.items()], messages,
-            [_change(s, asked) for s in sorted(requests, key=lambda s: s.last_updated)])
+            [_change(s, asked) for s in requests])
 
     async def orderables(self) -> list[dict[str, Any]]:
         """The catalogue's orderable exams (what a biologist may add or put instead)."""
         async with self.records.engine.connect() as conn:
             return await catalogue.orderables(conn)
+
+
+async def adapted_requests(repo: Repository, base_url: str, task: dict[str, Any]) -> list[Stored]:
+    """The lab's requests adapting a prescription (its Task's), oldest first."""
+    originals = ",".join(b["reference"] for b in task.get("basedOn", []))
+    if not originals:
+        return []
+    query = parse_search("ServiceRequest", [("based-on", originals)], default_count=500, max_count=500)
+    found = await store_search.search(repo.conn, query, base_url)
+    return sorted((s for s in found.matches if s.content and adaptation.is_adaptation(s.content)),
+                  key=lambda s: s.last_updated)
 
 
 def _based_on(request: Stored) -> list[str]:

@@ -17,7 +17,8 @@ from bilan.auth.caller import Caller
 from bilan.fhir.dates import date_range, utc_now
 from bilan.fhir.outcomes import FhirError, Issue
 from bilan.fhir.query import parse_search
-from bilan.prescription import adaptation, catalogue, tracking
+from bilan.prescription import catalogue, tracking
+from bilan.prescription.messaging import adapted_requests
 from bilan.records.service import Denied, Records
 from bilan.results import interpretation, units
 from bilan.results.delta import DeltaResult, delta_check
@@ -112,12 +113,10 @@ class ResultsDesk:
 
     async def _observations(self, repo: Repository, caller: Caller, task: Stored) -> list[Stored]:
         """The results of the order: based on its prescribed exams or on the lab's adaptations."""
-        originals = ",".join(b["reference"] for b in (task.content or {}).get("basedOn", []))
-        query = parse_search("ServiceRequest", [("based-on", originals)], default_count=500, max_count=500)
-        adapted = [f"ServiceRequest/{s.id}" for s in (await store_search.search(
-            repo.conn, query, self.records.base_url)).matches
-            if s.content and adaptation.is_adaptation(s.content)]
-        query = parse_search("Observation", [("based-on", ",".join([originals, *adapted]))],
+        originals = [b["reference"] for b in (task.content or {}).get("basedOn", [])]
+        adapted = [f"ServiceRequest/{s.id}"
+                   for s in await adapted_requests(repo, self.records.base_url, task.content or {})]
+        query = parse_search("Observation", [("based-on", ",".join([*originals, *adapted]))],
                              default_count=500, max_count=500)
         found = await store_search.search(repo.conn, query, self.records.base_url,
                                           lambda t: access.visible(caller, t))
