@@ -47,10 +47,11 @@ class BearerAuth(httpx.Auth):
 
     def __init__(self, fetch: Any, lifetime_s: float = 240):
         self.fetch, self.lifetime_s = fetch, lifetime_s
-        self.token, self.fetched = "", 0.0
+        self.token, self.fetched = "", None
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if time.monotonic() - self.fetched > self.lifetime_s:
+        # The monotonic clock starts near zero on a freshly booted machine: never compare to 0.
+        if self.fetched is None or time.monotonic() - self.fetched > self.lifetime_s:
             self.token, self.fetched = self.fetch(), time.monotonic()
         request.headers["Authorization"] = f"Bearer {self.token}"
         yield request
