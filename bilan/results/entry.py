@@ -1,0 +1,425 @@
+"""Results typed by hand in the lab's pages, exam by exam.
+
+Each exam of the order in effect (the prescribed ones the biologist did not cancel, suspend or
+replace, and the lab's own additions and replacements) gives the lines to type: one per
+analyte of a panel, one for a single test, each starting from the catalogue's unit and
+reference range. What is typed is stored the way an analyser's results are (`registered`, for
+the results desk to validate) and goes through the same records guards (UCUM unit, dimension,
+computed flag): every line in one audited transaction, or none. A result already validated is
+shown, not typed over; an open one is shown with its value, and changing it makes a new version.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bilan.auth import access
+from bilan.auth.audit import patients_of
+from bilan.auth.caller import Caller
+from bilan.fhir.dates import instant, utc_now
+from bilan.fhir.outcomes import FhirError, Issue, errors_only
+from bilan.prescription import adaptation, catalogue, display, identity, tracking, worklist
+from bilan.prescription.exams import LOINC, loinc_codes
+from bilan.prescription.messaging import adapted_requests
+from bilan.prescription.reception import order_specimens
+from bilan.prescription.tubes import tube_for
+from bilan.records.service import Denied, Records, new_id
+from bilan.results import units
+from bilan.results.intake import UCUM
+from bilan.results.validation import OPEN, STATUS_LABELS, order_results
+from bilan.storage.repository import Repository, StaleVersion, Stored, Write
+from bilan.storage.tables import catalogue as catalogue_table
+
+OPEN_ORDER = ("accepted", "in-progress")  # imported, results may come in
+SET_ASIDE = ("cancelled", "entered-in-error")  # rejected or wrong: the line is typed again
+LABORATORY = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                          "code": "laboratory", "display": "Laboratory"}]}
+FIELDS = ("valeur", "unite", "bas", "haut")  # a line's form fields: "<field>-<line key>"
+
+
+@dataclass(frozen=True)
+class Line:
+    """One analyte to type, as the form starts it (French decimals: "3,9")."""
+
+    key: str  # ServiceRequest id and LOINC: names the line's fields
+    request: str
+    loinc: str
+    loinc_display: str
+    label: str
+    ucum: str  # the catalogue's unit
+    unit: str
+    low: str
+    high: str
+    value: str = ""
+    status: str = ""  # of the line's result; "" before any
+    result: Stored | None = None
+    specimen: str = ""
+    collected: str = ""
+
+    @property
+    def locked(self) -> bool:
+        """Validated, or past validation: shown, not typed."""
+        return self.status not in ("", *OPEN)
+
+    @property
+    def status_label(self) -> str:
+        return STATUS_LABELS.get(self.status, self.status) if self.status else "À saisir"
+
+    def field(self, name: str) -> str:
+        return f"{name}-{self.key}"
+
+
+@dataclass(frozen=True)
+class ExamEntry:
+    label: str
+    lines: tuple[Line, ...]
+    note: str = ""  # why there is nothing to type
+
+
+@dataclass(frozen=True)
+class EntryForm:
+    task_id: str
+    requisition: str
+    accession: str
+    patient: identity.Traits
+    exams: list[ExamEntry]
+
+    @property
+    def lines(self) -> list[Line]:
+        return [line for exam in self.exams for line in exam.lines]
+
+
+@dataclass(frozen=True)
+class Typed:
+    """What was typed on one line, as typed."""
+
+    value: str
+    unit: str = ""
+    low: str = ""
+    high: str = ""
+
+
+@dataclass(frozen=True)
+class _Measured:
+    value: Decimal
+    unit: str
+    low: Decimal | None
+    high: Decimal | None
+
+
+@dataclass(frozen=True)
+class _Order:
+    subject: str  # the lab's patient file
+    performer: str  # the lab
+    patients: set[str]
+    form: EntryForm
+
+
+class ResultEntry:
+    def __init__(self, records: Records):
+        self.records = records
+
+    async def form(self, caller: Caller, task_id: str) -> EntryForm:
+        async with self.records.unit() as repo:
+            order = await self._order(repo, caller, task_id, "read")
+            await self.records.audit(repo, caller, "read", patients=order.patients, touched=[
+                f"Task/{task_id}", *(f"Observation/{line.result.id}" for line in order.form.lines if line.result)])
+        return order.form
+
+    async def save(self, caller: Caller, task_id: str, values: Mapping[str, Typed]) -> list[str]:
+        """Store the lines typed (new, or changed from their open result); the ids stored.
+        Any refused line refuses them all, each issue naming its field."""
+        async with self.records.unit() as repo:
+            await repo.lock_many([f"result-entry:{task_id}"])  # two agents typing one order
+            order = await self._order(repo, caller, task_id, "create")
+            now, writes, issues = utc_now(), [], []
+            for line in order.form.lines:
+                typed = values.get(line.key)
+                if line.locked or typed is None or not typed.value.strip() or _unchanged(line, typed):
+                    continue
+                try:
+                    observation = await self._guarded(repo, caller, line,
+                                                      _observation(order, line, _measured(line, typed), now))
+                except FhirError as error:
+                    issues.extend(error.issues)
+                    continue
+                writes.append(_write(line, observation))
+            if issues:
+                raise FhirError(422, issues)
+            if not writes:
+                raise FhirError(422, [Issue("Aucun résultat nouveau ou modifié : rien n'a été enregistré.",
+                                            "required")])
+            try:
+                stored = await repo.save(writes, now, access.owner_key(caller))
+            except StaleVersion:
+                raise FhirError(409, [Issue("Un résultat vient d'être modifié par ailleurs : rechargez la page.",
+                                            "conflict")]) from None
+            for interaction, method in (("create", "POST"), ("update", "PUT")):
+                touched = [f"Observation/{s.id}" for s in stored if s.method == method]
+                if touched:
+                    await self.records.audit(repo, caller, interaction, patients=order.patients,
+                                             touched=touched)
+        return [s.id for s in stored]
+
+    async def _order(self, repo: Repository, caller: Caller, task_id: str, interaction: str) -> _Order:
+        """The order, once the caller may type its results: staff of the lab that imported it,
+        in a role that writes results, while it is open."""
+        row = await worklist.by_task(repo.conn, task_id)
+        if row is None:
+            raise tracking.unknown_prescription()
+        try:
+            access.check_reception(caller, row.lab_finess, row.order_lab)
+        except FhirError as error:
+            raise Denied(caller, interaction, error, [f"Task/{task_id}"], [row.patient]) from None
+        try:
+            access.check_write(caller, "Observation")
+        except FhirError:
+            refusal = access.forbidden("Votre rôle ne permet pas d'enregistrer des résultats.")
+            raise Denied(caller, interaction, refusal, [f"Task/{task_id}"], [row.patient]) from None
+        task = await self.records.read_for(repo, caller, interaction, "Task", task_id)
+        if task is None or task.content is None:
+            raise tracking.unknown_prescription()
+        content = task.content
+        imported = row.status == "imported" and row.order_lab == caller.lab_finess
+        if not imported or content.get("status") not in OPEN_ORDER:
+            raise FhirError(409, [Issue("Les résultats se saisissent une fois la prescription importée, "
+                                        "tant que la demande est en cours.", "business-rule")])
+        lab_file = tracking.lab_file_of(content)
+        patient = await repo.read_reference(lab_file) if lab_file else None
+        form = EntryForm(
+            task_id=task.id, requisition=(content.get("groupIdentifier") or {}).get("value", ""),
+            accession=tracking.accession_of(content),
+            patient=identity.traits(patient.content if patient and patient.content else {}),
+            exams=await self._exams(repo, caller, task))
+        return _Order(lab_file or (content.get("for") or {}).get("reference", ""),
+                      (content.get("owner") or {}).get("reference", ""),
+                      patients_of(content) | ({lab_file} if lab_file else set()), form)
+
+    async def _exams(self, repo: Repository, caller: Caller, task: Stored) -> list[ExamEntry]:
+        requests = await self._in_effect(repo, task.content or {})
+        entries = await catalogue.orderable(repo.conn, (c for r in requests for c in loinc_codes(r)))
+        panels = await _panel_results(repo.conn, [e["local_code"] for e in entries.values()
+                                                  if e["kind"] == "panel"])
+        results = _latest(await order_results(repo, self.records.base_url, caller, task))
+        specimens = await order_specimens(repo, self.records.base_url, caller, task.content or {})
+        exams = []
+        for request in requests:
+            entry = next((entries[c] for c in loinc_codes(request) if c in entries), None)
+            exam = display.exam(request, entry)
+            if entry is None or not exam.in_catalogue:
+                exams.append(ExamEntry(exam.label, (), "À transmettre"))
+                continue
+            rows = [r for r in (panels.get(entry["local_code"], []) if entry["kind"] == "panel" else [entry])
+                    if r.get("ucum")]
+            specimen = _specimen_for(specimens, exam.reference, entry)
+            lines = tuple(_line(exam.reference, row, results.get((exam.reference, row["loinc"])), specimen)
+                          for row in rows)
+            exams.append(ExamEntry(exam.label, lines,
+                                   "" if lines else "Résultat qualitatif : pas de saisie chiffrée."))
+        return exams
+
+    async def _in_effect(self, repo: Repository, task: dict[str, Any]) -> list[dict[str, Any]]:
+        """The prescribed exams still to do, then the lab's additions and replacements in effect."""
+        adapted = [s.content for s in await adapted_requests(repo, self.records.base_url, task) if s.content]
+        dropped: set[str] = set()
+        for request in adapted:
+            change, status = adaptation.change_of(request), request.get("status")
+            if change == "replace" and status == "active":
+                dropped |= {r.get("reference", "") for r in request.get("replaces", [])}
+            if change == "cancel" and status in ("revoked", "on-hold"):  # cancelled, or suspended
+                dropped |= {b.get("reference", "") for b in request.get("basedOn", [])}
+        originals = await repo.read_references([b["reference"] for b in task.get("basedOn", [])])
+        prescribed = [s.content for s in originals if s.content and s.content.get("status") == "active"
+                      and f"ServiceRequest/{s.id}" not in dropped]
+        return prescribed + [r for r in adapted
+                             if adaptation.change_of(r) in ("add", "replace") and r.get("status") == "active"]
+
+    async def _guarded(self, repo: Repository, caller: Caller, line: Line,
+                       observation: dict[str, Any]) -> dict[str, Any]:
+        """The result as the records guards complete it (flag, range), or their refusal in
+        French, on the line's field."""
+        problems = errors_only(self.records.validator.check(observation))
+        if problems:
+            raise FhirError(422, [Issue(f"Résultat refusé : {'; '.join(p.diagnostics for p in problems)}",
+                                        "invalid", expression=line.field("valeur"))])
+        try:
+            return await self.records.guarded(repo, caller, self.records.validator.amend(observation))
+        except FhirError as error:
+            unit = observation["valueQuantity"]["code"]
+            raise FhirError(422, [_in_french(issue, line, unit) for issue in error.issues]) from None
+
+
+async def _panel_results(conn: AsyncConnection, panels: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The catalogue's results of each panel (by local code), by label."""
+    if not panels:
+        return {}
+    c = catalogue_table.c
+    rows = await conn.execute(select(catalogue_table).where(c.panel.in_(panels), c.kind == "result")
+                              .order_by(c.label_fr))
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        found.setdefault(row.panel, []).append(dict(row._mapping))
+    return found
+
+
+def _latest(results: list[Stored]) -> dict[tuple[str, str], Stored]:
+    """The latest result of each (request, LOINC), leaving aside rejected ones."""
+    latest: dict[tuple[str, str], Stored] = {}
+    for stored in sorted(results, key=lambda s: s.last_updated):
+        content = stored.content or {}
+        if content.get("status") in SET_ASIDE:
+            continue
+        for based_on in content.get("basedOn", []):
+            for code in loinc_codes(content):
+                latest[(based_on.get("reference", ""), code)] = stored
+    return latest
+
+
+def _specimen_for(specimens: list[Stored], request: str, entry: dict[str, Any]) -> Stored | None:
+    """The tube drawn for the exam; for one the lab added, a tube of the kind it needs."""
+    def requests(specimen: Stored) -> set[str]:
+        return {r.get("reference", "") for r in (specimen.content or {}).get("request", [])}
+
+    def tube(specimen: Stored) -> str:
+        return (((specimen.content or {}).get("container") or [{}])[0].get("type") or {}).get("text", "")
+
+    return (next((s for s in specimens if request in requests(s)), None)
+            or next((s for s in specimens if tube(s) == tube_for(entry).label), None))
+
+
+def _line(request: str, row: dict[str, Any], result: Stored | None, specimen: Stored | None) -> Line:
+    """A line as the form starts it: the open or validated result if any, else the catalogue."""
+    content = (result.content or {}) if result else {}
+    quantity = content.get("valueQuantity") or {}
+    unit = quantity.get("code") or row["ucum"]
+    low, high = _range_of(content)
+    if low is None and high is None and unit == row["ucum"]:
+        low, high = row.get("ref_low"), row.get("ref_high")
+    collection = ((specimen.content or {}) if specimen else {}).get("collection") or {}
+    return Line(
+        key=f"{request.removeprefix('ServiceRequest/')}-{row['loinc']}", request=request, loinc=row["loinc"],
+        loinc_display=row["loinc_display"], label=row["label_fr"], ucum=row["ucum"], unit=unit,
+        low=_fr(low), high=_fr(high), value=_fr(quantity.get("value")), status=content.get("status", ""),
+        result=result, specimen=f"Specimen/{specimen.id}" if specimen else "",
+        collected=collection.get("collectedDateTime", ""))
+
+
+def _range_of(content: dict[str, Any]) -> tuple[Any, Any]:
+    for element in content.get("referenceRange", []):
+        low, high = (element.get("low") or {}).get("value"), (element.get("high") or {}).get("value")
+        if low is not None or high is not None:
+            return low, high
+    return None, None
+
+
+def _unchanged(line: Line, typed: Typed) -> bool:
+    """Whether an open result's line comes back as the form showed it."""
+    if line.result is None:
+        return False
+    try:
+        return (_number(typed.value), typed.unit.strip(), _number(typed.low), _number(typed.high)) == \
+            (_number(line.value), line.unit, _number(line.low), _number(line.high))
+    except ValueError:
+        return False
+
+
+def _measured(line: Line, typed: Typed) -> _Measured:
+    issues: list[Issue] = []
+
+    def number(text: str, field: str, message: str) -> Decimal | None:
+        try:
+            return _number(text)
+        except ValueError:
+            issues.append(Issue(message, "value", expression=line.field(field)))
+            return None
+
+    value = number(typed.value, "valeur", "Saisissez un nombre (par exemple 5,2).")
+    low = number(typed.low, "bas", "Saisissez un nombre, ou laissez vide.")
+    high = number(typed.high, "haut", "Saisissez un nombre, ou laissez vide.")
+    unit = typed.unit.strip()
+    if not unit:
+        issues.append(Issue("Indiquez l'unité (UCUM, par exemple mmol/L).", "required",
+                            expression=line.field("unite")))
+    if low is not None and high is not None and low > high:
+        issues.append(Issue("La valeur de référence basse dépasse la haute.", "value",
+                            expression=line.field("bas")))
+    if issues or value is None:
+        raise FhirError(422, issues)
+    return _Measured(value, unit, low, high)
+
+
+def _number(text: Any) -> Decimal | None:
+    """A number as French pages write it ("5,2", "1 200"); None for nothing typed."""
+    cleaned = "".join(str(text or "").split()).replace(",", ".")
+    if not cleaned:
+        return None
+    try:
+        number = Decimal(cleaned)
+    except InvalidOperation:
+        raise ValueError(text) from None
+    if not number.is_finite():
+        raise ValueError(text)
+    return number
+
+
+def _observation(order: _Order, line: Line, measured: _Measured, now: datetime) -> dict[str, Any]:
+    observation: dict[str, Any] = {
+        "resourceType": "Observation", "status": "registered", "category": [LABORATORY],
+        "code": {"coding": [{"system": LOINC, "code": line.loinc, "display": line.loinc_display}],
+                 "text": line.label},
+        "subject": {"reference": order.subject},
+        "basedOn": [{"reference": line.request}],
+        "effectiveDateTime": line.collected or instant(now),
+        "issued": instant(now),
+        "performer": [{"reference": order.performer}],
+        "valueQuantity": _quantity(measured.value, measured.unit),
+    }
+    if line.specimen:
+        observation["specimen"] = {"reference": line.specimen}
+    if measured.low is not None or measured.high is not None:
+        element: dict[str, Any] = {"text": "Valeurs de référence du laboratoire"}
+        for name, limit in (("low", measured.low), ("high", measured.high)):
+            if limit is not None:
+                element[name] = _quantity(limit, measured.unit)
+        observation["referenceRange"] = [element]
+    return observation
+
+
+def _write(line: Line, observation: dict[str, Any]) -> Write:
+    """A new result, or a new version of the line's open one (its identifiers and notes kept;
+    back to `registered`, for the desk to validate again)."""
+    if line.result is None:
+        return Write("Observation", new_id(), observation, "POST")
+    kept = {k: v for k, v in (line.result.content or {}).items() if k in ("identifier", "note")}
+    return Write("Observation", line.result.id, {**observation, **kept}, "PUT", line.result.version_id)
+
+
+def _quantity(number: Decimal, unit: str) -> dict[str, Any]:
+    exponent = number.as_tuple().exponent  # "5,0" stays 5.0: the digits typed are kept
+    value: int | float = int(number) if isinstance(exponent, int) and exponent >= 0 else float(number)
+    return {"value": value, "unit": unit, "system": UCUM, "code": unit}
+
+
+def _in_french(issue: Issue, line: Line, unit: str) -> Issue:
+    """A guard's refusal, said on the field it is about."""
+    where = issue.expression or ""
+    if where.endswith(("valueQuantity.code", "valueQuantity.system")):
+        if units.check_unit(unit):
+            fix = units.suggest_unit(unit)
+            message = (f"Unité non reconnue : écrivez « {fix} »." if fix
+                       else "Unité non reconnue : écrivez-la en UCUM (par exemple mmol/L).")
+        else:
+            message = f"{line.label} ne se mesure pas en {unit} : utilisez {line.ucum} ou une unité convertible."
+        return Issue(message, issue.code, expression=line.field("unite"))
+    if "referenceRange" in where:
+        return Issue("Valeurs de référence illisibles.", issue.code, expression=line.field("bas"))
+    return Issue(f"Résultat refusé : {issue.diagnostics}", issue.code, expression=line.field("valeur"))
+
+
+def _fr(number: Any) -> str:
+    return "" if number is None else str(number).replace(".", ",")
