@@ -1,0 +1,396 @@
+"""Reports from elsewhere: a CR-BIO posted as a DocumentReference (alone or in an MHD Provide
+Document Bundle) puts its results in the patient's history; what cannot be imported is refused
+with nothing stored.
+
+Each test has its own patient: the ANS examples' INS is swapped for a fresh one with the same
+traits (female, born March 1979), so that no two tests share a history."""
+
+import base64
+import dataclasses
+import random
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from bilan.fhir.outcomes import FhirError
+from bilan.fhir.parsing import validate
+from bilan.prescription.checksums import nir_key
+from bilan.prescription.ins import INS_NIR_TEST
+from bilan.results.cda import cda_document
+from bilan.results.cda_reading import MAX_BYTES, read_cr_bio
+from bilan.results.imported import DATA, IMPORTED, document_of, observations
+from bilan.results.report import Chapter, Result
+from tests.helpers import ANS_CDA_EXAMPLES, diagnostics, expressions, search
+from tests.test_cda import report
+from tests.test_cda_reading import BILLION_LAUGHS
+
+EXAMPLES = {p.name.removeprefix("BIO-CR-BIO_2024.01_").removesuffix(".xml"): p
+            for p in ANS_CDA_EXAMPLES}
+EXAMPLE_INS = b"279035121518989"
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+LAB = {"system": "urn:oid:1.2.250.1.71.4.2.2", "value": "1120459876"}  # "1" + FINESS
+MHD = "https://profiles.ihe.net/ITI/MHD"
+
+
+@pytest.fixture(scope="module")
+def importer(as_user) -> httpx.Client:
+    """Who posts the reports: the lab's biologist. (The demo machine clients of deploy/idp are
+    not granted system/DocumentReference.write, so their tokens cannot post one yet.)"""
+    return as_user("bio.durand")
+
+
+def fresh_ins(rng: random.Random) -> str:
+    """A test NIR with the examples' traits: a woman born in March 1979."""
+    nir = f"27903{rng.randint(1, 95):02d}{rng.randint(1, 999):03d}{rng.randint(1, 999):03d}"
+    return nir + f"{nir_key(nir):02d}"
+
+
+def patient_for(api: httpx.Client, ins: str) -> str:
+    """The examples' patient (PAT-TROIS Dominique Marie-Louise) with this INS; 'Patient/id'."""
+    response = api.post("Patient", json={
+        "resourceType": "Patient",
+        "identifier": [{"system": INS_NIR_TEST, "value": ins}],
+        "name": [{"use": "official", "family": "PAT-TROIS", "given": ["DOMINIQUE", "MARIE-LOUISE"]}],
+        "gender": "female", "birthDate": "1979-03-28",
+        "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace",
+                       "valueAddress": {"district": "Paris"}}],
+    })
+    assert response.status_code == 201, response.text
+    return f"Patient/{response.json()['id']}"
+
+
+def example(name: str, ins: str) -> bytes:
+    return EXAMPLES[name].read_bytes().replace(EXAMPLE_INS, ins.encode())
+
+
+def document_reference(patient: str, document: bytes, **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "DocumentReference", "status": "current",
+            "subject": {"reference": patient},
+            "content": [{"attachment": {"contentType": "text/xml",
+                                        "data": base64.b64encode(document).decode("ascii")}}],
+            **extra}
+
+
+@pytest.fixture
+def patient(importer: httpx.Client, rng: random.Random) -> tuple[str, str]:
+    """('Patient/id', INS) of a patient of the lab's own."""
+    ins = fresh_ins(rng)
+    return patient_for(importer, ins), ins
+
+
+def results_of(api: httpx.Client, patient: str, **params: Any) -> list[dict[str, Any]]:
+    found = search(api, "Observation", patient=patient, _count=200, **params)
+    return [e["resource"] for e in found.get("entry", [])]
+
+
+def one(api: httpx.Client, patient: str, code: str) -> dict[str, Any]:
+    [found] = results_of(api, patient, code=code)
+    return found
+
+
+# The ANS examples, each posted alone
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_each_ans_example_becomes_the_patients_results(importer, patient, name: str) -> None:
+    reference, ins = patient
+    document = example(name, ins)
+    posted = importer.post("DocumentReference", json=document_reference(reference, document))
+    assert posted.status_code == 201, posted.text
+    stored = posted.json()
+    read = read_cr_bio(document, check=False)
+
+    # The original is kept, and what the sender left out is taken from the document.
+    attachment = stored["content"][0]["attachment"]
+    assert base64.b64decode(attachment["data"]) == document and attachment["size"] == len(document)
+    assert stored["masterIdentifier"] == {"system": "urn:ietf:rfc:3986",
+                                          "value": f"urn:oid:{read.document_id.root}"}
+    assert stored["type"]["coding"][0]["code"] == "11502-2"
+    assert stored["date"] == read.effective_time.isoformat()
+    assert stored["author"][0]["display"] == "Laboratoire des charmes"
+    assert stored["context"]["period"]["start"] <= stored["context"]["period"]["end"]
+    assert "securityLabel" not in stored
+    assert IMPORTED in stored["meta"]["tag"]
+
+    results = results_of(importer, reference, **{"derived-from": f"DocumentReference/{stored['id']}"})
+    batteries = {(r.chapter, r.isolate, r.battery) for r in read.results if r.battery}
+    assert len(results) == len(read.results) + len(batteries)
+    for result in results:
+        assert validate(result) == [], result
+        assert result["subject"]["reference"] == reference
+        assert result["performer"][0]["identifier"] == LAB
+        assert IMPORTED in result["meta"]["tag"]
+        assert result["category"][0]["coding"][0]["code"] == "laboratory"
+    for result in read.results:  # every LOINC-coded result is found by its code, for trends
+        if result.loinc:
+            assert results_of(importer, reference, code=f"{LOINC}|{result.loinc}")
+
+
+def test_tsh_values_units_ranges_dates_and_lab(importer, patient) -> None:
+    reference, ins = patient
+    posted = importer.post("DocumentReference", json=document_reference(reference, example("TSH_1", ins)))
+    assert posted.status_code == 201, posted.text
+
+    tsh = one(importer, reference, f"{LOINC}|3016-3")
+    assert tsh["status"] == "final"
+    assert tsh["code"]["text"] == "Thyréostimuline (TSH)"
+    assert tsh["valueQuantity"] == {"value": 1.95, "unit": "m[IU]/L", "system": UCUM, "code": "m[IU]/L"}
+    assert tsh["referenceRange"][0]["low"]["value"] == 0.27
+    assert tsh["referenceRange"][0]["high"] == {"value": 4.2, "unit": "m[IU]/L", "system": UCUM, "code": "m[IU]/L"}
+    assert tsh["interpretation"][0]["coding"][0]["code"] == "N"
+    assert tsh["effectiveDateTime"] == "2014-04-02T14:55:21+02:00"
+    assert tsh["issued"] == "2021-01-04T16:05:27+01:00"  # validated by the biologist
+    assert tsh["performer"][0] == {"type": "Organization", "identifier": LAB, "display": "Laboratoire des charmes"}
+    assert tsh["derivedFrom"] == [{"reference": f"DocumentReference/{posted.json()['id']}"}]
+    ft4 = one(importer, reference, f"{LOINC}|3024-7")
+    assert ft4["valueQuantity"]["value"] == 7.67 and ft4["interpretation"][0]["coding"][0]["code"] == "L"
+    # A trend over time: the patient's TSH results by date.
+    dated = search(importer, "Observation", patient=reference, code=f"{LOINC}|3016-3", date="2014-04-02")
+    assert dated["total"] == 1
+
+
+def test_a_local_code_keeps_its_code_system_and_an_interval_its_comparator(importer, patient) -> None:
+    reference, ins = patient
+    document = example("CRP_non_LOINC", ins)
+    posted = importer.post("DocumentReference", json=document_reference(reference, document))
+    assert posted.status_code == 201, posted.text
+    crp = one(importer, reference, "urn:oid:1.2.250.1.2.3.4|1234")
+    assert crp["code"]["text"] == "CRP"
+    assert crp["valueQuantity"] == {"value": 1.0, "comparator": "<=", "unit": "mg/L", "system": UCUM,
+                                    "code": "mg/L"}
+    assert crp["referenceRange"] == [{"high": {"value": 5.0, "unit": "mg/L", "system": UCUM, "code": "mg/L"}}]
+    assert not results_of(importer, reference, code=f"{LOINC}|1988-5")  # no LOINC was invented
+
+
+def test_microbiology_batteries_isolates_and_antibiograms(importer, patient) -> None:
+    reference, ins = patient
+    document = example("Microbiologie_V2", ins)
+    posted = importer.post("DocumentReference", json=document_reference(reference, document))
+    assert posted.status_code == 201, posted.text
+    colour = one(importer, reference, f"{LOINC}|5778-6")
+    assert colour["valueCodeableConcept"] == {"text": "paille"}
+    aspect = one(importer, reference, f"{LOINC}|5767-9")
+    macroscopy = one(importer, reference, "urn:oid:2.16.840.1.113883.5.84|4")
+    assert macroscopy["hasMember"] == [{"reference": f"Observation/{colour['id']}"},
+                                       {"reference": f"Observation/{aspect['id']}"}]
+    assert "valueQuantity" not in macroscopy
+
+    antibiograms = results_of(importer, reference, code=f"{LOINC}|18769-0")
+    organisms = {a["extension"][0]["valueCodeableConcept"]["coding"][0]["code"]: a for a in antibiograms}
+    assert set(organisms) == {"112283007", "58800005"}  # E. coli, Streptococcus
+    coli = {m["reference"].split("/")[1] for m in organisms["112283007"]["hasMember"]}
+    amoxicillin = [r for r in results_of(importer, reference, code=f"{LOINC}|20-8") if r["id"] in coli]
+    assert amoxicillin[0]["valueQuantity"] == {"value": 0.512, "comparator": ">=", "unit": "ug/mL",
+                                               "system": UCUM, "code": "ug/mL"}
+    assert amoxicillin[0]["interpretation"][0]["coding"][0]["code"] == "R"
+    assert amoxicillin[0]["extension"][0]["valueCodeableConcept"]["text"] == "Escherichia coli"
+    counts = results_of(importer, reference, code=f"{LOINC}|51480-2")
+    assert sorted(c["valueQuantity"]["value"] for c in counts) == [120000, 200000]
+
+
+# Inside an MHD Provide Document Bundle
+
+def mhd_bundle(patient: str, document: bytes) -> dict[str, Any]:
+    """An MHD Provide Document Bundle: a SubmissionSet List and the DocumentReference."""
+    doc_url, set_url = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
+    submission = {
+        "resourceType": "List", "status": "current", "mode": "working",
+        "meta": {"profile": [f"{MHD}/StructureDefinition/IHE.MHD.Minimal.SubmissionSet"]},
+        "identifier": [{"use": "usual", "system": "urn:ietf:rfc:3986",
+                        "value": f"urn:oid:1.2.250.1.999.{uuid.uuid4().int % 10**9}"}],
+        "code": {"coding": [{"system": f"{MHD}/CodeSystem/MHDlistTypes", "code": "submissionset"}]},
+        "subject": {"reference": patient}, "date": "2021-04-01T17:15:00+01:00",
+        "entry": [{"item": {"reference": doc_url}}],
+    }
+    return {"resourceType": "Bundle", "type": "transaction",
+            "meta": {"profile": [f"{MHD}/StructureDefinition/IHE.MHD.Minimal.ProvideBundle"]},
+            "entry": [
+                {"fullUrl": set_url, "resource": submission, "request": {"method": "POST", "url": "List"}},
+                {"fullUrl": doc_url, "resource": document_reference(patient, document),
+                 "request": {"method": "POST", "url": "DocumentReference"}}]}
+
+
+def test_an_mhd_provide_document_bundle_is_imported_in_one_transaction(importer, patient) -> None:
+    reference, ins = patient
+    response = importer.post("", json=mhd_bundle(reference, example("TSH_1", ins)))
+    assert response.status_code == 200, response.text
+    locations = [e["response"]["location"] for e in response.json()["entry"]]
+    document_id = locations[1].split("/")[1]
+    stored_list = importer.get("/".join(locations[0].split("/")[:2])).json()
+    assert stored_list["entry"][0]["item"]["reference"] == f"DocumentReference/{document_id}"
+    tsh = one(importer, reference, f"{LOINC}|3016-3")
+    assert tsh["derivedFrom"] == [{"reference": f"DocumentReference/{document_id}"}]
+
+
+# What is refused, with nothing stored
+
+def nothing_stored(api: httpx.Client, patient: str) -> bool:
+    return (search(api, "Observation", patient=patient)["total"] == 0
+            and search(api, "DocumentReference", patient=patient)["total"] == 0)
+
+
+XXE = (b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+       b'<ClinicalDocument xmlns="urn:hl7-org:v3"><title>&x;</title></ClinicalDocument>')
+
+
+@pytest.mark.parametrize("document", [BILLION_LAUGHS, XXE], ids=["billion-laughs", "external-entity"])
+def test_entity_tricks_are_refused_unread(importer, patient, document: bytes) -> None:
+    reference, _ = patient
+    refused = importer.post("DocumentReference", json=document_reference(reference, document))
+    assert refused.status_code == 422, refused.text
+    assert expressions(refused) == {DATA}
+    assert "DOCTYPE" in diagnostics(refused) and "root:" not in refused.text
+    assert nothing_stored(importer, reference)
+
+
+def test_what_is_not_a_cr_bio_is_refused(importer, patient) -> None:
+    reference, ins = patient
+    other_cda = example("TSH_1", ins).replace(b'root="1.2.250.1.213.1.1.1.55"', b'root="1.2.250.1.213.1.1.1.5"')
+    for document, reason in ((other_cda, "not a CR-BIO"), (b"%PDF-1.7 not xml", "not well-formed XML"),
+                             (example("TSH_1", ins)[:5000], "not well-formed XML")):
+        refused = importer.post("DocumentReference", json=document_reference(reference, document))
+        assert refused.status_code == 422, refused.text
+        assert expressions(refused) == {DATA} and reason in diagnostics(refused)
+    not_base64 = document_reference(reference, b"")
+    not_base64["content"][0]["attachment"]["data"] = "@@@@"
+    assert importer.post("DocumentReference", json=not_base64).status_code in (400, 422)
+    assert nothing_stored(importer, reference)
+
+
+def test_a_document_about_another_ins_is_refused(importer, patient, rng) -> None:
+    reference, ins = patient
+    other = fresh_ins(rng)
+    refused = importer.post("DocumentReference", json=document_reference(reference, example("TSH_1", other)))
+    assert refused.status_code == 422, refused.text
+    assert expressions(refused) == {"DocumentReference.subject"} and other in diagnostics(refused)
+    assert nothing_stored(importer, reference)
+
+
+def test_metadata_that_contradicts_the_document_is_refused(importer, patient) -> None:
+    reference, ins = patient
+    document = example("TSH_1", ins)
+    wrong_id = document_reference(reference, document, masterIdentifier={
+        "system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.3.4"})
+    refused = importer.post("DocumentReference", json=wrong_id)
+    assert refused.status_code == 422 and expressions(refused) == {"DocumentReference.masterIdentifier"}
+    wrong_hash = document_reference(reference, document)
+    wrong_hash["content"][0]["attachment"]["hash"] = base64.b64encode(b"\0" * 20).decode()
+    refused = importer.post("DocumentReference", json=wrong_hash)
+    assert refused.status_code == 422 and expressions(refused) == {f"{DATA.removesuffix('.data')}.hash"}
+    no_subject = document_reference(reference, document)
+    del no_subject["subject"]
+    refused = importer.post("DocumentReference", json=no_subject)
+    assert refused.status_code == 422 and expressions(refused) == {"DocumentReference.subject"}
+    assert nothing_stored(importer, reference)
+
+
+def test_an_oversized_document_is_refused_before_decoding() -> None:
+    data = "A" * (4 * (MAX_BYTES // 3 + 2))
+    with pytest.raises(FhirError) as refused:
+        document_of({"content": [{"attachment": {"contentType": "text/xml", "data": data}}]})
+    assert refused.value.status == 413 and refused.value.issues[0].expression == DATA
+
+
+def test_other_documents_are_stored_as_sent_and_never_imported(importer, patient) -> None:
+    reference, _ = patient
+    linked = {"resourceType": "DocumentReference", "status": "current", "subject": {"reference": reference},
+              "meta": {"tag": [IMPORTED]},  # only bilan says what it imported
+              "content": [{"attachment": {"contentType": "application/pdf",
+                                          "data": base64.b64encode(b"%PDF").decode()}}]}
+    stored = importer.post("DocumentReference", json=linked)
+    assert stored.status_code == 201, stored.text
+    assert "tag" not in stored.json()["meta"] and "masterIdentifier" not in stored.json()
+    assert search(importer, "Observation", patient=reference)["total"] == 0
+
+
+# Sent twice, or replaced
+
+def test_the_same_document_is_imported_once(importer, patient) -> None:
+    reference, ins = patient
+    document = example("TSH_1", ins)
+    first = importer.post("DocumentReference", json=document_reference(reference, document))
+    assert first.status_code == 201, first.text
+    count = search(importer, "Observation", patient=reference)["total"]
+
+    again = importer.post("DocumentReference", json=document_reference(reference, document))
+    assert again.status_code == 409, again.text
+    assert f"DocumentReference/{first.json()['id']}" in diagnostics(again)
+    identifier = first.json()["masterIdentifier"]
+    criteria = f"identifier={identifier['system']}|{identifier['value']}&patient={reference}"
+    replayed = importer.post("DocumentReference", json=document_reference(reference, document),
+                             headers={"If-None-Exist": criteria})
+    assert replayed.status_code == 200 and replayed.json()["id"] == first.json()["id"]
+    in_bundle = importer.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": document_reference(reference, document),
+        "request": {"method": "POST", "url": "DocumentReference"}}]})
+    assert in_bundle.status_code == 409
+    resent = mhd_bundle(reference, document)  # the sender's software sends it again, conditionally
+    resent["entry"][1]["request"]["ifNoneExist"] = criteria
+    conditional = importer.post("", json=resent)
+    assert conditional.status_code == 200, conditional.text
+    location = conditional.json()["entry"][1]["response"]["location"]
+    assert location.startswith(f"DocumentReference/{first.json()['id']}/")
+    assert search(importer, "Observation", patient=reference)["total"] == count
+    assert search(importer, "DocumentReference", patient=reference)["total"] == 1
+
+
+def test_a_replacing_version_withdraws_the_results_it_replaces(importer, patient) -> None:
+    reference, ins = patient
+    first = example("TSH_1", ins)
+    second = (first.replace(b'1.2.250.1.213.1.1.1.55.2024.9.1"', b'1.2.250.1.213.1.1.1.55.2024.9.2"')
+              .replace(b'<versionNumber value="1"/>', b'<versionNumber value="2"/>')
+              .replace(b'value="1.950"', b'value="2.150"')
+              .replace(b"<componentOf>", b'<relatedDocument typeCode="RPLC"><parentDocument>'
+                       b'<id root="1.2.250.1.213.1.1.1.55.2024.9.1"/></parentDocument></relatedDocument>'
+                       b"<componentOf>", 1))
+    assert read_cr_bio(second, check=False).replaces is not None
+    old = importer.post("DocumentReference", json=document_reference(reference, first)).json()
+    new = importer.post("DocumentReference", json=document_reference(reference, second))
+    assert new.status_code == 201, new.text
+    assert new.json()["relatesTo"] == [{"code": "replaces",
+                                        "target": {"reference": f"DocumentReference/{old['id']}"}}]
+    assert importer.get(f"DocumentReference/{old['id']}").json()["status"] == "superseded"
+    current = results_of(importer, reference, code=f"{LOINC}|3016-3", status="final")
+    assert [r["valueQuantity"]["value"] for r in current] == [2.15]
+    withdrawn = results_of(importer, reference, code=f"{LOINC}|3016-3", status="entered-in-error")
+    assert [r["valueQuantity"]["value"] for r in withdrawn] == [1.95]
+
+
+
+# The mapping, on documents the ANS examples do not cover
+
+def test_a_unit_bilan_does_not_read_as_ucum_is_kept_as_text(importer, patient) -> None:
+    reference, ins = patient
+    document = example("TSH_1", ins).replace(b'unit="m[IU]/L"', b'unit="mUI/L"')
+    assert importer.post("DocumentReference", json=document_reference(reference, document)).status_code == 201
+    tsh = one(importer, reference, f"{LOINC}|3016-3")
+    assert tsh["valueQuantity"] == {"value": 1.95, "unit": "mUI/L"}
+    assert tsh["referenceRange"][0]["high"] == {"value": 4.2, "unit": "mUI/L"}
+
+
+def test_an_aborted_result_is_cancelled_with_its_reason_and_a_battery_lists_its_members() -> None:
+    source = report()
+    aborted = Chapter("18729-4", "Urines", (Result("5803-2", "pH urinaire", None, status="aborted"),),
+                      specimens=source.chapters[1].specimens)
+    source = dataclasses.replace(source, chapters=(*source.chapters, aborted))
+    read = read_cr_bio(cda_document(source), check=False)
+    made = dict(observations(read, "Patient/p", "DocumentReference/d"))
+    [ph] = [o for o in made.values() if o["code"]["coding"][0]["code"] == "5803-2"]
+    assert ph["status"] == "cancelled" and ph["dataAbsentReason"]["coding"][0]["code"] == "not-performed"
+    batteries = [o for o in made.values() if "hasMember" in o]
+    assert [b["code"]["coding"][0]["code"] for b in batteries] == ["58410-2"]
+    for battery in batteries:
+        members = [made[m["reference"].removeprefix("Observation/")] for m in battery["hasMember"]]
+        assert members and all(m["derivedFrom"] == battery["derivedFrom"] for m in members)
+    assert all(validate(dict(o, id=i)) == [] for i, o in made.items())
+
+
+def test_a_report_without_structured_results_is_kept_with_none(importer, patient) -> None:
+    reference, ins = patient
+    document = example("TSH_1", ins).replace(b'root="1.3.6.1.4.1.19376.1.3.1.6"', b'root="1.2.3.4.5"')
+    assert read_cr_bio(document, check=False).results == ()
+    posted = importer.post("DocumentReference", json=document_reference(reference, document))
+    assert posted.status_code == 201, posted.text
+    assert search(importer, "Observation", patient=reference)["total"] == 0
