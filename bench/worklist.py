@@ -70,7 +70,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bilan.app import build_services
 from bilan.auth.caller import Caller
-from bilan.demo.load import LAB_CRITERIA, LAB_FINESS, LAB_IDENTIFIER, lab_organization
+from bilan.demo.load import LAB_FINESS, LAB_IDENTIFIER, lab_directory
 from bilan.demo.prescriptions import (
     REQUISITION_SYSTEM,
     Person,
@@ -189,10 +189,11 @@ async def prepare(engine: AsyncEngine, settings: Settings) -> None:
     async with engine.begin() as conn:
         await catalogue.replace(conn, catalogue.read_csv(settings.catalogue_path))
     records = build_services(engine, settings).records
-    await records.create(None, lab_organization(), if_none_exist=LAB_CRITERIA)
+    (lab, criteria), *_ = lab_directory()
+    await records.create(None, lab, if_none_exist=criteria)
     for finess, name in OTHER_LABS.items():
         identifier = {"system": LAB_IDENTIFIER[0], "value": f"1{finess}"}
-        await records.create(None, dict(lab_organization(), identifier=[identifier], name=name),
+        await records.create(None, dict(lab, identifier=[identifier], name=name),
                              if_none_exist=f"identifier={LAB_IDENTIFIER[0]}|1{finess}")
 
 

@@ -34,12 +34,16 @@ from bilan.prescription.reception import Reception
 from bilan.records.service import Records
 from bilan.records.transaction import Transactions
 from bilan.records.validation import Validator
+from bilan.results.imported import ImportedReports
 from bilan.results.intake import ResultsIntake
+from bilan.results.issuing import RELEASE, Issuing
 from bilan.results.validation import ResultsDesk
 from bilan.settings import Settings, audience, get_settings, web_root
 from bilan.storage.database import create_engine
 from bilan.web import filters
 from bilan.web.auth import AuthController
+from bilan.web.documents import DocumentsController
+from bilan.web.entry import EntryController
 from bilan.web.prescriber import PrescriberController
 from bilan.web.reception import ReceptionController
 
@@ -71,6 +75,7 @@ def build_services(engine: AsyncEngine, settings: Settings) -> Services:
     messaging = Messaging(records, web_root(settings))
     records.observers.append(messaging.on_saved)
     records.guards.setdefault("Observation", []).append(ResultsIntake().guard)
+    ImportedReports(base_url).attach(records)  # CR-BIOs from elsewhere: DocumentReference -> results
     return Services(records, Transactions(records, [PrescriptionIntake()]), messaging)
 
 
@@ -84,14 +89,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         built = build_services(engine, settings)
         services.update(records=built.records, transactions=built.transactions,
                         messaging=built.messaging, reception=Reception(built.records),
-                        desk=ResultsDesk(built.records))
+                        desk=ResultsDesk(built.records),
+                        issuing=Issuing(built.records, settings.dmp_url, web_root(settings)))
         async with httpx.AsyncClient(timeout=10) as http:
             verifier = TokenVerifier(settings.oidc_issuer, audience(settings), http)
             services["verifier"] = verifier
             services["oidc"] = OidcClient(verifier, settings.oidc_client_id,
                                           settings.oidc_client_secret,
                                           f"{web_root(settings)}/auth/callback")
-            delivery = DeliveryWorker(engine, settings)
+            delivery = DeliveryWorker(engine, settings, jobs={RELEASE: services["issuing"].release_due})
             delivery.start()
             try:
                 yield
@@ -105,6 +111,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     secure = web_root(settings).startswith("https://")
     return Litestar(
         route_handlers=[FhirController, smart_configuration, AuthController, ReceptionController, PrescriberController,
+                        EntryController, DocumentsController,
                         create_static_files_router("/static", [STATIC], send_as_attachment=False)],
         lifespan=[lifespan],
         state=State({"settings": settings}),
@@ -115,6 +122,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "reception": service("reception"),
             "messaging": service("messaging"),
             "desk": service("desk"),
+            "issuing": service("issuing"),
             "verifier": service("verifier"),
             "oidc": service("oidc"),
             "caller": Provide(bearer_caller),

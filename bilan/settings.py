@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     smtp_password: str | None = Field(default=None, description="Relay password, if it wants one.")
     mail_from: str = Field(default="bilan@labo-paris-est.mssante.fr",
                            description="Sender address of bilan's notification e-mails.")
+    dmp_url: str = Field(default="", description="The shared record's (DMP) MHD endpoint: issued "
+                         "reports are POSTed there as Provide Document Bundles; empty: not sent.")
     outbox_poll_seconds: float = Field(default=1.0, description="How often the delivery worker "
                                        "looks for due notifications.")
     outbox_max_attempts: int = Field(default=20, description="Delivery attempts before a "

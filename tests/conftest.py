@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bilan.app import build_services
-from bilan.demo.load import LAB_CRITERIA, lab_organization
+from bilan.demo.load import lab_directory
 from bilan.demo.prescriptions import PrescriptionSpec, bundle
 from bilan.prescription import catalogue
 from bilan.settings import Settings
@@ -55,7 +55,8 @@ async def _prepare(settings: Settings) -> None:
         async with engine.begin() as conn:
             await catalogue.replace(conn, catalogue.read_csv(settings.catalogue_path))
         records = build_services(engine, settings).records
-        await records.create(None, lab_organization(), if_none_exist=LAB_CRITERIA)
+        for resource, criteria in lab_directory():
+            await records.create(None, resource, if_none_exist=criteria)
     finally:
         await engine.dispose()
 
@@ -103,11 +104,20 @@ def webhook() -> Iterator[Webhook]:
 
 
 @pytest.fixture(scope="session")
-def settings(web_root: str, issuer: str, mail_relay: MailRelay) -> Iterator[Settings]:
+def dmp() -> Iterator[Webhook]:
+    """The shared record's MHD endpoint, which receives the reports bilan issues."""
+    hook = Webhook()
+    hook.up()
+    yield hook
+    hook.down()
+
+
+@pytest.fixture(scope="session")
+def settings(web_root: str, issuer: str, mail_relay: MailRelay, dmp: Webhook) -> Iterator[Settings]:
     url = os.environ.get("BILAN_TEST_DATABASE_URL")
     # Deliveries polled and retried within a second, so that tests wait little.
     common = {"base_url": f"{web_root}/fhir", "oidc_issuer": issuer, "smtp_host": "127.0.0.1",
-              "smtp_port": mail_relay.port, "outbox_poll_seconds": 0.2,
+              "smtp_port": mail_relay.port, "dmp_url": f"{dmp.url}/dmp/fhir", "outbox_poll_seconds": 0.2,
               "outbox_max_backoff_seconds": 1}
     if url and url.startswith("postgresql"):
         schema = f"test_{uuid.uuid4().hex[:10]}"

@@ -12,7 +12,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
 from bilan import __version__
-from bilan.api.negotiation import fhir_response, version_headers
+from bilan.api.negotiation import asks_for_fhir, binary_response, fhir_response, version_headers
 from bilan.api.smart import capability_security, smart_configuration_document
 from bilan.auth.caller import Caller
 from bilan.auth.tokens import TokenVerifier
@@ -115,6 +115,8 @@ class FhirController(Controller):
     async def read(self, request: AnyRequest, resource_type: FromPath[str], resource_id: FromPath[str],
                    records: NamedDependency[Records], caller: NamedDependency[Caller]) -> Response[bytes]:
         stored = await records.read(caller, _type(resource_type), resource_id)
+        if resource_type == "Binary" and not asks_for_fhir(request):
+            return binary_response(stored)
         return fhir_response(request, stored.content, headers=version_headers(stored))
 
     @put("/{resource_type:str}/{resource_id:str}", opt={"interaction": "update", "level": "type"})

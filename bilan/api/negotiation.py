@@ -1,5 +1,6 @@
 """Answering in the format the client asked for: FHIR JSON by default, XML on request."""
 
+import base64
 from datetime import timezone
 from email.utils import format_datetime
 from typing import Any, Mapping
@@ -28,6 +29,22 @@ def wanted_format(request: Request[Any, Any, Any]) -> str:
         if mime in _FORMATS:
             return _FORMATS[mime]
     return JSON
+
+
+def asks_for_fhir(request: Request[Any, Any, Any]) -> bool:
+    """Whether the client asked for a FHIR format (a Binary is otherwise served as itself)."""
+    if request.query_params.get("_format"):
+        return True
+    accept = request.headers.get("accept", "")
+    return any(part.split(";")[0].strip().lower() in (JSON, XML) for part in accept.split(","))
+
+
+def binary_response(stored: Stored) -> Response[bytes]:
+    """A Binary's content in its own media type (FHIR R4 3.1.0.1.2, Binary read)."""
+    content = stored.content or {}
+    return Response(base64.b64decode(content.get("data", "")), status_code=200,
+                    media_type=content.get("contentType", "application/octet-stream"),
+                    headers=version_headers(stored))
 
 
 def fhir_response(request: Request[Any, Any, Any], body: dict[str, Any] | None, status: int = 200,

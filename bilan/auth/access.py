@@ -4,7 +4,8 @@
   patients, the context and results of those prescriptions.
 - Lab staff (reception, biologist) and lab middleware see the prescriptions addressed to their
   lab and what hangs off them.
-- A patient sees only their own data.
+- A patient sees only their own data, and of their results and reports only those shared in
+  their space and not hidden until released (bilan/results/masking.py).
 - Everyone signed in may read the directory (Practitioner, PractitionerRole, Organization).
 Writes are allowed per role (ROLE_WRITES) and, for software, per SMART system scope.
 """
@@ -15,9 +16,11 @@ from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import FhirError, Issue
 from bilan.prescription.ins import INS_SYSTEMS
 from bilan.prescription.practitioners import RPPS
+from bilan.results import masking
 from bilan.storage.compartments import (
     IdSet,
     either,
+    narrowed,
     owned_by,
     owned_by_another_lab,
     referred,
@@ -32,12 +35,12 @@ PRESCRIPTION = ("Patient", "Practitioner", "PractitionerRole", "Organization", "
                 "Observation", "Condition", "Communication", "Subscription")
 ROLE_WRITES: dict[str, tuple[str, ...]] = {
     "prescriber": PRESCRIPTION,
-    "practice-software": PRESCRIPTION,
+    "practice-software": (*PRESCRIPTION, "DocumentReference", "List"),  # reports from the DMP
     "reception": ("Patient", "Task", "Specimen", "Communication"),
     "biologist": ("Patient", "Task", "Specimen", "ServiceRequest", "Observation",
-                  "DiagnosticReport", "DocumentReference", "Communication"),
-    "lab-middleware": ("Observation", "Specimen", "Task", "DiagnosticReport", "Communication",
-                       "Subscription"),
+                  "DiagnosticReport", "DocumentReference", "List", "Communication"),
+    "lab-middleware": ("Observation", "Specimen", "Task", "DiagnosticReport", "DocumentReference",
+                       "List", "Communication", "Subscription"),
     "patient": (),
 }
 PROFESSIONAL_ONLY = ("Communication", "Subscription")  # never in a patient's view
@@ -133,7 +136,16 @@ def _me(caller: Caller) -> IdSet:
 def _patient_compartment(caller: Caller, resource_type: str) -> Any:
     if resource_type == "Patient":
         return _me(caller)
-    return referring(resource_type, "patient", "Patient", _me(caller))
+    if resource_type == "Binary":
+        documents = _patient_compartment(caller, "DocumentReference")
+        return referring("Binary", "security-context", "DocumentReference", documents)
+    mine = referring(resource_type, "patient", "Patient", _me(caller))
+    if resource_type in masking.RESULT_TYPES:
+        # Results and reports: only those shared in the patient's space, never a hidden one.
+        shared = with_token(resource_type, "_tag", masking.SHARING, masking.PATIENT_SPACE)
+        hidden = with_token(resource_type, "_security", masking.CONFIDENTIALITY, masking.INVISIBLE_PATIENT)
+        return narrowed(mine, within=(shared,), without=(hidden,))
+    return mine
 
 
 def _requests_of_prescriber(rpps: str | None) -> IdSet:
@@ -167,13 +179,19 @@ def _around_requests(resource_type: str, requests: IdSet) -> IdSet | None:
         return either(requests, referring("ServiceRequest", "based-on", "ServiceRequest", requests))
     if resource_type == "Patient":
         return referred("ServiceRequest", "patient", requests, "Patient")
-    if resource_type == "Observation":
+    if resource_type == "Observation":  # context, and results of the exams asked or adapted
+        asked = either(requests, referring("ServiceRequest", "based-on", "ServiceRequest", requests))
         return either(referred("ServiceRequest", "supporting-info", requests, "Observation"),
-                      referring("Observation", "based-on", "ServiceRequest", requests))
+                      referring("Observation", "based-on", "ServiceRequest", asked))
     if resource_type == "Condition":
         return referred("ServiceRequest", "supporting-info", requests, "Condition")
     if resource_type in ("Task", "DiagnosticReport"):
         return referring(resource_type, "based-on", "ServiceRequest", requests)
+    if resource_type == "DocumentReference":
+        return referring("DocumentReference", "related", "ServiceRequest", requests)
+    if resource_type == "Binary":
+        documents = referring("DocumentReference", "related", "ServiceRequest", requests)
+        return referring("Binary", "security-context", "DocumentReference", documents)
     if resource_type == "Specimen":
         return referring("Specimen", "request", "ServiceRequest", requests)
     if resource_type == "Communication":

@@ -10,9 +10,11 @@ from datetime import date, datetime, timezone
 from bilan.app import build_services
 from bilan.auth.caller import Caller
 from bilan.demo.prescriptions import EXAMS, Person, Prescriber, PrescriptionSpec, bundle, patient_resource
+from bilan.demo.results import load_past_reports, load_reports_from_elsewhere
 from bilan.fhir.dates import utc_now
 from bilan.prescription import catalogue
 from bilan.prescription.identity import LAB_PATIENT
+from bilan.prescription.practitioners import RPPS
 from bilan.records.service import Records, new_id
 from bilan.settings import Settings
 from bilan.storage.database import create_engine
@@ -21,6 +23,7 @@ from bilan.storage.repository import Write
 LAB_FINESS = "750100001"
 LAB_IDENTIFIER = ("urn:oid:1.2.250.1.71.4.2.2", f"1{LAB_FINESS}")
 LAB_CRITERIA = f"identifier={LAB_IDENTIFIER[0]}|{LAB_IDENTIFIER[1]}"
+BIOLOGIST_RPPS = "10000000017"  # bio.durand at the demo OpenID provider
 
 PRESCRIBERS = [
     Prescriber("10003456786", "Lambert", "Claire"),
@@ -40,7 +43,8 @@ async def load_demo(settings: Settings) -> None:
     try:
         async with engine.begin() as conn:
             count = await catalogue.replace(conn, catalogue.read_csv(settings.catalogue_path))
-        await records.create(None, lab_organization(), if_none_exist=LAB_CRITERIA)
+        for resource, criteria in lab_directory():
+            await records.create(None, resource, if_none_exist=criteria)
         await _lab_files(records)
         rng = random.Random(2026)
         for number, person in enumerate(QUALIFIED, start=1):
@@ -59,22 +63,37 @@ async def load_demo(settings: Settings) -> None:
             patient=QUALIFIED[2], prescriber=PRESCRIBERS[0], requisition="DEMO-2026-0100",
             exams=[*EXAMS[:2], ("2458-8", "Immunoglobulines A")],  # IgA: not in the catalogue
             authored=datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc))))
+        lab_file = await load_past_reports(records, transactions, QUALIFIED[0], PRESCRIBERS[0], LAB_IDENTIFIER,
+                                           LAB_FINESS, BIOLOGIST_RPPS)
+        await load_reports_from_elsewhere(records, lab_file, LAB_FINESS, BIOLOGIST_RPPS)
     finally:
         await engine.dispose()
     print(f"demo data loaded: {count} catalogue entries, 1 lab with {len(LAB_FILES)} patient files, "
-          f"{len(PRESCRIBERS)} prescribers, {len(QUALIFIED)} patients, {len(QUALIFIED) + 1} prescriptions")
+          f"{len(PRESCRIBERS)} prescribers, {len(QUALIFIED)} patients, {len(QUALIFIED) + 1} prescriptions, "
+          f"{QUALIFIED[0].given[0]} {QUALIFIED[0].family}'s past reports (3 from this lab, 3 from others)")
 
 
-def lab_organization() -> dict:
-    """The demo lab; its FINESS is the one the demo lab accounts and middleware act for."""
-    return {
+def lab_directory() -> list[tuple[dict, str]]:
+    """The demo lab and its biologist, with the criteria that find them again: the lab's FINESS
+    is the one the demo lab accounts and middleware act for, the biologist is bio.durand."""
+    lab = {
         "resourceType": "Organization",
         "identifier": [{"system": LAB_IDENTIFIER[0], "value": LAB_IDENTIFIER[1]}],
         "type": [{"coding": [{"system": "https://mos.esante.gouv.fr/NOS/TRE_R66-CategorieEtablissement/FHIR/TRE-R66-CategorieEtablissement",
                               "code": "611", "display": "Laboratoire de biologie médicale"}]}],
         "name": "Laboratoire Bilan Paris Est",
-        "telecom": [{"system": "email", "value": "biologie@labo-paris-est.mssante.fr"}],
+        "telecom": [{"system": "phone", "value": "0143000000"},
+                    {"system": "email", "value": "biologie@labo-paris-est.mssante.fr"}],
+        "address": [{"line": ["12 rue des Analyses"], "postalCode": "75011", "city": "PARIS"}],
     }
+    biologist = {
+        "resourceType": "Practitioner",
+        "identifier": [{"system": RPPS, "value": BIOLOGIST_RPPS}],
+        "name": [{"family": "Durand", "given": ["Luc"], "prefix": ["Dr"]}],
+        "qualification": [{"code": {"coding": [{"system": "urn:oid:1.2.250.1.213.1.1.4.5", "code": "SM03",
+                                                 "display": "Biologie médicale"}]}}],
+    }
+    return [(lab, LAB_CRITERIA), (biologist, f"identifier={RPPS}|{BIOLOGIST_RPPS}")]
 
 
 # The lab's own patient files, as its software holds them: one with a traits mismatch against

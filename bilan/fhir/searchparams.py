@@ -91,6 +91,8 @@ PARAMS: tuple[SearchParam, ...] = (
     _p("Observation", "specimen", "reference", "specimen", targets=("Specimen",)),
     _p("Observation", "performer", "reference", "performer",
        targets=("Practitioner", "PractitionerRole", "Organization")),
+    _p("Observation", "derived-from", "reference", "derivedFrom",
+       targets=("DocumentReference", "Observation"), doc="The document a result was read from"),
     _p("Condition", "patient", "reference", "subject", targets=_SUBJECT_PATIENT),
     _p("Condition", "subject", "reference", "subject", targets=("Patient", "Group")),
     _p("Condition", "code", "token", "code"),
@@ -130,6 +132,15 @@ PARAMS: tuple[SearchParam, ...] = (
     _p("DocumentReference", "status", "token", "status"),
     _p("DocumentReference", "date", "date", "date"),
     _p("DocumentReference", "relatesto", "reference", "relatesTo.target", targets=("DocumentReference",)),
+    _p("DocumentReference", "related", "reference", "context.related", targets=("ServiceRequest", "Task")),
+    _p("DocumentReference", "security-label", "token", "securityLabel"),
+    _p("Binary", "security-context", "reference", "securityContext", targets=("DocumentReference",),
+       doc="The document this content belongs to (bilan's parameter: R4 has none)"),
+    _p("List", "identifier", "token", "identifier", doc="MHD SubmissionSet uniqueId, entryUUID"),
+    _p("List", "patient", "reference", "subject", targets=_SUBJECT_PATIENT),
+    _p("List", "subject", "reference", "subject", targets=("Patient", "Group", "Device", "Location")),
+    _p("List", "code", "token", "code"),
+    _p("List", "status", "token", "status"),
     _p("Communication", "identifier", "token", "identifier"),
     _p("Communication", "status", "token", "status"),
     _p("Communication", "category", "token", "category"),
@@ -164,8 +175,11 @@ PARAMS: tuple[SearchParam, ...] = (
 RESOURCE_TYPES: tuple[str, ...] = (
     "Patient", "Practitioner", "PractitionerRole", "Organization", "ServiceRequest",
     "Observation", "Condition", "Specimen", "Task", "DiagnosticReport", "DocumentReference",
-    "Communication", "Subscription", "AuditEvent",
+    "Binary", "List", "Communication", "Subscription", "AuditEvent",
 )
+# Labels on the results and reports that decide what a patient sees (bilan/results/masking.py).
+for _type in ("Observation", "DiagnosticReport", "DocumentReference"):
+    PARAMS += (_p(_type, "_security", "token", "meta.security"), _p(_type, "_tag", "token", "meta.tag"))
 
 # Parameters every resource type has, served from the resource table itself.
 COMMON_PARAMS = (

@@ -2,13 +2,15 @@
 
 One runs in each bilan process (started by the app's lifespan); they share the outbox through
 leases (outbox.py). A rest-hook is delivered when the endpoint answers 2xx; an e-mail when the
-relay accepts it. Anything else is tried again later, with a back-off, until
+relay accepts it; one of bilan's own jobs (a release of masked results at its date) when it
+ran. Anything else is tried again later, with a back-off, until
 `outbox_max_attempts`. Logs name outbox ids, channels and outcomes only: never an address, a
 URL or a body.
 """
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 
 import aiosmtplib
@@ -43,9 +45,11 @@ class Failure(Exception):
 
 
 class DeliveryWorker:
-    def __init__(self, engine: AsyncEngine, settings: Settings):
+    def __init__(self, engine: AsyncEngine, settings: Settings,
+                 jobs: Mapping[str, Callable[[OutboxItem], Awaitable[None]]] | None = None):
         self.engine = engine
         self.settings = settings
+        self.jobs = dict(jobs or {})  # bilan's own work due at a time (channel -> job)
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False,
@@ -117,6 +121,11 @@ class DeliveryWorker:
             await self._call(item)
         elif item.channel == EMAIL:
             await self._mail(item)
+        elif item.channel in self.jobs:
+            try:
+                await self.jobs[item.channel](item)
+            except Exception as error:
+                raise Failure(f"{type(error).__name__}: {error}"[:300]) from None
         else:
             raise Failure(f"unknown channel {item.channel}")
 
@@ -137,7 +146,7 @@ class DeliveryWorker:
 
     async def _mail(self, item: OutboxItem) -> None:
         message = mail.message(self.settings.mail_from, item.target, item.payload["subject"],
-                               item.payload["text"], item.id)
+                               item.payload["text"], item.id, item.payload.get("attachments"))
         try:
             await mail.send(message, self.settings)
         except aiosmtplib.SMTPResponseException as error:

@@ -1,6 +1,7 @@
 """bilan's notification e-mails, sent through the configured relay (the MSSanté operator's in
 production, a local aiosmtpd server in the demo and the tests)."""
 
+import base64
 from email.message import EmailMessage
 from email.utils import formatdate
 
@@ -11,7 +12,8 @@ from bilan.settings import Settings
 SMTP_TIMEOUT = 30  # seconds; under the worker's lease
 
 
-def message(sender: str, to: str, subject: str, text: str, outbox_id: int) -> EmailMessage:
+def message(sender: str, to: str, subject: str, text: str, outbox_id: int,
+            attachments: list[dict[str, str]] | None = None) -> EmailMessage:
     """A plain-text message. Its Message-ID is the outbox row's, the same at every retry, so
     a mail sent twice (a worker died after the relay took it) can be recognised."""
     mail = EmailMessage()
@@ -21,6 +23,10 @@ def message(sender: str, to: str, subject: str, text: str, outbox_id: int) -> Em
     mail["Date"] = formatdate(localtime=False, usegmt=True)
     mail["Message-ID"] = f"<outbox-{outbox_id}@{sender.rpartition('@')[2] or 'bilan'}>"
     mail.set_content(text)
+    for attachment in attachments or []:
+        maintype, _, subtype = attachment["content_type"].partition("/")
+        mail.add_attachment(base64.b64decode(attachment["data"]), maintype=maintype, subtype=subtype,
+                            filename=attachment["filename"])
     return mail
 
 

@@ -18,6 +18,7 @@ through its own synchronous connection, so its enqueue commits apart from our tr
 (a job for a change that rolled back, or no job for one that committed).
 """
 
+import base64
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable
@@ -58,21 +59,28 @@ def _item(row: Any) -> OutboxItem:
 
 async def enqueue(conn: AsyncConnection, channel: str, target: str, payload: dict[str, Any], *,
                   subscription: str | None = None, resource: str | None = None,
-                  about: str | None = None, now: datetime) -> int:
-    """Queue a notification in the caller's transaction; its id."""
+                  about: str | None = None, now: datetime, due: datetime | None = None) -> int:
+    """Queue a notification in the caller's transaction, to send from `due` (now by default);
+    its id."""
     result = await conn.execute(insert(outbox).values(
         channel=channel, target=target, subscription=subscription, resource=resource,
-        about=about, payload=payload, status=PENDING, attempts=0, next_attempt_at=now,
+        about=about, payload=payload, status=PENDING, attempts=0, next_attempt_at=due or now,
         lease_until=None, last_error=None, created_at=now, delivered_at=None))
     return int(result.inserted_primary_key[0])
 
 
 async def enqueue_mail(conn: AsyncConnection, to: str, subject: str, text: str, *,
+                       attachments: Iterable[tuple[str, str, bytes]] = (),
                        resource: str | None = None, about: str | None = None,
                        now: datetime) -> int:
-    """Queue a plain-text e-mail (e.g. to a prescriber's MSSanté address)."""
-    return await enqueue(conn, EMAIL, to, {"subject": subject, "text": text},
-                         resource=resource, about=about, now=now)
+    """Queue a plain-text e-mail (e.g. to a prescriber's MSSanté address), with its
+    attachments as (file name, media type, content)."""
+    payload: dict[str, Any] = {"subject": subject, "text": text}
+    if attachments:
+        payload["attachments"] = [{"filename": name, "content_type": kind,
+                                   "data": base64.b64encode(data).decode("ascii")}
+                                  for name, kind, data in attachments]
+    return await enqueue(conn, EMAIL, to, payload, resource=resource, about=about, now=now)
 
 
 async def claim_due(conn: AsyncConnection, now: datetime, lease_seconds: float,

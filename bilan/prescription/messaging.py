@@ -249,7 +249,7 @@ class Messaging:
     async def _mail(self, repo: Repository, message: Stored) -> None:
         content = message.content or {}
         for recipient in content.get("recipient", []):
-            address = await _mail_address(repo, recipient.get("reference", ""))
+            address = await mail_address(repo, recipient.get("reference", ""))
             if not address:
                 continue
             task = next((p["reference"] for p in content.get("partOf", [])), "")
@@ -365,7 +365,7 @@ async def _catalogue_code(repo: Repository, local_code: str) -> tuple[str, str]:
     return entry["loinc"], entry["label_fr"]
 
 
-async def _mail_address(repo: Repository, reference: str) -> str | None:
+async def mail_address(repo: Repository, reference: str) -> str | None:
     """The e-mail (MSSanté) address of a Practitioner, or of a PractitionerRole and then its
     Practitioner."""
     if not reference.startswith(("Practitioner/", "PractitionerRole/")):
@@ -376,7 +376,7 @@ async def _mail_address(repo: Repository, reference: str) -> str | None:
         if telecom.get("system") == "email" and telecom.get("value"):
             return str(telecom["value"])
     if reference.startswith("PractitionerRole/"):
-        return await _mail_address(repo, (content.get("practitioner") or {}).get("reference", ""))
+        return await mail_address(repo, (content.get("practitioner") or {}).get("reference", ""))
     return None
 
 

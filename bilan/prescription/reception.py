@@ -125,9 +125,11 @@ class Reception:
             await self._audit(repo, caller, "read", found)
         return found
 
-    async def import_prescription(self, caller: Caller, task_id: str, file_choice: str) -> None:
-        """Turn the prescription into the lab's order. Importing it again (a second agent, a
-        second click) changes nothing."""
+    async def import_prescription(self, caller: Caller, task_id: str, file_choice: str,
+                                  opposes: bool = False) -> None:
+        """Turn the prescription into the lab's order, with the patient's opposition to sharing
+        their results if they said so. Importing it again (a second agent, a second click)
+        changes nothing."""
         async with self.records.unit() as repo:
             await self._row(repo, caller, task_id, "update")
             await repo.lock_many([f"worklist:{task_id}"])
@@ -140,8 +142,9 @@ class Reception:
             now = utc_now()
             lab_file = await self._lab_file(repo, caller, found, file_choice, now)
             accession = await _accession(repo, caller.lab_finess or "", now)
-            task = tracking.accepted(found.task.content or {}, now, await self._lab(repo, caller),
-                                     caller.lab_finess or "", accession, lab_file)
+            task = tracking.with_opposition(tracking.accepted(
+                found.task.content or {}, now, await self._lab(repo, caller), caller.lab_finess or "",
+                accession, lab_file), opposes)
             writes = [Write("Task", found.task.id, task, "PUT", found.task.version_id)]
             writes += [Write("Specimen", new_id(), s, "POST")
                        for s in _new_specimens(found, accession, lab_file, caller.lab_finess or "")]
@@ -156,7 +159,7 @@ class Reception:
             now = utc_now()
             task = tracking.moved(found.task.content or {}, "in-progress", now)
             writes = [Write("Task", found.task.id, task, "PUT", found.task.version_id)]
-            for specimen in await self._specimens(repo, caller, found.task.content or {}):
+            for specimen in await order_specimens(repo, self.records.base_url, caller, found.task.content or {}):
                 content = dict(specimen.content or {}, status="available",
                                collection={"collectedDateTime": task["lastModified"]})
                 writes.append(Write("Specimen", specimen.id, content, "PUT", specimen.version_id))
@@ -260,7 +263,7 @@ class Reception:
         reference = tracking.lab_file_of(content)
         lab_file = await repo.read_reference(reference)
         file_content = lab_file.content if lab_file and lab_file.content else {}
-        specimens = await self._specimens(repo, caller, content)
+        specimens = await order_specimens(repo, self.records.base_url, caller, content)
         return Order(
             task_id=task.id, accession=tracking.accession_of(content), status=content.get("status", ""),
             status_label=tracking.LABELS.get(content.get("status", ""), ""),
@@ -268,16 +271,6 @@ class Reception:
             lab_file_number=identity.file_number(file_content, row.order_lab or ""),
             lab_traits=identity.traits(file_content),
             samples=[_sample(s.content or {}) for s in specimens])
-
-    async def _specimens(self, repo: Repository, caller: Caller, task: dict[str, Any]) -> list[Stored]:
-        """The order's tubes, as the lab stored them at import."""
-        requests = ",".join(b["reference"] for b in task.get("basedOn", []))
-        if not requests:
-            return []
-        query = parse_search("Specimen", [("request", requests)], default_count=100, max_count=100)
-        mine = owned_by("Specimen", access.owner_key(caller) or "")
-        result = await store_search.search(repo.conn, query, self.records.base_url, lambda _t: mine)
-        return sorted(result.matches, key=lambda s: _sample(s.content or {}).barcode)
 
     async def _lab_file(self, repo: Repository, caller: Caller, found: PrescriptionFile,
                         choice: str, now: datetime) -> str:
@@ -349,6 +342,18 @@ async def _accession(repo: Repository, lab_finess: str, now: datetime) -> str:
     """The order's number: the lab's calendar day and a daily sequence, e.g. 261124-0007."""
     day = now.astimezone(LAB_TIME).strftime("%y%m%d")
     return f"{day}-{await next_value(repo.conn, f'accession:{lab_finess}:{day}'):04d}"
+
+
+async def order_specimens(repo: Repository, base_url: str, caller: Caller,
+                          task: dict[str, Any]) -> list[Stored]:
+    """The order's tubes, as the lab stored them at import."""
+    requests = ",".join(b["reference"] for b in task.get("basedOn", []))
+    if not requests:
+        return []
+    query = parse_search("Specimen", [("request", requests)], default_count=100, max_count=100)
+    mine = owned_by("Specimen", access.owner_key(caller) or "")
+    result = await store_search.search(repo.conn, query, base_url, lambda _t: mine)
+    return sorted(result.matches, key=lambda s: _sample(s.content or {}).barcode)
 
 
 def _new_specimens(found: PrescriptionFile, accession: str, lab_file: str, lab_finess: str) -> list[dict[str, Any]]:

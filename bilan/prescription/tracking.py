@@ -11,6 +11,8 @@ TASK_CODE = {"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulf
              "display": "Fulfill the focal request"}
 ACCESSION = "https://bilan.sante.fr/fhir/sid/accession"  # + "/" + FINESS
 LAB_FILE_INPUT = "Dossier patient du laboratoire"
+# The patient opposed the sharing of their results (patient's space, DMP), as told at reception.
+OPPOSITION = "https://bilan.sante.fr/fhir/StructureDefinition/sharing-opposition"
 
 # What the lab may do next, from each status.
 NEXT = {
@@ -68,6 +70,15 @@ def accepted(task: dict[str, Any], now: datetime, lab: str, lab_finess: str, acc
     task["identifier"] = [{"use": "usual", "system": f"{ACCESSION}/{lab_finess}", "value": accession}]
     task["input"] = [{"type": {"text": LAB_FILE_INPUT}, "valueReference": {"reference": lab_patient}}]
     return task
+
+
+def opposed(task: dict[str, Any]) -> bool:
+    return any(e.get("url") == OPPOSITION and e.get("valueBoolean") for e in task.get("extension", []))
+
+
+def with_opposition(task: dict[str, Any], opposes: bool) -> dict[str, Any]:
+    kept = [e for e in task.get("extension", []) if e.get("url") != OPPOSITION]
+    return {**task, "extension": kept + [{"url": OPPOSITION, "valueBoolean": opposes}]}
 
 
 def accession_of(task: dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
 """FHIR interactions on stored resources: validate, then store in one transaction."""
 
+import base64
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -118,6 +119,17 @@ class Records:
             await self.audit(repo, caller, "read", patients=patients_of(found.content),
                              touched=[f"{resource_type}/{resource_id}"])
         return found
+
+    async def attachment(self, caller: Caller | None, attachment: dict[str, Any]) -> bytes:
+        """An Attachment's bytes: inline, or in the Binary its url names (read as the caller)."""
+        if attachment.get("data"):
+            return base64.b64decode(attachment["data"])
+        url = str(attachment.get("url", ""))
+        if not url.startswith("Binary/"):
+            raise FhirError(404, [Issue("This attachment is neither inline nor a Binary of bilan's",
+                                        "not-found")])
+        binary = await self.read(caller, "Binary", url.removeprefix("Binary/"))
+        return base64.b64decode((binary.content or {}).get("data", ""))
 
     async def vread(self, caller: Caller | None, resource_type: str, resource_id: str,
                     version: str) -> Stored:

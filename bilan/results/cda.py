@@ -79,7 +79,7 @@ def _header(report: LabReport) -> list[Any]:
         E.recordTarget(_patient_role(report.patient)),
         E.author(_ts("time", report.effective_time), E.assignedAuthor(*_professional(biologist, lab))),
         E.custodian(E.assignedCustodian(E.representedCustodianOrganization(
-            *_organization_parts(report.custodian_organization)))),
+            *_organization_parts(report.custodian_organization, telecoms=1)))),
         E.legalAuthenticator(_ts("time", report.validated_at), E.signatureCode(code="S"),
                              E.assignedEntity(*_professional(biologist, lab, setting=True))),
         E.authenticator(_template("1.3.6.1.4.1.19376.1.3.3.1.5"), _ts("time", report.validated_at),
@@ -128,11 +128,12 @@ def _professional(who: Practitioner, lab: Organization, setting: bool = False) -
     ]
 
 
-def _organization_parts(org: Organization, setting: bool = False) -> list[Any]:
+def _organization_parts(org: Organization, setting: bool = False, telecoms: int | None = None) -> list[Any]:
+    """`telecoms`: how many the element allows (a custodian's organization has one)."""
     return [
         E.id(root=ORGANIZATION_ID, extension=f"1{org.finess}"),
         E.name(org.name),
-        *[E.telecom(value=t, use="WP") for t in org.telecom],
+        *[E.telecom(value=t, use="WP") for t in org.telecom[:telecoms]],
         _addr(org.address),
         E.standardIndustryClassCode(code=org.practice_setting,
                                     displayName=_PRACTICE_SETTINGS[org.practice_setting],

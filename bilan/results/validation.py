@@ -8,7 +8,7 @@ re-run or not done: `cancelled` (not done carries a dataAbsentReason).
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from bilan.auth import access
@@ -27,6 +27,7 @@ from bilan.storage.repository import Repository, Stored, Write
 
 LOINC = "http://loinc.org"
 OPEN = ("registered", "preliminary")
+CORRECTABLE = ("final", "amended", "corrected")  # validated: a change is a correction
 STATUS_LABELS = {"registered": "Reçu de l'automate", "preliminary": "Validé techniquement",
                  "final": "Validé biologiquement", "amended": "Corrigé", "corrected": "Corrigé",
                  "cancelled": "Annulé", "entered-in-error": "Erreur de saisie"}
@@ -62,6 +63,10 @@ class Row:
     def open(self) -> bool:
         return self.status in OPEN
 
+    @property
+    def correctable(self) -> bool:
+        return self.status in CORRECTABLE
+
 
 class ResultsDesk:
     def __init__(self, records: Records):
@@ -70,35 +75,43 @@ class ResultsDesk:
     async def results(self, caller: Caller, task_id: str) -> list[Row]:
         async with self.records.unit() as repo:
             task = await self._task(repo, caller, task_id, "read")
-            found = await self._observations(repo, caller, task)
+            found = await order_results(repo, self.records.base_url, caller, task)
             rows = [await self._row(repo, caller, s) for s in found]
             await self.records.audit(repo, caller, "read", patients=patients_of(task.content),
                                      touched=[f"Observation/{s.id}" for s in found])
         return rows
 
-    async def decide(self, caller: Caller, task_id: str, action: str, ids: list[str], comment: str) -> None:
-        """technical / biological validation, re-run, or not done, for the chosen results."""
-        if action not in ("technique", "biologique", "repasser", "annuler"):
+    async def decide(self, caller: Caller, task_id: str, action: str, ids: list[str], comment: str,
+                     value: str = "") -> None:
+        """technical / biological validation, re-run, or not done, for the chosen results; or
+        the correction of one validated result (new value and reason)."""
+        if action not in ("technique", "biologique", "repasser", "annuler", "corriger"):
             raise FhirError(422, [Issue("Action inconnue.", "value", expression="action")])
         if not ids:
             raise FhirError(422, [Issue("Cochez au moins un résultat.", "required", expression="resultats")])
-        if action in ("repasser", "annuler") and not comment.strip():
+        if action in ("repasser", "annuler", "corriger") and not comment.strip():
             raise FhirError(422, [Issue("Indiquez le motif.", "required", expression="commentaire")])
+        if action == "corriger" and len(ids) != 1:
+            raise FhirError(422, [Issue("Cochez le seul résultat à corriger.", "value", expression="resultats")])
         async with self.records.unit() as repo:
-            if action == "biologique" and caller.kind != "biologist":
+            if action in ("biologique", "corriger") and caller.kind != "biologist":
                 raise Denied(caller, "update", access.forbidden(
-                    "Seul un biologiste valide biologiquement."), [f"Task/{task_id}"])
+                    "Seul un biologiste valide ou corrige un résultat validé."), [f"Task/{task_id}"])
             task = await self._task(repo, caller, task_id, "update")
-            mine = {s.id: s for s in await self._observations(repo, caller, task)}
+            mine = {s.id: s for s in await order_results(repo, self.records.base_url, caller, task)}
             now, writes = utc_now(), []
             for result_id in ids:
                 stored = mine.get(result_id)
-                if stored is None or (stored.content or {}).get("status") not in OPEN:
+                allowed = CORRECTABLE if action == "corriger" else OPEN
+                if stored is None or (stored.content or {}).get("status") not in allowed:
                     raise FhirError(409, [Issue("Ce résultat n'est plus à valider : rechargez la page.",
                                                 "conflict", expression="resultats")])
-                writes.append(Write("Observation", stored.id, _decided(stored.content or {}, action, comment,
-                                                                      caller.label, now), "PUT",
-                                    stored.version_id))
+                if action == "corriger":
+                    content = await self.records.guarded(repo, caller, _corrected(
+                        stored.content or {}, value, comment, caller.label, now))
+                else:
+                    content = _decided(stored.content or {}, action, comment, caller.label, now)
+                writes.append(Write("Observation", stored.id, content, "PUT", stored.version_id))
             await repo.save(writes, now)
             await self.records.audit(repo, caller, "update", patients=patients_of(task.content),
                                      touched=[f"Observation/{w.id}" for w in writes])
@@ -110,17 +123,6 @@ class ResultsDesk:
         if task is None:
             raise tracking.unknown_prescription()
         return task
-
-    async def _observations(self, repo: Repository, caller: Caller, task: Stored) -> list[Stored]:
-        """The results of the order: based on its prescribed exams or on the lab's adaptations."""
-        originals = [b["reference"] for b in (task.content or {}).get("basedOn", [])]
-        adapted = [f"ServiceRequest/{s.id}"
-                   for s in await adapted_requests(repo, self.records.base_url, task.content or {})]
-        query = parse_search("Observation", [("based-on", ",".join([*originals, *adapted]))],
-                             default_count=500, max_count=500)
-        found = await store_search.search(repo.conn, query, self.records.base_url,
-                                          lambda t: access.visible(caller, t))
-        return sorted(found.matches, key=lambda s: (_label(s.content or {}), s.last_updated))
 
     async def _row(self, repo: Repository, caller: Caller, stored: Stored) -> Row:
         content = stored.content or {}
@@ -162,6 +164,16 @@ class ResultsDesk:
         return None
 
 
+async def order_results(repo: Repository, base_url: str, caller: Caller, task: Stored) -> list[Stored]:
+    """The results of an order: based on its prescribed exams or on the lab's adaptations."""
+    originals = [b["reference"] for b in (task.content or {}).get("basedOn", [])]
+    adapted = [f"ServiceRequest/{s.id}" for s in await adapted_requests(repo, base_url, task.content or {})]
+    query = parse_search("Observation", [("based-on", ",".join([*originals, *adapted]))],
+                         default_count=500, max_count=500)
+    found = await store_search.search(repo.conn, query, base_url, lambda t: access.visible(caller, t))
+    return sorted(found.matches, key=lambda s: (_label(s.content or {}), s.last_updated))
+
+
 def _decided(content: dict[str, Any], action: str, comment: str, author: str, now: datetime) -> dict[str, Any]:
     status = {"technique": "preliminary", "biologique": "final", "repasser": "cancelled",
               "annuler": "cancelled"}[action]
@@ -176,13 +188,34 @@ def _decided(content: dict[str, Any], action: str, comment: str, author: str, no
     return decided
 
 
+def _corrected(content: dict[str, Any], value: str, reason: str, author: str, now: datetime) -> dict[str, Any]:
+    """A validated result with its new value (`corrected`), its flag computed again."""
+    quantity = content.get("valueQuantity")
+    if not quantity:
+        raise FhirError(422, [Issue("Seul un résultat numérique se corrige ici.", "value", expression="resultats")])
+    try:
+        number = Decimal(value.strip().replace(",", "."))
+    except InvalidOperation:
+        raise FhirError(422, [Issue("Saisissez la nouvelle valeur (un nombre, par exemple 5,2).", "value",
+                                    expression="valeur")]) from None
+    previous = f"{_value(content)}"
+    corrected = {key: item for key, item in content.items() if key != "interpretation"}
+    corrected["meta"] = {**content.get("meta", {}), "tag": [t for t in content.get("meta", {}).get("tag", [])
+                                                          if t.get("code") != "computed"]}
+    corrected.update(status="corrected", valueQuantity={**quantity, "value": float(number)})
+    corrected["note"] = [*content.get("note", []), {"authorString": author, "time": now.isoformat(),
+                                                     "text": f"Corrigé (était {previous}) : {reason.strip()}"}]
+    return corrected
+
+
 def _loinc(content: dict[str, Any]) -> list[str]:
     return [c["code"] for c in (content.get("code") or {}).get("coding", []) if c.get("system") == LOINC]
 
 
 def _label(content: dict[str, Any]) -> str:
     concept = content.get("code") or {}
-    return concept.get("text") or next((c.get("display") for c in concept.get("coding", [])), "Résultat")
+    return concept.get("text") or next((c.get("display") or c.get("code") for c in concept.get("coding", [])
+                                        if c.get("display") or c.get("code")), "Résultat")
 
 
 def _value(content: dict[str, Any]) -> str:

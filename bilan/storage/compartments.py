@@ -47,6 +47,17 @@ def owned_by_another_lab(resource_type: str, mine: str | None) -> IdSet:
     return query.where(i.c.value != mine) if mine else query
 
 
+def narrowed(ids: Any, *, within: tuple[Any, ...] = (), without: tuple[Any, ...] = ()) -> IdSet:
+    """The ids of `ids` that are in every set of `within` and in no set of `without`."""
+    column = ids.subquery().c[0]
+    query = select(column)
+    for other in within:
+        query = query.where(column.in_(other))
+    for other in without:
+        query = query.where(column.not_in(other))
+    return query
+
+
 def either(*sets: Any) -> Any:
     """The union of id sets, flat (SQLite refuses a UNION nested in parentheses)."""
     flat: list[Any] = []

@@ -157,6 +157,8 @@ class Repository:
         creates: who created a resource may see it (see bilan/auth/access.py).
         """
         stored: list[Stored] = []
+        if not writes:
+            return stored
         for write in writes:
             version = (write.expected_version or 0) + 1
             content = write.content

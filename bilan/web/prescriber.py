@@ -16,6 +16,7 @@ from bilan.prescription import tracking
 from bilan.prescription.identity import traits
 from bilan.prescription.messaging import Messaging
 from bilan.records.service import Records
+from bilan.results.issuing import Issuing
 from bilan.settings import Settings
 from bilan.web.reception import field_errors, shown_on_page
 from bilan.web.session import WebUser, logged_in
@@ -49,35 +50,48 @@ class PrescriberController(Controller):
 
     @get("/prescriptions/{task_id:str}")
     async def prescription(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
-                           messaging: NamedDependency[Messaging]) -> Template:
+                           messaging: NamedDependency[Messaging], issuing: NamedDependency[Issuing]) -> Template:
         user, caller = prescriber(request, settings)
-        return await self._page(user, caller, messaging, task_id)
+        return await self._page(user, caller, messaging, issuing, task_id)
+
+    @post("/prescriptions/{task_id:str}/levee-masquage")
+    async def release(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
+                      messaging: NamedDependency[Messaging], issuing: NamedDependency[Issuing]) -> Template | Redirect:
+        user, caller = prescriber(request, settings)
+        try:
+            await issuing.release(caller, task_id)
+        except FhirError as error:
+            return await self._page(user, caller, messaging, issuing, task_id, error)
+        return Redirect(f"/prescripteur/prescriptions/{task_id}#compte-rendu")
 
     @post("/prescriptions/{task_id:str}/reponse")
     async def answer(self, request: AnyRequest, task_id: FromPath[str], data: Form,
-                     settings: NamedDependency[Settings], messaging: NamedDependency[Messaging]) -> Template | Redirect:
+                     settings: NamedDependency[Settings], messaging: NamedDependency[Messaging],
+                     issuing: NamedDependency[Issuing]) -> Template | Redirect:
         user, caller = prescriber(request, settings)
         try:
             await messaging.answer(caller, task_id, data.get("adaptation", ""), data.get("accord") == "oui",
                                    data.get("texte", ""))
         except FhirError as error:
-            return await self._page(user, caller, messaging, task_id, error)
+            return await self._page(user, caller, messaging, issuing, task_id, error)
         return Redirect(f"/prescripteur/prescriptions/{task_id}#echanges")
 
     @post("/prescriptions/{task_id:str}/message")
     async def message(self, request: AnyRequest, task_id: FromPath[str], data: Form,
-                      settings: NamedDependency[Settings],
-                      messaging: NamedDependency[Messaging]) -> Template | Redirect:
+                      settings: NamedDependency[Settings], messaging: NamedDependency[Messaging],
+                      issuing: NamedDependency[Issuing]) -> Template | Redirect:
         user, caller = prescriber(request, settings)
         try:
             await messaging.send(caller, task_id, data.get("texte", ""))
         except FhirError as error:
-            return await self._page(user, caller, messaging, task_id, error)
+            return await self._page(user, caller, messaging, issuing, task_id, error)
         return Redirect(f"/prescripteur/prescriptions/{task_id}#echanges")
 
-    async def _page(self, user: WebUser, caller: Caller, messaging: Messaging, task_id: str,
+    async def _page(self, user: WebUser, caller: Caller, messaging: Messaging, issuing: Issuing, task_id: str,
                     error: FhirError | None = None) -> Template:
         shown_on_page(error)
         thread = await messaging.conversation(caller, task_id)
+        overview = await issuing.overview(caller, task_id)
         return Template("prescriber/prescription.html", status_code=error.status if error else 200,
-                        context={"user": user, "thread": thread, "errors": field_errors(error)})
+                        context={"user": user, "thread": thread, "overview": overview,
+                                 "errors": field_errors(error)})

@@ -1,5 +1,6 @@
 """The lab reception's pages: worklist, prescription, identity check, import, labels, sheet."""
 
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from jinja2_fragments.litestar import HTMXBlockTemplate
@@ -15,6 +16,7 @@ from bilan.prescription import adaptation
 from bilan.prescription.labels import labels_pdf
 from bilan.prescription.messaging import Messaging
 from bilan.prescription.reception import NEW_FILE, Reception
+from bilan.results.issuing import Choices, Issuing
 from bilan.results.validation import ResultsDesk
 from bilan.settings import Settings
 from bilan.web.session import WebUser, logged_in
@@ -62,7 +64,8 @@ class ReceptionController(Controller):
                       messaging: NamedDependency[Messaging]) -> Template | Redirect:
         user, caller = signed_in(request, settings)
         try:
-            await reception.import_prescription(caller, task_id, data.get("dossier", ""))
+            await reception.import_prescription(caller, task_id, data.get("dossier", ""),
+                                                opposes=data.get("opposition") == "oui")
         except FhirError as error:
             return await self._page(user, caller, reception, messaging, task_id, error, data)
         return Redirect(f"/reception/prescriptions/{task_id}#commande")
@@ -117,29 +120,47 @@ class ReceptionController(Controller):
 
     @get("/prescriptions/{task_id:str}/resultats")
     async def results(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
-                      desk: NamedDependency[ResultsDesk], reception: NamedDependency[Reception]) -> Template:
+                      desk: NamedDependency[ResultsDesk], reception: NamedDependency[Reception],
+                      issuing: NamedDependency[Issuing]) -> Template:
         user, caller = signed_in(request, settings)
-        return await self._results_page(user, caller, desk, reception, task_id)
+        return await self._results_page(user, caller, desk, reception, issuing, task_id)
 
     @post("/prescriptions/{task_id:str}/resultats")
     async def decide(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
-                     desk: NamedDependency[ResultsDesk], reception: NamedDependency[Reception]) -> Template | Redirect:
+                     desk: NamedDependency[ResultsDesk], reception: NamedDependency[Reception],
+                     issuing: NamedDependency[Issuing]) -> Template | Redirect:
         user, caller = signed_in(request, settings)
         form = await request.form()
         try:
             await desk.decide(caller, task_id, str(form.get("action", "")),
-                              [str(v) for v in form.getall("resultats", [])], str(form.get("commentaire", "")))
+                              [str(v) for v in form.getall("resultats", [])], str(form.get("commentaire", "")),
+                              str(form.get("valeur", "")))
         except FhirError as error:
-            return await self._results_page(user, caller, desk, reception, task_id, error)
+            return await self._results_page(user, caller, desk, reception, issuing, task_id, error)
         return Redirect(f"/reception/prescriptions/{task_id}/resultats")
 
+    @post("/prescriptions/{task_id:str}/compte-rendu")
+    async def issue(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
+                    desk: NamedDependency[ResultsDesk], reception: NamedDependency[Reception],
+                    issuing: NamedDependency[Issuing]) -> Template | Redirect:
+        user, caller = signed_in(request, settings)
+        form = await request.form()
+        try:
+            await issuing.issue(caller, task_id, issue_choices(form))
+        except FhirError as error:
+            return await self._results_page(user, caller, desk, reception, issuing, task_id, error)
+        return Redirect(f"/reception/prescriptions/{task_id}/resultats#compte-rendu")
+
     async def _results_page(self, user: WebUser, caller: Caller, desk: ResultsDesk, reception: Reception,
-                            task_id: str, error: FhirError | None = None) -> Template:
+                            issuing: Issuing, task_id: str, error: FhirError | None = None) -> Template:
         shown_on_page(error)
         found = await reception.open(caller, task_id)
         rows = await desk.results(caller, task_id)
+        overview = await issuing.overview(caller, task_id)
+        problems = [i.diagnostics for i in error.issues if i.expression == "compte-rendu"] if error else []
         return Template("reception/results.html", status_code=error.status if error else 200,
-                        context={"user": user, "file": found, "rows": rows, "errors": field_errors(error)})
+                        context={"user": user, "file": found, "rows": rows, "overview": overview,
+                                 "problems": problems, "errors": field_errors(error)})
 
     @get("/prescriptions/{task_id:str}/etiquettes.pdf")
     async def labels(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
@@ -173,6 +194,21 @@ class ReceptionController(Controller):
                            changes=adaptation.CHANGES)
         return Template("reception/prescription.html", status_code=error.status if error else 200,
                         context=context)
+
+
+def issue_choices(form: Any) -> Choices:
+    """The biologist's choices on the issue form; a French error next to a bad date."""
+    text = str(form.get("liberation", "")).strip()
+    try:
+        release_on = date.fromisoformat(text) if "-" in text else (
+            datetime.strptime(text, "%d/%m/%Y").date() if text else None)
+    except ValueError:
+        raise FhirError(422, [Issue("Date de levée du masquage invalide : JJ/MM/AAAA.", "value",
+                                    expression="liberation")]) from None
+    return Choices(hidden=frozenset(str(v) for v in form.getall("masquer", [])),
+                   hide_report=bool(form.get("masquer_tout")), release_on=release_on,
+                   announce=bool(form.get("annonce")), hidden_from_professionals=bool(form.get("masque_ps")),
+                   secret_connection=bool(form.get("connexion_secrete")))
 
 
 def shown_on_page(error: FhirError | None) -> None:

@@ -68,6 +68,7 @@ const PRACTICE_SOFTWARE_SCOPES = [
   'system/Observation.read', 'system/Observation.write',
   'system/Condition.read', 'system/Condition.write',
   'system/Task.read', 'system/DiagnosticReport.read', 'system/DocumentReference.read',
+  'system/DocumentReference.write', 'system/List.write', 'system/Binary.read',
   'system/Communication.read', 'system/Communication.write',
   'system/Subscription.read', 'system/Subscription.write',
   'system/*.read',
@@ -81,6 +82,8 @@ const LAB_MIDDLEWARE_SCOPES = [
   'system/DiagnosticReport.read', 'system/DiagnosticReport.write',
   'system/Communication.read', 'system/Communication.write',
   'system/Subscription.read', 'system/Subscription.write',
+  'system/DocumentReference.read', 'system/DocumentReference.write', 'system/List.write',
+  'system/Binary.read',
 ];
 
 const ALL_SCOPES = [...new Set([...WEB_SCOPES, ...PRACTICE_SOFTWARE_SCOPES, ...LAB_MIDDLEWARE_SCOPES])];

@@ -1,0 +1,175 @@
+"""The FHIR resources of an issued CR-BIO: the CDA and its PDF as Binary, the DocumentReference
+with the PDSm (MHD) metadata, the DiagnosticReport over the stored results, and the MHD
+Provide Document Bundle that sends the document to the shared record (DMP).
+
+PDSm codes (ANS, IHE MHD): type LOINC 11502-2, class "Résultats d'examens" (ASIP-SANTE-classCode),
+format `urn:ihe:lab:xd-lab:2008` (CR-BIO), facility "SA07 Laboratoire de biologie médicale",
+practice setting "Biologie médicale"."""
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bilan.results import masking
+from bilan.results.fhir_report import REPORT_CODE
+from bilan.results.report import Battery, LabReport
+
+LOINC = "http://loinc.org"
+CLASS = {"system": "urn:oid:1.2.250.1.213.1.1.4.1", "code": "10", "display": "Compte rendu"}
+FORMAT = {"system": "urn:oid:1.3.6.1.4.1.19376.1.2.3", "code": "urn:ihe:lab:xd-lab:2008",
+          "display": "CR d'examens biologiques"}
+FACILITY = {"system": "urn:oid:1.2.250.1.71.4.2.4", "code": "SA07",
+            "display": "Laboratoire de biologie médicale"}
+PRACTICE_SETTING = {"system": "urn:oid:1.2.250.1.213.1.1.4.9", "code": "BIOLOGIE",
+                    "display": "Biologie médicale"}
+NORMAL = {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N",
+          "display": "Normal"}
+NOT_SHARED = "https://bilan.sante.fr/fhir/StructureDefinition/not-shared-reason"
+CDA_TYPE, PDF_TYPE = "application/xml", "application/pdf"
+
+
+@dataclass(frozen=True)
+class Issued:
+    """One version of a report as bilan stores it, with its ids chosen in advance."""
+    report: LabReport
+    cda: bytes
+    document_id: str  # DocumentReference
+    cda_id: str  # Binary
+    pdf_id: str  # Binary
+    patient: str  # Patient reference
+    lab: str  # Organization reference
+    biologist: str  # Practitioner reference
+    requests: tuple[str, ...]  # ServiceRequest references
+    task: str  # Task reference
+    security: frozenset[str]  # masking codes
+    tags: frozenset[str]  # sharing codes
+    replaces: str | None  # the previous DocumentReference
+    not_shared: str | None  # why the patient's space and the DMP do not get it
+
+
+def binaries(issued: Issued) -> list[tuple[str, dict[str, Any]]]:
+    """(id, Binary) for the CDA and for the PDF, each tied to the DocumentReference."""
+    context = {"reference": f"DocumentReference/{issued.document_id}"}
+    return [(id_, {"resourceType": "Binary", "contentType": kind, "securityContext": context,
+                   "data": base64.b64encode(data).decode("ascii")})
+            for id_, kind, data in ((issued.cda_id, CDA_TYPE, issued.cda),
+                                    (issued.pdf_id, PDF_TYPE, issued.report.pdf))]
+
+
+def document_reference(issued: Issued) -> dict[str, Any]:
+    report = issued.report
+    resource: dict[str, Any] = {
+        "resourceType": "DocumentReference",
+        "masterIdentifier": _urn(report.document_id.root),
+        "identifier": [{**_urn(report.set_id.root), "type": {"text": "setId"}}],
+        "status": "current",
+        "type": {"coding": [{"system": LOINC, "code": REPORT_CODE[0], "display": REPORT_CODE[1]}]},
+        "category": [{"coding": [CLASS]}],
+        "subject": {"reference": issued.patient},
+        "date": _instant(report.effective_time),
+        "author": [{"reference": issued.lab}, {"reference": issued.biologist}],
+        "authenticator": {"reference": issued.biologist},
+        "custodian": {"reference": issued.lab},
+        "description": f"{REPORT_CODE[1]}, version {report.version}" + ("" if report.complete else " (partiel)"),
+        "securityLabel": [{"coding": [NORMAL]}]
+        + [{"coding": [masking.coding(masking.CONFIDENTIALITY, c)]} for c in sorted(issued.security)],
+        "content": [_content(issued.cda_id, CDA_TYPE, issued.cda, REPORT_CODE[1], report.effective_time, FORMAT),
+                    _content(issued.pdf_id, PDF_TYPE, report.pdf, f"{REPORT_CODE[1]} (PDF)",
+                             report.effective_time, None)],
+        "context": {
+            "period": {"start": _instant(_effective(report)),
+                       "end": _instant(report.validated_at)},
+            "facilityType": {"coding": [FACILITY]},
+            "practiceSetting": {"coding": [PRACTICE_SETTING]},
+            "related": [{"reference": r} for r in (*issued.requests, issued.task)],
+        },
+    }
+    if issued.replaces:
+        resource["relatesTo"] = [{"code": "replaces", "target": {"reference": issued.replaces}}]
+    if issued.not_shared:
+        resource["extension"] = [{"url": NOT_SHARED, "valueString": issued.not_shared}]
+    return masking.with_labels(resource, set(issued.security), set(issued.tags))
+
+
+def diagnostic_report(issued: Issued, status: str, results: list[str]) -> dict[str, Any]:
+    """The report over the stored results (`results`: Observation references)."""
+    report = issued.report
+    resource = {
+        "resourceType": "DiagnosticReport",
+        "identifier": [_urn(report.set_id.root)],
+        "basedOn": [{"reference": r} for r in issued.requests],
+        "status": status,
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB",
+                                  "display": "Laboratory"}]}]
+        + [{"coding": [{"system": LOINC, "code": c.code, "display": c.display}]} for c in report.chapters],
+        "code": {"coding": [{"system": LOINC, "code": REPORT_CODE[0], "display": REPORT_CODE[1]}]},
+        "subject": {"reference": issued.patient},
+        "effectiveDateTime": _instant(_effective(report)),
+        "issued": _instant(report.effective_time),
+        "performer": [{"reference": issued.lab}],
+        "resultsInterpreter": [{"reference": issued.biologist}],
+        "result": [{"reference": r} for r in results],
+        "presentedForm": [{"contentType": PDF_TYPE, "url": f"Binary/{issued.pdf_id}",
+                           "title": REPORT_CODE[1]}],
+    }
+    comments = [c.comment for c in report.chapters if c.comment]
+    if comments:
+        resource["conclusion"] = " ".join(comments)
+    return masking.with_labels(resource, set(issued.security), set(issued.tags))
+
+
+def provide_bundle(issued: Issued, document: dict[str, Any], patient: dict[str, Any]) -> dict[str, Any]:
+    """The MHD Provide Document Bundle (ITI-65) for the shared record: a SubmissionSet List,
+    the DocumentReference and the CDA, with the patient identified by their INS."""
+    doc_url, cda_url = f"urn:uuid:{issued.document_id}", f"urn:uuid:{issued.cda_id}"
+    ins = next((i for i in patient.get("identifier", []) if i.get("system", "").startswith("urn:oid:1.2.250.1.213.1.4.")), None)
+    subject = {"identifier": {"system": ins["system"], "value": ins["value"]}} if ins else {"reference": issued.patient}
+    entry_document = {**document, "subject": subject,
+                      "content": [{**document["content"][0], "attachment": {
+                          **document["content"][0]["attachment"], "url": cda_url}}]}
+    submission = {
+        "resourceType": "List", "status": "current", "mode": "working",
+        "code": {"coding": [{"system": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes",
+                             "code": "submissionset"}]},
+        "subject": subject, "date": document["date"],
+        "source": {"reference": issued.lab},
+        "entry": [{"item": {"reference": doc_url}}],
+    }
+    return {"resourceType": "Bundle", "type": "transaction", "meta": {
+        "profile": ["https://profiles.ihe.net/ITI/MHD/StructureDefinition/IHE.MHD.Comprehensive.ProvideBundle"]},
+        "entry": [
+            {"fullUrl": f"urn:uuid:{issued.document_id}-list", "resource": submission,
+             "request": {"method": "POST", "url": "List"}},
+            {"fullUrl": doc_url, "resource": entry_document, "request": {"method": "POST", "url": "DocumentReference"}},
+            {"fullUrl": cda_url, "resource": {"resourceType": "Binary", "contentType": CDA_TYPE,
+                                              "data": base64.b64encode(issued.cda).decode("ascii")},
+             "request": {"method": "POST", "url": "Binary"}},
+        ]}
+
+
+def _effective(report: LabReport) -> datetime:
+    """When the samples were taken: the tubes' collection, else the results' own times."""
+    observed = [r.observed_at for c in report.chapters for i in c.items
+                for r in (i.results if isinstance(i, Battery) else (i,)) if r.observed_at]
+    return min([s.collected_at for s in report.specimens] or observed or [report.validated_at])
+
+
+def _content(binary_id: str, kind: str, data: bytes, title: str, when: datetime,
+             format_: dict[str, str] | None) -> dict[str, Any]:
+    content: dict[str, Any] = {"attachment": {
+        "contentType": kind, "language": "fr-FR", "url": f"Binary/{binary_id}", "size": len(data),
+        "hash": base64.b64encode(hashlib.sha1(data).digest()).decode("ascii"), "title": title,
+        "creation": _instant(when)}}
+    if format_:
+        content["format"] = format_
+    return content
+
+
+def _urn(uuid_text: str) -> dict[str, str]:
+    return {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid_text.lower()}"}
+
+
+def _instant(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")

@@ -1,0 +1,384 @@
+"""Issuing the report of an order, by its biologist: the CR-BIO (CDA with its PDF) built from
+the validated results, checked against the CI-SIS schema and schematron, stored (Binary,
+DocumentReference, DiagnosticReport) and delivered, all in one transaction.
+
+- A version with results still to validate is partial; the one with none left is final and
+  completes the order. A version after a final one is a correction (same setId, version + 1,
+  RPLC): every recipient gets it again.
+- Delivery is queued in the outbox with the change: the prescriber's software is notified by
+  its Subscriptions, the prescriber gets an MSSanté mail with the CDA attached, and the shared
+  record (DMP) the MHD Provide Document Bundle, when the patient's identity is qualified and
+  they did not oppose. Otherwise the report says why it was not shared.
+- Masking: results (or the whole report) hidden from the patient until the prescriber
+  releases them, or until the date the lab chose (a queued "release" job).
+A document that does not conform is not issued: the refusal lists every problem."""
+
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bilan.auth import access
+from bilan.auth.audit import patients_of
+from bilan.auth.caller import Caller
+from bilan.fhir.dates import utc_now
+from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.query import parse_search
+from bilan.notifications import outbox
+from bilan.prescription import catalogue, identity, tracking
+from bilan.prescription.messaging import adapted_requests, mail_address
+from bilan.prescription.practitioners import RPPS
+from bilan.prescription.reception import order_specimens
+from bilan.records.service import Denied, Records, new_id
+from bilan.results import assembly, conformance, documents, masking
+from bilan.results.cda import cda_document
+from bilan.results.pdf import report_pdf
+from bilan.results.report import Identifier, LabReport, ReportError
+from bilan.results.validation import OPEN, order_results
+from bilan.storage import search as store_search
+from bilan.storage.repository import Repository, Stored, Write
+
+PARIS = ZoneInfo("Europe/Paris")
+REPORT_OUTPUT = "Compte rendu"
+RELEASE = "release"  # outbox channel: release the masked results of an order (target: Task/id)
+_PLACEHOLDER_PDF = b"%PDF-"
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What the biologist decides when issuing: who may see what, and when."""
+    hidden: frozenset[str] = frozenset()  # Observation ids hidden from the patient until released
+    hide_report: bool = False
+    release_on: date | None = None  # released automatically that day (Paris), else by the prescriber
+    announce: bool = False  # tell the patient a result awaits their consultation
+    hidden_from_professionals: bool = False
+    secret_connection: bool = False
+
+
+@dataclass(frozen=True)
+class Version:
+    document_id: str
+    number: int
+    issued: str
+    status: str  # DocumentReference status: current or superseded
+    partial: bool
+    hidden: bool
+    not_shared: str | None
+
+
+@dataclass(frozen=True)
+class Overview:
+    versions: list[Version]
+    sensitive: frozenset[str] = field(default_factory=frozenset)  # result ids to suggest hiding
+    opposed: bool = False
+
+
+def sharing_refusal(lab_file: dict[str, Any], task: dict[str, Any]) -> str | None:
+    """Why the patient's space and the DMP may not get this report; None when they may."""
+    if tracking.opposed(task):
+        return "Le patient s'est opposé au partage de ses résultats (recueilli à l'accueil)."
+    found = identity.traits(lab_file)
+    if found.status != "QUAL" or not found.ins:
+        return (f"Identité non qualifiée ({found.status_label.lower()}) : ni l'espace du patient "
+                "ni le DMP ne reçoivent un document sans INS qualifié.")
+    return None
+
+
+class Issuing:
+    def __init__(self, records: Records, dmp_url: str, mail_link: str):
+        self.records = records
+        self.dmp_url = dmp_url
+        self.mail_link = mail_link
+
+    async def overview(self, caller: Caller, task_id: str) -> Overview:
+        async with self.records.unit() as repo:
+            task = await self._task(repo, caller, task_id, "read")
+            versions = [_version(n, s) for n, s in enumerate(await self._documents(repo, task.content or {}), 1)]
+            results = await order_results(repo, self.records.base_url, caller, task)
+            codes = {c["code"]: r.id for r in results for c in (r.content or {}).get("code", {}).get("coding", [])}
+            rows = await catalogue.results_by_loinc(repo.conn, codes)
+            sensitive = frozenset(codes[row["loinc"]] for row in rows if row.get("sensitive") is True)
+        return Overview(versions, sensitive, tracking.opposed(task.content or {}))
+
+    async def issue(self, caller: Caller, task_id: str, choices: Choices) -> str:
+        """Issue the next version of the order's report; the DocumentReference id."""
+        async with self.records.unit() as repo:
+            if caller.kind != "biologist":
+                raise Denied(caller, "update", access.forbidden("Seul un biologiste émet le compte rendu."),
+                             [f"Task/{task_id}"])
+            task = await self._task(repo, caller, task_id, "update")
+            content = task.content or {}
+            if content.get("status") not in ("accepted", "in-progress", "completed"):
+                raise FhirError(409, [Issue("Le compte rendu ne s'émet que pour une demande importée et "
+                                            "en cours au laboratoire.", "business-rule", expression="compte-rendu")])
+            now = utc_now()
+            results = await order_results(repo, self.records.base_url, caller, task)
+            decided = [r for r in results if (r.content or {}).get("status") in (*assembly.DECIDED, "cancelled")]
+            if not any((r.content or {}).get("status") in assembly.DECIDED for r in decided):
+                raise FhirError(422, [Issue("Aucun résultat validé biologiquement : rien à émettre.",
+                                            "business-rule", expression="compte-rendu")])
+            complete = not any((r.content or {}).get("status") in OPEN for r in results)
+            previous = await self._documents(repo, content)
+            lab_file = await repo.read_reference(tracking.lab_file_of(content))
+            if lab_file is None or lab_file.content is None:
+                raise FhirError(409, [Issue("Le dossier patient du laboratoire est introuvable.", "not-found",
+                                            expression="compte-rendu")])
+            requests = await self._requests(repo, content)
+            report, refs = await self._report(repo, caller, task, lab_file, requests, decided, previous,
+                                              complete, now)
+            cda = cda_document(report)
+            problems = conformance.problems(cda)
+            if problems:
+                raise FhirError(422, [Issue(f"Document non conforme, non émis : {p}", "invariant",
+                                            expression="compte-rendu") for p in problems])
+            refusal = sharing_refusal(lab_file.content, content)
+            issued = _issued(report, cda, refs, content, task.id, choices, refusal, previous)
+            hidden = choices.hidden if not choices.hide_report else {r.id for r in decided}
+            status = report_status(previous, complete)
+            reports = await self._reports(repo, content)
+            writes = self._writes(task, issued, decided, hidden, previous, reports[0] if reports else None,
+                                  status, now)
+            await repo.save(writes, now, access.owner_key(caller))
+            await self._deliver(repo, issued, lab_file.content, requests, choices, status, now)
+            await self.records.audit(repo, caller, "create", patients=patients_of(content) | {refs["patient"]},
+                                     touched=[f"{w.resource_type}/{w.id}" for w in writes])
+        return issued.document_id
+
+    async def release(self, caller: Caller | None, task_id: str) -> int:
+        """Show the patient what was hidden for this order (the prescriber after the
+        consultation, or bilan at the chosen date when `caller` is None); how many resources."""
+        async with self.records.unit() as repo:
+            if caller is not None and not caller.for_prescriber and caller.kind != "biologist":
+                raise Denied(caller, "update", access.forbidden(
+                    "Seuls le prescripteur et le biologiste lèvent le masquage."), [f"Task/{task_id}"])
+            task = (await self.records.read_for(repo, caller, "update", "Task", task_id)
+                    if caller else await repo.read("Task", task_id))
+            if task is None or task.content is None:
+                raise tracking.unknown_prescription()
+            reports = await self._reports(repo, task.content)
+            results = await repo.read_references(r["reference"] for s in reports
+                                                 for r in (s.content or {}).get("result", []))
+            hidden = [s for s in [*results, *await self._documents(repo, task.content), *reports]
+                      if s.content and masking.hidden_from_patient(s.content)]
+            now = utc_now()
+            await repo.save([Write(s.resource_type, s.id, masking.released(s.content or {}), "PUT", s.version_id)
+                             for s in hidden], now)
+            if caller is not None:
+                await self.records.audit(repo, caller, "update", patients=patients_of(task.content),
+                                         touched=[f"{s.resource_type}/{s.id}" for s in hidden])
+        return len(hidden)
+
+    async def release_due(self, item: outbox.OutboxItem) -> None:
+        """The outbox job queued for a release date."""
+        try:
+            await self.release(None, item.target.removeprefix("Task/"))
+        except FhirError as error:
+            raise RuntimeError(error.issues[0].diagnostics) from None
+
+    async def _task(self, repo: Repository, caller: Caller, task_id: str, interaction: str) -> Stored:
+        if not caller.for_lab and not caller.for_prescriber:
+            raise Denied(caller, interaction, access.forbidden("Réservé aux professionnels."), [f"Task/{task_id}"])
+        task = await self.records.read_for(repo, caller, interaction, "Task", task_id)
+        if task is None:
+            raise tracking.unknown_prescription()
+        return task
+
+    async def _documents(self, repo: Repository, task: dict[str, Any]) -> list[Stored]:
+        """The order's issued versions (DocumentReference), first to last."""
+        refs = [o["valueReference"]["reference"] for o in task.get("output", [])
+                if (o.get("type") or {}).get("text") == REPORT_OUTPUT
+                and o.get("valueReference", {}).get("reference", "").startswith("DocumentReference/")]
+        return [s for s in await repo.read_references(refs) if s.content]
+
+    async def _reports(self, repo: Repository, task: dict[str, Any]) -> list[Stored]:
+        """The order's DiagnosticReport (one, a version per issued document)."""
+        refs = [o["valueReference"]["reference"] for o in task.get("output", [])
+                if o.get("valueReference", {}).get("reference", "").startswith("DiagnosticReport/")]
+        return [s for s in await repo.read_references(refs) if s.content]
+
+    async def _requests(self, repo: Repository, task: dict[str, Any]) -> list[Stored]:
+        prescribed = await repo.read_references(b["reference"] for b in task.get("basedOn", []))
+        return [*prescribed, *await adapted_requests(repo, self.records.base_url, task)]
+
+    async def _report(self, repo: Repository, caller: Caller, task: Stored, lab_file: Stored,
+                      requests: list[Stored], decided: list[Stored], previous: list[Stored],
+                      complete: bool, now: datetime) -> tuple[LabReport, dict[str, Any]]:
+        """The LabReport of this version and the references the FHIR resources need."""
+        content = task.content or {}
+        by_ref = {f"ServiceRequest/{s.id}": {**(s.content or {}), "id": s.id} for s in requests}
+        lab = await repo.read_reference((content.get("owner") or {}).get("reference", ""))
+        prescriber = await self._prescriber(repo, next(iter(by_ref.values()), {}))
+        biologist = await self._biologist(repo, caller)
+        specimens = [s.content or {} for s in await order_specimens(repo, self.records.base_url, caller, content)]
+        codes = {c.get("code") for s in [*decided, *requests] for c in (s.content or {}).get("code", {}).get("coding", [])}
+        entries: dict[str, dict[str, Any]] = {}
+        for row in await catalogue.results_by_loinc(repo.conn, {c for c in codes if c}):
+            entries.setdefault(row["loinc"], row)
+        stored = [assembly.StoredResult(r.content or {}, by_ref.get(_based_on(r, by_ref), {})) for r in decided]
+        set_id = _set_id(previous) or str(uuid.uuid4())
+        replaces = (previous[-1].content or {}).get("masterIdentifier", {}).get("value", "") if previous else ""
+        collected = [assembly.moment((s.get("collection") or {}).get("collectedDateTime")) for s in specimens]
+        received = max((c for c in collected if c), default=now)
+        try:
+            report = LabReport(
+                document_id=Identifier(str(uuid.uuid4()).upper()), set_id=Identifier(set_id.upper()),
+                version=len(previous) + 1, effective_time=now.astimezone(PARIS),
+                patient=assembly.patient(lab_file.content or {}, caller.lab_finess or ""),
+                lab=assembly.organization(lab.content if lab and lab.content else {}),
+                biologist=assembly.biologist(biologist), validated_at=_validated_at(decided, now),
+                prescriber=assembly.practitioner(prescriber),
+                order_id=Identifier(assembly.oid_for((content.get("groupIdentifier") or {}).get("system", "")),
+                                    (content.get("groupIdentifier") or {}).get("value")),
+                request_id=Identifier(assembly.oid_for(f"{tracking.ACCESSION}/{caller.lab_finess}"),
+                                      tracking.accession_of(content)),
+                received_at=received.astimezone(PARIS),
+                prescribed_at=_authored(by_ref),
+                chapters=assembly.chapters(stored, entries, specimens),
+                pdf=_PLACEHOLDER_PDF,
+                adaptation=assembly.adaptation_text(by_ref.values(), {k: v["label_fr"] for k, v in entries.items()}),
+                replaces=Identifier(replaces.removeprefix("urn:uuid:").upper()) if replaces else None,
+                complete=complete)
+            report = replace(report, pdf=report_pdf(report))
+        except (ReportError, ValueError) as error:
+            raise FhirError(422, [Issue(f"Le compte rendu ne peut pas être établi : {error}", "invariant",
+                                        expression="compte-rendu")]) from None
+        refs = {"patient": (content.get("for") or {}).get("reference", ""),
+                "lab": f"Organization/{lab.id}" if lab else "", "biologist": f"Practitioner/{biologist['id']}",
+                "requests": tuple(by_ref), "results": [f"Observation/{r.id}" for r in decided]}
+        return report, refs
+
+    async def _prescriber(self, repo: Repository, request: dict[str, Any]) -> dict[str, Any]:
+        found = await repo.read_reference((request.get("requester") or {}).get("reference", ""))
+        content = found.content if found and found.content else {}
+        if content.get("resourceType") == "PractitionerRole":
+            found = await repo.read_reference((content.get("practitioner") or {}).get("reference", ""))
+            content = found.content if found and found.content else {}
+        return content
+
+    async def _biologist(self, repo: Repository, caller: Caller) -> dict[str, Any]:
+        query = parse_search("Practitioner", [("identifier", f"{RPPS}|{caller.rpps}")], default_count=1, max_count=1)
+        found = await store_search.first_matches(repo.conn, query, self.records.base_url)
+        if not found or not found[0].content:
+            raise FhirError(422, [Issue(f"Le biologiste (RPPS {caller.rpps}) n'est pas dans l'annuaire de "
+                                        "bilan : le compte rendu doit nommer qui l'a validé.", "not-found",
+                                        expression="biologiste")])
+        return {**found[0].content, "id": found[0].id}
+
+    def _writes(self, task: Stored, issued: documents.Issued, decided: list[Stored], hidden: set[str] | frozenset[str],
+                previous: list[Stored], report: Stored | None, status: str, now: datetime) -> list[Write]:
+        content = task.content or {}
+        writes = [Write("Binary", id_, binary, "POST") for id_, binary in documents.binaries(issued)]
+        writes.append(Write("DocumentReference", issued.document_id, documents.document_reference(issued), "POST"))
+        if previous:
+            last = previous[-1]
+            writes.append(Write("DocumentReference", last.id, {**(last.content or {}), "status": "superseded"},
+                                "PUT", last.version_id))
+        shared = masking.PATIENT_SPACE in issued.tags
+        for result in decided:
+            labels = {masking.INVISIBLE_PATIENT} if result.id in hidden else set()
+            writes.append(Write("Observation", result.id, masking.with_labels(
+                result.content or {}, labels, {masking.PATIENT_SPACE} if shared else set()), "PUT", result.version_id))
+        report_id = report.id if report else new_id()
+        diagnostic = documents.diagnostic_report(issued, status, [f"Observation/{r.id}" for r in decided])
+        writes.append(Write("DiagnosticReport", report_id, diagnostic, "PUT" if report else "POST",
+                            report.version_id if report else None))
+        task_content = dict(content)
+        if status != "partial" and task_content.get("status") != "completed":
+            if task_content.get("status") == "accepted":
+                task_content = tracking.moved(task_content, "in-progress", now)
+            task_content = tracking.moved(task_content, "completed", now)
+        outputs = list(task_content.get("output", []))
+        if report is None:
+            outputs.append({"type": {"text": "Résultats"}, "valueReference": {"reference": f"DiagnosticReport/{report_id}"}})
+        outputs.append({"type": {"text": REPORT_OUTPUT},
+                        "valueReference": {"reference": f"DocumentReference/{issued.document_id}"}})
+        task_content["output"] = outputs
+        writes.append(Write("Task", task.id, task_content, "PUT", task.version_id))
+        return writes
+
+    async def _deliver(self, repo: Repository, issued: documents.Issued, lab_file: dict[str, Any],
+                       requests: list[Stored], choices: Choices, status: str, now: datetime) -> None:
+        """Queue the mail to the prescriber, the DMP feed and the release date, with the change."""
+        about, document = issued.task, f"DocumentReference/{issued.document_id}"
+        prescribed = next((s.content for s in requests if s.content and s.content.get("intent") != "filler-order"), {})
+        address = await mail_address(repo, (prescribed.get("requester") or {}).get("reference", ""))
+        number = issued.report.order_id.extension or ""
+        kind = {"partial": " partiel", "corrected": " corrigé"}.get(status, "")
+        if address:
+            await outbox.enqueue_mail(
+                repo.conn, address, f"bilan — Compte rendu d'examens biologiques{kind} (prescription n° {number})",
+                f"Le compte rendu de la prescription n° {number} (version {issued.report.version}) est joint "
+                f"(CR-BIO, CDA R2 niveau 3, avec sa copie PDF).\n\nLe consulter : "
+                f"{self.mail_link}/prescripteur/prescriptions/{about.removeprefix('Task/')}\n",
+                attachments=[("CR-BIO.xml", documents.CDA_TYPE, issued.cda),
+                             ("compte-rendu.pdf", documents.PDF_TYPE, issued.report.pdf)],
+                resource=document, about=about, now=now)
+        if masking.PATIENT_SPACE in issued.tags and self.dmp_url:
+            bundle = documents.provide_bundle(issued, documents.document_reference(issued), lab_file)
+            await outbox.enqueue(repo.conn, outbox.REST_HOOK, self.dmp_url,
+                                 {"method": "POST", "url": self.dmp_url, "body": bundle},
+                                 resource=document, about=about, now=now)
+        if masking.INVISIBLE_PATIENT in issued.security and choices.release_on:
+            due = datetime.combine(choices.release_on, time(0, 0), PARIS)
+            await outbox.enqueue(repo.conn, RELEASE, about, {"release_on": choices.release_on.isoformat()},
+                                 resource=document, about=about, now=now, due=due)
+
+
+def _issued(report: LabReport, cda: bytes, refs: dict[str, Any], task: dict[str, Any], task_id: str,
+            choices: Choices, refusal: str | None, previous: list[Stored]) -> documents.Issued:
+    security = set()
+    if choices.hidden or choices.hide_report:
+        security.add(masking.INVISIBLE_PATIENT)
+    if choices.hidden_from_professionals:
+        security.add(masking.HIDDEN_FROM_PROFESSIONALS)
+    if choices.secret_connection:
+        security.add(masking.SECRET_CONNECTION)
+    tags = set() if refusal else {masking.PATIENT_SPACE}
+    if choices.announce and masking.INVISIBLE_PATIENT in security and not refusal:
+        tags.add(masking.ANNOUNCED)
+    return documents.Issued(
+        report=report, cda=cda, document_id=new_id(), cda_id=new_id(), pdf_id=new_id(), patient=refs["patient"],
+        lab=refs["lab"], biologist=refs["biologist"], requests=refs["requests"], task=f"Task/{task_id}",
+        security=frozenset(security), tags=frozenset(tags),
+        replaces=f"DocumentReference/{previous[-1].id}" if previous else None, not_shared=refusal)
+
+
+def _version(number: int, stored: Stored) -> Version:
+    content = stored.content or {}
+    return Version(stored.id, number, content.get("date", ""), content.get("status", ""),
+                   "(partiel)" in content.get("description", ""), masking.hidden_from_patient(content),
+                   next((e.get("valueString") for e in content.get("extension", [])
+                         if e.get("url") == documents.NOT_SHARED), None))
+
+
+def _set_id(previous: list[Stored]) -> str | None:
+    for stored in previous[:1]:
+        for ident in (stored.content or {}).get("identifier", []):
+            if (ident.get("type") or {}).get("text") == "setId":
+                return str(ident.get("value", "")).removeprefix("urn:uuid:")
+    return None
+
+
+def report_status(previous: list[Stored], complete: bool) -> str:
+    """partial while results remain to validate; corrected after a complete version; else final."""
+    if not complete:
+        return "partial"
+    was_final = any("(partiel)" not in (s.content or {}).get("description", "") for s in previous)
+    return "corrected" if was_final else "final"
+
+
+def _based_on(result: Stored, requests: dict[str, dict[str, Any]]) -> str:
+    return next((b["reference"] for b in (result.content or {}).get("basedOn", []) if b.get("reference") in requests), "")
+
+
+def _validated_at(decided: list[Stored], now: datetime) -> datetime:
+    moments = [s.last_updated if s.last_updated.tzinfo else s.last_updated.replace(tzinfo=timezone.utc)
+               for s in decided]
+    return max(moments, default=now).astimezone(PARIS)
+
+
+def _authored(requests: dict[str, dict[str, Any]]) -> datetime | None:
+    moments = [assembly.moment(r["authoredOn"]) for r in requests.values() if r.get("authoredOn")]
+    return min(moments).astimezone(PARIS) if moments else None
+

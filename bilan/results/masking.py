@@ -1,0 +1,67 @@
+"""What a patient may see of their results, as labels on the resources themselves.
+
+- A report reaches the patient's space only when it was shared there: the tag
+  `sharing|patient-space`, set when the report is issued for a patient with a qualified INS
+  who did not oppose it.
+- Masking ("masquage"): the DMP's confidentiality codes as security labels. INVISIBLE_PATIENT
+  hides a result, or a whole report, from the patient until it is released (by the prescriber,
+  or at a date the lab chose); MASQUE_PS and CONNEXION_SECRETE are recorded and carried in the
+  document's metadata for the shared record.
+The access rules (bilan/auth/access.py) read these labels through the `_tag` and `_security`
+search rows, so a hidden result is absent from every search, count and include."""
+
+from typing import Any
+
+# The DMP's document confidentiality codes (CI-SIS JDV_J07 XdsConfidentialityCode).
+CONFIDENTIALITY = "urn:oid:1.2.250.1.213.1.1.4.13"
+INVISIBLE_PATIENT = "INVISIBLE_PATIENT"
+HIDDEN_FROM_PROFESSIONALS = "MASQUE_PS"
+SECRET_CONNECTION = "CONNEXION_SECRETE"
+FLAG_LABELS = {
+    INVISIBLE_PATIENT: "Invisible au patient jusqu'à la consultation d'annonce",
+    HIDDEN_FROM_PROFESSIONALS: "Masqué aux professionnels de santé",
+    SECRET_CONNECTION: "Connexion secrète",
+}
+RESULT_TYPES = ("Observation", "DiagnosticReport", "DocumentReference")
+SHARING = "https://bilan.sante.fr/fhir/CodeSystem/sharing"
+PATIENT_SPACE = "patient-space"
+# Set by the lab when it chose to tell the patient that a result awaits their consultation.
+ANNOUNCED = "announced"
+
+
+def coding(system: str, code: str) -> dict[str, str]:
+    display = FLAG_LABELS.get(code) or {PATIENT_SPACE: "Partagé dans l'espace du patient",
+                                        ANNOUNCED: "Résultat en attente de consultation annoncé"}.get(code, code)
+    return {"system": system, "code": code, "display": display}
+
+
+def with_labels(resource: dict[str, Any], security: set[str], tags: set[str]) -> dict[str, Any]:
+    """The resource with exactly these bilan labels (others' labels kept)."""
+    meta = dict(resource.get("meta") or {})
+    kept_security = [c for c in meta.get("security", []) if c.get("system") != CONFIDENTIALITY]
+    kept_tags = [c for c in meta.get("tag", []) if c.get("system") != SHARING]
+    meta["security"] = kept_security + [coding(CONFIDENTIALITY, c) for c in sorted(security)]
+    meta["tag"] = kept_tags + [coding(SHARING, c) for c in sorted(tags)]
+    for name in ("security", "tag"):
+        if not meta[name]:
+            meta.pop(name)
+    return {**resource, "meta": meta}
+
+
+def security_of(resource: dict[str, Any]) -> set[str]:
+    return {c.get("code", "") for c in (resource.get("meta") or {}).get("security", [])
+            if c.get("system") == CONFIDENTIALITY}
+
+
+def tags_of(resource: dict[str, Any]) -> set[str]:
+    return {c.get("code", "") for c in (resource.get("meta") or {}).get("tag", [])
+            if c.get("system") == SHARING}
+
+
+def hidden_from_patient(resource: dict[str, Any]) -> bool:
+    return INVISIBLE_PATIENT in security_of(resource)
+
+
+def released(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource without INVISIBLE_PATIENT (other labels kept)."""
+    return with_labels(resource, security_of(resource) - {INVISIBLE_PATIENT}, tags_of(resource))
