@@ -320,7 +320,8 @@ class Issuing:
                                  {"method": "POST", "url": self.dmp_url, "body": bundle},
                                  resource=document, about=about, now=now)
         if masking.INVISIBLE_PATIENT in issued.security and choices.release_on:
-            due = datetime.combine(choices.release_on, time(0, 0), PARIS)
+            # Stored times are naive UTC (utc_now): midnight in Paris, as UTC.
+            due = datetime.combine(choices.release_on, time(0, 0), PARIS).astimezone(timezone.utc).replace(tzinfo=None)
             await outbox.enqueue(repo.conn, RELEASE, about, {"release_on": choices.release_on.isoformat()},
                                  resource=document, about=about, now=now, due=due)
 
