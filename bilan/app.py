@@ -37,6 +37,8 @@ from bilan.records.validation import Validator
 from bilan.results.imported import ImportedReports
 from bilan.results.intake import ResultsIntake
 from bilan.results.issuing import RELEASE, Issuing
+from bilan.results.patient_space import PatientSpace
+from bilan.results.trends import Trends
 from bilan.results.validation import ResultsDesk
 from bilan.settings import Settings, audience, get_settings, web_root
 from bilan.storage.database import create_engine
@@ -44,6 +46,7 @@ from bilan.web import filters
 from bilan.web.auth import AuthController
 from bilan.web.documents import DocumentsController
 from bilan.web.entry import EntryController
+from bilan.web.patient import PatientController
 from bilan.web.prescriber import PrescriberController
 from bilan.web.reception import ReceptionController
 
@@ -90,7 +93,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         services.update(records=built.records, transactions=built.transactions,
                         messaging=built.messaging, reception=Reception(built.records),
                         desk=ResultsDesk(built.records),
-                        issuing=Issuing(built.records, settings.dmp_url, web_root(settings)))
+                        issuing=Issuing(built.records, settings.dmp_url, web_root(settings)),
+                        space=PatientSpace(built.records), trends=Trends(built.records))
         async with httpx.AsyncClient(timeout=10) as http:
             verifier = TokenVerifier(settings.oidc_issuer, audience(settings), http)
             services["verifier"] = verifier
@@ -111,7 +115,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     secure = web_root(settings).startswith("https://")
     return Litestar(
         route_handlers=[FhirController, smart_configuration, AuthController, ReceptionController, PrescriberController,
-                        EntryController, DocumentsController,
+                        EntryController, DocumentsController, PatientController,
                         create_static_files_router("/static", [STATIC], send_as_attachment=False)],
         lifespan=[lifespan],
         state=State({"settings": settings}),
@@ -123,6 +127,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "messaging": service("messaging"),
             "desk": service("desk"),
             "issuing": service("issuing"),
+            "space": service("space"),
+            "trends": service("trends"),
             "verifier": service("verifier"),
             "oidc": service("oidc"),
             "caller": Provide(bearer_caller),

@@ -25,6 +25,7 @@ from bilan.fhir.query import parse_search
 from bilan.fhir.searchparams import RESOURCE_TYPES
 from bilan.records.service import Records, Saved
 from bilan.records.transaction import Transactions
+from bilan.results.lastn import last_n
 from bilan.settings import Settings
 
 AnyRequest = Request[Any, Any, State]
@@ -71,12 +72,13 @@ class FhirController(Controller):
                        verifier: NamedDependency[TokenVerifier]) -> Response[bytes]:
         interactions = [h.opt["interaction"] for h in type_handlers()]
         system = [h.opt["interaction"] for h in system_handlers()]
+        operations = [(h.opt["resource"], h.opt["operation"], h.opt["definition"]) for h in operation_handlers()]
         try:
             security = capability_security(await smart_configuration_document(verifier))
         except httpx.HTTPError:
             security = capability_security(None)  # the provider is unreachable right now
         return fhir_response(request, capability_statement(
-            settings.base_url, interactions, system, __version__, security))
+            settings.base_url, interactions, system, __version__, security, operations))
 
     @post("/", opt={"interaction": "transaction", "level": "system"})
     async def transaction(self, request: AnyRequest, transactions: NamedDependency[Transactions],
@@ -105,6 +107,18 @@ class FhirController(Controller):
         return fhir_response(request, searchset(
             settings.base_url, resource_type, applied, result.total, query.offset, query.count,
             result.matches, result.included, query.ignored))
+
+    # Trends: an operation's static path, so that the read route below never takes it for an id.
+    @get("/Observation/$lastn", opt={"operation": "lastn", "resource": "Observation",
+                                      "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn"})
+    async def lastn(self, request: AnyRequest, records: NamedDependency[Records], settings: NamedDependency[Settings],
+                    caller: NamedDependency[Caller]) -> Response[bytes]:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")]
+        strict = "handling=strict" in request.headers.get("prefer", "")
+        found, ignored = await last_n(records, caller, params, strict)
+        applied = [(k, v) for k, v in params if k not in ignored]
+        return fhir_response(request, searchset(settings.base_url, "Observation/$lastn", applied, len(found), 0,
+                                                max(len(found), 1), found, [], ignored))
 
     @get("/{resource_type:str}/_history", opt={"interaction": "history-type", "level": "type"})
     async def type_history(self, request: AnyRequest, resource_type: FromPath[str], records: NamedDependency[Records],
@@ -178,3 +192,7 @@ def type_handlers() -> list[HTTPRouteHandler]:
 
 def system_handlers() -> list[HTTPRouteHandler]:
     return _handlers("system")
+
+
+def operation_handlers() -> list[HTTPRouteHandler]:
+    return [h for h in vars(FhirController).values() if isinstance(h, HTTPRouteHandler) and "operation" in h.opt]

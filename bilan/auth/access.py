@@ -142,9 +142,8 @@ def _patient_compartment(caller: Caller, resource_type: str) -> Any:
     mine = referring(resource_type, "patient", "Patient", _me(caller))
     if resource_type in masking.RESULT_TYPES:
         # Results and reports: only those shared in the patient's space, never a hidden one.
-        shared = with_token(resource_type, "_tag", masking.SHARING, masking.PATIENT_SPACE)
-        hidden = with_token(resource_type, "_security", masking.CONFIDENTIALITY, masking.INVISIBLE_PATIENT)
-        return narrowed(mine, within=(shared,), without=(hidden,))
+        seen = with_token(resource_type, "_tag", masking.SHARING, masking.SEEN_BY_PATIENT)
+        return narrowed(mine, within=(seen,))
     return mine
 
 

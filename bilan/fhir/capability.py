@@ -1,6 +1,6 @@
 """The CapabilityStatement, built from the search declarations and the served interactions."""
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from bilan.fhir.models import FHIR_VERSION
 from bilan.fhir.searchparams import COMMON_PARAMS, RESOURCE_TYPES, params_for
@@ -10,11 +10,13 @@ PARAM_DEFINITION = "http://hl7.org/fhir/SearchParameter/{resource}-{name}"
 
 def capability_statement(base_url: str, type_interactions: Iterable[str],
                          system_interactions: Iterable[str], software_version: str,
-                         security: dict[str, Any] | None = None) -> dict[str, Any]:
+                         security: dict[str, Any] | None = None,
+                         operations: Sequence[tuple[str, str, str]] = ()) -> dict[str, Any]:
+    """`operations`: (resource type, name, definition URL) of each operation served."""
     type_interactions = sorted(set(type_interactions))
     rest: dict[str, Any] = {
         "mode": "server",
-        "resource": [_resource(t, type_interactions) for t in RESOURCE_TYPES],
+        "resource": [_resource(t, type_interactions, operations) for t in RESOURCE_TYPES],
         "interaction": [{"code": code} for code in sorted(set(system_interactions))],
     }
     if security:
@@ -33,9 +35,12 @@ def capability_statement(base_url: str, type_interactions: Iterable[str],
     }
 
 
-def _resource(resource_type: str, interactions: list[str]) -> dict[str, Any]:
+def _resource(resource_type: str, interactions: list[str],
+              operations: Sequence[tuple[str, str, str]] = ()) -> dict[str, Any]:
     params = [*COMMON_PARAMS, *params_for(resource_type).values()]
     references = sorted(f"{resource_type}:{p.name}" for p in params if p.type == "reference")
+    served = [{"name": name, "definition": definition}
+              for rtype, name, definition in operations if rtype == resource_type]
     return {
         "type": resource_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
@@ -54,6 +59,7 @@ def _resource(resource_type: str, interactions: list[str]) -> dict[str, Any]:
              **({"documentation": p.documentation} if p.documentation else {})}
             for p in params
         ],
+        **({"operation": served} if served else {}),
     }
 
 

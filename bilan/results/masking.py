@@ -7,8 +7,8 @@
   hides a result, or a whole report, from the patient until it is released (by the prescriber,
   or at a date the lab chose); MASQUE_PS and CONNEXION_SECRETE are recorded and carried in the
   document's metadata for the shared record.
-The access rules (bilan/auth/access.py) read these labels through the `_tag` and `_security`
-search rows, so a hidden result is absent from every search, count and include."""
+The access rules (bilan/auth/access.py) read the tag derived from both, `seen-by-patient`, through
+the `_tag` search rows, so a hidden result is absent from every search, count and include."""
 
 from typing import Any
 
@@ -27,16 +27,24 @@ SHARING = "https://bilan.sante.fr/fhir/CodeSystem/sharing"
 PATIENT_SPACE = "patient-space"
 # Set by the lab when it chose to tell the patient that a result awaits their consultation.
 ANNOUNCED = "announced"
+# Derived, never set by hand: shared in the patient's space and not hidden. The access rules test
+# this one tag (a row lookup per result) rather than a tag and the absence of a label.
+SEEN_BY_PATIENT = "seen-by-patient"
 
 
 def coding(system: str, code: str) -> dict[str, str]:
     display = FLAG_LABELS.get(code) or {PATIENT_SPACE: "Partagé dans l'espace du patient",
-                                        ANNOUNCED: "Résultat en attente de consultation annoncé"}.get(code, code)
+                                        ANNOUNCED: "Résultat en attente de consultation annoncé",
+                                        SEEN_BY_PATIENT: "Visible par le patient"}.get(code, code)
     return {"system": system, "code": code, "display": display}
 
 
 def with_labels(resource: dict[str, Any], security: set[str], tags: set[str]) -> dict[str, Any]:
-    """The resource with exactly these bilan labels (others' labels kept)."""
+    """The resource with exactly these bilan labels (others' labels kept), and the derived
+    SEEN_BY_PATIENT tag when it is shared with the patient and not hidden from them."""
+    tags = set(tags) - {SEEN_BY_PATIENT}
+    if PATIENT_SPACE in tags and INVISIBLE_PATIENT not in security:
+        tags.add(SEEN_BY_PATIENT)
     meta = dict(resource.get("meta") or {})
     kept_security = [c for c in meta.get("security", []) if c.get("system") != CONFIDENTIALITY]
     kept_tags = [c for c in meta.get("tag", []) if c.get("system") != SHARING]

@@ -3,7 +3,7 @@ over the search rows, that the access rules (bilan/auth/access.py) combine."""
 
 from typing import Any
 
-from sqlalchemy import CompoundSelect, Select, select, union
+from sqlalchemy import CompoundSelect, Select, literal_column, select, union
 
 from bilan.storage.repository import OWNER
 from bilan.storage.tables import search_index
@@ -48,14 +48,26 @@ def owned_by_another_lab(resource_type: str, mine: str | None) -> IdSet:
 
 
 def narrowed(ids: Any, *, within: tuple[Any, ...] = (), without: tuple[Any, ...] = ()) -> IdSet:
-    """The ids of `ids` that are in every set of `within` and in no set of `without`."""
+    """The ids of `ids` that are in every set of `within` and in no set of `without`.
+
+    A simple set is tested row by row (EXISTS on the resource's own search rows), not built
+    whole: "tagged patient-space" holds every shared result of every patient, a patient has a
+    hundred."""
     column = ids.subquery().c[0]
     query = select(column)
     for other in within:
-        query = query.where(column.in_(other))
+        query = query.where(_holds(other, column))
     for other in without:
-        query = query.where(column.not_in(other))
+        query = query.where(~_holds(other, column))
     return query
+
+
+def _holds(ids: Any, column: Any) -> Any:
+    if isinstance(ids, Select):
+        # OFFSET 0 fences the test off: PostgreSQL would otherwise flatten it into a join and,
+        # misled by its estimates, read every labelled result of every patient for each row.
+        return ids.where(ids.selected_columns[0] == column).offset(literal_column("0")).exists()
+    return column.in_(ids)
 
 
 def either(*sets: Any) -> Any:

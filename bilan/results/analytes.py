@@ -1,0 +1,205 @@
+"""Which results are the same analyte over time, whatever the lab and the unit, for the
+patient's trends (bilan/results/trends.py).
+
+Labs code one analyte with several LOINC codes: mass or molar concentration (glucose in g/L or
+mmol/L), fasting or not, serum or blood. The table below puts such related codes on one key;
+every other analyte of the lab's catalogue is its own key (its local code), and a code the
+catalogue does not know is its own analyte too: a LOINC code keyed by itself, a local code
+(imported reports keep their `urn:oid:` systems) by its system and code.
+"""
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bilan.fhir.text import normalise
+from bilan.results.assembly import OTHER_CHAPTER, chapter_label
+from bilan.storage.tables import catalogue
+
+LOINC = "http://loinc.org"
+BIOCHEMISTRY = "18719-5"
+_LOINC_CODE = re.compile(r"^\d{1,7}-\d$")
+_LOCAL = "code-"  # key prefix of a local (non-LOINC) code: base64url of "system|code"
+
+
+@dataclass(frozen=True)
+class Group:
+    """Related LOINC codes reported as one analyte. `same_unit_only`: its units do not convert
+    into each other (HbA1c in % (NGSP) and in mmol/mol (IFCC) are not a plain factor apart)."""
+
+    key: str
+    label: str
+    codes: tuple[str, ...]
+    synonyms: tuple[str, ...] = ()
+    same_unit_only: bool = False
+
+
+GROUPS: tuple[Group, ...] = (
+    # Glucose [Moles/volume] Ser/Plas pre-meal (the catalogue's), [Moles/volume] Ser/Plas,
+    # [Mass/volume] Ser/Plas, fasting [Moles/volume] and [Mass/volume], [Moles/volume] Blood.
+    Group("glucose", "Glycémie", ("40193-5", "14749-6", "2345-7", "14771-0", "1558-6", "15074-8"),
+          ("glycémie", "glycémie à jeun", "glucose", "sucre")),
+    # Creatinine [Moles/volume] Ser/Plas (the catalogue's), [Mass/volume] Ser/Plas and Blood.
+    Group("creatinine", "Créatinine", ("14682-9", "2160-0", "38483-4"),
+          ("créatinine", "créatininémie", "créat", "rein")),
+    Group("cholesterol", "Cholestérol total", ("2093-3", "14647-2"), ("cholestérol", "cholesterol total", "CT")),
+    Group("hdl", "Cholestérol HDL", ("2085-9", "14646-4"), ("cholestérol", "HDL", "bon cholestérol")),
+    Group("triglycerides", "Triglycérides", ("2571-8", "14927-8"), ("triglycérides", "TG", "lipides")),
+    Group("acide-urique", "Acide urique", ("14933-6", "3084-1"), ("acide urique", "uricémie", "urate")),
+    # HbA1c/Hemoglobin.total in Blood, by HPLC, by IFCC protocol (mmol/mol).
+    Group("hba1c", "Hémoglobine glyquée (HbA1c)", ("4548-4", "17856-6", "59261-8"),
+          ("HbA1c", "hémoglobine glyquée", "glycohémoglobine", "diabète"), same_unit_only=True),
+)
+_GROUP_OF_CODE = {code: group for group in GROUPS for code in group.codes}
+_GROUPS = {group.key: group for group in GROUPS}
+
+
+@dataclass(frozen=True)
+class Analyte:
+    """How trends name, chart and find one analyte."""
+
+    key: str
+    label: str
+    chapter: str
+    codes: tuple[tuple[str, str], ...]  # (system, code) of the results it gathers
+    synonyms: tuple[str, ...]
+    rows: tuple[dict[str, Any], ...]  # its catalogue entries: unit, reference range, factors
+    same_unit_only: bool = False
+
+    @property
+    def chapter_label(self) -> str:
+        return chapter_label(self.chapter)
+
+    @property
+    def unit(self) -> str | None:
+        """The catalogue's unit for it, if the catalogue has one."""
+        return next((row["ucum"] for row in self.rows if row.get("ucum")), None)
+
+    def matches(self, text: str) -> bool:
+        """Every word of `text` in one of its names, accents and case aside."""
+        words = normalise(text).split()
+        return any(all(w in normalise(name) for w in words) for name in (self.label, *self.synonyms))
+
+
+Coding = tuple[str | None, str]  # (system, code)
+
+
+def codings(observation: dict[str, Any]) -> list[Coding]:
+    return [(c.get("system"), c["code"]) for c in (observation.get("code") or {}).get("coding", [])
+            if c.get("code")]
+
+
+def key_of(found: list[Coding], entries: dict[str, dict[str, Any]]) -> str | None:
+    """The analyte key of a result's codes; `entries`: catalogue rows by LOINC code. A code of a
+    group wins, then one the catalogue knows, then any LOINC code, then the first other code."""
+    loinc = [code for system, code in found if system == LOINC]
+    for code in loinc:
+        if code in _GROUP_OF_CODE:
+            return _GROUP_OF_CODE[code].key
+    for code in loinc:
+        if code in entries:
+            return _entry_key(entries[code])
+    if loinc:
+        return loinc[0]
+    local = next(((system, code) for system, code in found if system), None)
+    if local is None:
+        return None
+    return _LOCAL + base64.urlsafe_b64encode(f"{local[0]}|{local[1]}".encode()).decode().rstrip("=")
+
+
+def related_loinc(found: Iterable[Coding]) -> set[str]:
+    """The LOINC codes of these codes and of the groups they belong to (for catalogue lookups)."""
+    codes = {code for system, code in found if system == LOINC}
+    return codes | {c for code in codes if code in _GROUP_OF_CODE for c in _GROUP_OF_CODE[code].codes}
+
+
+async def entries_by_loinc(conn: AsyncConnection, codes: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Catalogue rows by LOINC code (for a code listed twice, the first by local code)."""
+    codes = set(codes)
+    if not codes:
+        return {}
+    rows = await conn.execute(select(catalogue).where(catalogue.c.loinc.in_(codes))
+                              .order_by(catalogue.c.local_code))
+    found: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        found.setdefault(row.loinc, dict(row._mapping))
+    return found
+
+
+def describe(key: str, entries: dict[str, dict[str, Any]], example: dict[str, Any] | None) -> Analyte:
+    """The analyte a key names, from the groups, the catalogue rows of its codes (`entries`)
+    and, for a code the catalogue does not know, one of its results (`example`)."""
+    group = _GROUPS.get(key)
+    if group is not None:
+        rows = tuple(entries[code] for code in group.codes if code in entries)
+        chapter = next((r["chapter_loinc"] for r in rows if r.get("chapter_loinc")), BIOCHEMISTRY)
+        names = (*group.synonyms, *(r["label_fr"] for r in rows), *(r["loinc_display"] for r in rows),
+                 *group.codes)
+        return Analyte(key, group.label, chapter, tuple((LOINC, c) for c in group.codes), names, rows,
+                       group.same_unit_only)
+    entry = next((e for e in entries.values() if _entry_key(e) == key), None)
+    if entry is not None:
+        return Analyte(key, entry["label_fr"], entry.get("chapter_loinc") or OTHER_CHAPTER,
+                       ((LOINC, entry["loinc"]),), (entry["local_code"], entry["loinc_display"], entry["loinc"]),
+                       (entry,))
+    coding = parse_key(key)
+    if coding is None:
+        raise ValueError(f"not an analyte key: {key!r}")
+    label = _text_of(example, coding) if example else coding[1]
+    return Analyte(key, label, _chapter_of(example) if example else OTHER_CHAPTER, (coding,),
+                   (coding[1],), ())
+
+
+def parse_key(key: str) -> Coding | None:
+    """The code a key of an analyte outside the groups and the catalogue stands for."""
+    if _LOINC_CODE.match(key):
+        return LOINC, key
+    if key.startswith(_LOCAL):
+        encoded = key.removeprefix(_LOCAL)
+        try:
+            system, _, code = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode().partition("|")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return (system, code) if system and code else None
+    return None
+
+
+async def codes_of_key(conn: AsyncConnection, key: str) -> tuple[list[Coding], dict[str, dict[str, Any]]]:
+    """The codes whose results a key gathers, and the catalogue rows of those codes."""
+    group = _GROUPS.get(key)
+    if group is not None:
+        return [(LOINC, c) for c in group.codes], await entries_by_loinc(conn, group.codes)
+    local_codes = {key.upper(), key.upper().replace("-", "_")}
+    row = (await conn.execute(select(catalogue).where(
+        catalogue.c.local_code.in_(local_codes), catalogue.c.kind != "panel"))).first()
+    if row is not None and row.loinc not in _GROUP_OF_CODE:
+        return [(LOINC, row.loinc)], {row.loinc: dict(row._mapping)}
+    coding = parse_key(key)
+    if coding is None:
+        return [], {}
+    return [coding], await entries_by_loinc(conn, [coding[1]] if coding[0] == LOINC else [])
+
+
+def _entry_key(entry: dict[str, Any]) -> str:
+    return entry["local_code"].lower().replace("_", "-")
+
+
+def _text_of(observation: dict[str, Any], coding: Coding) -> str:
+    concept = observation.get("code") or {}
+    display = next((c.get("display") for c in concept.get("coding", [])
+                    if (c.get("system"), c.get("code")) == coding and c.get("display")), None)
+    return concept.get("text") or display or coding[1]
+
+
+def _chapter_of(observation: dict[str, Any]) -> str:
+    """The LOINC chapter an imported result carries as a category, else 'Biologie polyvalente'."""
+    for category in observation.get("category", []):
+        for coding in category.get("coding", []):
+            if coding.get("system") == LOINC and coding.get("code"):
+                return coding["code"]
+    return OTHER_CHAPTER

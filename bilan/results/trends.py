@@ -1,0 +1,414 @@
+"""The patient's results as trends: per analyte, its results over time on one chart, in one
+unit whatever lab and unit they came from, the originals kept.
+
+Only what the patient may see (bilan/auth/access.py: her own results, shared in her space,
+not hidden until released) and only validated numeric results (final, amended, corrected,
+with a valueQuantity). Results are grouped per analyte (bilan/results/analytes.py) and
+converted to the series' unit: the catalogue's for the analyte, else the latest result's. A
+result that cannot be converted is kept apart, never drawn on the chart.
+"""
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, Iterable
+
+from sqlalchemy import and_, literal_column, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bilan.auth import access
+from bilan.auth.audit import patients_of
+from bilan.auth.caller import Caller
+from bilan.fhir.dates import date_range
+from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.text import normalise
+from bilan.records.service import Denied, Records
+from bilan.results import analytes, units
+from bilan.results.fhir_report import OBSERVATION_CATEGORY
+from bilan.storage.repository import OWNER, Repository, Stored, stored_from_row
+from bilan.storage.tables import resources, search_index
+
+DECIDED = ("final", "amended", "corrected")
+OUT_OF_RANGE_FLAGS = frozenset({"H", "L", "HH", "LL", "A", "AA"})
+MOST_RESULTS = 10_000  # results of one patient read at once; far more than anyone has
+
+
+@dataclass(frozen=True)
+class Point:
+    observation_id: str
+    when: datetime  # effectiveDateTime (aware)
+    value: Decimal  # in the series' unit
+    unit: str  # the series' unit (UCUM)
+    original_value: Decimal  # as the lab reported it
+    original_unit: str
+    low: Decimal | None  # the result's own reference range, in `unit`
+    high: Decimal | None
+    flag: str | None  # interpretation code (H, L, N, HH, LL, A...)
+    lab: str  # who performed it, "" if unknown
+    comparator: str | None = None  # "<", "<=", ">=", ">" for a value beyond what was measurable
+
+    @property
+    def out_of_range(self) -> bool:
+        if self.flag in OUT_OF_RANGE_FLAGS:
+            return True
+        return ((self.low is not None and self.value < self.low)
+                or (self.high is not None and self.value > self.high))
+
+    @property
+    def converted(self) -> bool:
+        return self.unit != self.original_unit or self.value != self.original_value
+
+
+@dataclass(frozen=True)
+class Series:
+    key: str  # analyte key, stable, URL-safe (e.g. "glucose")
+    label: str  # French label ("Glycémie")
+    chapter: str  # LOINC chapter code (18719-5...)
+    chapter_label: str  # "Biochimie"...
+    unit: str  # the chart's unit
+    points: tuple[Point, ...]  # oldest first, all in `unit`
+    apart: tuple[Point, ...]  # results that cannot be converted to `unit`, as reported
+    low: Decimal | None  # the band: the reference range most points share, in `unit`
+    high: Decimal | None
+
+
+@dataclass(frozen=True)
+class Analyte:
+    key: str
+    label: str
+    chapter: str
+    chapter_label: str
+    count: int  # how many results (points + apart)
+    last: Point  # the most recent
+
+
+class Trends:
+    def __init__(self, records: Records):
+        self.records = records
+
+    async def analytes(self, caller: Caller, text: str = "") -> list[Analyte]:
+        """The caller's (patient's) analytes with results, optionally filtered by a search text
+        matched accent- and case-insensitively on the French label and synonyms ("glycémie",
+        "glycemie", "glucose", "cholestérol"...), sorted by chapter then label."""
+        params = [("status", ",".join(DECIDED))]
+        async with self.records.unit() as repo:
+            _check_patient(caller)
+            await custom_plans(repo.conn)
+            found = await visible_results(repo.conn, self.records.base_url, caller)
+            readings = [r for r in map(_reading, found) if r is not None]
+            entries = await analytes.entries_by_loinc(
+                repo.conn, analytes.related_loinc(c for r in readings for c in r.codings))
+            by_key: dict[str, list[_Reading]] = {}
+            for reading in readings:
+                key = analytes.key_of(reading.codings, entries)
+                if key is not None:
+                    by_key.setdefault(key, []).append(reading)
+            described = {key: analytes.describe(key, entries, _latest(rs).content) for key, rs in by_key.items()}
+            wanted = {key: rs for key, rs in by_key.items() if described[key].matches(text)}
+            labs = await _labs(repo, [r for rs in wanted.values() for r in rs])
+            await self.records.audit(repo, caller, "search-type", patients=_patients(found),
+                                     query=_query_text(params))
+        made = [_summary(_series(described[key], rs, labs)) for key, rs in wanted.items()]
+        return sorted(made, key=lambda a: (normalise(a.chapter_label), normalise(a.label), a.key))
+
+    async def series(self, caller: Caller, key: str) -> Series:
+        """One analyte's results over time for the caller; FhirError 404 (French message) for an
+        analyte with no visible result."""
+        async with self.records.unit() as repo:
+            _check_patient(caller)
+            await custom_plans(repo.conn)
+            codes, entries = await analytes.codes_of_key(repo.conn, key)
+            params = [("code", ",".join(f"{system or ''}|{code}" for system, code in codes)),
+                      ("status", ",".join(DECIDED))]
+            found = await visible_results(repo.conn, self.records.base_url, caller, codes) if codes else []
+            readings = [r for r in map(_reading, found)
+                        if r is not None and analytes.key_of(r.codings, entries) == key]
+            labs = await _labs(repo, readings)
+            await self.records.audit(repo, caller, "search-type", patients=_patients(found),
+                                     query=_query_text(params))
+        if not readings:
+            raise FhirError(404, [Issue("Aucun résultat de cette analyse n'est disponible dans votre espace.",
+                                        "not-found")])
+        return _series(analytes.describe(key, entries, _latest(readings).content), readings, labs)
+
+
+async def visible_results(conn: AsyncConnection, base_url: str, caller: Caller,
+                          codes: list[analytes.Coding] | None = None) -> list[Stored]:
+    """The caller's results (of these codes) that she may see, in no particular order.
+
+    One query: her candidate results under the access rules every search applies
+    (`access.readable`), without the count a FHIR search adds.
+    """
+    tokens = None if codes is None else [(system or "", code) for system, code in codes]
+    candidates = await own_results(conn, caller, tokens)
+    if not candidates:
+        return []
+    r = resources.c
+    rows = await conn.execute(select(resources).where(
+        r.resource_type == "Observation", r.deleted.is_(False), r.id.in_(candidates),
+        r.id.in_(access.readable(caller, "Observation"))))
+    return [stored_from_row(row) for row in rows]
+
+
+Token = tuple[str | None, str | None]  # a token search value: (system, code) as fhir.query reads it
+
+
+async def own_results(conn: AsyncConnection, caller: Caller, codes: list[Token] | None,
+                      patients: list[str] | None = None) -> list[str]:
+    """The ids of the results about the caller's own patient records, or about these Patient
+    ids, with one of these codes (token values: system None for any, "" for none): what the
+    caller may see is among them, and the search then applies every access rule to these few.
+
+    Found from the patient's rows only: the records' `patient` rows, then each one's own `code`
+    rows. The planner fence (OFFSET 0) keeps the code test per result; flattened, PostgreSQL
+    may read every result of the code (a hundred thousand glucose results) to meet her ten.
+    """
+    mine = search_index.alias("mine")
+    stmt = select(mine.c.resource_id).where(
+        mine.c.resource_type == "Observation", mine.c.name == "patient", mine.c.system == "Patient",
+        mine.c.value.in_(patients if patients is not None else access.visible(caller, "Patient")))
+    if codes is not None:
+        coded = search_index.alias("coded")
+        stmt = stmt.where(select(literal_column("1")).where(
+            coded.c.resource_type == "Observation", coded.c.resource_id == mine.c.resource_id,
+            coded.c.name == "code", or_(*(_token(coded.c, system, code) for system, code in codes)),
+        ).offset(literal_column("0")).exists())
+    return list(dict.fromkeys(row[0] for row in await conn.execute(stmt.limit(MOST_RESULTS))))
+
+
+def _token(columns: Any, system: str | None, code: str | None) -> Any:
+    clauses = [columns.value == code] if code is not None else []
+    if system is not None:
+        clauses.append(columns.system.is_(None) if system == "" else columns.system == system)
+    return and_(*clauses)
+
+
+async def custom_plans(conn: AsyncConnection) -> None:
+    """Plan this transaction's searches for their values. How selective a search is depends on
+    them (one patient's results among millions); the generic plan PostgreSQL switches a prepared
+    statement to after five runs cannot know it, and reads every shared result (~1000x slower)."""
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
+def _check_patient(caller: Caller) -> None:
+    """Trends are the patient's own: for anyone else they would mix several patients."""
+    if caller.kind != "patient":
+        raise Denied(caller, "search-type", access.forbidden("Les courbes de résultats sont réservées "
+                                                             "au patient concerné."), [])
+
+
+def _query_text(params: list[tuple[str, str]]) -> str:
+    return "Observation?" + "&".join(f"{k}={v}" for k, v in params)
+
+
+def _patients(found: Iterable[Stored]) -> set[str]:
+    return {p for s in found for p in patients_of(s.content)}
+
+
+# --------------------------------------------------------------------------- one result
+
+@dataclass(frozen=True)
+class _Reading:
+    """A validated numeric result as stored: value, unit and range as the lab reported them."""
+
+    id: str
+    content: dict[str, Any]
+    when: datetime
+    value: Decimal
+    unit: str
+    comparator: str | None
+    low: tuple[Decimal, str] | None
+    high: tuple[Decimal, str] | None
+    flag: str | None
+    codings: list[analytes.Coding]
+
+
+def _reading(stored: Stored) -> _Reading | None:
+    content = stored.content or {}
+    quantity = content.get("valueQuantity") or {}
+    codings = analytes.codings(content)
+    if content.get("status") not in DECIDED or quantity.get("value") is None:
+        return None
+    if not (_laboratory(content) or any(system == analytes.LOINC for system, _ in codings)):
+        return None
+    when, value = _moment(content), _decimal(quantity.get("value"))
+    if when is None or value is None:
+        return None
+    unit = quantity.get("code") or quantity.get("unit") or ""
+    low, high = _range(content, unit)
+    return _Reading(stored.id, content, when, value, unit, quantity.get("comparator"), low, high,
+                    _flag(content), codings)
+
+
+def _laboratory(content: dict[str, Any]) -> bool:
+    return any(c.get("system") == OBSERVATION_CATEGORY and c.get("code") == "laboratory"
+               for category in content.get("category", []) for c in category.get("coding", []))
+
+
+def _moment(content: dict[str, Any]) -> datetime | None:
+    """When it was measured (the specimen's time), as an aware datetime."""
+    text = (content.get("effectiveDateTime") or content.get("effectiveInstant")
+            or (content.get("effectivePeriod") or {}).get("start"))
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            moment = date_range(text)[0]  # a partial date: 2014-04
+        except ValueError:
+            return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
+
+
+def _range(content: dict[str, Any], unit: str) -> tuple[tuple[Decimal, str] | None, tuple[Decimal, str] | None]:
+    for element in content.get("referenceRange", []):
+        bounds = []
+        for name in ("low", "high"):
+            quantity = element.get(name) or {}
+            number = _decimal(quantity.get("value")) if quantity.get("value") is not None else None
+            bounds.append((number, quantity.get("code") or quantity.get("unit") or unit) if number is not None else None)
+        if bounds != [None, None]:
+            return bounds[0], bounds[1]
+    return None, None
+
+
+def _flag(content: dict[str, Any]) -> str | None:
+    return next((c["code"] for i in content.get("interpretation", []) for c in i.get("coding", [])
+                 if c.get("code")), None)
+
+
+def _latest(readings: list[_Reading]) -> _Reading:
+    return max(readings, key=lambda r: (r.when, r.id))
+
+
+# --------------------------------------------------------------------------- series
+
+def _series(analyte: analytes.Analyte, readings: list[_Reading], labs: dict[str, str]) -> Series:
+    ordered = sorted(readings, key=lambda r: (r.when, r.id))
+    unit = analyte.unit or _ucum(ordered[-1].unit)
+    points: list[Point] = []
+    apart: list[Point] = []
+    for reading in ordered:
+        point = _point(reading, unit, analyte, labs.get(reading.id, ""))
+        (points if point.unit == unit else apart).append(point)
+    low, high = _band(points)
+    return Series(analyte.key, analyte.label, analyte.chapter, analyte.chapter_label, unit,
+                  tuple(points), tuple(apart), low, high)
+
+
+def _point(reading: _Reading, unit: str, analyte: analytes.Analyte, lab: str) -> Point:
+    try:
+        value = _convert(reading.value, reading.unit, unit, analyte)
+    except units.UnitError:  # kept apart, as reported
+        return Point(reading.id, reading.when, reading.value, reading.unit, reading.value, reading.unit,
+                     *_bounds(reading, reading.unit, analyte), reading.flag, lab, reading.comparator)
+    return Point(reading.id, reading.when, value, unit, reading.value, reading.unit,
+                 *_bounds(reading, unit, analyte), reading.flag, lab, reading.comparator)
+
+
+def _bounds(reading: _Reading, unit: str, analyte: analytes.Analyte) -> tuple[Decimal | None, Decimal | None]:
+    """The result's reference range in `unit`; none at all if a bound does not convert."""
+    try:
+        return tuple(_convert(bound[0], bound[1], unit, analyte) if bound else None  # type: ignore[return-value]
+                     for bound in (reading.low, reading.high))
+    except units.UnitError:
+        return None, None
+
+
+def _convert(value: Decimal, unit: str, target: str, analyte: analytes.Analyte) -> Decimal:
+    """`value` in `target`: by scale within a dimension, across mass and moles through the
+    catalogue's factor for the analyte; UnitError when there is no way."""
+    if unit == target:
+        return value
+    source = _ucum(unit)
+    if source == target:
+        return value
+    if analyte.same_unit_only:
+        raise units.IncompatibleUnits(f"{analyte.label}: {unit} does not convert to {target}")
+    failure: units.UnitError | None = None
+    for loinc in dict.fromkeys(row["loinc"] for row in analyte.rows) or [""]:
+        try:
+            return units.convert(value, source, target, loinc, analyte.rows)
+        except units.UnitError as error:
+            failure = error
+    raise failure or units.IncompatibleUnits(f"{unit} does not convert to {target}")
+
+
+def _ucum(unit: str) -> str:
+    """A unit as UCUM writes it, when a report spelled it otherwise ("mmol/l", "mUI/L")."""
+    return units.suggest_unit(unit) or unit if units.check_unit(unit) else unit
+
+
+def _band(points: list[Point]) -> tuple[Decimal | None, Decimal | None]:
+    """The reference range most points share (the latest among equally common ones)."""
+    ranges = [(p.low, p.high) for p in points if (p.low, p.high) != (None, None)]
+    if not ranges:
+        return None, None
+    counts = Counter(ranges)
+    best = max(counts.values())
+    return next(r for r in reversed(ranges) if counts[r] == best)
+
+
+def _summary(series: Series) -> Analyte:
+    every = series.points + series.apart
+    last = max(every, key=lambda p: (p.when, p.observation_id))
+    return Analyte(series.key, series.label, series.chapter, series.chapter_label, len(every), last)
+
+
+# --------------------------------------------------------------------------- labs
+
+async def _labs(repo: Repository, readings: list[_Reading]) -> dict[str, str]:
+    """Who performed each result: the performing lab's name as the result gives it, else the
+    lab's Organization it refers to, else the lab that recorded it."""
+    named: dict[str, str] = {}
+    referred: dict[str, str] = {}
+    for reading in readings:
+        for performer in _labs_of(reading.content):
+            if performer.get("display"):
+                named[reading.id] = performer["display"]
+                break
+            if str(performer.get("reference", "")).startswith("Organization/"):
+                referred.setdefault(reading.id, performer["reference"])
+    if referred:
+        found = {f"Organization/{s.id}": s for s in await repo.read_references(referred.values())}
+        for result_id, reference in referred.items():
+            if result_id not in named and reference in found:
+                named[result_id] = (found[reference].content or {}).get("name", "")
+    unnamed = [r.id for r in readings if r.id not in named]
+    if unnamed:
+        named.update(await _recording_labs(repo, unnamed))
+    return named
+
+
+def _labs_of(content: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in content.get("performer", [])
+            if p.get("type") == "Organization" or str(p.get("reference", "")).startswith("Organization/")]
+
+
+async def _recording_labs(repo: Repository, result_ids: list[str]) -> dict[str, str]:
+    i = search_index.c
+    owners = {row.resource_id: "1" + row.value.removeprefix("lab:") for row in await repo.conn.execute(
+        select(i.resource_id, i.value).where(i.resource_type == "Observation", i.resource_id.in_(result_ids),
+                                             i.name == OWNER, i.value.like("lab:%")))}
+    if not owners:
+        return {}
+    labs = select(i.resource_id).where(i.resource_type == "Organization", i.name == "identifier",
+                                       i.system == access.ORGANIZATION_ID, i.value.in_(set(owners.values())))
+    names: dict[str, str] = {}
+    for row in await repo.conn.execute(select(resources.c.content).where(
+            resources.c.resource_type == "Organization", resources.c.deleted.is_(False), resources.c.id.in_(labs))):
+        for identifier in (row.content or {}).get("identifier", []):
+            if identifier.get("system") == access.ORGANIZATION_ID:
+                names.setdefault(identifier.get("value", ""), (row.content or {}).get("name", ""))
+    return {result_id: names[lab] for result_id, lab in owners.items() if lab in names}

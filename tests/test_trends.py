@@ -1,0 +1,341 @@
+"""The patient's results as trends: one series per analyte whatever the lab and the unit, the
+originals kept, what cannot be converted kept apart; $lastn and date-sorted searches; never a
+result the patient may not see yet.
+
+Marie Dupont (patient.dupont) gets results from the demo lab (the whole flow: prescription,
+import, analysers, validation, issued report shared in her space) and from another lab (a CR-BIO
+posted as a DocumentReference). Other tests give her results too: assertions name the results
+each test made."""
+
+import base64
+import dataclasses
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Awaitable, Callable, TypeVar
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from bilan.app import build_services
+from bilan.auth.caller import Caller
+from bilan.fhir.outcomes import FhirError
+from bilan.fhir.text import normalise
+from bilan.prescription import tracking
+from bilan.results.cda import cda_document
+from bilan.results.fhir_report import OBSERVATION_CATEGORY
+from bilan.results.report import Chapter, Identifier, Organization, Quantity, Result, Specimen
+from bilan.results.trends import Series, Trends
+from bilan.settings import Settings
+from bilan.storage.database import create_engine
+from bilan.storage.tables import resources, search_index
+from tests.helpers import search
+from tests.test_cda import PARIS, SPECIMEN_TYPE, Code
+from tests.test_cda import report as cda_report
+from tests.test_messaging import prescribed
+from tests.test_notifications import run as in_thread  # the browser tests keep a loop in this thread
+from tests.test_reception import addressed
+from tests.test_report_issuing import DUPONT, decide, imported_for, issue, posted, result
+from tests.web import submit
+
+LOINC = "http://loinc.org"
+GLUCOSE_EXAM, RENAL_EXAM, HBA1C_EXAM = ("40193-5", "Glycémie à jeun"), ("45066-8", "Fonction rénale"), \
+    ("4548-4", "Hémoglobine glyquée (HbA1c)")
+OTHER_LAB = Organization("930012345", "Laboratoire des Lilas", cda_report().lab.address, ("tel:0148000000",))
+DEMO_LAB = "Laboratoire Bilan Paris Est"
+PATIENT = Caller("patient", f"patient.dupont-{uuid.uuid4()}", frozenset(), ins=DUPONT.ins)  # her, in the service
+LABORATORY = [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "laboratory"}]}]
+T = TypeVar("T")
+
+
+def at(year: int, month: int, day: int) -> str:
+    return datetime(year, month, day, 8, 15, tzinfo=PARIS).isoformat()
+
+
+def reference_range(low: float, high: float, unit: str) -> list[dict[str, Any]]:
+    return [{"low": {"value": low, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
+             "high": {"value": high, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}]
+
+
+def with_trends(settings: Settings, call: Callable[[Trends], Awaitable[T]]) -> T:
+    """Call the trends service on the test database, as the app does."""
+    async def run() -> T:
+        engine = create_engine(settings)
+        try:
+            return await call(Trends(build_services(engine, settings).records))
+        finally:
+            await engine.dispose()
+    return in_thread(run())
+
+
+def audit_events(settings: Settings, caller: Caller) -> list[dict[str, Any]]:
+    """The AuditEvents recording what this caller did."""
+    async def found() -> list[dict[str, Any]]:
+        engine = create_engine(settings)
+        i = search_index.c
+        try:
+            async with engine.connect() as conn:
+                return [row.content for row in await conn.execute(select(resources.c.content).where(
+                    resources.c.resource_type == "AuditEvent", resources.c.id.in_(select(i.resource_id).where(
+                        i.resource_type == "AuditEvent", i.name == "altid", i.value == caller.subject))))]
+        finally:
+            await engine.dispose()
+    return in_thread(found())
+
+
+def series_of(settings: Settings, key: str) -> Series:
+    return with_trends(settings, lambda trends: trends.series(PATIENT, key))
+
+
+def count_of(settings: Settings, key: str) -> int:
+    found = with_trends(settings, lambda trends: trends.analytes(PATIENT))
+    return next((a.count for a in found if a.key == key), 0)
+
+
+def by_id(series: Series) -> dict[str, Any]:
+    return {p.observation_id: p for p in series.points}
+
+
+def apart_by_id(series: Series) -> dict[str, Any]:
+    return {p.observation_id: p for p in series.apart}
+
+
+def shared_order(fhir: httpx.Client, desk: httpx.Client, biologist: httpx.Client, lab_middleware: httpx.Client,
+                 web_root: str, rng: Any, exams: list[tuple[str, str]],
+                 results: list[tuple[str, str, float, str, dict[str, Any]]], hidden: bool = False) -> tuple[str, list[str]]:
+    """A prescription for Marie Dupont, its results (exam, code, value, unit, more) validated
+    and the report issued (shared in her space, the results hidden until released if
+    `hidden`); the Task id and the results' ids."""
+    spec = addressed(rng, exams=exams, patient=DUPONT)
+    task_id = imported_for(fhir, desk, web_root, spec)
+    requests = {code: prescribed(fhir, task_id, code) for code, _ in exams}
+    ids = [posted(lab_middleware, result(requests[exam], code, value, unit, category=LABORATORY, **more))
+           for exam, code, value, unit, more in results]
+    assert decide(biologist, web_root, task_id, "biologique", ids).status_code == 200
+    done = issue(biologist, web_root, task_id, **({"masquer": ids} if hidden else {}))
+    assert done.status_code == 200, done.text[-2000:]
+    return task_id, ids
+
+
+def other_lab_document(lab_file: str, results: list[Result], when: datetime) -> dict[str, Any]:
+    """A CR-BIO from another lab about Marie Dupont, as a DocumentReference for her lab file."""
+    base = cda_report()
+    patient = dataclasses.replace(base.patient, birth_family="DUPONT", birth_given=("MARIE", "LOUISE"),
+                                  birth_date=DUPONT.birth, ins=DUPONT.ins, ins_system=DUPONT.ins_system)
+    serum = Specimen(Code("SER", "Sérum", SPECIMEN_TYPE), when, when)
+    blood = Specimen(Code("BLD", "Sang total", SPECIMEN_TYPE), when, when)
+    chapters = (Chapter("18719-5", "Biochimie", tuple(r for r in results if r.code != "59261-8"), specimens=(serum,)),
+                Chapter("18723-7", "Hématologie", tuple(r for r in results if r.code == "59261-8"), specimens=(blood,)))
+    document = cda_report(document_id=Identifier(str(uuid.uuid4()).upper()), set_id=Identifier(str(uuid.uuid4()).upper()),
+                          patient=patient, lab=OTHER_LAB, effective_time=when, validated_at=when,
+                          received_at=when, prescribed_at=when, chapters=chapters)
+    return {"resourceType": "DocumentReference", "status": "current", "subject": {"reference": lab_file},
+            "content": [{"attachment": {"contentType": "text/xml",
+                                        "data": base64.b64encode(cda_document(document)).decode("ascii")}}]}
+
+
+def measured(code: str, display: str, value: str, unit: str, low: str, high: str, when: datetime,
+             flag: str = "N") -> Result:
+    return Result(code, display, Quantity(Decimal(value), unit), flag, Decimal(low), Decimal(high), observed_at=when)
+
+
+@pytest.fixture(scope="module")
+def two_labs(fhir, lab_middleware, desk, biologist, web_root, as_user, rng_module) -> dict[str, str]:
+    """Marie Dupont's glucose, creatinine and HbA1c from the demo lab (g/L, mg/L, %) and from
+    another lab (mmol/L, umol/L, and HbA1c in mmol/mol, which does not convert to %)."""
+    task_id, (glucose, creatinine, hba1c) = shared_order(
+        fhir, desk, biologist, lab_middleware, web_root, rng_module, [GLUCOSE_EXAM, RENAL_EXAM, HBA1C_EXAM], [
+            (GLUCOSE_EXAM[0], "2345-7", 1.10, "g/L",
+             {"effectiveDateTime": at(2026, 3, 10), "referenceRange": reference_range(0.74, 1.06, "g/L")}),
+            (RENAL_EXAM[0], "2160-0", 9.0, "mg/L",
+             {"effectiveDateTime": at(2026, 3, 10), "referenceRange": reference_range(5.1, 11.8, "mg/L")}),
+            (HBA1C_EXAM[0], "4548-4", 6.1, "%", {"effectiveDateTime": at(2026, 3, 10)}),
+        ])
+    glucose_subject = fhir.get(f"Observation/{glucose}").json()["subject"]["reference"]
+    lab_file = tracking.lab_file_of(fhir.get(f"Task/{task_id}").json()) or glucose_subject
+    when = datetime(2025, 9, 2, 7, 30, tzinfo=PARIS)
+    importer = as_user("bio.durand")
+    stored = importer.post("DocumentReference", json=other_lab_document(lab_file, [
+        measured("14749-6", "Glucose", "5.9", "mmol/L", "3.9", "6.1", when),
+        measured("14682-9", "Créatinine", "80", "umol/L", "45", "104", when),
+        measured("59261-8", "HbA1c (IFCC)", "48", "mmol/mol", "20", "42", when, "H"),
+    ], when))
+    assert stored.status_code == 201, stored.text
+    document = stored.json()["id"]
+    imported = {r["resource"]["code"]["coding"][0]["code"]: r["resource"]["id"]
+                for r in search(importer, "Observation", **{"derived-from": f"DocumentReference/{document}"})["entry"]}
+    return {"glucose": glucose, "creatinine": creatinine, "hba1c": hba1c, "task": task_id, "lab_file": lab_file,
+            "glucose_subject": glucose_subject,
+            "other_glucose": imported["14749-6"], "other_creatinine": imported["14682-9"],
+            "other_hba1c": imported["59261-8"]}
+
+
+@pytest.fixture(scope="module")
+def rng_module() -> Any:
+    import random
+    return random.Random(f"trends-{uuid.uuid4()}")
+
+
+def test_one_series_per_analyte_across_labs_and_units(two_labs, settings) -> None:
+    glucose = series_of(settings, "glucose")
+    assert glucose.label == "Glycémie" and glucose.unit == "mmol/L"
+    assert (glucose.chapter, glucose.chapter_label) == ("18719-5", "Biochimie")
+    points = by_id(glucose)
+    ours, theirs = points[two_labs["glucose"]], points[two_labs["other_glucose"]]
+    assert (ours.value, ours.unit, ours.original_value, ours.original_unit) == (Decimal("6.1"), "mmol/L",
+                                                                                 Decimal("1.1"), "g/L")
+    assert (ours.low, ours.high) == (Decimal("4.1"), Decimal("5.88"))
+    assert ours.out_of_range  # 6.1 mmol/L above 5.88: the lab's own range, converted
+    assert (theirs.value, theirs.original_unit, theirs.low, theirs.high) == (Decimal("5.9"), "mmol/L",
+                                                                            Decimal("3.9"), Decimal("6.1"))
+    assert ours.lab == DEMO_LAB and theirs.lab == OTHER_LAB.name
+    assert ours.when == datetime(2026, 3, 10, 7, 15, tzinfo=timezone.utc)
+    assert [p.when for p in glucose.points] == sorted(p.when for p in glucose.points)  # oldest first
+    assert all(p.unit == "mmol/L" for p in glucose.points)
+    assert glucose.low is not None and glucose.high is not None
+
+    creatinine = series_of(settings, "creatinine")
+    assert creatinine.unit == "umol/L"
+    ours, theirs = by_id(creatinine)[two_labs["creatinine"]], by_id(creatinine)[two_labs["other_creatinine"]]
+    assert (ours.value, ours.original_value, ours.original_unit) == (Decimal("80"), Decimal("9.0"), "mg/L")
+    assert (ours.low, ours.high) == (Decimal("45"), Decimal("104"))
+    assert (theirs.value, theirs.unit) == (Decimal("80"), "umol/L")
+    assert not ours.out_of_range and not theirs.out_of_range
+
+
+def test_a_result_that_cannot_be_converted_stays_apart(two_labs, settings) -> None:
+    hba1c = series_of(settings, "hba1c")
+    assert hba1c.unit == "%"
+    assert two_labs["hba1c"] in by_id(hba1c)
+    apart = apart_by_id(hba1c)[two_labs["other_hba1c"]]  # mmol/mol (IFCC) is no factor away from %
+    assert two_labs["other_hba1c"] not in by_id(hba1c)
+    assert (apart.value, apart.unit, apart.original_unit) == (Decimal("48"), "mmol/mol", "mmol/mol")
+    assert apart.flag == "H" and apart.out_of_range
+    summary = next(a for a in with_trends(settings, lambda t: t.analytes(PATIENT)) if a.key == "hba1c")
+    assert summary.count == len(hba1c.points) + len(hba1c.apart)
+
+
+def test_analytes_are_found_by_their_french_names(two_labs, settings) -> None:
+    every = with_trends(settings, lambda trends: trends.analytes(PATIENT))
+    keys = [a.key for a in every]
+    assert {"glucose", "creatinine", "hba1c"} <= set(keys)
+    order = [(normalise(a.chapter_label), normalise(a.label)) for a in every]
+    assert order == sorted(order)  # by chapter, then label
+    glucose = next(a for a in every if a.key == "glucose")
+    assert glucose.label == "Glycémie" and glucose.count >= 2
+    assert glucose.last.when == max(p.when for p in series_of(settings, "glucose").points)
+    for typed in ("glycémie", "GLYCEMIE", "glucose", "Glyc"):
+        assert "glucose" in [a.key for a in with_trends(settings, lambda t: t.analytes(PATIENT, typed))], typed
+    found = [a.key for a in with_trends(settings, lambda t: t.analytes(PATIENT, "créatinine"))]
+    assert "creatinine" in found and "glucose" not in found
+    assert with_trends(settings, lambda t: t.analytes(PATIENT, "cholestérol zz")) == []
+
+
+def test_every_call_is_audited_and_an_unknown_analyte_is_a_404(two_labs, settings) -> None:
+    before = len(audit_events(settings, PATIENT))
+    series_of(settings, "glucose")
+    with_trends(settings, lambda trends: trends.analytes(PATIENT, "glyc"))
+    events = audit_events(settings, PATIENT)
+    assert len(events) == before + 2
+    assert all(e["subtype"][0]["code"] == "search-type" and e["outcome"] == "0" for e in events)
+    assert {two_labs["glucose_subject"], two_labs["lab_file"]} & {e["what"]["reference"] for event in events for e in event.get("entity", []) if "what" in e}
+    for key in ("not-an-analyte", "9999-9", "code-bm90IGEgY29kZQ", "GLY"):
+        with pytest.raises(FhirError) as missing:
+            series_of(settings, key)
+        assert missing.value.status == 404 and "Aucun résultat" in str(missing.value)
+    doctor = Caller("prescriber", "dr.lambert", frozenset(), rpps="10003456786")
+    with pytest.raises(FhirError) as refused:
+        with_trends(settings, lambda trends: trends.series(doctor, "glucose"))
+    assert refused.value.status == 403
+
+
+def lastn(api: httpx.Client, **params: Any) -> dict[str, Any]:
+    response = api.get("Observation/$lastn", params=params)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["resourceType"] == "Bundle" and body["type"] == "searchset"
+    return body
+
+
+def entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e["resource"] for e in bundle.get("entry", [])]
+
+
+def test_lastn_gives_the_last_results_of_each_code(two_labs, as_user, fhir) -> None:
+    patient = as_user("patient.dupont")
+    codes = f"{LOINC}|2345-7,{LOINC}|14749-6,{LOINC}|2160-0"
+    every = entries(lastn(patient, code=codes, max=100))
+    assert {two_labs["glucose"], two_labs["other_glucose"], two_labs["creatinine"]} <= {o["id"] for o in every}
+    last = entries(lastn(patient, code=codes))  # max=1 by default: the latest of each code
+    for code in ("2345-7", "14749-6", "2160-0"):
+        same = [o for o in every if o["code"]["coding"][0]["code"] == code]
+        newest = max(o["effectiveDateTime"] for o in same)
+        kept = [o for o in last if o["code"]["coding"][0]["code"] == code]
+        assert kept and all(o["effectiveDateTime"] == newest for o in kept), code
+    dates = [o["effectiveDateTime"] for o in last]
+    assert dates == sorted(dates, key=lambda d: datetime.fromisoformat(d), reverse=True)  # newest first
+
+    # The prescriber's software: the patient named, by category.
+    subject = fhir.get(f"Observation/{two_labs['glucose']}").json()["subject"]["reference"]
+    by_category = entries(lastn(fhir, patient=subject, category="laboratory", max=100))
+    assert two_labs["glucose"] in {o["id"] for o in by_category}
+    assert all(o["subject"]["reference"] == subject for o in by_category)
+
+    assert fhir.get("Observation/$lastn", params={"code": codes}).status_code == 400  # whose?
+    assert patient.get("Observation/$lastn", params={"max": "0", "code": codes}).status_code == 400
+    assert patient.get("Observation/$lastn", params={"patient": subject}).status_code == 400  # which codes?
+
+
+def test_search_by_patient_code_and_date_sorted_by_date(two_labs, as_user) -> None:
+    patient = as_user("patient.dupont")
+    files = {two_labs["lab_file"], patient.get(f"Observation/{two_labs['glucose']}").json()["subject"]["reference"]}
+    found = search(patient, "Observation", patient=",".join(sorted(files)),
+                   code=f"{LOINC}|2345-7,{LOINC}|14749-6", date="ge2025-01-01", _sort="date", _count=100)
+    dates = [datetime.fromisoformat(e["resource"]["effectiveDateTime"]) for e in found["entry"]]
+    assert dates == sorted(dates)
+    ids = [e["resource"]["id"] for e in found["entry"]]
+    assert ids.index(two_labs["other_glucose"]) < ids.index(two_labs["glucose"])  # 2025-09 before 2026-03
+    newest_first = search(patient, "Observation", code=f"{LOINC}|2345-7,{LOINC}|14749-6", _sort="-date")
+    dates = [datetime.fromisoformat(e["resource"]["effectiveDateTime"]) for e in newest_first["entry"]]
+    assert dates == sorted(dates, reverse=True)
+
+
+def test_the_capability_statement_declares_lastn(fhir) -> None:
+    observation = next(r for r in fhir.get("metadata").json()["rest"][0]["resource"] if r["type"] == "Observation")
+    assert observation["operation"] == [{"name": "lastn",
+                                         "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn"}]
+
+
+def test_a_hidden_result_appears_nowhere_until_released(
+        two_labs, fhir, lab_middleware, desk, biologist, doctor, web_root, settings, as_user, rng_module) -> None:
+    patient = as_user("patient.dupont")
+    codes = f"{LOINC}|2345-7"
+    count = count_of(settings, "glucose")
+    task_id, [hidden] = shared_order(
+        fhir, desk, biologist, lab_middleware, web_root, rng_module, [GLUCOSE_EXAM],
+        [(GLUCOSE_EXAM[0], "2345-7", 1.32, "g/L", {"effectiveDateTime": at(2026, 4, 20)})], hidden=True)
+    assert fhir.get(f"Observation/{hidden}").json()["meta"]["security"][0]["code"] == "INVISIBLE_PATIENT"
+
+    def seen() -> dict[str, bool]:
+        return {"search": hidden in {e["resource"]["id"] for e in search(patient, "Observation", code=codes,
+                                                                          _count=500).get("entry", [])},
+                "lastn": hidden in {o["id"] for o in entries(lastn(patient, code=codes, max=500))},
+                "series": hidden in by_id(series_of(settings, "glucose")),
+                "read": patient.get(f"Observation/{hidden}").status_code == 200}
+
+    assert seen() == dict.fromkeys(("search", "lastn", "series", "read"), False)
+    assert hidden not in {o["id"] for o in entries(lastn(patient, code=codes))}
+    assert count_of(settings, "glucose") == count
+
+    page = doctor.get(f"{web_root}/prescripteur/prescriptions/{task_id}")
+    released = submit(doctor, page, f"/prescripteur/prescriptions/{task_id}/levee-masquage", {})
+    assert released.status_code == 200
+    assert seen() == dict.fromkeys(("search", "lastn", "series", "read"), True)
+    assert count_of(settings, "glucose") == count + 1
+    point = by_id(series_of(settings, "glucose"))[hidden]
+    assert (point.value, point.unit, point.original_value, point.original_unit) == (
+        Decimal("7.33"), "mmol/L", Decimal("1.32"), "g/L")
+    every = entries(lastn(patient, code=codes, max=500))
+    if max(o["effectiveDateTime"] for o in every) == at(2026, 4, 20):  # the newest 2345-7 of hers
+        assert hidden in {o["id"] for o in entries(lastn(patient, code=codes))}
