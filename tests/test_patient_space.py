@@ -3,8 +3,6 @@ data; a masked HIV result absent from every page, API answer and count until rel
 
 from typing import Any
 
-import httpx
-
 from bilan.demo.prescriptions import EXAMS
 from tests.helpers import search
 from tests.test_messaging import prescribed

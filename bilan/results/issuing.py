@@ -133,7 +133,7 @@ class Issuing:
                 raise FhirError(422, [Issue(f"Document non conforme, non émis : {p}", "invariant",
                                             expression="compte-rendu") for p in problems])
             refusal = sharing_refusal(lab_file.content, content)
-            issued = _issued(report, cda, refs, content, task.id, choices, refusal, previous)
+            issued = _issued(report, cda, refs, task.id, choices, refusal, previous)
             hidden = choices.hidden if not choices.hide_report else {r.id for r in decided}
             status = report_status(previous, complete)
             reports = await self._reports(repo, content)
@@ -326,7 +326,7 @@ class Issuing:
                                  resource=document, about=about, now=now, due=due)
 
 
-def _issued(report: LabReport, cda: bytes, refs: dict[str, Any], task: dict[str, Any], task_id: str,
+def _issued(report: LabReport, cda: bytes, refs: dict[str, Any], task_id: str,
             choices: Choices, refusal: str | None, previous: list[Stored]) -> documents.Issued:
     security = set()
     if choices.hidden or choices.hide_report:
