@@ -6,6 +6,10 @@ can only be her) and a `category` or a `code`; any other Observation search para
 filters further. Results are grouped by Observation.code (codings equal by system and code,
 translations transitively; text-only codes by their text), newest first by effective time,
 `max` per group (default 1), more when the last ones kept tie on their time.
+
+The search runs among the named patient's own results of the asked codes, found from her rows
+(bilan/results/trends.py `own_results`), never among every result of a code; the access rules
+apply to them as to any search.
 """
 
 from datetime import datetime

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable
 
-from sqlalchemy import and_, literal_column, or_, select
+from sqlalchemy import and_, func, literal, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.auth import access
@@ -106,7 +106,7 @@ class Trends:
                     by_key.setdefault(key, []).append(reading)
             described = {key: analytes.describe(key, entries, _latest(rs).content) for key, rs in by_key.items()}
             wanted = {key: rs for key, rs in by_key.items() if described[key].matches(text)}
-            labs = await _labs(repo, [r for rs in wanted.values() for r in rs])
+            labs = await _labs(repo, [_latest(rs) for rs in wanted.values()])  # only `last` shows its lab
             await self.records.audit(repo, caller, "search-type", patients=_patients(found),
                                      query=_query_text(params))
         made = [_summary(_series(described[key], rs, labs)) for key, rs in wanted.items()]
@@ -397,18 +397,16 @@ def _labs_of(content: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def _recording_labs(repo: Repository, result_ids: list[str]) -> dict[str, str]:
-    i = search_index.c
-    owners = {row.resource_id: "1" + row.value.removeprefix("lab:") for row in await repo.conn.execute(
-        select(i.resource_id, i.value).where(i.resource_type == "Observation", i.resource_id.in_(result_ids),
-                                             i.name == OWNER, i.value.like("lab:%")))}
-    if not owners:
-        return {}
-    labs = select(i.resource_id).where(i.resource_type == "Organization", i.name == "identifier",
-                                       i.system == access.ORGANIZATION_ID, i.value.in_(set(owners.values())))
-    names: dict[str, str] = {}
-    for row in await repo.conn.execute(select(resources.c.content).where(
-            resources.c.resource_type == "Organization", resources.c.deleted.is_(False), resources.c.id.in_(labs))):
-        for identifier in (row.content or {}).get("identifier", []):
-            if identifier.get("system") == access.ORGANIZATION_ID:
-                names.setdefault(identifier.get("value", ""), (row.content or {}).get("name", ""))
-    return {result_id: names[lab] for result_id, lab in owners.items() if lab in names}
+    """The name of the lab that recorded each result (its owner key "lab:FINESS"), from the
+    directory's Organization with that FINESS."""
+    owner, ident = search_index.alias("owner"), search_index.alias("ident")
+    org = resources.c
+    rows = await repo.conn.execute(
+        select(owner.c.resource_id, org.content)
+        .join(ident, and_(ident.c.resource_type == "Organization", ident.c.name == "identifier",
+                          ident.c.system == access.ORGANIZATION_ID,
+                          ident.c.value == literal("1").concat(func.substr(owner.c.value, len("lab:") + 1))))
+        .join(resources, and_(org.resource_type == "Organization", org.id == ident.c.resource_id))
+        .where(owner.c.resource_type == "Observation", owner.c.resource_id.in_(result_ids),
+               owner.c.name == OWNER, owner.c.value.like("lab:%"), org.deleted.is_(False)))
+    return {row.resource_id: (row.content or {}).get("name", "") for row in rows}
