@@ -12,7 +12,7 @@ from bilan.auth.caller import Caller
 from bilan.fhir.dates import utc_now
 from bilan.fhir.outcomes import FhirError, Issue
 from bilan.fhir.query import parse_search
-from bilan.prescription import catalogue, display, identity, tracking, worklist
+from bilan.prescription import catalogue, directory, display, identity, tracking, worklist
 from bilan.prescription.display import Exam
 from bilan.prescription.identity import Comparison, Traits
 from bilan.prescription.labels import Label
@@ -296,13 +296,11 @@ class Reception:
         return f"Patient/{patient_id}"
 
     async def _lab(self, repo: Repository, caller: Caller) -> str:
-        query = parse_search("Organization", [("identifier", f"{access.ORGANIZATION_ID}|1{caller.lab_finess}")],
-                             default_count=1, max_count=1)
-        found = await store_search.first_matches(repo.conn, query, self.records.base_url)
-        if not found:
+        found = await directory.organization_by_finess(repo, self.records.base_url, caller.lab_finess or "")
+        if found is None:
             raise FhirError(409, [Issue(f"Le laboratoire (FINESS {caller.lab_finess}) n'est pas "
                                         "enregistré dans bilan.", "not-found")])
-        return f"Organization/{found[0].id}"
+        return f"Organization/{found.id}"
 
     async def _audit(self, repo: Repository, caller: Caller, interaction: str, found: PrescriptionFile,
                      touched: list[str] | None = None) -> None:

@@ -24,11 +24,9 @@ from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import utc_now
 from bilan.fhir.outcomes import FhirError, Issue
-from bilan.fhir.query import parse_search
 from bilan.notifications import outbox
-from bilan.prescription import catalogue, identity, tracking
+from bilan.prescription import catalogue, directory, identity, tracking
 from bilan.prescription.messaging import adapted_requests, mail_address
-from bilan.prescription.practitioners import RPPS
 from bilan.prescription.reception import order_specimens
 from bilan.records.service import Denied, Records, new_id
 from bilan.results import assembly, conformance, documents, masking
@@ -36,7 +34,6 @@ from bilan.results.cda import cda_document
 from bilan.results.pdf import report_pdf
 from bilan.results.report import Identifier, LabReport, ReportError
 from bilan.results.validation import OPEN, order_results
-from bilan.storage import search as store_search
 from bilan.storage.repository import Repository, Stored, Write
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -208,7 +205,8 @@ class Issuing:
         content = task.content or {}
         by_ref = {f"ServiceRequest/{s.id}": {**(s.content or {}), "id": s.id} for s in requests}
         lab = await repo.read_reference((content.get("owner") or {}).get("reference", ""))
-        prescriber = await self._prescriber(repo, next(iter(by_ref.values()), {}))
+        first = next(iter(by_ref.values()), {})
+        prescriber = await directory.practitioner_of(repo, (first.get("requester") or {}).get("reference", ""))
         biologist = await self._biologist(repo, caller)
         specimens = [s.content or {} for s in await order_specimens(repo, self.records.base_url, caller, content)]
         codes = {c.get("code") for s in [*decided, *requests] for c in (s.content or {}).get("code", {}).get("coding", [])}
@@ -248,22 +246,13 @@ class Issuing:
                 "requests": tuple(by_ref), "results": [f"Observation/{r.id}" for r in decided]}
         return report, refs
 
-    async def _prescriber(self, repo: Repository, request: dict[str, Any]) -> dict[str, Any]:
-        found = await repo.read_reference((request.get("requester") or {}).get("reference", ""))
-        content = found.content if found and found.content else {}
-        if content.get("resourceType") == "PractitionerRole":
-            found = await repo.read_reference((content.get("practitioner") or {}).get("reference", ""))
-            content = found.content if found and found.content else {}
-        return content
-
     async def _biologist(self, repo: Repository, caller: Caller) -> dict[str, Any]:
-        query = parse_search("Practitioner", [("identifier", f"{RPPS}|{caller.rpps}")], default_count=1, max_count=1)
-        found = await store_search.first_matches(repo.conn, query, self.records.base_url)
-        if not found or not found[0].content:
+        found = await directory.practitioner_by_rpps(repo, self.records.base_url, caller.rpps or "")
+        if found is None:
             raise FhirError(422, [Issue(f"Le biologiste (RPPS {caller.rpps}) n'est pas dans l'annuaire de "
                                         "bilan : le compte rendu doit nommer qui l'a validé.", "not-found",
                                         expression="biologiste")])
-        return {**found[0].content, "id": found[0].id}
+        return {**(found.content or {}), "id": found.id}
 
     def _writes(self, task: Stored, issued: documents.Issued, decided: list[Stored], hidden: set[str] | frozenset[str],
                 previous: list[Stored], report: Stored | None, status: str, now: datetime) -> list[Write]:

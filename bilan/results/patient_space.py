@@ -10,7 +10,8 @@ from bilan.auth import access
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.query import parse_search
-from bilan.prescription.practitioners import RPPS, display_name
+from bilan.prescription import directory
+from bilan.prescription.practitioners import display_name
 from bilan.records.service import Records
 from bilan.results import masking
 from bilan.results.assembly import moment
@@ -18,7 +19,6 @@ from bilan.storage import search as store_search
 from bilan.storage.compartments import narrowed, referring, with_token
 from bilan.storage.repository import Repository, Stored
 
-ORGANIZATION_ID = "urn:oid:1.2.250.1.71.4.2.2"
 _ACTIONS = {"read": "a consulté", "vread": "a consulté", "history-instance": "a consulté l'historique de",
             "search-type": "a recherché", "search-system": "a recherché", "create": "a ajouté",
             "update": "a modifié", "delete": "a supprimé", "transaction": "a enregistré",
@@ -126,12 +126,7 @@ class PatientSpace:
         for based_on in (report or {}).get("basedOn", [])[:1]:
             request = await repo.read_reference(based_on.get("reference", ""))
             requester = ((request.content or {}).get("requester") or {}).get("reference", "") if request else ""
-            who = await repo.read_reference(requester)
-            content = who.content if who and who.content else {}
-            if content.get("resourceType") == "PractitionerRole":
-                who = await repo.read_reference((content.get("practitioner") or {}).get("reference", ""))
-                content = who.content if who and who.content else {}
-            return display_name(content)
+            return display_name(await directory.practitioner_of(repo, requester))
         return ""
 
     async def _organization(self, repo: Repository, reference: dict[str, Any] | None) -> str:
@@ -169,12 +164,9 @@ class PatientSpace:
         return "bilan"
 
     async def _practitioner(self, repo: Repository, rpps: str) -> str:
-        query = parse_search("Practitioner", [("identifier", f"{RPPS}|{rpps}")], default_count=1, max_count=1)
-        found = await store_search.first_matches(repo.conn, query, self.records.base_url)
-        return display_name(found[0].content or {}) if found else ""
+        found = await directory.practitioner_by_rpps(repo, self.records.base_url, rpps)
+        return display_name(found.content or {}) if found else ""
 
     async def _lab(self, repo: Repository, finess: str) -> str:
-        query = parse_search("Organization", [("identifier", f"{ORGANIZATION_ID}|1{finess}")],
-                             default_count=1, max_count=1)
-        found = await store_search.first_matches(repo.conn, query, self.records.base_url)
-        return str((found[0].content or {}).get("name", "")) if found else ""
+        found = await directory.organization_by_finess(repo, self.records.base_url, finess)
+        return str((found.content or {}).get("name", "")) if found else ""
