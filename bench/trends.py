@@ -83,7 +83,7 @@ from bilan.auth.caller import Caller
 from bilan.demo.load import LAB_FINESS, lab_directory
 from bilan.fhir.dates import instant, utc_now
 from bilan.fhir.searchparams import extract
-from bilan.prescription import catalogue
+from bilan.prescription.catalogue import read_csv
 from bilan.prescription.checksums import nir_key
 from bilan.prescription.ins import INS_NIR_TEST
 from bilan.results import analytes, interpretation, masking
@@ -91,10 +91,12 @@ from bilan.results.fhir_report import OBSERVATION_CATEGORY
 from bilan.results.imported import IMPORTED
 from bilan.results.intake import COMPUTED
 from bilan.results.lastn import last_n
-from bilan.results.trends import Trends, custom_plans, visible_results
+from bilan.results.trends import Trends, visible_results
 from bilan.settings import Settings
+from bilan.storage import catalogue
 from bilan.storage.database import create_engine
 from bilan.storage.migrate import upgrade
+from bilan.storage.patient_results import custom_plans
 from bilan.storage.repository import OWNER, Repository, Write
 from bilan.storage.tables import resources
 
@@ -414,7 +416,7 @@ async def _admin(url: str, statement: str) -> None:
 async def prepare(engine: AsyncEngine, settings: Settings) -> dict[str, str]:
     """The schema, the catalogue and the demo lab; catalogue labels by LOINC code."""
     await upgrade(engine)
-    rows = catalogue.read_csv(settings.catalogue_path)
+    rows = read_csv(settings.catalogue_path)
     async with engine.begin() as conn:
         await catalogue.replace(conn, rows)
     records = build_services(engine, settings).records
@@ -440,14 +442,14 @@ async def people_of(engine: AsyncEngine) -> list[tuple[str, list[str]]]:
                 "JOIN search_index c ON c.resource_type = 'Observation' AND c.resource_id = p.resource_id "
                 "AND c.name = 'code' WHERE p.resource_type = 'Observation' AND p.name = 'patient'")):
             codes.setdefault(row.patient, set()).add(row.code)
-        entries = await analytes.entries_by_loinc(conn, {c for found in codes.values() for c in found})
+        entries = await catalogue.entries_by_loinc(conn, {c for found in codes.values() for c in found})
     return [(patients[pid], sorted({k for c in found if (k := analytes.key_of([(LOINC, c)], entries))}))
             for pid, found in codes.items() if pid in patients]
 
 
 async def keys_of(engine: AsyncEngine, people: list[tuple[str, list[Kind]]]) -> list[tuple[str, list[str]]]:
     async with engine.connect() as conn:
-        entries = await analytes.entries_by_loinc(conn, {c for k in ALWAYS + MORE for c in (k.own[0], k.other[0])})
+        entries = await catalogue.entries_by_loinc(conn, {c for k in ALWAYS + MORE for c in (k.own[0], k.other[0])})
     return [(ins, sorted({analytes.key_of([(LOINC, k.own[0])], entries) or "" for k in kinds}))
             for ins, kinds in people]
 

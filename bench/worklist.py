@@ -81,10 +81,12 @@ from bilan.demo.prescriptions import (
     random_spec,
 )
 from bilan.fhir.dates import utc_now
-from bilan.prescription import catalogue, worklist
+from bilan.prescription import worklist
+from bilan.prescription.catalogue import read_csv
 from bilan.prescription.identity import fold
 from bilan.prescription.reception import Reception
 from bilan.settings import Settings
+from bilan.storage import catalogue
 from bilan.storage.database import create_engine
 from bilan.storage.migrate import upgrade
 from bilan.storage.tables import worklist as worklist_table
@@ -187,7 +189,7 @@ async def prepare(engine: AsyncEngine, settings: Settings) -> None:
     """The schema, the catalogue and the labs, as `bilan demo` sets them up."""
     await upgrade(engine)
     async with engine.begin() as conn:
-        await catalogue.replace(conn, catalogue.read_csv(settings.catalogue_path))
+        await catalogue.replace(conn, read_csv(settings.catalogue_path))
     records = build_services(engine, settings).records
     (lab, criteria), *_ = lab_directory()
     await records.create(None, lab, if_none_exist=criteria)

@@ -10,7 +10,6 @@ from litestar import Litestar
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.middleware.session.client_side import CookieBackendConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
@@ -18,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bilan.api.errors import HANDLERS
 from bilan.api.fhir import FhirController
+from bilan.api.nul_bytes import NulGuard
+from bilan.api.security_headers import security_headers
 from bilan.api.security import bearer_caller
 from bilan.api.smart import smart_configuration
 from bilan.auth.oidc import OidcClient
@@ -42,6 +43,7 @@ from bilan.results.trends import Trends
 from bilan.results.validation import ResultsDesk
 from bilan.settings import Settings, audience, get_settings, web_root
 from bilan.storage.database import create_engine
+from bilan.storage.sessions import WebSessions
 from bilan.web import filters
 from bilan.web.auth import AuthController
 from bilan.web.documents import DocumentsController
@@ -49,6 +51,7 @@ from bilan.web.entry import EntryController
 from bilan.web.patient import PatientController
 from bilan.web.prescriber import PrescriberController
 from bilan.web.reception import ReceptionController
+from bilan.web.session import ServerSessionConfig
 
 TEMPLATES = Path(__file__).parent / "web" / "templates"
 STATIC = Path(__file__).parent / "web" / "static"
@@ -95,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                         desk=ResultsDesk(built.records),
                         issuing=Issuing(built.records, settings.dmp_url, web_root(settings)),
                         space=PatientSpace(built.records), trends=Trends(built.records))
+        services["sessions"] = WebSessions(engine, settings)
         async with httpx.AsyncClient(timeout=10) as http:
             verifier = TokenVerifier(settings.oidc_issuer, audience(settings), http)
             services["verifier"] = verifier
@@ -133,10 +137,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "oidc": service("oidc"),
             "caller": Provide(bearer_caller),
         },
-        middleware=[CookieBackendConfig(
-            secret=bytes.fromhex(settings.session_secret)[:32], key="bilan_session",
-            max_age=settings.session_max_age, secure=secure, httponly=True, samesite="lax",
-            exclude=API_PATHS).middleware],
+        middleware=[ServerSessionConfig(  # static files need no session: no database round trip
+            sessions=lambda: services["sessions"], key="bilan_session", max_age=settings.session_max_age,
+            secure=secure, httponly=True, samesite="lax", exclude=[*API_PATHS, "^/static/"]).middleware,
+            NulGuard(settings.max_body_bytes)],
+        before_send=[security_headers],
         csrf_config=CSRFConfig(secret=settings.session_secret, cookie_name="bilan_csrf",
                                cookie_secure=secure, cookie_samesite="lax", exclude=API_PATHS),
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine,

@@ -63,13 +63,13 @@ async def _migrate() -> None:
 
 
 async def _load_catalogue(path: Path) -> None:
-    from bilan.prescription import catalogue
+    from bilan.prescription.catalogue import read_csv
+    from bilan.storage import catalogue
 
     await _migrate()
     engine = create_engine(get_settings())
     try:
-        async with engine.begin() as conn:
-            count = await catalogue.replace(conn, catalogue.read_csv(path))
+        count = await catalogue.load(engine, read_csv(path))
     finally:
         await engine.dispose()
     print(f"{count} catalogue entries loaded from {path}")

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     default_page_size: int = Field(default=20, description="Search page size when _count is absent.")
     max_page_size: int = Field(default=500, description="Upper bound for _count.")
     pool_size: int = Field(default=10, description="Database connections kept per worker (PostgreSQL).")
+    database_connect_timeout: float = Field(
+        default=5, description="Seconds to wait for a database connection (new, or free in the "
+                               "pool) before answering 503 (PostgreSQL).")
+    statement_timeout_ms: int = Field(
+        default=15000, description="Longest an SQL statement may run before PostgreSQL cancels it "
+                                   "and the request gets a 503; 0 turns the limit off.")
     log_level: str = Field(default="INFO", description="Application log level.")
     smtp_host: str = Field(default="127.0.0.1", description="Mail relay (MSSanté operator's in production).")
     smtp_port: int = Field(default=8025, description="Mail relay port.")

@@ -16,8 +16,9 @@ import pytest
 from bilan.app import build_services
 from bilan.demo.load import lab_directory
 from bilan.demo.prescriptions import PrescriptionSpec, bundle
-from bilan.prescription import catalogue
+from bilan.prescription.catalogue import read_csv
 from bilan.settings import Settings
+from bilan.storage import catalogue
 from bilan.storage.database import create_engine
 from bilan.storage.migrate import upgrade
 from tests.helpers import prescription_spec
@@ -53,7 +54,7 @@ async def _prepare(settings: Settings) -> None:
     try:
         await upgrade(engine)
         async with engine.begin() as conn:
-            await catalogue.replace(conn, catalogue.read_csv(settings.catalogue_path))
+            await catalogue.replace(conn, read_csv(settings.catalogue_path))
         records = build_services(engine, settings).records
         for resource, criteria in lab_directory():
             await records.create(None, resource, if_none_exist=criteria)

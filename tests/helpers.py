@@ -1,6 +1,8 @@
 """What several tests share: where the test material is, and how to read FHIR answers."""
 
-from typing import Any
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Coroutine, TypeVar
 
 import httpx
 
@@ -62,3 +64,12 @@ def prescription_spec(rng: Any) -> PrescriptionSpec:
     spec = random_spec(rng)
     spec.prescriber.rpps = DEMO_PRESCRIBER_RPPS
     return spec
+
+
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run in a thread of its own: the browser tests keep a loop running in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

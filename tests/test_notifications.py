@@ -4,8 +4,7 @@ queued with the change, delivered after commit, retried until the receiver is ba
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -21,9 +20,11 @@ from bilan.notifications import outbox
 from bilan.notifications.outbox import OutboxItem
 from bilan.notifications.subscriptions import activate
 from bilan.settings import Settings
+from bilan.storage import outbox as stored_outbox
 from bilan.storage.database import create_engine
 from bilan.storage.repository import Write
-from tests.helpers import DEMO_PRESCRIBER_RPPS, expressions
+from bilan.storage.tables import outbox as outbox_table
+from tests.helpers import DEMO_PRESCRIBER_RPPS, expressions, run
 from tests.receivers import MailRelay, Webhook, eventually
 from tests.test_reception import addressed, open_by_number, send, task_of
 from tests.web import log_in, submit
@@ -43,12 +44,6 @@ def subscribed(api: httpx.Client, criteria: str, endpoint: str, **channel: Any) 
     assert response.status_code == 201, response.text
     assert response.json()["status"] == "active"
     return response.json()["id"]
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run in a thread of its own: the browser tests keep a loop running in this one."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 def in_database(settings: Settings, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -187,16 +182,16 @@ def test_a_change_that_rolls_back_queues_nothing(settings, webhook: Webhook) -> 
         engine = create_engine(settings)
         records = build_services(engine, settings).records
         try:
-            async with records.unit() as repo:
-                await repo.save([Write("Subscription", str(uuid.uuid4()), subscription, "POST")],
-                                utc_now(), owner)
+            async with records.work(None) as work:
+                await work.write([Write("Subscription", str(uuid.uuid4()), subscription, "POST")],
+                                 owner=owner)
             with pytest.raises(Refused):
-                async with records.unit() as repo:
-                    await repo.save([Write("Task", rolled_back, task, "POST")], utc_now(), owner)
-                    assert await outbox.for_about(repo.conn, [f"Task/{rolled_back}"])
+                async with records.work(None) as work:
+                    await work.write([Write("Task", rolled_back, task, "POST")], owner=owner)
+                    assert await outbox.for_about(work.conn, [f"Task/{rolled_back}"])
                     raise Refused
-            async with records.unit() as repo:
-                await repo.save([Write("Task", kept, task, "POST")], utc_now(), owner)
+            async with records.work(None) as work:
+                await work.write([Write("Task", kept, task, "POST")], owner=owner)
             async with engine.connect() as conn:
                 return await outbox.for_about(conn, [f"Task/{rolled_back}", f"Task/{kept}"])
         finally:
@@ -252,7 +247,7 @@ def test_workers_sharing_the_outbox_never_claim_the_same_row(settings) -> None:
 
     async def claim(at: datetime, limit: int) -> list[OutboxItem]:
         async with engine.begin() as conn:
-            return await outbox.claim_due(conn, at, 60, limit)
+            return await stored_outbox.claim_due(conn, at, 60, limit)
 
     async def scenario() -> tuple[list[int], list[list[OutboxItem]], bool, bool]:
         claims: list[list[OutboxItem]] = []
@@ -267,16 +262,16 @@ def test_workers_sharing_the_outbox_never_claim_the_same_row(settings) -> None:
             first = next(i for batch in claims for i in batch if i.id == mine[0])
             [taken] = [i for i in retaken if i.id == mine[0]]
             async with engine.begin() as conn:
-                late = await outbox.mark_delivered(conn, first, later)
-                holder = await outbox.mark_delivered(conn, taken, later)
+                late = await stored_outbox.mark_delivered(conn, first, later)
+                holder = await stored_outbox.mark_delivered(conn, taken, later)
             return mine, claims, late, holder
         finally:
             async with engine.begin() as conn:  # other tests' due rows go back to the server
-                await conn.execute(update(outbox.outbox).where(outbox.o.id.in_(mine))
+                await conn.execute(update(outbox_table).where(outbox_table.c.id.in_(mine))
                                    .values(status="delivered"))
-                await conn.execute(update(outbox.outbox).where(
-                    outbox.o.id.in_([i.id for batch in claims for i in batch]),
-                    outbox.o.id.not_in(mine)).values(lease_until=None))
+                await conn.execute(update(outbox_table).where(
+                    outbox_table.c.id.in_([i.id for batch in claims for i in batch]),
+                    outbox_table.c.id.not_in(mine)).values(lease_until=None))
             await engine.dispose()
 
     mine, claims, late, holder = run(scenario())
@@ -289,9 +284,9 @@ def test_a_notification_is_given_up_after_its_last_attempt_with_its_error(settin
     later = utc_now() + timedelta(days=365)  # never due for the server's worker
 
     async def attempt(conn: AsyncConnection, item_id: int, at: datetime) -> tuple[str, OutboxItem]:
-        claimed = await outbox.claim_due(conn, at, 60, 1000)
-        await conn.execute(update(outbox.outbox).values(lease_until=None).where(  # not ours
-            outbox.o.id.in_([i.id for i in claimed if i.id != item_id])))
+        claimed = await stored_outbox.claim_due(conn, at, 60, 1000)
+        await conn.execute(update(outbox_table).values(lease_until=None).where(  # not ours
+            outbox_table.c.id.in_([i.id for i in claimed if i.id != item_id])))
         [item] = [i for i in claimed if i.id == item_id]
         status = await outbox.retry_later(conn, item, "HTTP 502", at, max_attempts=3,
                                           max_backoff=3600)

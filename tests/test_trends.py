@@ -34,7 +34,7 @@ from tests.helpers import search
 from tests.test_cda import PARIS, SPECIMEN_TYPE, Code
 from tests.test_cda import report as cda_report
 from tests.test_messaging import prescribed
-from tests.test_notifications import run as in_thread  # the browser tests keep a loop in this thread
+from tests.helpers import run as in_thread  # the browser tests keep a loop in this thread
 from tests.test_reception import addressed
 from tests.test_report_issuing import DUPONT, decide, imported_for, issue, posted, result
 from tests.web import submit

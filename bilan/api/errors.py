@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.response import Template
+from sqlalchemy import exc as sql
 
 from bilan.api.negotiation import fhir_response
 from bilan.fhir.outcomes import FhirError, Issue, operation_outcome
@@ -15,22 +16,27 @@ from bilan.web.session import current_user
 log = logging.getLogger("bilan.api")
 
 _CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
-          409: "conflict", 413: "too-costly", 415: "not-supported", 429: "throttled"}
+          409: "conflict", 413: "too-costly", 415: "not-supported", 429: "throttled", 503: "transient"}
+RETRY_AFTER = "5"  # seconds: a database restart or a failover usually takes about that
+# PostgreSQL SQLSTATE classes meaning "not now" rather than "wrong": connection exception,
+# insufficient resources, operator intervention (which includes statement_timeout's 57014).
+_TRANSIENT_SQLSTATES = ("08", "53", "57")
 
 
 WEB_TITLES = {400: "Demande incorrecte", 401: "Connexion requise", 403: "Accès refusé",
               404: "Page introuvable", 405: "Action impossible", 413: "Envoi trop volumineux",
-              500: "Erreur inattendue"}
+              500: "Erreur inattendue", 503: "Service momentanément indisponible"}
 
 
 def _is_api(request: Request[Any, Any, Any]) -> bool:
     return request.url.path.startswith(("/fhir", "/.well-known"))
 
 
-def web_error(request: Request[Any, Any, Any], status: int, message: str) -> Template:
+def web_error(request: Request[Any, Any, Any], status: int, message: str,
+              headers: dict[str, str] | None = None) -> Template:
     """The French page a person sees instead of an OperationOutcome."""
-    user = current_user(request, request.app.state["settings"]) if status != 401 else None
-    return Template("error.html", status_code=status, context={
+    user = current_user(request, request.app.state["settings"]) if status not in (401, 503) else None
+    return Template("error.html", status_code=status, headers=headers, context={
         "title": WEB_TITLES.get(status, "Erreur"), "message": message, "user": user})
 
 
@@ -71,4 +77,29 @@ def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respons
     return fhir_response(request, operation_outcome([issue]), 500)
 
 
-HANDLERS = {FhirError: fhir_error, HTTPException: http_error, Exception: unexpected_error}
+def storage_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A database that is down, stalled or cancelled a slow statement: 503, come back soon."""
+    if not _unavailable(exc):
+        return unexpected_error(request, exc)
+    route = request.scope.get("path_template") or "?"
+    log.warning("database unavailable on %s %s: %s", request.method, route, type(exc).__name__)
+    headers = {"Retry-After": RETRY_AFTER}
+    if not _is_api(request):
+        return web_error(request, 503, "Le service est momentanément indisponible. "
+                                       "Réessayez dans quelques instants.", headers)
+    issue = Issue("The database is not answering right now; try again in a few seconds", "transient")
+    return fhir_response(request, operation_outcome([issue]), 503, headers=headers)
+
+
+def _unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, (ConnectionError, TimeoutError, sql.TimeoutError, sql.OperationalError,
+                        sql.InterfaceError)):
+        return True
+    if isinstance(exc, sql.DBAPIError):
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or ""
+        return exc.connection_invalidated or str(state).startswith(_TRANSIENT_SQLSTATES)
+    return False
+
+
+HANDLERS = {FhirError: fhir_error, HTTPException: http_error, sql.SQLAlchemyError: storage_error,
+            OSError: storage_error, Exception: unexpected_error}

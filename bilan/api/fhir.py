@@ -2,7 +2,7 @@
 CapabilityStatement is built from those names."""
 
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 from litestar import Controller, Request, Response, delete, get, post, put
@@ -19,9 +19,9 @@ from bilan.auth.tokens import TokenVerifier
 from bilan.fhir.bundles import history as history_bundle
 from bilan.fhir.bundles import searchset, version_of_etag
 from bilan.fhir.capability import capability_statement
-from bilan.fhir.outcomes import FhirError, Issue, bad_request, operation_outcome
+from bilan.fhir.outcomes import FhirError, Issue, bad_request, not_found, operation_outcome
 from bilan.fhir.parsing import parse_body
-from bilan.fhir.query import parse_search
+from bilan.fhir.query import check_bounds, check_embedded_searches, parse_search, whole_number
 from bilan.fhir.searchparams import RESOURCE_TYPES
 from bilan.records.service import Records, Saved
 from bilan.records.transaction import Transactions
@@ -39,14 +39,16 @@ def _type(resource_type: FromPath[str]) -> str:
 
 
 async def _body(request: AnyRequest) -> dict[str, Any]:
-    return parse_body(await request.body(), request.headers.get("content-type"))
+    resource = parse_body(await request.body(), request.headers.get("content-type"))
+    check_embedded_searches(resource)
+    return resource
 
 
 def _if_match(request: AnyRequest) -> int | None:
     value = request.headers.get("if-match")
     if value is None:
         return None
-    version = version_of_etag(value)
+    version = version_of_etag(value) if value.isascii() and len(value) <= 24 else None
     if version is None:
         raise bad_request(f"If-Match {value!r} is not an ETag such as W/\"3\"")
     return version
@@ -92,13 +94,16 @@ class FhirController(Controller):
         if resource.get("resourceType") != _type(resource_type):
             raise bad_request(f"The body is a {resource.get('resourceType')}, the URL names "
                               f"{resource_type}", "resourceType")
-        saved = await records.create(caller, resource, request.headers.get("if-none-exist"))
+        if_none_exist = request.headers.get("if-none-exist")
+        if if_none_exist:
+            check_bounds(parse_qsl(if_none_exist.partition("?")[2] or if_none_exist, keep_blank_values=True))
+        saved = await records.create(caller, resource, if_none_exist)
         return _saved_response(request, saved, settings.base_url)
 
     @get("/{resource_type:str}", opt={"interaction": "search-type", "level": "type"})
     async def search(self, request: AnyRequest, resource_type: FromPath[str], records: NamedDependency[Records],
                      settings: NamedDependency[Settings], caller: NamedDependency[Caller]) -> Response[bytes]:
-        params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")]
+        params = _search_params(request)
         strict = "handling=strict" in request.headers.get("prefer", "")
         query = parse_search(_type(resource_type), params, default_count=settings.default_page_size,
                              max_count=settings.max_page_size, strict=strict)
@@ -113,7 +118,10 @@ class FhirController(Controller):
                                       "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn"})
     async def lastn(self, request: AnyRequest, records: NamedDependency[Records], settings: NamedDependency[Settings],
                     caller: NamedDependency[Caller]) -> Response[bytes]:
-        params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")]
+        params = _search_params(request)
+        for key, value in params:
+            if key == "max":
+                whole_number(key, value)  # digits 0-9 only, before $lastn reads them
         strict = "handling=strict" in request.headers.get("prefer", "")
         found, ignored = await last_n(records, caller, params, strict)
         applied = [(k, v) for k, v in params if k not in ignored]
@@ -159,6 +167,8 @@ class FhirController(Controller):
     async def vread(self, request: AnyRequest, resource_type: FromPath[str], resource_id: FromPath[str],
                     version_id: FromPath[str], records: NamedDependency[Records],
                     caller: NamedDependency[Caller]) -> Response[bytes]:
+        if not (version_id.isascii() and len(version_id) <= 18):  # never a version bilan made
+            raise not_found(_type(resource_type), f"{resource_id}/_history/{version_id}")
         stored = await records.vread(caller, _type(resource_type), resource_id, version_id)
         return fhir_response(request, stored.content, headers=version_headers(stored))
 
@@ -174,11 +184,14 @@ async def _history(request: AnyRequest, caller: Caller, resource_type: str, reso
 
 def _int_param(request: AnyRequest, name: str, default: int, ceiling: int | None) -> int:
     raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit():
-        raise bad_request(f"{name} must be a whole number, not {raw!r}", name)
-    return min(int(raw), ceiling) if ceiling else int(raw)
+    return default if raw is None else whole_number(name, raw, ceiling)
+
+
+def _search_params(request: AnyRequest) -> list[tuple[str, str]]:
+    """The URL's search parameters (not the format ones), within the limits of a search."""
+    params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")]
+    check_bounds(params)
+    return params
 
 
 def _handlers(level: str) -> list[HTTPRouteHandler]:

@@ -7,63 +7,34 @@
 - A patient sees only their own data, and of their results and reports only those shared in
   their space and not hidden until released (bilan/results/masking.py).
 - Everyone signed in may read the directory (Practitioner, PractitionerRole, Organization).
-Writes are allowed per role (ROLE_WRITES) and, for software, per SMART system scope.
+Writes: bilan/auth/policy.py, asked by the write pipeline (bilan/records/pipeline.py).
 """
 
 from typing import Any
 
 from bilan.auth.caller import Caller
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.auth.policy import DIRECTORY, check_scope, forbidden, owner_key
+from bilan.fhir.outcomes import FhirError
 from bilan.prescription.ins import INS_SYSTEMS
-from bilan.prescription.practitioners import RPPS
 from bilan.results import masking
 from bilan.storage.compartments import (
     IdSet,
+    derived,
     either,
     narrowed,
     owned_by,
-    owned_by_another_lab,
     referred,
     referring,
     with_token,
 )
 
-DIRECTORY = ("Practitioner", "PractitionerRole", "Organization")
 ORGANIZATION_ID = "urn:oid:1.2.250.1.71.4.2.2"  # FINESS-based organisation ids: "1" + FINESS
-
-PRESCRIPTION = ("Patient", "Practitioner", "PractitionerRole", "Organization", "ServiceRequest",
-                "Observation", "Condition", "Communication", "Subscription")
-ROLE_WRITES: dict[str, tuple[str, ...]] = {
-    "prescriber": PRESCRIPTION,
-    "practice-software": (*PRESCRIPTION, "DocumentReference", "List"),  # reports from the DMP
-    "reception": ("Patient", "Task", "Specimen", "Communication"),
-    "biologist": ("Patient", "Task", "Specimen", "ServiceRequest", "Observation",
-                  "DiagnosticReport", "DocumentReference", "List", "Communication"),
-    "lab-middleware": ("Observation", "Specimen", "Task", "DiagnosticReport", "DocumentReference",
-                       "List", "Communication", "Subscription"),
-    "patient": (),
-}
+# Search rows the write pipeline derives from facts fixed at intake, never from data a caller
+# may edit later: the RPPS of a prescription's requester (ServiceRequest), the FINESS of the lab
+# a prescription is addressed to (ServiceRequest) or that took the order (Task).
+REQUESTER_ROW = "_requester"
+LAB_ROW = "_lab"
 PROFESSIONAL_ONLY = ("Communication", "Subscription")  # never in a patient's view
-
-
-def forbidden(diagnostics: str) -> FhirError:
-    return FhirError(403, [Issue(diagnostics, "forbidden")])
-
-
-def check_scope(caller: Caller, resource_type: str, mode: str) -> None:
-    """Software needs a SMART system scope for the type and mode (read or write)."""
-    if not caller.is_machine:
-        return
-    wanted = {f"system/{resource_type}.{mode}", f"system/*.{mode}", f"system/{resource_type}.*",
-              "system/*.*"}
-    if not wanted & caller.scopes:
-        raise forbidden(f"The token's scopes do not allow system/{resource_type}.{mode}")
-
-
-def check_write(caller: Caller, resource_type: str) -> None:
-    check_scope(caller, resource_type, "write")
-    if resource_type not in ROLE_WRITES.get(caller.kind, ()):
-        raise forbidden(f"A {caller.kind} may not write {resource_type} resources")
 
 
 def readable(caller: Caller, resource_type: str) -> Any | None:
@@ -86,17 +57,6 @@ def caller_of_owner(owner: str) -> Caller | None:
     return None
 
 
-def owner_key(caller: Caller | None) -> str | None:
-    """Whose a resource is when this caller creates it: the prescriber's or the lab's."""
-    if caller is None:
-        return None
-    if caller.for_prescriber:
-        return f"rpps:{caller.rpps}"
-    if caller.for_lab:
-        return f"lab:{caller.lab_finess}"
-    return None
-
-
 def visible(caller: Caller, resource_type: str) -> Any | None:
     """The ids of `resource_type` the caller may see, as a subquery; None: all of them."""
     if resource_type in DIRECTORY:
@@ -115,13 +75,12 @@ def visible(caller: Caller, resource_type: str) -> Any | None:
     return owned if around is None else either(around, owned)
 
 
-def private_to_others(caller: Caller | None, resource_type: str) -> Any | None:
-    """What a conditional create or reference from this caller must never resolve to: the
-    patient files a lab keeps for itself (another lab's, or any lab's for non-lab callers)."""
-    if resource_type != "Patient":
+def findable(caller: Caller | None, resource_type: str) -> Any | None:
+    """What a conditional create or reference from this caller may resolve to: what it may
+    read (all for bilan's own code), never the patient files another lab keeps for itself."""
+    if caller is None:
         return None
-    mine = owner_key(caller) if caller is not None and caller.for_lab else None
-    return owned_by_another_lab(resource_type, mine)
+    return readable(caller, resource_type)
 
 
 def select_nothing() -> list[str]:
@@ -148,25 +107,19 @@ def _patient_compartment(caller: Caller, resource_type: str) -> Any:
 
 
 def _requests_of_prescriber(rpps: str | None) -> IdSet:
-    practitioners = with_token("Practitioner", "identifier", RPPS, rpps or "")
-    roles = referring("PractitionerRole", "practitioner", "Practitioner", practitioners)
-    return either(referring("ServiceRequest", "requester", "Practitioner", practitioners),
-                  referring("ServiceRequest", "requester", "PractitionerRole", roles))
+    return derived("ServiceRequest", REQUESTER_ROW, rpps or "")
 
 
 def _requests_of_lab(finess: str | None) -> IdSet:
     """Prescriptions addressed to the lab, and those it imported (addressed to no lab)."""
-    labs = with_token("Organization", "identifier", ORGANIZATION_ID, f"1{finess}")
-    orders = referring("Task", "owner", "Organization", labs)
-    return either(referring("ServiceRequest", "performer", "Organization", labs),
+    orders = derived("Task", LAB_ROW, finess or "")
+    return either(derived("ServiceRequest", LAB_ROW, finess or ""),
                   referred("Task", "based-on", orders, "ServiceRequest"))
 
 
 def check_reception(caller: Caller, addressed_to: str, imported_by: str | None) -> None:
     """Lab staff may work on a prescription addressed to their lab or to none, until another
     lab imports it."""
-    if caller.kind not in ("reception", "biologist"):
-        raise forbidden("Seul le personnel du laboratoire a accès à la réception.")
     if addressed_to not in ("", caller.lab_finess) or imported_by not in (None, caller.lab_finess):
         raise forbidden("Cette prescription est prise en charge par un autre laboratoire.")
 

@@ -1,5 +1,11 @@
-"""The audit trail: one FHIR AuditEvent per access to patient data (who, which patient, what,
-when, from where, outcome), stored with what it describes."""
+"""The audit trail: FHIR AuditEvents of each access to patient data (who, which patient, what,
+when, from where, outcome), stored with what it describes.
+
+A patient reads the events that name them: so a professional's access names one patient per
+event. An access to several patients' data is recorded as one event per patient, naming only
+that patient; the resources touched and the query text (which may carry other patients'
+identifiers) go in one more event for the professional's trail, naming no patient. A
+patient's own access names only them, and is recorded as one event."""
 
 from datetime import datetime
 from typing import Any, Iterable, Literal
@@ -33,6 +39,20 @@ def patients_of(resource: dict[str, Any] | None) -> set[str]:
         if target and target[0] == "Patient":
             found.add(f"Patient/{target[1]}")
     return found
+
+
+def audit_events(caller: Caller, interaction: str, outcome: str, when: datetime,
+                 patients: Iterable[str] = (), touched: Iterable[str] = (),
+                 query: str | None = None, detail: str | None = None) -> list[dict[str, Any]]:
+    """The AuditEvents of one interaction: see the module's docstring."""
+    patients, touched = sorted(set(patients)), set(touched)
+    if caller.kind == "patient" or (len(patients) <= 1 and not query):
+        return [audit_event(caller, interaction, outcome, when, patients, touched, query, detail)]
+    events = [audit_event(caller, interaction, outcome, when, [patient], (), None, detail)
+              for patient in patients]
+    events.append(audit_event(caller, interaction, outcome, when, (), touched - set(patients),
+                              query, detail))
+    return events
 
 
 def audit_event(caller: Caller, interaction: str, outcome: str, when: datetime,

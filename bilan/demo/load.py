@@ -11,12 +11,12 @@ from bilan.app import build_services
 from bilan.auth.caller import Caller
 from bilan.demo.prescriptions import EXAMS, Person, Prescriber, PrescriptionSpec, bundle, patient_resource
 from bilan.demo.results import load_past_reports, load_reports_from_elsewhere
-from bilan.fhir.dates import utc_now
-from bilan.prescription import catalogue
+from bilan.prescription.catalogue import read_csv
 from bilan.prescription.identity import LAB_PATIENT
 from bilan.prescription.practitioners import RPPS
 from bilan.records.service import Records, new_id
 from bilan.settings import Settings
+from bilan.storage import catalogue
 from bilan.storage.database import create_engine
 from bilan.storage.repository import Write
 
@@ -41,8 +41,7 @@ async def load_demo(settings: Settings) -> None:
     engine = create_engine(settings)
     records, transactions, _ = build_services(engine, settings)
     try:
-        async with engine.begin() as conn:
-            count = await catalogue.replace(conn, catalogue.read_csv(settings.catalogue_path))
+        count = await catalogue.load(engine, read_csv(settings.catalogue_path))
         for resource, criteria in lab_directory():
             await records.create(None, resource, if_none_exist=criteria)
         await _lab_files(records)
@@ -106,11 +105,11 @@ LAB_FILES = [
 
 async def _lab_files(records: Records) -> None:
     lab = Caller("reception", "demo-loader", frozenset(), lab_finess=LAB_FINESS)
-    async with records.unit() as repo:
+    async with records.work(lab) as work:
         for person, number in LAB_FILES:
             system = f"{LAB_PATIENT}/{LAB_FINESS}"
-            if await records.find_existing(repo, lab, "Patient", f"identifier={system}|{number}"):
+            if await records.find_existing(work.repo, lab, "Patient", f"identifier={system}|{number}"):
                 continue
             patient = patient_resource(person)
             patient["identifier"] = [{"use": "usual", "system": system, "value": number}]
-            await repo.save([Write("Patient", new_id(), patient, "POST")], utc_now(), f"lab:{LAB_FINESS}")
+            await work.write([Write("Patient", new_id(), patient, "POST")])

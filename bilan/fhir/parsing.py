@@ -1,5 +1,8 @@
 """Bytes in, resource dicts out (and back): JSON and XML, checked against the R4B models."""
 
+import json
+import math
+import re
 from typing import Any
 
 import orjson
@@ -13,8 +16,13 @@ JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhi
 XML_TYPES = ("application/fhir+xml", "application/xml", "text/xml", "application/xml+fhir")
 
 _SAFE_XML = etree.XMLParser(
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True
+    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True,
+    remove_pis=True,
 )
+FHIR_NS = "http://hl7.org/fhir"
+XHTML_NS = "http://www.w3.org/1999/xhtml"  # the narrative's div, and what is inside it
+XINCLUDE_NS = "http://www.w3.org/2001/XInclude"
+LARGEST_INTEGER = 2**63 - 1  # what every store and serialiser can hold
 
 
 def media_kind(content_type: str | None) -> str | None:
@@ -40,17 +48,62 @@ def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
         )
     if not body.strip():
         raise bad_request("The request body is empty: a FHIR resource is expected")
-    return _parse_json(body) if kind == "json" else _parse_xml(body)
+    resource = _parse_json(body) if kind == "json" else _parse_xml(body)
+    check_values(resource, resource["resourceType"])
+    return resource
 
 
 def _parse_json(body: bytes) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "infinity" in str(exc):  # a number beyond a double: say which element holds it
+            _locate_infinity(body)
         raise bad_request(f"The body is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
         raise bad_request("The body must be a JSON object with a resourceType", "resourceType")
     return data
+
+
+def _locate_infinity(body: bytes) -> None:
+    try:
+        data = json.loads(body)  # the standard library reads 1e309 as inf, where orjson stops
+    except (ValueError, RecursionError):
+        return
+    check_values(data, "")
+
+
+def check_values(data: Any, prefix: str) -> None:
+    """Refuse what no element may hold: a NUL character (PostgreSQL cannot store it), a number
+    that is not finite or beyond 64 bits. Iterative: bodies may nest deeply."""
+    pending: list[tuple[str, Any]] = [(prefix or str(_get(data, "resourceType") or ""), data)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    raise bad_request(f"{path} has an element name with a NUL character (U+0000)", path)
+                pending.append((f"{path}.{key}", item))
+        elif isinstance(value, list):
+            pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+        elif isinstance(value, str):
+            if "\x00" in value:
+                raise bad_request(f"{path} contains a NUL character (U+0000), which is never accepted", path)
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int) and abs(value) > LARGEST_INTEGER:
+            raise _out_of_range(path)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise _out_of_range(path)
+
+
+def _get(data: Any, key: str) -> Any:
+    return data.get(key) if isinstance(data, dict) else None
+
+
+def _out_of_range(path: str) -> FhirError:
+    return FhirError(422, [Issue(f"{path} is not a number bilan can hold (too large, or not "
+                                 "finite)", "value", expression=path)])
 
 
 def _parse_xml(body: bytes) -> dict[str, Any]:
@@ -61,8 +114,9 @@ def _parse_xml(body: bytes) -> dict[str, Any]:
     if root.getroottree().docinfo.doctype:
         raise bad_request("XML documents with a DOCTYPE are refused")
     name = etree.QName(root)
-    if name.namespace != "http://hl7.org/fhir":
-        raise bad_request("The XML root element must be in the http://hl7.org/fhir namespace")
+    if name.namespace != FHIR_NS:
+        raise bad_request(f"The XML root element must be in the {FHIR_NS} namespace")
+    _check_namespaces(root)
     cls = _known_class(name.localname, "resourceType")
     try:
         model = cls.model_validate_xml(etree.tostring(root))
@@ -70,7 +124,44 @@ def _parse_xml(body: bytes) -> dict[str, Any]:
         raise FhirError(400, validation_issues(exc, name.localname)) from None
     except (ValueError, TypeError) as exc:
         raise bad_request(f"The XML could not be read as a {name.localname}: {exc}") from None
-    return to_dict(model)
+    return _large_as_decimals(to_dict(model))
+
+
+def _large_as_decimals(node: Any) -> Any:
+    """An XML decimal such as -1.0E+245 reads back as an integer no store or serialiser holds;
+    FHIR integers are 32-bit, so such a number is a decimal: a float, as JSON would give it."""
+    if isinstance(node, dict):
+        return {key: _large_as_decimals(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_large_as_decimals(item) for item in node]
+    if isinstance(node, int) and not isinstance(node, bool) and abs(node) > LARGEST_INTEGER:
+        try:
+            return float(node)
+        except OverflowError:
+            return math.inf  # refused by check_values, naming the element
+    return node
+
+
+def _check_namespaces(root: etree._Element) -> None:
+    """Only FHIR elements, and XHTML inside a narrative's div: anything else (XInclude, another
+    vocabulary) is refused by name, never resolved nor silently dropped."""
+    for element in root.iter(etree.Element):
+        name = etree.QName(element)
+        in_narrative = any(etree.QName(a).namespace == XHTML_NS for a in element.iterancestors())
+        if name.namespace == XHTML_NS and (in_narrative or name.localname == "div"):
+            continue
+        if name.namespace == FHIR_NS and not in_narrative:
+            continue
+        where = _xml_path(element)
+        why = "XInclude is never resolved" if name.namespace == XINCLUDE_NS else "it is not FHIR"
+        raise bad_request(f"{where}: the element {{{name.namespace or ''}}}{name.localname} is "
+                          f"refused ({why}): a FHIR body holds only {FHIR_NS} elements, and XHTML "
+                          "in a narrative div", where)
+
+
+def _xml_path(element: etree._Element) -> str:
+    names = [etree.QName(e).localname for e in reversed(list(element.iterancestors()))]
+    return ".".join([*names, etree.QName(element).localname])
 
 
 def _known_class(resource_type: str, expression: str) -> type:
@@ -95,9 +186,44 @@ def validate(resource: dict[str, Any], expression: str | None = None) -> list[Is
         cls.model_validate(resource)
     except pydantic.ValidationError as exc:
         return validation_issues(exc, prefix)
-    except (ValueError, TypeError) as exc:
+    except (AttributeError, TypeError) as exc:
+        return [_misplaced_non_string(cls, resource, prefix, exc)]
+    except ValueError as exc:
         return [Issue(f"Not a valid {resource_type}: {exc}", "structure", expression=prefix)]
     return []
+
+
+def _misplaced_non_string(cls: type, resource: dict[str, Any], prefix: str, exc: Exception) -> Issue:
+    """fhir.resources' url type calls str methods on whatever it gets (false, 3, {}) instead of
+    saying which element is wrong: find it by trying each non-string value, deepest first, as a
+    string."""
+    candidates: list[tuple[int, list[Any]]] = []
+    pending: list[tuple[list[Any], Any]] = [([], resource)]
+    while pending:
+        path, value = pending.pop()
+        if path and not isinstance(value, str):
+            candidates.append((len(path), path))
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        pending.extend(([*path, key], item) for key, item in items)
+    for _, path in sorted(candidates, key=lambda c: -c[0])[:200]:
+        try:
+            cls.model_validate(_replaced(resource, path, "x"))
+        except (AttributeError, TypeError):
+            continue
+        except (pydantic.ValidationError, ValueError):
+            pass
+        where = _path(prefix, tuple(path))
+        return Issue(f"{where} must be a string", "structure", expression=where)
+    return Issue(f"Not a valid {resource.get('resourceType')}: {exc}", "structure", expression=prefix)
+
+
+def _replaced(data: Any, path: list[Any], new: Any) -> Any:
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(data, dict):
+        return {**data, head: _replaced(data[head], rest, new)}
+    return [_replaced(item, rest, new) if index == head else item for index, item in enumerate(data)]
 
 
 _MESSAGES = {
@@ -148,4 +274,21 @@ def to_json(resource: dict[str, Any]) -> bytes:
 
 def to_xml(resource: dict[str, Any]) -> bytes:
     cls = model_class(resource["resourceType"])
-    return cls.model_validate(resource).model_dump_xml()
+    try:
+        return cls.model_validate(resource).model_dump_xml()
+    except ValueError:
+        # XML 1.0 cannot carry control characters, which an error may quote from its request.
+        return cls.model_validate(_xml_safe(resource)).model_dump_xml()
+
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_safe(value: Any) -> Any:
+    if isinstance(value, str):
+        return _NOT_XML.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {key: _xml_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_xml_safe(item) for item in value]
+    return value

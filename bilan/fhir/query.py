@@ -2,10 +2,11 @@
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable
+from typing import Any, Iterable
+from urllib.parse import parse_qsl
 
 from bilan.fhir.dates import date_range
-from bilan.fhir.outcomes import bad_request
+from bilan.fhir.outcomes import FhirError, Issue, bad_request
 from bilan.fhir.searchparams import COMMON_PARAMS, RESOURCE_TYPES, SearchParam, params_for
 from bilan.fhir.text import normalise
 
@@ -14,6 +15,13 @@ STRING_MODIFIERS = ("exact", "contains")
 CONTROL_PARAMS = ("_count", "_offset", "_sort", "_include", "_revinclude", "_total", "_summary",
                   "_format", "_pretty")
 SORTABLE = ("_lastUpdated", "_id")
+
+# What one search URL may ask, so that no request costs minutes: each criterion adds a join.
+MAX_PARAMETERS = 50  # name=value pairs in all
+MAX_REPEATS = 20  # times one parameter (name and modifier) may appear
+MAX_VALUES = 20  # comma-separated values (OR-ed) of one parameter
+MAX_VALUE_LENGTH = 500  # characters of one value
+MAX_OFFSET = 1_000_000  # beyond, narrow the search instead of paging through it
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,74 @@ def parse_search(resource_type: str, params: Iterable[tuple[str, str]], *,
     return query
 
 
+def check_bounds(params: Iterable[tuple[str, str]]) -> None:
+    """Refuse a search from outside (a URL, a criteria string) that asks more than the limits
+    above; bilan's own searches may list more values and are not checked."""
+    params = list(params)
+    if len(params) > MAX_PARAMETERS:
+        raise too_costly(f"A search may have at most {MAX_PARAMETERS} parameters, not "
+                         f"{len(params)}", params[MAX_PARAMETERS][0])
+    repeats: dict[str, int] = {}
+    for key, value in params:
+        repeats[key] = repeats.get(key, 0) + 1
+        if repeats[key] > MAX_REPEATS:
+            raise too_costly(f"{key} may appear at most {MAX_REPEATS} times in a search", key)
+        if len(value) > MAX_VALUE_LENGTH:
+            raise too_costly(f"A value of {key} may have at most {MAX_VALUE_LENGTH} characters, "
+                             f"not {len(value)}", key)
+        if value.count(",") >= MAX_VALUES:
+            raise too_costly(f"{key} may list at most {MAX_VALUES} values (separated by commas)", key)
+        if "\x00" in key or "\x00" in value:
+            raise bad_request(f"{key} contains a NUL character (U+0000), which is never accepted", key)
+
+
+def check_embedded_searches(resource: dict[str, Any]) -> None:
+    """The searches a body carries (a transaction's conditional create or update, a conditional
+    reference) are held to the same limits as a search URL, and named by their element."""
+    pending: list[tuple[str, Any]] = [(str(resource.get("resourceType")), resource)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, list):
+            pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+        if not isinstance(value, dict):
+            continue
+        for key, item in value.items():
+            where = f"{path}.{key}"
+            conditional = key == "reference" or (key == "url" and path.endswith(".request"))
+            if isinstance(item, str) and (key == "ifNoneExist" or (conditional and "?" in item)):
+                _check_embedded(item, where)
+            else:
+                pending.append((where, item))
+
+
+def _check_embedded(text: str, where: str) -> None:
+    try:
+        check_bounds(parse_qsl(text.partition("?")[2] if "?" in text else text, keep_blank_values=True))
+    except FhirError as error:
+        raise FhirError(error.status, [Issue(f"{where}: {issue.diagnostics}", issue.code, expression=where)
+                                       for issue in error.issues]) from None
+
+
+def too_costly(diagnostics: str, expression: str) -> FhirError:
+    return FhirError(400, [Issue(diagnostics, "too-costly", expression=expression)])
+
+
+def whole_number(key: str, value: str, ceiling: int | None = None) -> int:
+    """A count or an offset: ASCII digits only (int() would take "٣" as 3) and within 64 bits;
+    capped at `ceiling` when one is given, else refused beyond MAX_OFFSET."""
+    if not (value.isascii() and value.isdigit()):
+        raise bad_request(f"{key} must be a whole number written with digits 0-9, not {value!r}", key)
+    digits = value.lstrip("0") or "0"
+    if len(digits) > 18:  # beyond 64 bits (and never int() of 5000 digits)
+        raise bad_request(f"{key} is too large a number", key)
+    number = int(digits)
+    if ceiling is not None:
+        return min(number, ceiling)
+    if number > MAX_OFFSET:
+        raise too_costly(f"{key} may be at most {MAX_OFFSET}: narrow the search instead", key)
+    return number
+
+
 def _known(resource_type: str, key: str) -> bool:
     name = key.split(".")[0].split(":")[0]
     return name in params_for(resource_type) or any(p.name == name for p in COMMON_PARAMS)
@@ -69,9 +145,9 @@ def _known(resource_type: str, key: str) -> bool:
 
 def _control(query: SearchQuery, key: str, value: str, max_count: int) -> None:
     if key == "_count":
-        query.count = min(_non_negative(key, value), max_count)
+        query.count = whole_number(key, value, max_count)
     elif key == "_offset":
-        query.offset = _non_negative(key, value)
+        query.offset = whole_number(key, value)
     elif key == "_sort":
         for name in value.split(","):
             descending = name.startswith("-")
@@ -85,12 +161,6 @@ def _control(query: SearchQuery, key: str, value: str, max_count: int) -> None:
         if value != "count":
             raise bad_request("Only _summary=count is supported", key)
         query.summary_count = True
-
-
-def _non_negative(key: str, value: str) -> int:
-    if not value.isdigit():
-        raise bad_request(f"{key} must be a whole number, not {value!r}", key)
-    return int(value)
 
 
 def _sort_param(resource_type: str, name: str) -> SearchParam:

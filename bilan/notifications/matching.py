@@ -1,6 +1,6 @@
 """Which Subscriptions a change concerns, and the rest-hook notification it queues for each.
 
-The Notifier observes every save (bilan/storage/repository.py), inside its transaction, so a
+The Notifier observes every write (bilan/records/pipeline.py), inside its transaction, so a
 notification is queued if and only if the change commits. A save touching only types that no
 active Subscription watches costs one indexed query; AuditEvents cost none.
 """
@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.auth import access
@@ -20,9 +19,10 @@ from bilan.fhir.outcomes import FhirError
 from bilan.fhir.searchparams import reference_target
 from bilan.notifications import subscriptions
 from bilan.notifications.outbox import REST_HOOK, enqueue
-from bilan.storage.repository import OWNER, Repository, Stored
+from bilan.records.pipeline import Work
+from bilan.storage import subscriptions as stored_subscriptions
+from bilan.storage.repository import Stored
 from bilan.storage.search import search
-from bilan.storage.tables import resources, search_index
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +42,17 @@ class Notifier:
     def __init__(self, base_url: str):
         self.base_url = base_url
 
-    async def on_saved(self, repo: Repository, stored: list[Stored]) -> None:
+    async def on_saved(self, work: Work, stored: list[Stored]) -> None:
         changed = [s for s in stored if s.content is not None and not s.deleted
                    and s.resource_type not in subscriptions.UNNOTIFIED]
         if not changed:
             return
-        watches = await active_watches(repo.conn, {s.resource_type for s in changed})
+        watches = await active_watches(work.conn, {s.resource_type for s in changed})
         for version in changed:
             for watch in watches:
                 if watch.resource_type == version.resource_type and \
-                        await self.matches(repo.conn, watch, version):
-                    await enqueue(repo.conn, REST_HOOK, watch.channel["endpoint"],
+                        await self.matches(work.conn, watch, version):
+                    await enqueue(work.conn, REST_HOOK, watch.channel["endpoint"],
                                   rest_hook(watch.channel, version), subscription=watch.id,
                                   resource=f"{version.resource_type}/{version.id}",
                                   about=about(version), now=version.last_updated)
@@ -71,31 +71,15 @@ class Notifier:
 
 
 async def active_watches(conn: AsyncConnection, resource_types: set[str]) -> list[Watch]:
-    """The active Subscriptions on these types, with their owners: one query over the
-    Subscriptions' search rows (status, criteria, owner)."""
-    status, criteria, owner = (search_index.alias(name) for name in ("st", "cr", "ow"))
-    rows = await conn.execute(
-        select(resources.c.id, resources.c.content, owner.c.value.label("owner"))
-        .select_from(status)
-        .join(criteria, and_(criteria.c.resource_type == "Subscription",
-                             criteria.c.resource_id == status.c.resource_id,
-                             criteria.c.name == "criteria"))
-        .join(resources, and_(resources.c.resource_type == "Subscription",
-                              resources.c.id == status.c.resource_id))
-        .join(owner, and_(owner.c.resource_type == "Subscription",
-                          owner.c.resource_id == status.c.resource_id, owner.c.name == OWNER))
-        .where(status.c.resource_type == "Subscription", status.c.name == "status",
-               status.c.value == "active",
-               or_(*(criteria.c.exact.startswith(f"{t}?", autoescape=True)
-                     for t in sorted(resource_types)))))
+    """The active Subscriptions on these types, with their owners (one indexed query); not
+    those that have ended or whose owner bilan no longer knows."""
     now = utc_now()
     watches = []
-    for row in rows:
-        content = row.content or {}
-        caller = access.caller_of_owner(row.owner or "")
+    for subscription_id, content, owner in await stored_subscriptions.active_on(conn, resource_types):
+        caller = access.caller_of_owner(owner)
         if caller is None or _ended(content, now):
             continue
-        watches.append(Watch(row.id, content["criteria"].partition("?")[0], content["criteria"],
+        watches.append(Watch(subscription_id, content["criteria"].partition("?")[0], content["criteria"],
                              content.get("channel") or {}, caller))
     return watches
 

@@ -9,7 +9,7 @@ from typing import Any, Iterable
 from urllib.parse import parse_qsl, urlsplit
 
 from bilan.fhir.outcomes import FhirError, Issue
-from bilan.fhir.query import CONTROL_PARAMS, SearchQuery, parse_search
+from bilan.fhir.query import CONTROL_PARAMS, SearchQuery, check_bounds, parse_search
 from bilan.fhir.searchparams import RESOURCE_TYPES
 
 STATUSES = ("requested", "active", "off")  # "error" is the server's to set
@@ -46,9 +46,14 @@ def headers(resource: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def check_subscription(resource: dict[str, Any], prefix: str) -> list[Issue]:
-    channel = resource.get("channel") or {}
-    issues = _check_criteria(str(resource.get("criteria", "")), f"{prefix}.criteria")
-    if resource.get("status") not in STATUSES:
+    # The structure has been checked before; types are checked again here all the same, so
+    # that a rule never fails on a value of the wrong JSON type (a 500 instead of a 422).
+    channel = resource.get("channel")
+    if not isinstance(channel, dict):
+        return [Issue("A subscription needs a channel (an object)", "required", expression=f"{prefix}.channel")]
+    criteria = resource.get("criteria")
+    issues = _check_criteria(criteria if isinstance(criteria, str) else "", f"{prefix}.criteria")
+    if not isinstance(resource.get("status"), str) or resource["status"] not in STATUSES:
         issues.append(Issue(f"A client may set status {', '.join(STATUSES)}, not "
                             f"{resource.get('status')!r}", "value", expression=f"{prefix}.status"))
     if channel.get("type") != "rest-hook":
@@ -59,12 +64,13 @@ def check_subscription(resource: dict[str, Any], prefix: str) -> list[Issue]:
     if problem:
         issues.append(Issue(problem, "value", expression=f"{prefix}.channel.endpoint"))
     payload = channel.get("payload")
-    if payload is not None and payload.split(";")[0].strip() not in PAYLOADS:
+    if payload is not None and (not isinstance(payload, str) or payload.split(";")[0].strip() not in PAYLOADS):
         issues.append(Issue(f"The payload may be {' or '.join(PAYLOADS)} (or absent: a "
                             f"notification without content), not {payload!r}", "not-supported",
                             expression=f"{prefix}.channel.payload"))
-    for index, line in enumerate(channel.get("header") or []):
-        match = HEADER.match(line)
+    lines = channel.get("header") or []
+    for index, line in enumerate(lines if isinstance(lines, list) else [lines]):
+        match = HEADER.match(line) if isinstance(line, str) else None
         if match is None or match.group(1).lower() in RESERVED_HEADERS:
             issues.append(Issue(f"A header reads 'Name: value' and may not set "
                                 f"{', '.join(RESERVED_HEADERS)}", "value",
@@ -111,6 +117,7 @@ def _check_criteria(criteria: str, path: str) -> list[Issue]:
         return [Issue(f"criteria selects resources: {', '.join(controls)} has no meaning there",
                       "value", expression=path)]
     try:
+        check_bounds(params)
         criteria_query(criteria)
     except FhirError as error:
         return [Issue(f"criteria: {error}", "value", expression=path)]

@@ -3,21 +3,20 @@ lab does not know are flagged; the same prescription sent again returns what was
 
 from typing import Any
 
-from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.auth.access import ORGANIZATION_ID
 from bilan.auth.caller import Caller
-from bilan.fhir.dates import utc_now
 from bilan.fhir.outcomes import FhirError, Issue, conflict
-from bilan.prescription import catalogue, tracking, worklist
+from bilan.prescription import tracking, worklist
 from bilan.prescription.exams import LAB_CATEGORY, flagged_unknown, loinc_codes
 from bilan.prescription.identity import traits
 from bilan.prescription.practitioners import RPPS, display_name
+from bilan.records.pipeline import Work
 from bilan.records.service import Denied, new_id
 from bilan.records.transaction import Entry
+from bilan.storage import catalogue, prescriptions
 from bilan.storage.repository import Repository, Write
-from bilan.storage.tables import prescriptions
 
 ORDER_INTENTS = ("order", "original-order")
 URGENT = ("urgent", "asap", "stat")
@@ -81,7 +80,7 @@ class PrescriptionIntake:
             await _check_own_prescription(repo, caller, entries, requests[0])
         key = prescription_key(requests[0].resource)
         codes = _codes(requests)
-        previous = await _find(repo.conn, key)
+        previous = await prescriptions.find(repo.conn, key)
         if previous is not None:
             if previous.exam_codes != codes:
                 raise conflict(f"Prescription {key[1]} from {key[2]} was already received with "
@@ -102,26 +101,25 @@ class PrescriptionIntake:
                     "for the lab", "not-found", severity="warning",
                     expression=f"{entry.path}.resource.code"))
 
-    async def after_write(self, repo: Repository, entries: list[Entry],
+    async def after_write(self, work: Work, entries: list[Entry],
                           response: dict[str, Any]) -> None:
         """Record the prescription, open its Task and put it on the lab's worklist."""
         requests = _requests(entries)
         if not requests:
             return
-        first = requests[0].resource
-        system, value, requester = prescription_key(first)
-        now = utc_now()
-        await repo.conn.execute(insert(prescriptions).values(
-            requisition_system=system, requisition_value=value, requester=requester,
-            patient=first["subject"].get("reference", ""),
-            exam_codes=_codes(requests), received_at=now, response=response,
-        ))
+        repo, first = work.repo, requests[0].resource
+        key = prescription_key(first)
+        system, value, requester = key
+        now = work.now
+        await prescriptions.record(repo.conn, key, first["subject"].get("reference", ""),
+                                   _codes(requests), now, response)
         view = BundleView(repo, entries)
         lab = await _addressed_lab(view, first)
         task = tracking.new_task([e.reference for e in requests], first["requisition"],
                                  first["subject"]["reference"], requester, lab[0] if lab else None, now)
         task_id = new_id()
-        await repo.save([Write("Task", task_id, task, "POST")], now)
+        # bilan's own tracking of the prescription, not the prescriber's to write
+        await work.write([Write("Task", task_id, task, "POST")], system=True, owner=None)
         patient = traits(await view.resource(first["subject"]["reference"]) or {})
         prescriber = await _prescriber(view, requester)
         await worklist.add(repo.conn, {
@@ -209,13 +207,6 @@ def _codes(requests: list[Entry]) -> str:
 def _has_lab_category(request: dict[str, Any]) -> bool:
     return any((c.get("system"), c.get("code")) == LAB_CATEGORY
                for cat in request.get("category", []) for c in cat.get("coding", []))
-
-
-async def _find(conn: AsyncConnection, key: tuple[str, str, str]) -> Any:
-    p = prescriptions.c
-    return (await conn.execute(select(p.exam_codes, p.response).where(
-        p.requisition_system == key[0], p.requisition_value == key[1], p.requester == key[2]
-    ))).first()
 
 
 def _replayed(response: dict[str, Any]) -> dict[str, Any]:

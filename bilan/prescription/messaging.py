@@ -10,7 +10,6 @@ adaptation puts it in effect or drops it, and a message to a prescriber is maile
 from dataclasses import dataclass
 from typing import Any
 
-from bilan.auth import access
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import instant, utc_now
@@ -18,9 +17,11 @@ from bilan.fhir.outcomes import FhirError, Issue
 from bilan.fhir.query import parse_search
 from bilan.fhir.references import literal
 from bilan.notifications import outbox
-from bilan.prescription import adaptation, catalogue, tracking
+from bilan.prescription import adaptation, tracking
 from bilan.prescription.identity import Traits, traits
-from bilan.records.service import Denied, Records, new_id
+from bilan.records.pipeline import Work
+from bilan.records.service import Records, new_id
+from bilan.storage import catalogue
 from bilan.storage import search as store_search
 from bilan.storage.repository import Repository, Stored, Write
 
@@ -103,21 +104,19 @@ class Messaging:
         self.records.guards.setdefault("Communication", []).append(self.guard)
 
     async def conversation(self, caller: Caller, task_id: str) -> Conversation:
-        async with self.records.unit() as repo:
-            task = await self._task(repo, caller, task_id, "read")
-            found = await self._thread(repo, task)
-            await self.records.audit(repo, caller, "read", patients=patients_of(task.content),
-                                     touched=[f"Task/{task_id}"])
+        async with self.records.work(caller) as work:
+            task = await self._task(work.repo, caller, task_id, "read")
+            found = await self._thread(work.repo, task)
+            work.note("read", patients=patients_of(task.content), touched=[f"Task/{task_id}"])
         return found
 
     async def deliveries(self, caller: Caller, task_id: str) -> list[Any]:
         """What was sent, or is still to send, about this prescription (webhooks to the
         prescriber's software, e-mails): for the lab, who must know what did not arrive."""
-        async with self.records.unit() as repo:
-            if not caller.for_lab:
-                raise Denied(caller, "read", access.forbidden("Réservé au laboratoire."), [f"Task/{task_id}"])
-            await self._task(repo, caller, task_id, "read")
-            return await outbox.for_about(repo.conn, [f"Task/{task_id}"])
+        async with self.records.work(caller) as work:
+            work.allow("deliveries", [f"Task/{task_id}"])
+            await self._task(work.repo, caller, task_id, "read")
+            return await outbox.for_about(work.conn, [f"Task/{task_id}"])
 
     async def send(self, caller: Caller, task_id: str, text: str, kind: str = "message",
                    about: list[str] | None = None, in_response_to: str | None = None) -> None:
@@ -144,10 +143,9 @@ class Messaging:
     async def adapt(self, caller: Caller, task_id: str, change: str, original: str, local_code: str,
                     reason: str, note: str, proceed: bool) -> None:
         """The biologist adds, cancels or replaces an exam; the prescriber is told at once."""
-        async with self.records.unit() as repo:
-            if caller.kind != "biologist":
-                raise Denied(caller, "update", access.forbidden(
-                    "Seul un biologiste peut adapter une prescription."), [f"Task/{task_id}"])
+        async with self.records.work(caller) as work:
+            repo = work.repo
+            work.allow("adapt", [f"Task/{task_id}"])
             task = await self._task(repo, caller, task_id, "update")
             content = task.content or {}
             if content.get("status") not in ("accepted", "in-progress"):
@@ -157,17 +155,14 @@ class Messaging:
             code = await _catalogue_code(repo, local_code) if change != "cancel" else None
             request = adaptation.lab_request(prescribed, originals, change, code, reason, note, proceed,
                                              content.get("owner", {}).get("reference", ""), caller.label)
-            request_id, now = new_id(), utc_now()
-            await repo.save([Write("ServiceRequest", request_id, request, "POST")], now,
-                            access.owner_key(caller))
+            request_id = new_id()
+            await work.write([Write("ServiceRequest", request_id, request, "POST")])
             message = _adaptation_message(content, request, prescribed, proceed)
-            await repo.save([Write("Communication", new_id(), await self.guard(repo, caller, {
+            await work.write([Write("Communication", new_id(), {
                 **message, "about": [{"reference": f"Task/{task_id}"},
                                      {"reference": f"ServiceRequest/{request_id}"}],
-            }), "POST")], now, access.owner_key(caller))
-            await self._mark_pending(repo, task_id)
-            await self.records.audit(repo, caller, "update", patients=patients_of(content),
-                                     touched=[f"Task/{task_id}", f"ServiceRequest/{request_id}"])
+            }, "POST")])
+            await self._mark_pending(work, task_id)
 
     async def guard(self, repo: Repository, caller: Caller | None, message: dict[str, Any]) -> dict[str, Any]:
         """A Communication belongs to the thread of a Task its author may see; an answer is the
@@ -179,8 +174,7 @@ class Messaging:
         task = await repo.read_reference(tasks[0])
         if task is None or task.content is None:
             raise _invalid(f"{tasks[0]} does not exist", "Communication.partOf")
-        if caller is not None and not await repo.can_see("Task", task.id, access.visible(caller, "Task")):
-            raise Denied(caller, "create", access.forbidden(f"{tasks[0]} is not yours to see"), [tasks[0]])
+        await self.records.check_read(repo, caller, "create", task)
         kind, content = kind_of(message), task.content
         if kind in ANSWER_KINDS:
             await self._check_answer(repo, caller, message, content)
@@ -196,7 +190,7 @@ class Messaging:
             completed["sender"] = lab if from_lab else prescriber
         return completed
 
-    async def on_saved(self, repo: Repository, stored: list[Stored]) -> None:
+    async def on_saved(self, work: Work, stored: list[Stored]) -> None:
         """Act on new messages: an answer applies to its adaptation; a message to a prescriber
         is mailed to them."""
         for item in stored:
@@ -204,8 +198,8 @@ class Messaging:
                 continue
             kind = kind_of(item.content)
             if kind in ANSWER_KINDS:
-                await self._apply_answer(repo, item.content, ANSWER_KINDS[kind])
-            await self._mail(repo, item)
+                await self._apply_answer(work, item.content, ANSWER_KINDS[kind])
+            await self._mail(work.repo, item)
 
     async def _check_answer(self, repo: Repository, caller: Caller | None, message: dict[str, Any],
                             task: dict[str, Any]) -> None:
@@ -219,13 +213,14 @@ class Messaging:
         if adaptation.answer_of(changes[0].content or {}) != "pending":
             raise _invalid("Cette adaptation a déjà reçu une réponse.", "Communication.about", 409)
 
-    async def _apply_answer(self, repo: Repository, message: dict[str, Any], agreed: bool) -> None:
-        for change in await self._about_changes(repo, message):
-            await repo.save([Write("ServiceRequest", change.id, adaptation.answered(change.content or {}, agreed),
-                                   "PUT", change.version_id)], utc_now())
+    async def _apply_answer(self, work: Work, message: dict[str, Any], agreed: bool) -> None:
+        """The prescriber's answer (checked by the guard) applies to the lab's adaptation."""
+        for change in await self._about_changes(work.repo, message):
+            await work.write([Write("ServiceRequest", change.id, adaptation.answered(change.content or {}, agreed),
+                                    "PUT", change.version_id)], system=True)
         for part in message.get("partOf", []):
             task_id = part.get("reference", "").removeprefix("Task/")
-            await self._mark_pending(repo, task_id)
+            await self._mark_pending(work, task_id)
 
     async def _about_changes(self, repo: Repository, message: dict[str, Any]) -> list[Stored]:
         keys = [k for k in (literal(r.get("reference", "")) for r in message.get("about", []))
@@ -233,8 +228,9 @@ class Messaging:
         found = await repo.read_many(keys)
         return [s for s in found.values() if s.content and adaptation.is_adaptation(s.content)]
 
-    async def _mark_pending(self, repo: Repository, task_id: str) -> None:
-        """The Task says whether an adaptation waits for the prescriber."""
+    async def _mark_pending(self, work: Work, task_id: str) -> None:
+        """The Task says whether an adaptation waits for the prescriber (bilan's bookkeeping)."""
+        repo = work.repo
         task = await repo.read("Task", task_id)
         if task is None or task.content is None:
             return
@@ -244,7 +240,7 @@ class Messaging:
         if (task.content.get("businessStatus") or {}).get("text") != label:
             content = {**task.content, "businessStatus": {"text": label},
                        "lastModified": instant(utc_now())}
-            await repo.save([Write("Task", task.id, content, "PUT", task.version_id)], utc_now())
+            await work.write([Write("Task", task.id, content, "PUT", task.version_id)], system=True)
 
     async def _mail(self, repo: Repository, message: Stored) -> None:
         content = message.content or {}
@@ -292,8 +288,8 @@ class Messaging:
 
     async def orderables(self) -> list[dict[str, Any]]:
         """The catalogue's orderable exams (what a biologist may add or put instead)."""
-        async with self.records.engine.connect() as conn:
-            return await catalogue.orderables(conn)
+        async with self.records.work(None) as work:
+            return await catalogue.orderables(work.conn)
 
 
 async def adapted_requests(repo: Repository, base_url: str, task: dict[str, Any]) -> list[Stored]:

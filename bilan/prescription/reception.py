@@ -9,17 +9,18 @@ from zoneinfo import ZoneInfo
 
 from bilan.auth import access
 from bilan.auth.caller import Caller
-from bilan.fhir.dates import utc_now
 from bilan.fhir.outcomes import FhirError, Issue
 from bilan.fhir.query import parse_search
-from bilan.prescription import catalogue, directory, display, identity, tracking, worklist
+from bilan.prescription import directory, display, identity, tracking, worklist
 from bilan.prescription.display import Exam
 from bilan.prescription.identity import Comparison, Traits
 from bilan.prescription.labels import Label
 from bilan.prescription.practitioners import display_name
 from bilan.prescription.tubes import SPECIMEN_TYPES, Tube, tube_for
 from bilan.prescription.worklist import WorklistRow
+from bilan.records.pipeline import Work
 from bilan.records.service import Denied, Records, new_id
+from bilan.storage import catalogue
 from bilan.storage import search as store_search
 from bilan.storage.compartments import owned_by
 from bilan.storage.counters import next_value
@@ -111,18 +112,18 @@ class Reception:
 
     async def worklist(self, caller: Caller, text: str = "", status: str | None = None) -> list[WorklistRow]:
         """The lab's prescriptions matching what was typed, newest first."""
-        async with self.records.unit() as repo:
-            _check_staff(caller, "search-type")
-            rows = await worklist.search(repo.conn, caller.lab_finess or "", text, status)
-            await self.records.audit(repo, caller, "search-type", patients={r.patient for r in rows},
-                                     query=f"worklist?status={status or ''}&q={text}")
+        async with self.records.work(caller) as work:
+            work.allow("reception")
+            rows = await worklist.search(work.conn, caller.lab_finess or "", text, status)
+            work.note("search-type", patients={r.patient for r in rows},
+                      query=f"worklist?status={status or ''}&q={text}")
         return rows
 
     async def open(self, caller: Caller, task_id: str) -> PrescriptionFile:
-        async with self.records.unit() as repo:
-            row = await self._row(repo, caller, task_id, "read")
-            found = await self._file(repo, caller, row)
-            await self._audit(repo, caller, "read", found)
+        async with self.records.work(caller) as work:
+            row = await self._row(work, task_id, "read")
+            found = await self._file(work.repo, caller, row)
+            _note(work, "read", found)
         return found
 
     async def import_prescription(self, caller: Caller, task_id: str, file_choice: str,
@@ -130,65 +131,69 @@ class Reception:
         """Turn the prescription into the lab's order, with the patient's opposition to sharing
         their results if they said so. Importing it again (a second agent, a second click)
         changes nothing."""
-        async with self.records.unit() as repo:
-            await self._row(repo, caller, task_id, "update")
+        async with self.records.work(caller) as work:
+            repo = work.repo
+            await self._row(work, task_id, "update")
             await repo.lock_many([f"worklist:{task_id}"])
-            row = await self._row(repo, caller, task_id, "update")  # as the lock holder left it
+            row = await self._row(work, task_id, "update")  # as the lock holder left it
             if row.status == "imported":
                 return
             if row.status != "received":
                 raise FhirError(409, [Issue("Cette prescription a été annulée.", "business-rule")])
             found = await self._file(repo, caller, row)
-            now = utc_now()
-            lab_file = await self._lab_file(repo, caller, found, file_choice, now)
+            now = work.now
+            lab_file = await self._lab_file(work, found, file_choice)
             accession = await _accession(repo, caller.lab_finess or "", now)
             task = tracking.with_opposition(tracking.accepted(
                 found.task.content or {}, now, await self._lab(repo, caller), caller.lab_finess or "",
                 accession, lab_file), opposes)
-            writes = [Write("Task", found.task.id, task, "PUT", found.task.version_id)]
-            writes += [Write("Specimen", new_id(), s, "POST")
-                       for s in _new_specimens(found, accession, lab_file, caller.lab_finess or "")]
-            await repo.save(writes, now, access.owner_key(caller))
+            # Taking the order is the reception rule's (_row: addressed to this lab or to none),
+            # before the order is the lab's to read; what hangs off it is then the lab's own.
+            await work.write([Write("Task", found.task.id, task, "PUT", found.task.version_id)],
+                             system=True)
+            await work.write([Write("Specimen", new_id(), s, "POST")
+                              for s in _new_specimens(found, accession, lab_file, caller.lab_finess or "")])
             await worklist.set_status(repo.conn, row.id, "imported", caller.lab_finess)
-            await self._audit(repo, caller, "update", found, [w.resource_type + "/" + w.id for w in writes])
+            _note(work, "read", found)
 
     async def collect(self, caller: Caller, task_id: str) -> None:
         """The samples were taken: the order is in progress."""
-        async with self.records.unit() as repo:
-            found = await self._imported(repo, caller, task_id, "update")
-            now = utc_now()
-            task = tracking.moved(found.task.content or {}, "in-progress", now)
+        async with self.records.work(caller) as work:
+            repo = work.repo
+            found = await self._imported(work, task_id, "update")
+            task = tracking.moved(found.task.content or {}, "in-progress", work.now)
             writes = [Write("Task", found.task.id, task, "PUT", found.task.version_id)]
             for specimen in await order_specimens(repo, self.records.base_url, caller, found.task.content or {}):
                 content = dict(specimen.content or {}, status="available",
                                collection={"collectedDateTime": task["lastModified"]})
                 writes.append(Write("Specimen", specimen.id, content, "PUT", specimen.version_id))
-            await repo.save(writes, now)
-            await self._audit(repo, caller, "update", found, [f"{w.resource_type}/{w.id}" for w in writes])
+            await work.write(writes)
 
     async def close(self, caller: Caller, task_id: str, status: str, reason: str) -> None:
         """Reject or cancel the prescription at the lab, with the reason the prescriber will see."""
         if status not in tracking.NEEDS_REASON:
             raise FhirError(422, [Issue("Action inconnue.", "value", expression="status")])
-        async with self.records.unit() as repo:
-            row = await self._row(repo, caller, task_id, "update")
+        async with self.records.work(caller) as work:
+            repo = work.repo
+            row = await self._row(work, task_id, "update")
             if row.status == "received" and row.lab_finess == worklist.NOT_ADDRESSED:
                 raise FhirError(409, [Issue(
                     "Cette prescription n'est adressée à aucun laboratoire : le patient peut la "
                     "présenter ailleurs. Importez-la avant de l'annuler.", "business-rule")])
             found = await self._file(repo, caller, row)
-            now = utc_now()
-            task = tracking.moved(found.task.content or {}, status, now, reason)
+            task = tracking.moved(found.task.content or {}, status, work.now, reason)
             if row.status == "received":
                 task["owner"] = {"reference": await self._lab(repo, caller)}
-            await repo.save([Write("Task", found.task.id, task, "PUT", found.task.version_id)], now)
+            # as for the import: the reception rule (_row) lets the lab close what it may take
+            await work.write([Write("Task", found.task.id, task, "PUT", found.task.version_id)],
+                             system=True)
             await worklist.set_status(repo.conn, row.id, "cancelled", caller.lab_finess)
-            await self._audit(repo, caller, "update", found, [f"Task/{found.task.id}"])
+            _note(work, "read", found)
 
     async def labels(self, caller: Caller, task_id: str) -> list[Label]:
-        async with self.records.unit() as repo:
-            found = await self._imported(repo, caller, task_id, "read")
-            await self._audit(repo, caller, "read", found)
+        async with self.records.work(caller) as work:
+            found = await self._imported(work, task_id, "read")
+            _note(work, "read", found)
         order = found.order
         assert order is not None
         if not order.samples:
@@ -199,9 +204,11 @@ class Reception:
                       birth_date=traits.birth_date_fr, sex=identity.SEX_LABELS.get(traits.sex, ""),
                       tube=s.tube, exams=", ".join(s.exams)) for s in order.samples]
 
-    async def _row(self, repo: Repository, caller: Caller, task_id: str, interaction: str) -> WorklistRow:
-        _check_staff(caller, interaction)
-        row = await worklist.by_task(repo.conn, task_id)
+    async def _row(self, work: Work, task_id: str, interaction: str) -> WorklistRow:
+        caller = work.caller
+        assert caller is not None
+        work.allow("reception", [f"Task/{task_id}"])
+        row = await worklist.by_task(work.conn, task_id)
         if row is None:
             raise tracking.unknown_prescription()
         try:
@@ -210,9 +217,9 @@ class Reception:
             raise Denied(caller, interaction, error, [f"Task/{row.task_id}"], [row.patient]) from None
         return row
 
-    async def _imported(self, repo: Repository, caller: Caller, task_id: str,
-                        interaction: str) -> PrescriptionFile:
-        found = await self._file(repo, caller, await self._row(repo, caller, task_id, interaction))
+    async def _imported(self, work: Work, task_id: str, interaction: str) -> PrescriptionFile:
+        assert work.caller is not None
+        found = await self._file(work.repo, work.caller, await self._row(work, task_id, interaction))
         if found.order is None:
             raise FhirError(409, [Issue("Importez d'abord la prescription.", "business-rule")])
         return found
@@ -272,8 +279,7 @@ class Reception:
             lab_traits=identity.traits(file_content),
             samples=[_sample(s.content or {}) for s in specimens])
 
-    async def _lab_file(self, repo: Repository, caller: Caller, found: PrescriptionFile,
-                        choice: str, now: datetime) -> str:
+    async def _lab_file(self, work: Work, found: PrescriptionFile, choice: str) -> str:
         """The lab's patient file for this order: the one the agent confirmed, or a new one.
         Two files are never merged, and a new file is refused when one has the same INS."""
         by_reference = {c.reference: c for c in found.candidates}
@@ -287,12 +293,12 @@ class Reception:
             raise FhirError(409, [Issue(
                 f"Le dossier n° {same_ins[0].number} porte déjà cet INS : rattachez la prescription "
                 "à ce dossier plutôt que d'en créer un second.", "duplicate", expression="dossier")])
+        repo, finess = work.repo, (work.caller.lab_finess if work.caller else None) or ""
         patient = await repo.read_reference(found.row.patient)
-        number = f"P{await next_value(repo.conn, f'lab-file:{caller.lab_finess}'):07d}"
-        content = identity.lab_file(patient.content if patient and patient.content else {},
-                                    caller.lab_finess or "", number)
+        number = f"P{await next_value(repo.conn, f'lab-file:{finess}'):07d}"
+        content = identity.lab_file(patient.content if patient and patient.content else {}, finess, number)
         patient_id = new_id()
-        await repo.save([Write("Patient", patient_id, content, "POST")], now, access.owner_key(caller))
+        await work.write([Write("Patient", patient_id, content, "POST")])
         return f"Patient/{patient_id}"
 
     async def _lab(self, repo: Repository, caller: Caller) -> str:
@@ -302,17 +308,13 @@ class Reception:
                                         "enregistré dans bilan.", "not-found")])
         return f"Organization/{found.id}"
 
-    async def _audit(self, repo: Repository, caller: Caller, interaction: str, found: PrescriptionFile,
-                     touched: list[str] | None = None) -> None:
-        patients = {found.row.patient} | ({found.order.lab_file} if found.order and found.order.lab_file else set())
-        await self.records.audit(repo, caller, interaction, patients=patients,
-                                 touched=touched or [f"Task/{found.task.id}", *(e.reference for e in found.exams)])
 
 
-def _check_staff(caller: Caller, interaction: str) -> None:
-    if caller.kind not in ("reception", "biologist"):
-        raise Denied(caller, interaction, access.forbidden(
-            "Seul le personnel du laboratoire a accès à la réception."), [])
+def _note(work: Work, interaction: str, found: PrescriptionFile) -> None:
+    """What the desk showed of the prescription, for the audit trail (writes note themselves)."""
+    patients = {found.row.patient} | ({found.order.lab_file} if found.order and found.order.lab_file else set())
+    work.note(interaction, patients=patients,
+              touched=[f"Task/{found.task.id}", *(e.reference for e in found.exams)])
 
 
 async def _contents(repo: Repository, references: list[str]) -> list[dict[str, Any]]:

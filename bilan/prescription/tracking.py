@@ -7,8 +7,8 @@ from typing import Any
 from bilan.fhir.dates import instant
 from bilan.fhir.outcomes import FhirError, Issue
 
-TASK_CODE = {"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill",
-             "display": "Fulfill the focal request"}
+TASK_CODE = {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill",
+                         "display": "Fulfill the focal request"}]}
 ACCESSION = "https://bilan.sante.fr/fhir/sid/accession"  # + "/" + FINESS
 LAB_FILE_INPUT = "Dossier patient du laboratoire"
 # The patient opposed the sharing of their results (patient's space, DMP), as told at reception.

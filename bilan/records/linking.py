@@ -15,9 +15,9 @@ class Linker:
 
     def __init__(self, repo: Repository, base_url: str, local: dict[str, str] | None = None,
                  pending: set[tuple[str, str]] | None = None,
-                 hidden: Callable[[str], Any] = store_search.everything):
+                 findable: Callable[[str], Any] = store_search.everything):
         self.repo = repo
-        self.hidden = hidden  # what conditional references must not resolve to
+        self.findable = findable  # what conditional references may resolve to
         self.base_url = base_url
         self.local = local or {}          # fullUrl -> "Type/id" for resources in the same bundle
         self.pending = pending or set()   # (type, id) written in the same bundle
@@ -58,7 +58,7 @@ class Linker:
     async def _conditional(self, ref: str, path: str, issues: list[Issue]) -> str | None:
         rtype, _, criteria = ref.partition("?")
         query = conditional_query(rtype, criteria)
-        found = await store_search.first_matches(self.repo.conn, query, self.base_url, self.hidden)
+        found = await store_search.first_matches(self.repo.conn, query, self.base_url, self.findable)
         if len(found) != 1:
             what = "no resource" if not found else "several resources"
             issues.append(Issue(f"Conditional reference {ref!r} matches {what}; exactly one is "

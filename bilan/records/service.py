@@ -9,8 +9,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bilan.auth import access
-from bilan.auth.audit import OUTCOME_DENIED, OUTCOME_SUCCESS, audit_event, patients_of
+from bilan.auth import access, policy
+from bilan.auth.audit import OUTCOME_DENIED, OUTCOME_SUCCESS, audit_events, patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import utc_now
 from bilan.fhir.outcomes import (
@@ -25,9 +25,10 @@ from bilan.fhir.outcomes import (
 )
 from bilan.fhir.query import SearchQuery
 from bilan.records.linking import Linker, conditional_query
+from bilan.records.pipeline import Observer, Work
 from bilan.records.validation import Validator, is_structural
 from bilan.storage import search as store_search
-from bilan.storage.repository import Observer, Repository, StaleVersion, Stored, Write
+from bilan.storage.repository import Repository, StaleVersion, Stored, Write
 from bilan.storage.search import SearchResult
 
 
@@ -76,7 +77,7 @@ class Records:
         is recorded once the refused transaction has rolled back."""
         try:
             async with self.engine.begin() as conn:
-                yield Repository(conn, self.observers)
+                yield Repository(conn)
         except StaleVersion as exc:
             raise conflict(f"{exc.resource_type}/{exc.resource_id} was changed by someone else: "
                            "read it again and retry") from None
@@ -84,15 +85,29 @@ class Records:
             raise await self.denied(denial.caller, denial.interaction, denial.error,
                                     denial.touched, denial.patients) from None
 
+    @asynccontextmanager
+    async def work(self, caller: Caller | None, interaction: str | None = None) -> AsyncIterator[Work]:
+        """One unit of work (bilan/records/pipeline.py): its writes go through the pipeline,
+        and what it noted is audited in its transaction when it ends (its writes as
+        `interaction` when given, e.g. "transaction")."""
+        async with self.unit() as repo:
+            work = Work(self, repo, caller, utc_now(), interaction)
+            yield work
+            for noted in work.noted:
+                await self.audit(repo, caller, noted.interaction, patients=noted.patients,
+                                 touched=noted.touched, query=noted.query)
+
     async def audit(self, repo: Repository, caller: Caller | None, interaction: str, *,
                     patients: Iterable[str] = (), touched: Iterable[str] = (),
                     query: str | None = None, outcome: str = OUTCOME_SUCCESS,
                     detail: str | None = None) -> None:
-        """Record the access in the caller's transaction, so it is stored with what it describes."""
+        """Record the access in the caller's transaction, so it is stored with what it
+        describes: an event per patient, that names no other (bilan/auth/audit.py)."""
         if caller is None:
             return
-        event = audit_event(caller, interaction, outcome, utc_now(), patients, touched, query, detail)
-        await repo.save([Write("AuditEvent", new_id(), event, "POST")], utc_now())
+        now = utc_now()
+        events = audit_events(caller, interaction, outcome, now, patients, touched, query, detail)
+        await repo.save([Write("AuditEvent", new_id(), event, "POST") for event in events], now)
 
     async def denied(self, caller: Caller | None, interaction: str, error: FhirError,
                      touched: Iterable[str] = (), patients: Iterable[str] = ()) -> FhirError:
@@ -186,19 +201,16 @@ class Records:
         if errors_only(issues):
             raise invalid(issues)
         resource = self.validator.amend(resource)
-        async with self.unit() as repo:
+        async with self.work(caller) as work:
             if if_none_exist:
-                existing = await self.find_existing(repo, caller, resource_type, if_none_exist)
+                existing = await self.find_existing(work.repo, caller, resource_type, if_none_exist)
                 if existing is not None:
-                    await self.check_read(repo, caller, "create", existing)
-                    await self.audit(repo, caller, "create", patients=patients_of(existing.content),
-                                     touched=[f"{resource_type}/{existing.id}"])
+                    work.note("create", patients=patients_of(existing.content),
+                              touched=[f"{resource_type}/{existing.id}"])
                     return Saved(existing, created=False)
-            resource = await self.guarded(repo, caller, await self._linked(repo, caller, resource))
-            [stored] = await repo.save([Write(resource_type, new_id(), resource, "POST")], utc_now(),
-                                       access.owner_key(caller))
-            await self.audit(repo, caller, "create", patients=patients_of(stored.content),
-                             touched=[f"{resource_type}/{stored.id}"])
+            resource = await self._linked(work.repo, caller, resource)
+            [stored] = await work.write([Write(resource_type, new_id(), resource, "POST",
+                                               validated=True)])
         return Saved(stored, created=True, warnings=tuple(issues))
 
     async def update(self, caller: Caller | None, resource_type: str, resource_id: str,
@@ -214,40 +226,34 @@ class Records:
         if errors_only(issues):
             raise invalid(issues)
         resource = self.validator.amend(resource)
-        async with self.unit() as repo:
-            current = await repo.read(resource_type, resource_id)
-            if current is not None and not current.deleted:
-                await self.check_read(repo, caller, "update", current)
-            _check_version(current, if_match, resource_type, resource_id)
-            resource = await self.guarded(repo, caller, await self._linked(repo, caller, resource))
-            expected = current.version_id if current else None
-            try:
-                [stored] = await repo.save(
-                    [Write(resource_type, resource_id, resource, "PUT", expected)], utc_now(),
-                    access.owner_key(caller))
-            except IntegrityError:
-                raise conflict(f"{resource_type}/{resource_id} was created concurrently") from None
-            await self.audit(repo, caller, "update", touched=[f"{resource_type}/{resource_id}"],
-                             patients=patients_of(stored.content) | patients_of(current and current.content))
+        try:
+            async with self.work(caller) as work:
+                current = await work.repo.read(resource_type, resource_id)
+                if current is not None and not current.deleted:
+                    await self.check_read(work.repo, caller, "update", current)
+                _check_version(current, if_match, resource_type, resource_id)
+                resource = await self._linked(work.repo, caller, resource)
+                expected = current.version_id if current else None
+                [stored] = await work.write([Write(resource_type, resource_id, resource, "PUT",
+                                                   expected, validated=True)])
+        except IntegrityError:
+            raise conflict(f"{resource_type}/{resource_id} was created concurrently") from None
         return Saved(stored, created=current is None or current.deleted, warnings=tuple(issues))
 
     async def delete(self, caller: Caller | None, resource_type: str, resource_id: str) -> None:
         await self.check_write(caller, "delete", resource_type)
-        async with self.unit() as repo:
-            current = await repo.read(resource_type, resource_id)
+        async with self.work(caller) as work:
+            current = await work.repo.read(resource_type, resource_id)
             if current is None or current.deleted:
                 return  # deleting nothing, or twice, succeeds (FHIR: idempotent)
-            await self.check_read(repo, caller, "delete", current)
-            await repo.save([Write(resource_type, resource_id, None, "DELETE",
-                                   current.version_id)], utc_now())
-            await self.audit(repo, caller, "delete", patients=patients_of(current.content),
-                             touched=[f"{resource_type}/{resource_id}"])
+            await self.check_read(work.repo, caller, "delete", current)
+            await work.write([Write(resource_type, resource_id, None, "DELETE", current.version_id)])
 
     async def check_write(self, caller: Caller | None, interaction: str, resource_type: str) -> None:
         if caller is None:
             return
         try:
-            access.check_write(caller, resource_type)
+            policy.check_type(caller, resource_type)
         except FhirError as error:
             raise await self.denied(caller, interaction, error) from None
 
@@ -288,18 +294,19 @@ class Records:
         What is found needs no lock. For what is not, a lock on its criteria, held until
         commit, then a second look: two requests creating the same new resource at once make
         one resource, while requests naming a known one (the same prescriber, again and again)
-        never wait for each other. Another party's private files never match.
+        never wait for each other. Only what the caller may read matches (access.findable):
+        a hidden resource is never returned, nor its id.
         """
         if not wanted:
             return []
         queries = [conditional_query(rtype, criteria) for rtype, criteria in wanted]
-        hidden = lambda t: access.private_to_others(caller, t)  # noqa: E731
-        results = await store_search.first_matches_many(repo.conn, queries, self.base_url, hidden)
+        findable = lambda t: access.findable(caller, t)  # noqa: E731
+        results = await store_search.first_matches_many(repo.conn, queries, self.base_url, findable)
         missing = [n for n, found in enumerate(results) if not found]
         if missing:
             await repo.lock_many([f"{wanted[n][0]}?{wanted[n][1]}" for n in missing])
             again = await store_search.first_matches_many(
-                repo.conn, [queries[n] for n in missing], self.base_url, hidden)
+                repo.conn, [queries[n] for n in missing], self.base_url, findable)
             for n, found in zip(missing, again):
                 results[n] = found
         for (rtype, criteria), found in zip(wanted, results):
@@ -310,7 +317,7 @@ class Records:
 
     async def _linked(self, repo: Repository, caller: Caller | None,
                       resource: dict[str, Any]) -> dict[str, Any]:
-        linker = Linker(repo, self.base_url, hidden=lambda t: access.private_to_others(caller, t))
+        linker = Linker(repo, self.base_url, findable=lambda t: access.findable(caller, t))
         issues = await linker.check(resource, resource["resourceType"])
         if issues:
             raise FhirError(422, issues)

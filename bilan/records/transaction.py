@@ -10,10 +10,10 @@ from bilan.auth import access
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.bundles import response_entry, transaction_response, version_of_etag
-from bilan.fhir.dates import utc_now
 from bilan.fhir.outcomes import FhirError, Issue, bad_request, conflict, errors_only, not_supported
 from bilan.fhir.references import ID
 from bilan.records.linking import Linker
+from bilan.records.pipeline import Work
 from bilan.records.service import Records, invalid, new_id
 from bilan.storage.repository import Repository, Stored, Write
 
@@ -56,9 +56,9 @@ class BundleRule(Protocol):
         """With references resolved, before storing: may amend entries, or return the stored
         answer of an identical Bundle received before (then nothing is written)."""
 
-    async def after_write(self, repo: Repository, entries: list[Entry],
+    async def after_write(self, work: Work, entries: list[Entry],
                           response: dict[str, Any]) -> None:
-        """In the same database transaction, once every entry is stored."""
+        """In the same unit of work, once every entry is stored."""
 
 
 class Transactions:
@@ -149,34 +149,25 @@ class Transactions:
         return entry
 
     async def _store(self, caller: Caller | None, entries: list[Entry]) -> dict[str, Any]:
-        async with self.records.unit() as repo:
+        async with self.records.work(caller, "transaction") as work:
+            repo = work.repo
             await self._resolve_identities(repo, caller, entries)
             await self._link(repo, caller, entries)
             for rule in self.rules:
                 replayed = await rule.before_write(repo, caller, entries)
                 if replayed is not None:
-                    await self._audit(repo, caller, entries)
+                    _note_found(work, entries)
                     return replayed
-            for entry in entries:
-                if _writes(entry) and entry.resource is not None:
-                    entry.resource = await self.records.guarded(repo, caller, entry.resource)
             writes = [_write(entry) for entry in entries if _writes(entry)]
-            stored = iter(await repo.save(writes, utc_now(), access.owner_key(caller)))
+            stored = iter(await work.write(writes))
             for entry in entries:
                 if _writes(entry):
                     entry.stored = next(stored)
+            _note_found(work, [e for e in entries if not _writes(e)])
             response = transaction_response([_response(e) for e in entries])
             for rule in self.rules:
-                await rule.after_write(repo, entries, response)
-            await self._audit(repo, caller, entries)
+                await rule.after_write(work, entries, response)
             return response
-
-    async def _audit(self, repo: Repository, caller: Caller | None, entries: list[Entry]) -> None:
-        resources = [(e.stored or e.existing) for e in entries]
-        await self.records.audit(
-            repo, caller, "transaction",
-            patients={p for s in resources if s for p in patients_of(s.content)},
-            touched={f"{s.resource_type}/{s.id}" for s in resources if s})
 
     async def _resolve_identities(self, repo: Repository, caller: Caller | None,
                                   entries: list[Entry]) -> None:
@@ -200,7 +191,7 @@ class Transactions:
         local = {e.full_url: e.reference for e in entries if e.full_url and e.id}
         pending = {(e.resource_type, e.id) for e in entries if e.method != "DELETE"}
         linker = Linker(repo, self.records.base_url, local, pending,
-                        hidden=lambda t: access.private_to_others(caller, t))
+                        findable=lambda t: access.findable(caller, t))
         issues: list[Issue] = []
         to_write = [e for e in entries if e.method != "DELETE" and _writes(e)]
         for entry in to_write:
@@ -214,9 +205,19 @@ class Transactions:
 def _write(entry: Entry) -> Write:
     current = entry.existing
     expected = current.version_id if current else None
+    path = f"{entry.path}.resource"
     if entry.method == "DELETE":
-        return Write(entry.resource_type, entry.id, None, "DELETE", expected)
-    return Write(entry.resource_type, entry.id, entry.resource, entry.method, expected)
+        return Write(entry.resource_type, entry.id, None, "DELETE", expected, path=path)
+    return Write(entry.resource_type, entry.id, entry.resource, entry.method, expected,
+                 validated=True, path=path)
+
+
+def _note_found(work: Work, entries: list[Entry]) -> None:
+    """What the transaction matched without writing it (ifNoneExist), for the audit trail."""
+    found = [e.existing for e in entries if e.existing is not None]
+    if found:
+        work.note("transaction", patients={p for s in found for p in patients_of(s.content)},
+                  touched={f"{s.resource_type}/{s.id}" for s in found})
 
 
 def _response(entry: Entry) -> dict[str, Any]:

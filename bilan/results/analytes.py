@@ -14,12 +14,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.fhir.text import normalise
 from bilan.results.assembly import OTHER_CHAPTER, chapter_label
-from bilan.storage.tables import catalogue
+from bilan.storage import catalogue
 
 LOINC = "http://loinc.org"
 BIOCHEMISTRY = "18719-5"
@@ -118,19 +117,6 @@ def related_loinc(found: Iterable[Coding]) -> set[str]:
     return codes | {c for code in codes if code in _GROUP_OF_CODE for c in _GROUP_OF_CODE[code].codes}
 
 
-async def entries_by_loinc(conn: AsyncConnection, codes: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Catalogue rows by LOINC code (for a code listed twice, the first by local code)."""
-    codes = set(codes)
-    if not codes:
-        return {}
-    rows = await conn.execute(select(catalogue).where(catalogue.c.loinc.in_(codes))
-                              .order_by(catalogue.c.local_code))
-    found: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        found.setdefault(row.loinc, dict(row._mapping))
-    return found
-
-
 def describe(key: str, entries: dict[str, dict[str, Any]], example: dict[str, Any] | None) -> Analyte:
     """The analyte a key names, from the groups, the catalogue rows of its codes (`entries`)
     and, for a code the catalogue does not know, one of its results (`example`)."""
@@ -173,16 +159,14 @@ async def codes_of_key(conn: AsyncConnection, key: str) -> tuple[list[Coding], d
     """The codes whose results a key gathers, and the catalogue rows of those codes."""
     group = _GROUPS.get(key)
     if group is not None:
-        return [(LOINC, c) for c in group.codes], await entries_by_loinc(conn, group.codes)
-    local_codes = {key.upper(), key.upper().replace("-", "_")}
-    row = (await conn.execute(select(catalogue).where(
-        catalogue.c.local_code.in_(local_codes), catalogue.c.kind != "panel"))).first()
-    if row is not None and row.loinc not in _GROUP_OF_CODE:
-        return [(LOINC, row.loinc)], {row.loinc: dict(row._mapping)}
+        return [(LOINC, c) for c in group.codes], await catalogue.entries_by_loinc(conn, group.codes)
+    entry = await catalogue.unpanelled(conn, {key.upper(), key.upper().replace("-", "_")})
+    if entry is not None and entry["loinc"] not in _GROUP_OF_CODE:
+        return [(LOINC, entry["loinc"])], {entry["loinc"]: entry}
     coding = parse_key(key)
     if coding is None:
         return [], {}
-    return [coding], await entries_by_loinc(conn, [coding[1]] if coding[0] == LOINC else [])
+    return [coding], await catalogue.entries_by_loinc(conn, [coding[1]] if coding[0] == LOINC else [])
 
 
 def _entry_key(entry: dict[str, Any]) -> str:

@@ -15,25 +15,24 @@ from decimal import Decimal, InvalidOperation
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.auth import access
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
-from bilan.fhir.dates import instant, utc_now
-from bilan.fhir.outcomes import FhirError, Issue, errors_only
-from bilan.prescription import adaptation, catalogue, display, identity, tracking, worklist
+from bilan.fhir.dates import instant
+from bilan.fhir.outcomes import FhirError, Issue
+from bilan.prescription import adaptation, display, identity, tracking, worklist
 from bilan.prescription.exams import LOINC, loinc_codes
 from bilan.prescription.messaging import adapted_requests
 from bilan.prescription.reception import order_specimens
 from bilan.prescription.tubes import tube_for
+from bilan.records.pipeline import Work
 from bilan.records.service import Denied, Records, new_id
 from bilan.results import units
-from bilan.results.intake import UCUM
+from bilan.results.intake import UCUM, plausible
 from bilan.results.validation import OPEN, STATUS_LABELS, order_results
+from bilan.storage import catalogue
 from bilan.storage.repository import Repository, StaleVersion, Stored, Write
-from bilan.storage.tables import catalogue as catalogue_table
 
 OPEN_ORDER = ("accepted", "in-progress")  # imported, results may come in
 SET_ASIDE = ("cancelled", "entered-in-error")  # rejected or wrong: the line is typed again
@@ -125,26 +124,26 @@ class ResultEntry:
         self.records = records
 
     async def form(self, caller: Caller, task_id: str) -> EntryForm:
-        async with self.records.unit() as repo:
-            order = await self._order(repo, caller, task_id, "read")
-            await self.records.audit(repo, caller, "read", patients=order.patients, touched=[
+        async with self.records.work(caller) as work:
+            order = await self._order(work, task_id, "read")
+            work.note("read", patients=order.patients, touched=[
                 f"Task/{task_id}", *(f"Observation/{line.result.id}" for line in order.form.lines if line.result)])
         return order.form
 
     async def save(self, caller: Caller, task_id: str, values: Mapping[str, Typed]) -> list[str]:
         """Store the lines typed (new, or changed from their open result); the ids stored.
         Any refused line refuses them all, each issue naming its field."""
-        async with self.records.unit() as repo:
-            await repo.lock_many([f"result-entry:{task_id}"])  # two agents typing one order
-            order = await self._order(repo, caller, task_id, "create")
-            now, writes, issues = utc_now(), [], []
+        async with self.records.work(caller) as work:
+            await work.repo.lock_many([f"result-entry:{task_id}"])  # two agents typing one order
+            order = await self._order(work, task_id, "create")
+            now, writes, issues = work.now, [], []
             for line in order.form.lines:
                 typed = values.get(line.key)
                 if line.locked or typed is None or not typed.value.strip() or _unchanged(line, typed):
                     continue
                 try:
-                    observation = await self._guarded(repo, caller, line,
-                                                      _observation(order, line, _measured(line, typed), now))
+                    observation = await _prepared(work, line,
+                                                  _observation(order, line, _measured(line, typed), now))
                 except FhirError as error:
                     issues.extend(error.issues)
                     continue
@@ -155,20 +154,18 @@ class ResultEntry:
                 raise FhirError(422, [Issue("Aucun résultat nouveau ou modifié : rien n'a été enregistré.",
                                             "required")])
             try:
-                stored = await repo.save(writes, now, access.owner_key(caller))
+                stored = await work.write(writes)
             except StaleVersion:
                 raise FhirError(409, [Issue("Un résultat vient d'être modifié par ailleurs : rechargez la page.",
                                             "conflict")]) from None
-            for interaction, method in (("create", "POST"), ("update", "PUT")):
-                touched = [f"Observation/{s.id}" for s in stored if s.method == method]
-                if touched:
-                    await self.records.audit(repo, caller, interaction, patients=order.patients,
-                                             touched=touched)
         return [s.id for s in stored]
 
-    async def _order(self, repo: Repository, caller: Caller, task_id: str, interaction: str) -> _Order:
+    async def _order(self, work: Work, task_id: str, interaction: str) -> _Order:
         """The order, once the caller may type its results: staff of the lab that imported it,
         in a role that writes results, while it is open."""
+        repo, caller = work.repo, work.caller
+        assert caller is not None
+        work.allow("enter-results", [f"Task/{task_id}"])
         row = await worklist.by_task(repo.conn, task_id)
         if row is None:
             raise tracking.unknown_prescription()
@@ -176,11 +173,6 @@ class ResultEntry:
             access.check_reception(caller, row.lab_finess, row.order_lab)
         except FhirError as error:
             raise Denied(caller, interaction, error, [f"Task/{task_id}"], [row.patient]) from None
-        try:
-            access.check_write(caller, "Observation")
-        except FhirError:
-            refusal = access.forbidden("Votre rôle ne permet pas d'enregistrer des résultats.")
-            raise Denied(caller, interaction, refusal, [f"Task/{task_id}"], [row.patient]) from None
         task = await self.records.read_for(repo, caller, interaction, "Task", task_id)
         if task is None or task.content is None:
             raise tracking.unknown_prescription()
@@ -203,7 +195,7 @@ class ResultEntry:
     async def _exams(self, repo: Repository, caller: Caller, task: Stored) -> list[ExamEntry]:
         requests = await self._in_effect(repo, task.content or {})
         entries = await catalogue.orderable(repo.conn, (c for r in requests for c in loinc_codes(r)))
-        panels = await _panel_results(repo.conn, [e["local_code"] for e in entries.values()
+        panels = await catalogue.panel_results(repo.conn, [e["local_code"] for e in entries.values()
                                                   if e["kind"] == "panel"])
         results = _latest(await order_results(repo, self.records.base_url, caller, task))
         specimens = await order_specimens(repo, self.records.base_url, caller, task.content or {})
@@ -239,32 +231,19 @@ class ResultEntry:
         return prescribed + [r for r in adapted
                              if adaptation.change_of(r) in ("add", "replace") and r.get("status") == "active"]
 
-    async def _guarded(self, repo: Repository, caller: Caller, line: Line,
-                       observation: dict[str, Any]) -> dict[str, Any]:
-        """The result as the records guards complete it (flag, range), or their refusal in
-        French, on the line's field."""
-        problems = errors_only(self.records.validator.check(observation))
-        if problems:
-            raise FhirError(422, [Issue(f"Résultat refusé : {'; '.join(p.diagnostics for p in problems)}",
-                                        "invalid", expression=line.field("valeur"))])
-        try:
-            return await self.records.guarded(repo, caller, self.records.validator.amend(observation))
-        except FhirError as error:
-            unit = observation["valueQuantity"]["code"]
-            raise FhirError(422, [_in_french(issue, line, unit) for issue in error.issues]) from None
 
-
-async def _panel_results(conn: AsyncConnection, panels: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """The catalogue's results of each panel (by local code), by label."""
-    if not panels:
-        return {}
-    c = catalogue_table.c
-    rows = await conn.execute(select(catalogue_table).where(c.panel.in_(panels), c.kind == "result")
-                              .order_by(c.label_fr))
-    found: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        found.setdefault(row.panel, []).append(dict(row._mapping))
-    return found
+async def _prepared(work: Work, line: Line, observation: dict[str, Any]) -> dict[str, Any]:
+    """The result as the pipeline's checks and guards complete it (flag, range), or their
+    refusal in French, on the line's field."""
+    problems = work.problems(observation)
+    if problems:
+        raise FhirError(422, [Issue(f"Résultat refusé : {'; '.join(p.diagnostics for p in problems)}",
+                                    "invalid", expression=line.field("valeur"))])
+    try:
+        return await work.guarded(work.records.validator.amend(observation))
+    except FhirError as error:
+        unit = observation["valueQuantity"]["code"]
+        raise FhirError(422, [_in_french(issue, line, unit) for issue in error.issues]) from None
 
 
 def _latest(results: list[Stored]) -> dict[tuple[str, str], Stored]:
@@ -362,7 +341,7 @@ def _number(text: Any) -> Decimal | None:
         number = Decimal(cleaned)
     except InvalidOperation:
         raise ValueError(text) from None
-    if not number.is_finite():
+    if not plausible(number):  # "1e309", "nan", twenty nines: a typo, never a result
         raise ValueError(text)
     return number
 
@@ -394,9 +373,10 @@ def _write(line: Line, observation: dict[str, Any]) -> Write:
     """A new result, or a new version of the line's open one (its identifiers and notes kept;
     back to `registered`, for the desk to validate again)."""
     if line.result is None:
-        return Write("Observation", new_id(), observation, "POST")
+        return Write("Observation", new_id(), observation, "POST", validated=True, guarded=True)
     kept = {k: v for k, v in (line.result.content or {}).items() if k in ("identifier", "note")}
-    return Write("Observation", line.result.id, {**observation, **kept}, "PUT", line.result.version_id)
+    return Write("Observation", line.result.id, {**observation, **kept}, "PUT", line.result.version_id,
+                 validated=True, guarded=True)
 
 
 def _quantity(number: Decimal, unit: str) -> dict[str, Any]:

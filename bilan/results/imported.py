@@ -17,15 +17,13 @@ from decimal import Decimal
 from math import ceil
 from typing import Any
 
-from sqlalchemy import select
-
 from bilan.auth import access
 from bilan.auth.caller import Caller
-from bilan.fhir.dates import utc_now
 from bilan.fhir.outcomes import FhirError, Issue, conflict
 from bilan.fhir.query import parse_search
 from bilan.fhir.references import literal
 from bilan.prescription.ins import ins_identifiers
+from bilan.records.pipeline import Work
 from bilan.records.service import Denied, Records, new_id
 from bilan.results.cda_reading import (
     MAX_BYTES,
@@ -53,8 +51,7 @@ from bilan.results.interpretation import LABELS
 from bilan.results.report import Identifier
 from bilan.results.units import check_unit
 from bilan.storage import search as store_search
-from bilan.storage.repository import OWNER, Repository, Stored, Write
-from bilan.storage.tables import search_index
+from bilan.storage.repository import Repository, Stored, Write
 
 IMPORTED = {"system": "https://bilan.sante.fr/fhir/CodeSystem/result-source", "code": "imported",
             "display": "Importé d'un compte rendu reçu"}
@@ -97,15 +94,15 @@ class ImportedReports:
         replaced = await self._imported(repo, read.replaces, completed["subject"]["reference"])
         return _with_replaced(completed, replaced)
 
-    async def on_saved(self, repo: Repository, stored: list[Stored]) -> None:
+    async def on_saved(self, work: Work, stored: list[Stored]) -> None:
         """Import each newly created, tagged DocumentReference (the guard let it through)."""
         for item in stored:
             if (item.resource_type == "DocumentReference" and item.version_id == 1
                     and item.content and _tagged(item.content)):
-                await self._import(repo, item)
+                await self._import(work, item)
 
-    async def _import(self, repo: Repository, item: Stored) -> None:
-        content = item.content or {}
+    async def _import(self, work: Work, item: Stored) -> None:
+        repo, content = work.repo, item.content or {}
         read = read_cr_bio(document_of(content) or b"", check=False)
         patient = content["subject"]["reference"]
         identifier = document_identifier(read.document_id)
@@ -117,15 +114,17 @@ class ImportedReports:
                 f"DocumentReference/{twins[0].id}; send it with If-None-Exist: "
                 f"identifier={_token(identifier)}&patient={patient} to get that one back",
                 "DocumentReference.masterIdentifier")
-        owner = await _owner(repo, "DocumentReference", item.id)
+        owner = await repo.owner("DocumentReference", item.id)
         document = f"DocumentReference/{item.id}"
         hidden = masking.security_of(content) & {masking.INVISIBLE_PATIENT}
-        writes = [Write("Observation", id_, masking.with_labels(obs, hidden, {masking.PATIENT_SPACE}), "POST")
-                  for id_, obs in observations(read, patient, document)]
+        # Results read from a conformant CR-BIO, kept as the report gives them (a unit that is
+        # not UCUM as text): the guards of results arriving from analysers do not apply.
+        writes = [Write("Observation", id_, masking.with_labels(obs, hidden, {masking.PATIENT_SPACE}), "POST",
+                        labelled=True, guarded=True) for id_, obs in observations(read, patient, document)]
         for target in _replaces(content):
             writes += await self._withdrawn(repo, target, document, owner)
-        if writes:  # a report may have no structured result at all
-            await repo.save(writes, utc_now(), owner)
+        # The report's results, as the import reads them: the report's owner's.
+        await work.write(writes, system=True, owner=owner)
 
     async def _imported(self, repo: Repository, document_id: Identifier | None,
                         patient: str) -> list[Stored]:
@@ -145,7 +144,7 @@ class ImportedReports:
         old = await repo.read_reference(target)
         if (old is None or old.resource_type != "DocumentReference" or not _tagged(old.content or {})
                 or old.content.get("status") != "current"
-                or await _owner(repo, "DocumentReference", old.id) != owner):
+                or await repo.owner("DocumentReference", old.id) != owner):
             return []
         writes = [Write("DocumentReference", old.id, {**old.content, "status": "superseded"}, "PUT",
                         old.version_id)]
@@ -301,13 +300,6 @@ def _untagged(resource: dict[str, Any]) -> dict[str, Any]:
     meta = dict(resource["meta"])
     meta["tag"] = [t for t in meta["tag"] if not _tagged({"meta": {"tag": [t]}})]
     return {**resource, "meta": _pruned(meta)}
-
-
-async def _owner(repo: Repository, resource_type: str, resource_id: str) -> str | None:
-    i = search_index.c
-    row = (await repo.conn.execute(select(i.value).where(
-        i.resource_type == resource_type, i.resource_id == resource_id, i.name == OWNER))).first()
-    return row.value if row else None
 
 
 # The results as Observations

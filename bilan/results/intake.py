@@ -11,12 +11,15 @@ from typing import Any
 
 from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import FhirError, Issue
-from bilan.prescription import catalogue
 from bilan.prescription.exams import loinc_codes
 from bilan.results import interpretation, units
+from bilan.storage import catalogue
 from bilan.storage.repository import Repository
 
 UCUM = "http://unitsofmeasure.org"
+# No lab value reaches this in any unit bilan reads (cells/L are written 10*9/L): a result at
+# or beyond it is a typo or an instrument fault, and would not survive float arithmetic intact.
+LARGEST_RESULT = Decimal("1e9")
 INTERPRETATION = interpretation.CODE_SYSTEM_URI
 COMPUTED = {"system": "https://bilan.sante.fr/fhir/CodeSystem/result-flag", "code": "computed",
             "display": "Interprétation calculée par bilan à partir des valeurs de référence"}
@@ -61,9 +64,19 @@ def _unit_of(quantity: dict[str, Any]) -> str:
 
 def _decimal(value: Any, path: str) -> Decimal:
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value))
     except (InvalidOperation, ValueError):
         raise FhirError(422, [Issue("A result needs a numeric value", "value", expression=path)]) from None
+    if not plausible(number):
+        raise FhirError(422, [Issue(f"{path} must be a finite number below {LARGEST_RESULT:,.0f} in "
+                                    f"absolute value, not {str(value)[:40]}: check what was typed "
+                                    "or sent", "value", expression=path)])
+    return number
+
+
+def plausible(number: Decimal) -> bool:
+    """Whether a measured value (or a reference limit) can be a real lab result."""
+    return number.is_finite() and abs(number) < LARGEST_RESULT
 
 
 def _check_dimension(entries: list[dict[str, Any]], unit: str) -> None:

@@ -19,21 +19,21 @@ from datetime import date, datetime, time, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bilan.auth import access
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
-from bilan.fhir.dates import utc_now
 from bilan.fhir.outcomes import FhirError, Issue
 from bilan.notifications import outbox
-from bilan.prescription import catalogue, directory, identity, tracking
+from bilan.prescription import directory, identity, tracking
 from bilan.prescription.messaging import adapted_requests, mail_address
 from bilan.prescription.reception import order_specimens
-from bilan.records.service import Denied, Records, new_id
+from bilan.records.pipeline import Work
+from bilan.records.service import Records, new_id
 from bilan.results import assembly, conformance, documents, masking
 from bilan.results.cda import cda_document
 from bilan.results.pdf import report_pdf
 from bilan.results.report import Identifier, LabReport, ReportError
 from bilan.results.validation import OPEN, order_results
+from bilan.storage import catalogue
 from bilan.storage.repository import Repository, Stored, Write
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -89,27 +89,28 @@ class Issuing:
         self.mail_link = mail_link
 
     async def overview(self, caller: Caller, task_id: str) -> Overview:
-        async with self.records.unit() as repo:
-            task = await self._task(repo, caller, task_id, "read")
+        async with self.records.work(caller) as work:
+            repo = work.repo
+            task = await self._task(work, task_id, "read")
             versions = [_version(n, s) for n, s in enumerate(await self._documents(repo, task.content or {}), 1)]
             results = await order_results(repo, self.records.base_url, caller, task)
             codes = {c["code"]: r.id for r in results for c in (r.content or {}).get("code", {}).get("coding", [])}
             rows = await catalogue.results_by_loinc(repo.conn, codes)
             sensitive = frozenset(codes[row["loinc"]] for row in rows if row.get("sensitive") is True)
+            work.note("read", patients=patients_of(task.content), touched=[f"Task/{task_id}"])
         return Overview(versions, sensitive, tracking.opposed(task.content or {}))
 
     async def issue(self, caller: Caller, task_id: str, choices: Choices) -> str:
         """Issue the next version of the order's report; the DocumentReference id."""
-        async with self.records.unit() as repo:
-            if caller.kind != "biologist":
-                raise Denied(caller, "update", access.forbidden("Seul un biologiste émet le compte rendu."),
-                             [f"Task/{task_id}"])
-            task = await self._task(repo, caller, task_id, "update")
+        async with self.records.work(caller) as work:
+            repo = work.repo
+            work.allow("issue", [f"Task/{task_id}"])
+            task = await self._task(work, task_id, "update")
             content = task.content or {}
             if content.get("status") not in ("accepted", "in-progress", "completed"):
                 raise FhirError(409, [Issue("Le compte rendu ne s'émet que pour une demande importée et "
                                             "en cours au laboratoire.", "business-rule", expression="compte-rendu")])
-            now = utc_now()
+            now = work.now
             results = await order_results(repo, self.records.base_url, caller, task)
             decided = [r for r in results if (r.content or {}).get("status") in (*assembly.DECIDED, "cancelled")]
             if not any((r.content or {}).get("status") in assembly.DECIDED for r in decided):
@@ -117,6 +118,10 @@ class Issuing:
                                             "business-rule", expression="compte-rendu")])
             complete = not any((r.content or {}).get("status") in OPEN for r in results)
             previous = await self._documents(repo, content)
+            # A mask stays on every new version until explicitly lifted (release).
+            choices = replace(choices, hidden=choices.hidden | {
+                r.id for r in decided if masking.hidden_from_patient(r.content or {})})
+            _check_changed(previous, results, choices)
             lab_file = await repo.read_reference(tracking.lab_file_of(content))
             if lab_file is None or lab_file.content is None:
                 raise FhirError(409, [Issue("Le dossier patient du laboratoire est introuvable.", "not-found",
@@ -136,19 +141,16 @@ class Issuing:
             reports = await self._reports(repo, content)
             writes = self._writes(task, issued, decided, hidden, previous, reports[0] if reports else None,
                                   status, now)
-            await repo.save(writes, now, access.owner_key(caller))
+            await work.write(writes)
             await self._deliver(repo, issued, lab_file.content, requests, choices, status, now)
-            await self.records.audit(repo, caller, "create", patients=patients_of(content) | {refs["patient"]},
-                                     touched=[f"{w.resource_type}/{w.id}" for w in writes])
         return issued.document_id
 
     async def release(self, caller: Caller | None, task_id: str) -> int:
         """Show the patient what was hidden for this order (the prescriber after the
         consultation, or bilan at the chosen date when `caller` is None); how many resources."""
-        async with self.records.unit() as repo:
-            if caller is not None and not caller.for_prescriber and caller.kind != "biologist":
-                raise Denied(caller, "update", access.forbidden(
-                    "Seuls le prescripteur et le biologiste lèvent le masquage."), [f"Task/{task_id}"])
+        async with self.records.work(caller) as work:
+            repo = work.repo
+            work.allow("release", [f"Task/{task_id}"])
             task = (await self.records.read_for(repo, caller, "update", "Task", task_id)
                     if caller else await repo.read("Task", task_id))
             if task is None or task.content is None:
@@ -158,12 +160,10 @@ class Issuing:
                                                  for r in (s.content or {}).get("result", []))
             hidden = [s for s in [*results, *await self._documents(repo, task.content), *reports]
                       if s.content and masking.hidden_from_patient(s.content)]
-            now = utc_now()
-            await repo.save([Write(s.resource_type, s.id, masking.released(s.content or {}), "PUT", s.version_id)
-                             for s in hidden], now)
-            if caller is not None:
-                await self.records.audit(repo, caller, "update", patients=patients_of(task.content),
-                                         touched=[f"{s.resource_type}/{s.id}" for s in hidden])
+            # The explicit lifting of the masks, the one write that may drop INVISIBLE_PATIENT:
+            # the release rule (work.allow above) authorises it, not the right to write reports.
+            await work.write([Write(s.resource_type, s.id, masking.released(s.content or {}), "PUT", s.version_id,
+                                    labelled=True, unmask=True) for s in hidden], system=True)
         return len(hidden)
 
     async def release_due(self, item: outbox.OutboxItem) -> None:
@@ -173,10 +173,9 @@ class Issuing:
         except FhirError as error:
             raise RuntimeError(error.issues[0].diagnostics) from None
 
-    async def _task(self, repo: Repository, caller: Caller, task_id: str, interaction: str) -> Stored:
-        if not caller.for_lab and not caller.for_prescriber:
-            raise Denied(caller, interaction, access.forbidden("Réservé aux professionnels."), [f"Task/{task_id}"])
-        task = await self.records.read_for(repo, caller, interaction, "Task", task_id)
+    async def _task(self, work: Work, task_id: str, interaction: str) -> Stored:
+        work.allow("follow-order", [f"Task/{task_id}"])
+        task = await self.records.read_for(work.repo, work.caller, interaction, "Task", task_id)
         if task is None:
             raise tracking.unknown_prescription()
         return task
@@ -258,7 +257,8 @@ class Issuing:
                 previous: list[Stored], report: Stored | None, status: str, now: datetime) -> list[Write]:
         content = task.content or {}
         writes = [Write("Binary", id_, binary, "POST") for id_, binary in documents.binaries(issued)]
-        writes.append(Write("DocumentReference", issued.document_id, documents.document_reference(issued), "POST"))
+        writes.append(Write("DocumentReference", issued.document_id, documents.document_reference(issued), "POST",
+                            labelled=True))
         if previous:
             last = previous[-1]
             writes.append(Write("DocumentReference", last.id, {**(last.content or {}), "status": "superseded"},
@@ -267,11 +267,12 @@ class Issuing:
         for result in decided:
             labels = {masking.INVISIBLE_PATIENT} if result.id in hidden else set()
             writes.append(Write("Observation", result.id, masking.with_labels(
-                result.content or {}, labels, {masking.PATIENT_SPACE} if shared else set()), "PUT", result.version_id))
+                result.content or {}, labels, {masking.PATIENT_SPACE} if shared else set()), "PUT", result.version_id,
+                labelled=True))
         report_id = report.id if report else new_id()
         diagnostic = documents.diagnostic_report(issued, status, [f"Observation/{r.id}" for r in decided])
         writes.append(Write("DiagnosticReport", report_id, diagnostic, "PUT" if report else "POST",
-                            report.version_id if report else None))
+                            report.version_id if report else None, labelled=True))
         task_content = dict(content)
         if status != "partial" and task_content.get("status") != "completed":
             if task_content.get("status") == "accepted":
@@ -313,6 +314,20 @@ class Issuing:
             due = datetime.combine(choices.release_on, time(0, 0), PARIS).astimezone(timezone.utc).replace(tzinfo=None)
             await outbox.enqueue(repo.conn, RELEASE, about, {"release_on": choices.release_on.isoformat()},
                                  resource=document, about=about, now=now, due=due)
+
+
+def _check_changed(previous: list[Stored], results: list[Stored], choices: Choices) -> None:
+    """A new version says something new: a result changed since the last one, or a result
+    newly hidden. Issuing the same report again is refused."""
+    if not previous:
+        return
+    last = previous[-1]
+    changed = any(r.last_updated > last.last_updated for r in results)
+    hidden_before = {r.id for r in results if masking.hidden_from_patient(r.content or {})}
+    if not changed and choices.hidden <= hidden_before and not choices.hide_report:
+        raise FhirError(409, [Issue("Rien n'a changé depuis la dernière version du compte rendu : "
+                                    "aucune nouvelle version n'est émise.", "business-rule",
+                                    expression="compte-rendu")])
 
 
 def _issued(report: LabReport, cda: bytes, refs: dict[str, Any], task_id: str,

@@ -25,8 +25,9 @@ from bilan.fhir.outcomes import FhirError, bad_request
 from bilan.fhir.query import SearchQuery, parse_search, parse_token_value
 from bilan.fhir.searchparams import params_for
 from bilan.records.service import Denied, Records
-from bilan.results.trends import MOST_RESULTS, custom_plans, own_results
+from bilan.results.trends import MOST_RESULTS, own_results
 from bilan.storage import search as store_search
+from bilan.storage.patient_results import custom_plans
 from bilan.storage.repository import Stored
 
 SCAN = 5000  # results read to choose from; a narrower request beyond that
@@ -43,7 +44,8 @@ async def last_n(records: Records, caller: Caller, params: list[tuple[str, str]]
     query = parse_search("Observation", criteria, default_count=SCAN, max_count=SCAN, strict=strict)
     query.sort = [(params_for("Observation")["date"], True)]
     text = "&".join(f"{k}={v}" for k, v in params)
-    async with records.unit() as repo:
+    async with records.work(caller) as work:
+        repo = work.repo
         try:
             access.check_scope(caller, "Observation", "read")
         except FhirError as error:
@@ -56,8 +58,8 @@ async def last_n(records: Records, caller: Caller, params: list[tuple[str, str]]
         found = (await store_search.search(repo.conn, query, records.base_url, lambda t: access.readable(caller, t))
                  if candidates != [] else store_search.SearchResult(0, [], []))
         kept = _last(found.matches, most) if found.total <= SCAN else []
-        await records.audit(repo, caller, "search-type", query=f"Observation/$lastn?{text}",
-                            patients={p for s in kept for p in patients_of(s.content)})
+        work.note("search-type", query=f"Observation/$lastn?{text}",
+                  patients={p for s in kept for p in patients_of(s.content)})
     if found.total > SCAN:
         raise bad_request(f"$lastn chooses among at most {SCAN} results and {found.total} match: "
                           "narrow it with code, category or date")

@@ -55,12 +55,13 @@ class PatientSpace:
 
     async def reports(self, caller: Caller) -> list[ReportLine]:
         """The patient's reports (current versions), newest first."""
-        async with self.records.unit() as repo:
+        async with self.records.work(caller) as work:
+            repo = work.repo
             found = await self._search(repo, caller, "DocumentReference", [("status", "current")])
             lines = [await self._line(repo, s) for s in found]
-            await self.records.audit(repo, caller, "search-type", touched=[f"DocumentReference/{s.id}" for s in found],
-                                     patients={p for s in found for p in patients_of(s.content)},
-                                     query="DocumentReference?status=current")
+            work.note("search-type", touched=[f"DocumentReference/{s.id}" for s in found],
+                      patients={p for s in found for p in patients_of(s.content)},
+                      query="DocumentReference?status=current")
         return sorted(lines, key=lambda line: line.when or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
 
     async def awaiting(self, caller: Caller) -> list[str]:
@@ -68,7 +69,8 @@ class PatientSpace:
         doctor (hidden until then): only the lab's name, never what or when."""
         if caller.kind != "patient":
             return []
-        async with self.records.unit() as repo:
+        async with self.records.work(caller) as work:
+            repo = work.repo
             mine = referring("DocumentReference", "patient", "Patient", access.visible(caller, "Patient"))
             announced = narrowed(mine, within=(
                 with_token("DocumentReference", "_tag", masking.SHARING, masking.ANNOUNCED),
@@ -81,11 +83,12 @@ class PatientSpace:
 
     async def trail(self, caller: Caller) -> list[TrailLine]:
         """Who accessed the patient's data, newest first, in plain words."""
-        async with self.records.unit() as repo:
+        async with self.records.work(caller) as work:
+            repo = work.repo
             found = await self._search(repo, caller, "AuditEvent", [("_sort", "-date")], count=200)
             names: dict[str, str] = {}
             lines = [await self._trail_line(repo, s.content or {}, names) for s in found]
-            await self.records.audit(repo, caller, "search-type", query="AuditEvent?_sort=-date")
+            work.note("search-type", query="AuditEvent?_sort=-date")
         return lines
 
     async def _search(self, repo: Repository, caller: Caller, resource_type: str,

@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable
 
-from sqlalchemy import and_, func, literal, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.auth import access
@@ -26,8 +25,9 @@ from bilan.fhir.text import normalise
 from bilan.records.service import Denied, Records
 from bilan.results import analytes, units
 from bilan.results.fhir_report import OBSERVATION_CATEGORY
-from bilan.storage.repository import OWNER, Repository, Stored, stored_from_row
-from bilan.storage.tables import resources, search_index
+from bilan.storage import catalogue, patient_results
+from bilan.storage.patient_results import Token, custom_plans
+from bilan.storage.repository import Repository, Stored
 
 DECIDED = ("final", "amended", "corrected")
 OUT_OF_RANGE_FLAGS = frozenset({"H", "L", "HH", "LL", "A", "AA"})
@@ -92,12 +92,13 @@ class Trends:
         matched accent- and case-insensitively on the French label and synonyms ("glycémie",
         "glycemie", "glucose", "cholestérol"...), sorted by chapter then label."""
         params = [("status", ",".join(DECIDED))]
-        async with self.records.unit() as repo:
+        async with self.records.work(caller) as work:
+            repo = work.repo
             _check_patient(caller)
             await custom_plans(repo.conn)
             found = await visible_results(repo.conn, self.records.base_url, caller)
             readings = [r for r in map(_reading, found) if r is not None]
-            entries = await analytes.entries_by_loinc(
+            entries = await catalogue.entries_by_loinc(
                 repo.conn, analytes.related_loinc(c for r in readings for c in r.codings))
             by_key: dict[str, list[_Reading]] = {}
             for reading in readings:
@@ -107,15 +108,16 @@ class Trends:
             described = {key: analytes.describe(key, entries, _latest(rs).content) for key, rs in by_key.items()}
             wanted = {key: rs for key, rs in by_key.items() if described[key].matches(text)}
             labs = await _labs(repo, [_latest(rs) for rs in wanted.values()])  # only `last` shows its lab
-            await self.records.audit(repo, caller, "search-type", patients=_patients(found),
-                                     query=_query_text(params))
+            work.note("search-type", patients=_patients(found),
+                      query=_query_text(params))
         made = [_summary(_series(described[key], rs, labs)) for key, rs in wanted.items()]
         return sorted(made, key=lambda a: (normalise(a.chapter_label), normalise(a.label), a.key))
 
     async def series(self, caller: Caller, key: str) -> Series:
         """One analyte's results over time for the caller; FhirError 404 (French message) for an
         analyte with no visible result."""
-        async with self.records.unit() as repo:
+        async with self.records.work(caller) as work:
+            repo = work.repo
             _check_patient(caller)
             await custom_plans(repo.conn)
             codes, entries = await analytes.codes_of_key(repo.conn, key)
@@ -125,8 +127,8 @@ class Trends:
             readings = [r for r in map(_reading, found)
                         if r is not None and analytes.key_of(r.codings, entries) == key]
             labs = await _labs(repo, readings)
-            await self.records.audit(repo, caller, "search-type", patients=_patients(found),
-                                     query=_query_text(params))
+            work.note("search-type", patients=_patients(found),
+                      query=_query_text(params))
         if not readings:
             raise FhirError(404, [Issue("Aucun résultat de cette analyse n'est disponible dans votre espace.",
                                         "not-found")])
@@ -144,52 +146,17 @@ async def visible_results(conn: AsyncConnection, base_url: str, caller: Caller,
     candidates = await own_results(conn, caller, tokens)
     if not candidates:
         return []
-    r = resources.c
-    rows = await conn.execute(select(resources).where(
-        r.resource_type == "Observation", r.deleted.is_(False), r.id.in_(candidates),
-        r.id.in_(access.readable(caller, "Observation"))))
-    return [stored_from_row(row) for row in rows]
-
-
-Token = tuple[str | None, str | None]  # a token search value: (system, code) as fhir.query reads it
+    return await patient_results.observations(conn, candidates, access.readable(caller, "Observation"))
 
 
 async def own_results(conn: AsyncConnection, caller: Caller, codes: list[Token] | None,
                       patients: list[str] | None = None) -> list[str]:
     """The ids of the results about the caller's own patient records, or about these Patient
     ids, with one of these codes (token values: system None for any, "" for none): what the
-    caller may see is among them, and the search then applies every access rule to these few.
-
-    Found from the patient's rows only: the records' `patient` rows, then each one's own `code`
-    rows. The planner fence (OFFSET 0) keeps the code test per result; flattened, PostgreSQL
-    may read every result of the code (a hundred thousand glucose results) to meet her ten.
-    """
-    mine = search_index.alias("mine")
-    stmt = select(mine.c.resource_id).where(
-        mine.c.resource_type == "Observation", mine.c.name == "patient", mine.c.system == "Patient",
-        mine.c.value.in_(patients if patients is not None else access.visible(caller, "Patient")))
-    if codes is not None:
-        coded = search_index.alias("coded")
-        stmt = stmt.where(select(literal_column("1")).where(
-            coded.c.resource_type == "Observation", coded.c.resource_id == mine.c.resource_id,
-            coded.c.name == "code", or_(*(_token(coded.c, system, code) for system, code in codes)),
-        ).offset(literal_column("0")).exists())
-    return list(dict.fromkeys(row[0] for row in await conn.execute(stmt.limit(MOST_RESULTS))))
-
-
-def _token(columns: Any, system: str | None, code: str | None) -> Any:
-    clauses = [columns.value == code] if code is not None else []
-    if system is not None:
-        clauses.append(columns.system.is_(None) if system == "" else columns.system == system)
-    return and_(*clauses)
-
-
-async def custom_plans(conn: AsyncConnection) -> None:
-    """Plan this transaction's searches for their values. How selective a search is depends on
-    them (one patient's results among millions); the generic plan PostgreSQL switches a prepared
-    statement to after five runs cannot know it, and reads every shared result (~1000x slower)."""
-    if conn.dialect.name == "postgresql":
-        await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+    caller may see is among them, and the search then applies every access rule to these few
+    (bilan/storage/patient_results.py: found from her rows only)."""
+    mine = patients if patients is not None else access.visible(caller, "Patient")
+    return await patient_results.results_about(conn, mine, codes, MOST_RESULTS)
 
 
 def _check_patient(caller: Caller) -> None:
@@ -399,14 +366,5 @@ def _labs_of(content: dict[str, Any]) -> list[dict[str, Any]]:
 async def _recording_labs(repo: Repository, result_ids: list[str]) -> dict[str, str]:
     """The name of the lab that recorded each result (its owner key "lab:FINESS"), from the
     directory's Organization with that FINESS."""
-    owner, ident = search_index.alias("owner"), search_index.alias("ident")
-    org = resources.c
-    rows = await repo.conn.execute(
-        select(owner.c.resource_id, org.content)
-        .join(ident, and_(ident.c.resource_type == "Organization", ident.c.name == "identifier",
-                          ident.c.system == access.ORGANIZATION_ID,
-                          ident.c.value == literal("1").concat(func.substr(owner.c.value, len("lab:") + 1))))
-        .join(resources, and_(org.resource_type == "Organization", org.id == ident.c.resource_id))
-        .where(owner.c.resource_type == "Observation", owner.c.resource_id.in_(result_ids),
-               owner.c.name == OWNER, owner.c.value.like("lab:%"), org.deleted.is_(False)))
-    return {row.resource_id: (row.content or {}).get("name", "") for row in rows}
+    found = await patient_results.recording_labs(repo.conn, result_ids, access.ORGANIZATION_ID)
+    return {result_id: organization.get("name", "") for result_id, organization in found.items()}

@@ -58,8 +58,9 @@ _PREFIXES: dict[str, Decimal] = {
     "u": Decimal("1e-6"), "n": Decimal("1e-9"), "p": Decimal("1e-12"), "f": Decimal("1e-15"),
 }
 
-_COMPONENT = re.compile(r"(?P<body>%|[A-Za-z]*(?:\[[A-Za-z]+\])?)(?P<exponent>[+-]?\d+)?")
-_POWER_OF_TEN = re.compile(r"10\*(?P<exponent>[+-]?\d+)")
+# Exponents of one or two digits: 10*12/L or m3 are read, 10*999999999 is refused, not computed.
+_COMPONENT = re.compile(r"(?P<body>%|[A-Za-z]*(?:\[[A-Za-z]+\])?)(?P<exponent>[+-]?\d{1,2})?")
+_POWER_OF_TEN = re.compile(r"10\*(?P<exponent>[+-]?\d{1,2})")
 _ANNOTATED = re.compile(r"(?P<component>[^{}]*)(?P<annotation>\{[^{}]*\})")
 
 # Spellings seen on French reports and instruments, each with its UCUM form and why. Applied

@@ -14,14 +14,16 @@ from typing import Any
 from bilan.auth import access
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
-from bilan.fhir.dates import date_range, utc_now
+from bilan.fhir.dates import date_range, instant
 from bilan.fhir.outcomes import FhirError, Issue
 from bilan.fhir.query import parse_search
-from bilan.prescription import catalogue, tracking
+from bilan.prescription import tracking
 from bilan.prescription.messaging import adapted_requests
-from bilan.records.service import Denied, Records
+from bilan.records.pipeline import Work
+from bilan.records.service import Records
 from bilan.results import interpretation, units
 from bilan.results.delta import DeltaResult, delta_check
+from bilan.storage import catalogue
 from bilan.storage import search as store_search
 from bilan.storage.repository import Repository, Stored, Write
 
@@ -73,12 +75,13 @@ class ResultsDesk:
         self.records = records
 
     async def results(self, caller: Caller, task_id: str) -> list[Row]:
-        async with self.records.unit() as repo:
-            task = await self._task(repo, caller, task_id, "read")
+        async with self.records.work(caller) as work:
+            repo = work.repo
+            task = await self._task(work, task_id, "read")
             found = await order_results(repo, self.records.base_url, caller, task)
             rows = [await self._row(repo, caller, s) for s in found]
-            await self.records.audit(repo, caller, "read", patients=patients_of(task.content),
-                                     touched=[f"Observation/{s.id}" for s in found])
+            work.note("read", patients=patients_of(task.content),
+                      touched=[f"Observation/{s.id}" for s in found])
         return rows
 
     async def decide(self, caller: Caller, task_id: str, action: str, ids: list[str], comment: str,
@@ -93,13 +96,13 @@ class ResultsDesk:
             raise FhirError(422, [Issue("Indiquez le motif.", "required", expression="commentaire")])
         if action == "corriger" and len(ids) != 1:
             raise FhirError(422, [Issue("Cochez le seul résultat à corriger.", "value", expression="resultats")])
-        async with self.records.unit() as repo:
-            if action in ("biologique", "corriger") and caller.kind != "biologist":
-                raise Denied(caller, "update", access.forbidden(
-                    "Seul un biologiste valide ou corrige un résultat validé."), [f"Task/{task_id}"])
-            task = await self._task(repo, caller, task_id, "update")
+        async with self.records.work(caller) as work:
+            repo = work.repo
+            if action in ("biologique", "corriger"):
+                work.allow("validate-biologically", [f"Task/{task_id}"])
+            task = await self._task(work, task_id, "update")
             mine = {s.id: s for s in await order_results(repo, self.records.base_url, caller, task)}
-            now, writes = utc_now(), []
+            now, writes = work.now, []
             for result_id in ids:
                 stored = mine.get(result_id)
                 allowed = CORRECTABLE if action == "corriger" else OPEN
@@ -107,19 +110,15 @@ class ResultsDesk:
                     raise FhirError(409, [Issue("Ce résultat n'est plus à valider : rechargez la page.",
                                                 "conflict", expression="resultats")])
                 if action == "corriger":
-                    content = await self.records.guarded(repo, caller, _corrected(
-                        stored.content or {}, value, comment, caller.label, now))
+                    content = _corrected(stored.content or {}, value, comment, caller.label, now)
                 else:
                     content = _decided(stored.content or {}, action, comment, caller.label, now)
                 writes.append(Write("Observation", stored.id, content, "PUT", stored.version_id))
-            await repo.save(writes, now)
-            await self.records.audit(repo, caller, "update", patients=patients_of(task.content),
-                                     touched=[f"Observation/{w.id}" for w in writes])
+            await work.write(writes)
 
-    async def _task(self, repo: Repository, caller: Caller, task_id: str, interaction: str) -> Stored:
-        if not caller.for_lab:
-            raise Denied(caller, interaction, access.forbidden("Réservé au laboratoire."), [f"Task/{task_id}"])
-        task = await self.records.read_for(repo, caller, interaction, "Task", task_id)
+    async def _task(self, work: Work, task_id: str, interaction: str) -> Stored:
+        work.allow("results-desk", [f"Task/{task_id}"])
+        task = await self.records.read_for(work.repo, work.caller, interaction, "Task", task_id)
         if task is None:
             raise tracking.unknown_prescription()
         return task
@@ -181,7 +180,7 @@ def _decided(content: dict[str, Any], action: str, comment: str, author: str, no
     text = {"repasser": f"Rejeté pour nouvelle analyse : {comment.strip()}",
             "annuler": f"Non réalisé : {comment.strip()}"}.get(action, comment.strip())
     if text:
-        decided["note"] = [*content.get("note", []), {"authorString": author, "time": now.isoformat(), "text": text}]
+        decided["note"] = [*content.get("note", []), {"authorString": author, "time": instant(now), "text": text}]
     if action == "annuler":
         decided.pop("valueQuantity", None)
         decided["dataAbsentReason"] = NOT_DONE
@@ -203,7 +202,7 @@ def _corrected(content: dict[str, Any], value: str, reason: str, author: str, no
     corrected["meta"] = {**content.get("meta", {}), "tag": [t for t in content.get("meta", {}).get("tag", [])
                                                           if t.get("code") != "computed"]}
     corrected.update(status="corrected", valueQuantity={**quantity, "value": float(number)})
-    corrected["note"] = [*content.get("note", []), {"authorString": author, "time": now.isoformat(),
+    corrected["note"] = [*content.get("note", []), {"authorString": author, "time": instant(now),
                                                      "text": f"Corrigé (était {previous}) : {reason.strip()}"}]
     return corrected
 

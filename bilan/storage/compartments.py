@@ -18,6 +18,13 @@ def with_token(resource_type: str, param: str, system: str, value: str) -> IdSet
                                          i.c.value == value, i.c.system == system)
 
 
+def derived(resource_type: str, name: str, value: str) -> IdSet:
+    """Ids of the resources of a type with the derived search row name = value."""
+    i = search_index.alias()
+    return select(i.c.resource_id).where(i.c.resource_type == resource_type, i.c.name == name,
+                                         i.c.value == value)
+
+
 def referring(resource_type: str, param: str, target_type: str, targets: Any) -> IdSet:
     """Ids of the resources of a type whose reference `param` points into `targets`."""
     i = search_index.alias()
@@ -37,14 +44,6 @@ def owned_by(resource_type: str, owner: str) -> IdSet:
     i = search_index.alias()
     return select(i.c.resource_id).where(i.c.resource_type == resource_type, i.c.name == OWNER,
                                          i.c.value == owner)
-
-
-def owned_by_another_lab(resource_type: str, mine: str | None) -> IdSet:
-    """Ids of the resources of a type that a lab created, other than the lab `mine`."""
-    i = search_index.alias()
-    query = select(i.c.resource_id).where(i.c.resource_type == resource_type, i.c.name == OWNER,
-                                          i.c.value.like("lab:%"))
-    return query.where(i.c.value != mine) if mine else query
 
 
 def narrowed(ids: Any, *, within: tuple[Any, ...] = (), without: tuple[Any, ...] = ()) -> IdSet:

@@ -18,9 +18,6 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(settings.database_url)
-    connect_args: dict[str, Any] = {}
-    if settings.database_schema:
-        connect_args["server_settings"] = {"search_path": settings.database_schema}
     return create_async_engine(
         settings.database_url,
         json_serializer=_json_dumps,
@@ -28,8 +25,22 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
         pool_pre_ping=True,
-        connect_args=connect_args,
+        pool_timeout=settings.database_connect_timeout,
+        connect_args=_postgres_connect_args(settings),
     )
+
+
+def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
+    """A database that is down or stalled answers within seconds (a 503), never after minutes."""
+    server_settings = {"statement_timeout": str(settings.statement_timeout_ms)}
+    if settings.database_schema:
+        server_settings["search_path"] = settings.database_schema
+    connect_args: dict[str, Any] = {"timeout": settings.database_connect_timeout,
+                                    "server_settings": server_settings}
+    if settings.statement_timeout_ms:
+        # The server cancels a slow statement itself; this bounds a server that stopped answering.
+        connect_args["command_timeout"] = settings.statement_timeout_ms / 1000 + settings.database_connect_timeout
+    return connect_args
 
 
 def _sqlite_engine(database_url: str) -> AsyncEngine:

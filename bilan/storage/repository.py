@@ -7,7 +7,7 @@ several resources gets all of them or none.
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Awaitable, Callable, Iterable, Literal
+from typing import Any, Iterable, Literal
 
 from sqlalchemy import and_, delete, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,6 +19,9 @@ from bilan.storage.tables import resource_versions, resources, search_index
 
 Method = Literal["POST", "PUT", "DELETE"]
 OWNER = "_owner"  # search row naming who created a resource
+# Rows that stay with the resource across its versions: who created it, and the facts fixed
+# at intake that access derives from (bilan/auth/access.py, bilan/records/pipeline.py).
+KEPT_ROWS = (OWNER, "_requester", "_lab")
 
 
 @dataclass(frozen=True)
@@ -34,13 +37,24 @@ class Stored:
 
 @dataclass(frozen=True)
 class Write:
-    """A new version to store. `expected_version` is the version it replaces (None: a create)."""
+    """A new version to store. `expected_version` is the version it replaces (None: a create).
+
+    What the write pipeline (bilan/records/pipeline.py) needs to know of it:
+    `labelled` when the domain itself set the patient-visibility labels (issuing a report),
+    else they are inherited from the stored version; `unmask` when the write is the explicit
+    lifting of a mask; `validated` when the caller's resource was already checked at the
+    door; `path` where the resource sits in the request, for error messages."""
 
     resource_type: str
     id: str
     content: dict[str, Any] | None
     method: Method
     expected_version: int | None = None
+    labelled: bool = False
+    unmask: bool = False
+    validated: bool = False
+    guarded: bool = False
+    path: str | None = None
 
 
 class StaleVersion(Exception):
@@ -57,16 +71,9 @@ def stored_from_row(row: Any, method: str = "") -> Stored:
                   row.content, method)
 
 
-Observer = Callable[["Repository", list[Stored]], Awaitable[None]]
-
-
 class Repository:
-    """`observers` are told of every batch of new versions, in the same transaction (e.g. to
-    queue the notifications they trigger)."""
-
-    def __init__(self, conn: AsyncConnection, observers: Iterable[Observer] = ()):
+    def __init__(self, conn: AsyncConnection):
         self.conn = conn
-        self.observers = tuple(observers)
 
     async def lock_many(self, keys: list[str]) -> None:
         """Serialise writers on each key until commit (PostgreSQL; SQLite writers are serial).
@@ -202,15 +209,63 @@ class Repository:
             ]
         if index_rows:
             await self.conn.execute(insert(search_index), index_rows)
-        for observer in self.observers:
-            await observer(self, stored)
         return stored
 
+    async def add_rows(self, rows: list[tuple[str, str, str, str]]) -> None:
+        """Search rows the pipeline derives (resource type, id, name, value), such as who a
+        prescription's requester is; dropped with the version's other rows."""
+        if rows:
+            await self.conn.execute(insert(search_index), [
+                {"resource_type": t, "resource_id": i, "name": n, "system": None, "value": v,
+                 "exact": None, "date_start": None, "date_end": None} for t, i, n, v in rows])
+
+    async def replace_row(self, resource_type: str, resource_id: str, name: str,
+                          value: str | None) -> None:
+        """Set a derived row of a resource (None: drop it)."""
+        i = search_index.c
+        await self.conn.execute(delete(search_index).where(
+            i.resource_type == resource_type, i.resource_id == resource_id, i.name == name))
+        if value is not None:
+            await self.add_rows([(resource_type, resource_id, name, value)])
+
+    async def derived_value(self, resource_type: str, resource_id: str, name: str) -> str | None:
+        i = search_index.c
+        row = (await self.conn.execute(select(i.value).where(
+            i.resource_type == resource_type, i.resource_id == resource_id, i.name == name))).first()
+        return row.value if row else None
+
+    async def owner(self, resource_type: str, resource_id: str) -> str | None:
+        """Who created the resource ("rpps:...", "lab:..."); None for bilan's own."""
+        return await self.derived_value(resource_type, resource_id, OWNER)
+
+    async def referrers(self, resource_type: str, resource_id: str, limit: int = 5) -> list[str]:
+        """'Type/id' of live resources other than itself whose references point at it (the
+        audit trail, which names everything it saw, aside)."""
+        i, r = search_index.c, resources.c
+        rows = await self.conn.execute(
+            select(i.resource_type, i.resource_id).distinct()
+            .join(resources, and_(r.resource_type == i.resource_type, r.id == i.resource_id))
+            .where(i.system == resource_type, i.value == resource_id, i.name != OWNER,
+                   r.deleted.is_(False), i.resource_type != "AuditEvent",
+                   or_(i.resource_type != resource_type, i.resource_id != resource_id))
+            .limit(limit))
+        return [f"{row.resource_type}/{row.resource_id}" for row in rows]
+
+    async def visible_ids(self, resource_type: str, ids: Iterable[str], allowed: Any) -> set[str]:
+        """The ids among `ids` that are in `allowed` (a subquery; None: all)."""
+        ids = set(ids)
+        if allowed is None or not ids:
+            return ids
+        rows = await self.conn.execute(select(resources.c.id).where(
+            resources.c.resource_type == resource_type, resources.c.id.in_(ids),
+            resources.c.id.in_(allowed)))
+        return {row.id for row in rows}
+
     async def _drop_index(self, keys: list[tuple[str, str]]) -> None:
-        """Drop the search rows of replaced versions (the owner row stays with the resource)."""
+        """Drop the search rows of replaced versions (KEPT_ROWS stay with the resource)."""
         i = search_index.c
         for chunk in _chunks(keys, 500):
-            await self.conn.execute(delete(search_index).where(i.name != OWNER, or_(*(
+            await self.conn.execute(delete(search_index).where(i.name.not_in(KEPT_ROWS), or_(*(
                 and_(i.resource_type == rtype, i.resource_id == rid) for rtype, rid in chunk
             ))))
 

@@ -68,9 +68,9 @@ async def search(conn: AsyncConnection, query: SearchQuery, base_url: str,
 
 
 async def first_matches(conn: AsyncConnection, query: SearchQuery, base_url: str,
-                        hidden: Restriction = everything) -> list[Stored]:
+                        restrict: Restriction = everything) -> list[Stored]:
     """Up to two matches in no particular order: enough to tell none, one or several."""
-    [found] = await first_matches_many(conn, [query], base_url, hidden)
+    [found] = await first_matches_many(conn, [query], base_url, restrict)
     return found
 
 
@@ -78,15 +78,15 @@ MANY_MATCHES = 100  # enough rows to tell, for each of several conditional crite
 
 
 async def first_matches_many(conn: AsyncConnection, queries: list[SearchQuery], base_url: str,
-                             hidden: Restriction = everything) -> list[list[Stored]]:
-    """first_matches for several queries in one statement, never matching what `hidden`
-    names (ids, as a subquery, per type; None: nothing hidden)."""
+                             restrict: Restriction = everything) -> list[list[Stored]]:
+    """first_matches for several queries in one statement, only among what `restrict`
+    lets through (ids, as a subquery, per type; None: everything)."""
 
     def where(q: SearchQuery) -> list[ColumnElement[bool]]:
         clauses = _where(q.resource_type, q.criteria, base_url)
-        excluded = hidden(q.resource_type)
-        if excluded is not None:
-            clauses.append(r.id.not_in(excluded))
+        allowed = restrict(q.resource_type)
+        if allowed is not None:
+            clauses.append(r.id.in_(allowed))
         return clauses
 
     if len(queries) == 1:

@@ -176,3 +176,17 @@ counters = Table(
     Column("name", String(64), primary_key=True),
     Column("value", BigInteger, nullable=False),
 )
+
+# Web logins kept by the server (bilan/storage/sessions.py). The browser holds a random
+# token; the table holds only its SHA-256, so reading it gives no usable cookie.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),  # sha256 of the cookie's token, in hex
+    Column("data", JSON, nullable=False),  # who is logged in, or a login under way
+    Column("created_at", DateTime, nullable=False),
+    Column("last_seen_at", DateTime, nullable=False),  # idle timeout counts from here
+    Column("expires_at", DateTime, nullable=False),  # absolute end, whatever the activity
+    Column("revoked", Boolean, nullable=False),  # logged out: refused from then on
+    Index("ix_web_sessions_expires", "expires_at"),
+)

@@ -47,8 +47,7 @@ class AuthController(Controller):
             done = await oidc.finish(params["code"], pending["code_verifier"], pending["nonce"])
         except InvalidToken:
             raise login_failed("L'identité transmise n'a pas pu être vérifiée.") from None
-        request.clear_session()
-        open_session(request, done.claims, done.id_token)
+        open_session(request, done.claims, done.id_token)  # a new session token: no fixation
         user = current_user(request, settings)
         try:
             caller = web_caller(request, user)
@@ -63,7 +62,7 @@ class AuthController(Controller):
     async def logout(self, request: AnyRequest, oidc: NamedDependency[OidcClient],
                      records: NamedDependency[Records], settings: NamedDependency[Settings]) -> Redirect:
         user = current_user(request, settings)
-        request.clear_session()
+        request.clear_session()  # the server's row is revoked: a copy of the cookie is refused
         if user is None:
             return Redirect("/")
         await records.record_session(web_caller(request, user), "logout")

@@ -1,0 +1,260 @@
+"""The one write path. Every write, whoever describes it (REST, transactions, web forms, domain
+services, imports, workers, the demo loader), is stored by `Work.write`, in this order:
+
+1. authorise it against the stored version and the new one (bilan/auth/policy.py);
+2. validate it (models, value sets, French rules), unless the door already did;
+3. run the domain guards of its type;
+4. compute the derived elements: the patient-visibility labels (bilan/results/masking.py);
+5. store it, its history and its search rows, with the rows access derives from facts fixed
+   at intake (who requested a prescription, which lab it is addressed to or was taken by);
+   then check that everything it points to is readable by the writer;
+6. note it for the audit trail, written in the same transaction when the Work ends;
+7. tell the observers, which queue the after-commit events (outbox).
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
+
+from bilan.auth import access, policy
+from bilan.auth.access import LAB_ROW, ORGANIZATION_ID, REQUESTER_ROW
+from bilan.auth.audit import patients_of
+from bilan.auth.caller import Caller
+from bilan.fhir.outcomes import FhirError, Issue, errors_only
+from bilan.fhir.references import literal, references
+from bilan.prescription.practitioners import RPPS
+from bilan.results import masking
+from bilan.storage.repository import Repository, Stored, Write
+
+if TYPE_CHECKING:
+    from bilan.records.service import Records
+
+Observer = Callable[["Work", list[Stored]], Awaitable[None]]
+KEEP_OWNER = object()
+
+
+@dataclass
+class Noted:
+    """One interaction to audit: which patients, which resources, the query if any."""
+
+    interaction: str
+    patients: set[str] = field(default_factory=set)
+    touched: set[str] = field(default_factory=set)
+    query: str | None = None
+
+
+class Work:
+    """One unit of work of one caller (None: bilan's own code), in one database transaction.
+    Services read through `repo` and describe their writes to `write`; what they read they
+    `note`, and the audit trail of the whole unit is written when it ends."""
+
+    def __init__(self, records: "Records", repo: Repository, caller: Caller | None, now: datetime,
+                 interaction: str | None = None):
+        self.records = records
+        self.interaction = interaction  # how the writes are audited when not as themselves
+        self.repo = repo
+        self.caller = caller
+        self.now = now
+        self.noted: list[Noted] = []
+        self.warnings: dict[tuple[str, str], list[Issue]] = {}
+
+    @property
+    def conn(self) -> Any:
+        return self.repo.conn
+
+    def note(self, interaction: str, *, patients: Iterable[str] = (), touched: Iterable[str] = (),
+             query: str | None = None) -> None:
+        self.noted.append(Noted(interaction, set(patients), set(touched), query))
+
+    def allow(self, action: str, touched: Iterable[str] = ()) -> None:
+        """The caller may take this domain action (bilan/auth/policy.py ACTIONS), or a
+        recorded 403."""
+        if self.caller is None:
+            return
+        try:
+            policy.check_action(self.caller, action)
+        except FhirError as error:
+            from bilan.records.service import Denied
+            raise Denied(self.caller, action, error, list(touched)) from None
+
+    def problems(self, content: dict[str, Any]) -> list[Issue]:
+        """Step 2 for one resource ahead of its write (a form checks each line): its errors."""
+        return errors_only(self.records.validator.check(content))
+
+    async def guarded(self, content: dict[str, Any]) -> dict[str, Any]:
+        """Step 3 for one resource ahead of its write: as the guards complete it, or refused."""
+        return await self.records.guarded(self.repo, self.caller, content)
+
+    async def write(self, writes: list[Write], *, system: bool = False,
+                    owner: Any = KEEP_OWNER) -> list[Stored]:
+        """Store these writes through the pipeline. `system` for bilan's own bookkeeping
+        inside a caller's unit (a Task moved when an answer arrives): authorised by the domain
+        rule that triggers it, not by the caller's rights. `owner` overrides who the created
+        resources belong to (an imported report's results belong to the report's owner)."""
+        if not writes:
+            return []
+        acting = None if system else self.caller
+        current = await self._current(writes)
+        prepared = []
+        for write in writes:
+            stored = current.get((write.resource_type, write.id))
+            if acting is not None:
+                await self._authorise(acting, write, stored)
+            prepared.append(await self._derived(write, stored))
+        key = policy.owner_key(self.caller) if owner is KEEP_OWNER else owner
+        saved = await self.repo.save(prepared, self.now, key)
+        await self._access_rows(acting, saved, current)
+        if acting is not None:
+            await self._check_references(acting, prepared)
+        for stored in saved:
+            before = current.get((stored.resource_type, stored.id))
+            interaction = {"POST": "create", "PUT": "update", "DELETE": "delete"}[stored.method]
+            if stored.method == "PUT" and (before is None or before.deleted):
+                interaction = "create"
+            self.note(self.interaction or interaction, patients=patients_of(stored.content) | patients_of(
+                before.content if before else None), touched=[f"{stored.resource_type}/{stored.id}"])
+        for observer in self.records.observers:
+            await observer(self, saved)
+        return saved
+
+    async def _current(self, writes: list[Write]) -> dict[tuple[str, str], Stored]:
+        keys = [(w.resource_type, w.id) for w in writes if w.method != "POST"]
+        found: dict[tuple[str, str], Stored] = {}
+        for key in keys:
+            stored = await self.repo.read(*key)
+            if stored is not None:
+                found[key] = stored
+        return found
+
+    async def _authorise(self, caller: Caller, write: Write, stored: Stored | None) -> None:
+        path = write.path or write.resource_type
+        policy.check_type(caller, write.resource_type)
+        live = stored is not None and not stored.deleted and stored.content is not None
+        if live:
+            assert stored is not None
+            await self.records.check_read(self.repo, caller, "update", stored)
+        if write.content is None:
+            if live:
+                policy.check_delete(write.resource_type,
+                                    await self.repo.referrers(write.resource_type, write.id), path)
+            return
+        if live:
+            assert stored is not None and stored.content is not None
+            policy.check_change(caller, write.resource_type, stored.content, write.content,
+                                await self.repo.owner(write.resource_type, write.id), path)
+
+    def _validated(self, content: dict[str, Any], path: str | None) -> dict[str, Any]:
+        from bilan.records.service import invalid
+        issues = self.records.validator.check(content, path)
+        if errors_only(issues):
+            raise invalid(errors_only(issues))
+        return content
+
+    async def _derived(self, write: Write, stored: Stored | None) -> Write:
+        if write.content is None:
+            return write
+        content = write.content
+        if not write.validated:
+            content = self._validated(content, write.path)
+        content = _caller_labels_dropped(content, stored, write)
+        if not write.guarded:
+            content = await self.guarded(content)
+        return replace(write, content=_visibility(content, stored, write))
+
+    async def _access_rows(self, caller: Caller | None, saved: list[Stored],
+                           current: dict[tuple[str, str], Stored]) -> None:
+        """The rows access derives from facts fixed at intake (bilan/auth/access.py)."""
+        for stored in saved:
+            content = stored.content
+            if content is None:
+                continue
+            before = current.get((stored.resource_type, stored.id))
+            created = before is None or before.deleted
+            if stored.resource_type == "ServiceRequest" and created:
+                await self._requester_row(caller, stored)
+                finess = await self._finess(content.get("performer", []))
+                await self.repo.replace_row("ServiceRequest", stored.id, LAB_ROW, finess)
+            elif stored.resource_type == "Task":
+                owner = content.get("owner")
+                if not created and before is not None and (before.content or {}).get("owner") == owner:
+                    continue
+                finess = await self._finess([owner] if owner else [])
+                if caller is not None and caller.for_lab and owner and finess != caller.lab_finess:
+                    raise policy.forbidden("A Task's owner is the lab that writes it",
+                                           "Task.owner")
+                await self.repo.replace_row("Task", stored.id, LAB_ROW, finess)
+
+    async def _requester_row(self, caller: Caller | None, stored: Stored) -> None:
+        if caller is not None and caller.for_lab:
+            return  # a lab's request (an adaptation) is seen through the prescription it adapts
+        requester = ((stored.content or {}).get("requester") or {}).get("reference", "")
+        rpps = await self._rpps(requester)
+        if caller is not None and caller.for_prescriber:
+            if caller.rpps not in rpps:
+                raise policy.forbidden("The request's requester is not the prescriber this token "
+                                       "acts for", "ServiceRequest.requester")
+            rpps = [caller.rpps or ""]
+        if rpps:
+            await self.repo.replace_row("ServiceRequest", stored.id, REQUESTER_ROW, rpps[0])
+
+    async def _rpps(self, reference: str) -> list[str]:
+        found = await self.repo.read_reference(reference)
+        if found is not None and found.resource_type == "PractitionerRole":
+            practitioner = ((found.content or {}).get("practitioner") or {}).get("reference", "")
+            found = await self.repo.read_reference(practitioner)
+        if found is None or found.resource_type != "Practitioner":
+            return []
+        return [str(i.get("value")) for i in (found.content or {}).get("identifier", [])
+                if i.get("system") == RPPS and i.get("value")]
+
+    async def _finess(self, organizations: list[Any]) -> str | None:
+        for item in organizations:
+            reference = item.get("reference", "") if isinstance(item, dict) else ""
+            found = await self.repo.read_reference(reference) if reference.startswith("Organization/") else None
+            for ident in (found.content or {}).get("identifier", []) if found else []:
+                value = str(ident.get("value", ""))
+                if ident.get("system") == ORGANIZATION_ID and value.startswith("1"):
+                    return value[1:]
+        return None
+
+    async def _check_references(self, caller: Caller, writes: list[Write]) -> None:
+        """Everything a write points to is readable by its writer, once the write is stored
+        (a Task taking an order makes the order's patient readable to the lab)."""
+        wanted: dict[str, dict[str, str]] = defaultdict(dict)
+        for write in writes:
+            if write.content is None:
+                continue
+            for path, reference in references(write.content, write.path or write.resource_type):
+                key = literal(reference)
+                if key is not None:
+                    wanted[key[0]].setdefault(key[1], path)
+        for resource_type, paths in wanted.items():
+            allowed = access.visible(caller, resource_type)
+            seen = await self.repo.visible_ids(resource_type, paths, allowed)
+            for resource_id, path in paths.items():
+                if resource_id not in seen:
+                    raise policy.forbidden(f"{resource_type}/{resource_id} is not yours to see: "
+                                           "a write may only point to what its writer may read",
+                                           path.removesuffix(".reference"))
+
+
+def _caller_labels_dropped(content: dict[str, Any], stored: Stored | None,
+                           write: Write) -> dict[str, Any]:
+    """Before the guards: the sharing tags are never taken from the caller. They are the
+    domain's when it labels the write itself, else the stored version's."""
+    if write.labelled:
+        return content
+    before = stored.content if stored is not None and stored.content else {}
+    return masking.with_labels(content, masking.security_of(content), masking.tags_of(before))
+
+
+def _visibility(content: dict[str, Any], stored: Stored | None, write: Write) -> dict[str, Any]:
+    """After the guards: a mask once set stays on every new version until a write that
+    explicitly lifts it, and the derived seen-by-patient tag is computed again."""
+    before = stored.content if stored is not None and stored.content else {}
+    security = masking.security_of(content)
+    if not write.unmask:
+        security |= masking.security_of(before) & {masking.INVISIBLE_PATIENT}
+    tags = masking.tags_of(content) if write.resource_type in masking.RESULT_TYPES else set()
+    return masking.with_labels(content, security, tags)

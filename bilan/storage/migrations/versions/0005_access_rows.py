@@ -1,0 +1,79 @@
+"""access rows derived from facts fixed at intake; Task.code as a CodeableConcept
+
+Access no longer follows the directory (a Practitioner's or an Organization's identifiers,
+which someone may rewrite): the write pipeline records, beside each prescription, the RPPS of
+its requester and the FINESS of the lab it is addressed to, and beside each Task the FINESS of
+the lab that took it. This fills those rows in for what was stored before. It also stores the
+Tasks' code as the CodeableConcept FHIR asks for (it was a bare Coding, so a stored Task could
+not be PUT back as read).
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-06 22:40:00.000000
+"""
+
+import json
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB
+
+revision = '0005'
+down_revision = '0004'
+branch_labels = None
+depends_on = None
+
+RPPS = "https://rpps.esante.gouv.fr"
+ORGANIZATION_ID = "urn:oid:1.2.250.1.71.4.2.2"
+
+INSERT = ("INSERT INTO search_index (resource_type, resource_id, name, system, value) "
+          "SELECT DISTINCT {select} ")
+NOT_A_LABS = ("NOT EXISTS (SELECT 1 FROM search_index o WHERE o.resource_type = s.resource_type "
+              "AND o.resource_id = s.resource_id AND o.name = '_owner' AND o.value LIKE 'lab:%')")
+
+REQUESTER_DIRECT = INSERT.format(select="s.resource_type, s.resource_id, '_requester', NULL, p.value") + f"""
+FROM search_index s JOIN search_index p ON p.resource_type = 'Practitioner'
+ AND p.resource_id = s.value AND p.name = 'identifier' AND p.system = '{RPPS}'
+WHERE s.resource_type = 'ServiceRequest' AND s.name = 'requester' AND s.system = 'Practitioner'
+ AND {NOT_A_LABS}"""
+
+REQUESTER_ROLE = INSERT.format(select="s.resource_type, s.resource_id, '_requester', NULL, p.value") + f"""
+FROM search_index s JOIN search_index r ON r.resource_type = 'PractitionerRole'
+ AND r.resource_id = s.value AND r.name = 'practitioner' AND r.system = 'Practitioner'
+ JOIN search_index p ON p.resource_type = 'Practitioner' AND p.resource_id = r.value
+ AND p.name = 'identifier' AND p.system = '{RPPS}'
+WHERE s.resource_type = 'ServiceRequest' AND s.name = 'requester' AND s.system = 'PractitionerRole'
+ AND {NOT_A_LABS}"""
+
+LAB = INSERT.format(select="s.resource_type, s.resource_id, '_lab', NULL, substr(o.value, 2)") + f"""
+FROM search_index s JOIN search_index o ON o.resource_type = 'Organization'
+ AND o.resource_id = s.value AND o.name = 'identifier' AND o.system = '{ORGANIZATION_ID}'
+ AND o.value LIKE '1%'
+WHERE s.system = 'Organization' AND ((s.resource_type = 'ServiceRequest' AND s.name = 'performer')
+ OR (s.resource_type = 'Task' AND s.name = 'owner'))"""
+
+
+def upgrade() -> None:
+    for statement in (REQUESTER_DIRECT, REQUESTER_ROLE, LAB):
+        op.execute(statement)
+    _task_codes()
+
+
+def _task_codes() -> None:
+    conn = op.get_bind()
+    resources = sa.table("resources", sa.column("resource_type"), sa.column("id"),
+                         sa.column("content", sa.JSON().with_variant(JSONB(), "postgresql")))
+    rows = conn.execute(sa.select(resources.c.id, resources.c.content)
+                        .where(resources.c.resource_type == "Task")).all()
+    for row in rows:
+        content = row.content if isinstance(row.content, dict) else json.loads(row.content or "null")
+        code = (content or {}).get("code")
+        if isinstance(code, dict) and "system" in code and "coding" not in code:
+            content["code"] = {"coding": [code]}
+            conn.execute(sa.update(resources).where(resources.c.resource_type == "Task",
+                                                     resources.c.id == row.id)
+                         .values(content=content))
+
+
+def downgrade() -> None:
+    op.execute("DELETE FROM search_index WHERE name IN ('_requester', '_lab')")

@@ -1,0 +1,22 @@
+"""The worklist row of a prescription never refuses it: what the row shows is cut to fit
+(PostgreSQL enforces the column sizes that SQLite ignores)."""
+
+from tests.helpers import search
+from tests.test_reception import addressed, listed, send, task_of, worklist
+
+
+def test_a_patient_name_longer_than_the_worklist_shows_is_received_and_listed(
+        fhir, desk, web_root, rng) -> None:
+    spec = addressed(rng)
+    spec.patient.family = ("Delacroix-" + "Montmorency" * 30)[:300]
+    assert len(spec.patient.family) == 300
+    send(fhir, spec)  # 200, not a 500
+
+    task = task_of(fhir, spec.requisition)
+    patient = fhir.get(task["for"]["reference"]).json()
+    assert patient["name"][0]["family"] == spec.patient.family  # stored whole
+    for typed in (spec.requisition, "delacroix", f"montmorency {spec.patient.given[0]}"):
+        page = worklist(desk, web_root, typed)
+        assert page.status_code == 200 and listed(spec.requisition, page), typed
+    assert "DELACROIX-MONTMORENCY" in worklist(desk, web_root, spec.requisition).text
+    assert search(fhir, "ServiceRequest", requisition=spec.requisition)["total"] == len(spec.exams)
