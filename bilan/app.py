@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bilan.api.errors import HANDLERS
 from bilan.api.fhir import FhirController
 from bilan.api.nul_bytes import NulGuard
-from bilan.api.security_headers import security_headers
 from bilan.api.security import bearer_caller
+from bilan.api.security_headers import security_headers
 from bilan.api.smart import smart_configuration
 from bilan.auth.oidc import OidcClient
 from bilan.auth.tokens import TokenVerifier

@@ -21,8 +21,14 @@ from bilan.settings import Settings
 from bilan.storage import catalogue
 from bilan.storage.database import create_engine
 from bilan.storage.migrate import upgrade
-from tests.helpers import prescription_spec
-from tests.identity import LAB_SCOPES, PRACTICE_SCOPES, machine_auth, start_idp, user_auth
+from tests.helpers import prescription_spec, run
+from tests.identity import (
+    LAB_SCOPES,
+    PRACTICE_SCOPES,
+    machine_auth,
+    start_idp,
+    user_auth,
+)
 from tests.receivers import MailRelay, Webhook
 from tests.servers import running
 from tests.web import log_in
@@ -130,6 +136,23 @@ def settings(web_root: str, issuer: str, mail_relay: MailRelay, dmp: Webhook) ->
     else:
         with tempfile.TemporaryDirectory() as tmp:
             yield Settings(database_url=url or f"sqlite+aiosqlite:///{tmp}/bilan-test.db", **common)
+
+
+@pytest.fixture
+def own_database() -> Iterator[Settings]:
+    """A database of the test's own (a temporary SQLite file, or a throw-away PostgreSQL schema
+    when BILAN_TEST_DATABASE_URL names a server), with no schema yet."""
+    url = os.environ.get("BILAN_TEST_DATABASE_URL")
+    if url and url.startswith("postgresql"):
+        schema = f"test_{uuid.uuid4().hex[:10]}"
+        run(_create_schema(url, schema))  # in a thread: the browser tests keep a loop in this one
+        try:
+            yield Settings(database_url=url, database_schema=schema)
+        finally:
+            run(_create_schema(url, schema, drop=True))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield Settings(database_url=f"sqlite+aiosqlite:///{tmp}/own.db")
 
 
 @pytest.fixture(scope="session")

@@ -112,3 +112,27 @@ def _follow(browser: httpx.Client, response: httpx.Response, stop_at: str) -> ht
 def user_auth(issuer: str, username: str, redirect_uri: str) -> BearerAuth:
     return BearerAuth(lambda: login(issuer, username, "demo", redirect_uri).access_token)
 
+
+def signed_auth(issuer: str, audience: str, claims: dict[str, Any]) -> BearerAuth:
+    """Tokens for an actor the local provider has no client for (a second lab's middleware):
+    signed with the provider's own key, so bilan checks them exactly as the provider's."""
+    import json
+
+    from joserfc.jwk import RSAKey
+
+    key = json.loads((IDP_DIR / "keys" / "idp-signing.private.jwk.json").read_text())
+
+    def fetch() -> str:
+        now = int(time.time())
+        full = {"iss": issuer, "aud": audience, "iat": now, "exp": now + 300, **claims}
+        return jwt.encode({"alg": "RS256", "kid": key.get("kid")}, full, RSAKey.import_key(key),
+                          algorithms=["RS256"])
+
+    return BearerAuth(fetch)
+
+
+def other_lab_auth(issuer: str, audience: str, finess: str) -> BearerAuth:
+    """The middleware of another lab (FINESS `finess`), with the demo middleware's scopes."""
+    return signed_auth(issuer, audience, {
+        "sub": f"lab-middleware-{finess}", "client_id": f"lab-middleware-{finess}",
+        "client_kind": "lab-middleware", "acting_finess": finess, "scope": LAB_SCOPES})

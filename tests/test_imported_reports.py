@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bilan.fhir.outcomes import FhirError
+from bilan.fhir.outcomes import FhirError, TooLarge
 from bilan.fhir.parsing import validate
 from bilan.prescription.checksums import nir_key
 from bilan.prescription.ins import INS_NIR_TEST
@@ -290,7 +290,7 @@ def test_an_oversized_document_is_refused_before_decoding() -> None:
     data = "A" * (4 * (MAX_BYTES // 3 + 2))
     with pytest.raises(FhirError) as refused:
         document_of({"content": [{"attachment": {"contentType": "text/xml", "data": data}}]})
-    assert refused.value.status == 413 and refused.value.issues[0].expression == DATA
+    assert isinstance(refused.value, TooLarge) and refused.value.issues[0].expression == DATA
 
 
 def test_other_documents_are_stored_as_sent_and_never_imported(importer, patient) -> None:

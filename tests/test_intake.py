@@ -9,7 +9,15 @@ import httpx
 from bilan.demo.prescriptions import PrescriptionSpec, bundle
 from bilan.prescription.exams import INTAKE_FLAGS, UNKNOWN_EXAM
 from bilan.prescription.ins import INS_NIR_TEST
-from tests.helpers import diagnostics, entry_index, expressions, locations, post_bundle, prescription_spec, search
+from tests.helpers import (
+    diagnostics,
+    entry_index,
+    expressions,
+    locations,
+    post_bundle,
+    prescription_spec,
+    search,
+)
 
 
 def test_prescription_is_stored_with_references_resolved(fhir: httpx.Client, spec: PrescriptionSpec,

@@ -6,8 +6,16 @@ from typing import Any
 from bilan.demo.prescriptions import EXAMS
 from tests.helpers import search
 from tests.test_messaging import prescribed
-from tests.test_report_issuing import DUPONT, decide, documents, imported_for, issue, posted, result
 from tests.test_reception import addressed
+from tests.test_report_issuing import (
+    DUPONT,
+    decide,
+    documents,
+    imported_for,
+    issue,
+    posted,
+    result,
+)
 from tests.web import log_in, submit
 
 GLUCOSE = EXAMS[1]

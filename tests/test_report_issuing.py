@@ -211,9 +211,10 @@ def test_partial_then_final_then_corrected_versions_replace_each_other(
     assert cdas[2].xpath("string(h:relatedDocument[@typeCode='RPLC']/h:parentDocument/h:id/@root)",
                          namespaces=V3) == cdas[1].xpath("string(h:id/@root)", namespaces=V3)
     assert "5,4" in etree.tostring(cdas[2]).decode() or "5.4" in etree.tostring(cdas[2]).decode()
-    subjects = [m["Subject"] for m in eventually(lambda: [m for m in mail_relay.to(prescriber_mail(fhir, glucose))
-                                                          if "corrigé" in m["Subject"]], 10, "the corrected report mailed")]
-    assert spec.requisition in subjects[0]
+    corrected = eventually(lambda: [m for m in mail_relay.to(prescriber_mail(fhir, glucose))
+                                    if "corrigé" in m["Subject"] and spec.requisition in m["Subject"]],
+                           10, "the corrected report mailed")
+    assert len(corrected) == 1
 
 
 def test_a_patient_who_opposed_or_without_a_qualified_identity_is_not_shared(
@@ -277,3 +278,40 @@ def test_a_masked_report_is_released_at_the_date_the_lab_chose_and_carries_its_d
     eventually(lambda: patient.get(f"DocumentReference/{document['id']}").status_code == 200, 10,
                "the report released at its date")
     assert patient.get(f"Observation/{psa}").status_code == 200
+
+
+def test_only_the_biologist_s_explicit_release_with_its_reason_lifts_a_mask(
+        fhir, lab_middleware, desk, biologist, web_root, as_user, rng) -> None:
+    spec = addressed(rng, exams=[GLUCOSE, PSA], patient=DUPONT)
+    task_id = imported_for(fhir, desk, web_root, spec)
+    glucose = posted(lab_middleware, result(prescribed(fhir, task_id, GLUCOSE[0]), GLUCOSE[0], 5.1, "mmol/L"))
+    psa = posted(lab_middleware, result(prescribed(fhir, task_id, PSA[0]), PSA[0], 7.5, "ug/L"))
+    assert decide(biologist, web_root, task_id, "biologique", [glucose, psa]).status_code == 200
+    assert issue(biologist, web_root, task_id, masquer=[psa]).status_code == 200
+    patient = as_user("patient.dupont")
+    assert patient.get(f"Observation/{psa}").status_code == 403
+
+    # The desk shows the mask as standing; a corrected value keeps it.
+    page = biologist.get(f"{web_root}/reception/prescriptions/{task_id}/resultats")
+    assert f'value="{psa}" checked disabled' in page.text and 'id="levee-masquage"' in page.text
+    assert decide(biologist, web_root, task_id, "corriger", [psa], valeur="7,2",
+                  commentaire="Dilution").status_code == 200
+    assert issue(biologist, web_root, task_id).status_code == 200
+    assert patient.get(f"Observation/{psa}").status_code == 403
+
+    # Without a reason, nothing is lifted and the page says why, next to the field.
+    page = biologist.get(f"{web_root}/reception/prescriptions/{task_id}/resultats")
+    refused = submit(biologist, page, f"/reception/prescriptions/{task_id}/levee-masquage", {"motif": "  "})
+    assert refused.status_code == 422 and 'id="motif-erreur"' in refused.text
+    assert "Indiquez le motif" in refused.text
+    assert patient.get(f"Observation/{psa}").status_code == 403
+
+    page = biologist.get(f"{web_root}/reception/prescriptions/{task_id}/resultats")
+    done = submit(biologist, page, f"/reception/prescriptions/{task_id}/levee-masquage",
+                  {"motif": "Résultat expliqué à la patiente par téléphone"})
+    assert done.status_code == 200 and 'id="levee-masquage"' not in done.text
+    assert patient.get(f"Observation/{psa}").json()["valueQuantity"]["value"] == 7.2
+    subject = fhir.get(f"Observation/{psa}").json()["subject"]["reference"]
+    trail = search(patient, "AuditEvent", patient=subject, _count=200)
+    reasons = [e["resource"].get("outcomeDesc", "") for e in trail.get("entry", [])]
+    assert "Levée du masquage : Résultat expliqué à la patiente par téléphone" in reasons

@@ -20,23 +20,39 @@ from sqlalchemy import select
 
 from bilan.app import build_services
 from bilan.auth.caller import Caller
-from bilan.fhir.outcomes import FhirError
+from bilan.fhir.outcomes import FhirError, Forbidden, NotFound
 from bilan.fhir.text import normalise
 from bilan.prescription import tracking
 from bilan.results.cda import cda_document
 from bilan.results.fhir_report import OBSERVATION_CATEGORY
-from bilan.results.report import Chapter, Identifier, Organization, Quantity, Result, Specimen
+from bilan.results.report import (
+    Chapter,
+    Identifier,
+    Organization,
+    Quantity,
+    Result,
+    Specimen,
+)
 from bilan.results.trends import Series, Trends
 from bilan.settings import Settings
 from bilan.storage.database import create_engine
 from bilan.storage.tables import resources, search_index
+from tests.helpers import (
+    run as in_thread,  # the browser tests keep a loop in this thread
+)
 from tests.helpers import search
 from tests.test_cda import PARIS, SPECIMEN_TYPE, Code
 from tests.test_cda import report as cda_report
 from tests.test_messaging import prescribed
-from tests.helpers import run as in_thread  # the browser tests keep a loop in this thread
 from tests.test_reception import addressed
-from tests.test_report_issuing import DUPONT, decide, imported_for, issue, posted, result
+from tests.test_report_issuing import (
+    DUPONT,
+    decide,
+    imported_for,
+    issue,
+    posted,
+    result,
+)
 from tests.web import submit
 
 LOINC = "http://loinc.org"
@@ -243,11 +259,11 @@ def test_every_call_is_audited_and_an_unknown_analyte_is_a_404(two_labs, setting
     for key in ("not-an-analyte", "9999-9", "code-bm90IGEgY29kZQ", "GLY"):
         with pytest.raises(FhirError) as missing:
             series_of(settings, key)
-        assert missing.value.status == 404 and "Aucun résultat" in str(missing.value)
+        assert isinstance(missing.value, NotFound) and "Aucun résultat" in str(missing.value)
     doctor = Caller("prescriber", "dr.lambert", frozenset(), rpps="10003456786")
     with pytest.raises(FhirError) as refused:
         with_trends(settings, lambda trends: trends.series(doctor, "glucose"))
-    assert refused.value.status == 403
+    assert isinstance(refused.value, Forbidden)
 
 
 def lastn(api: httpx.Client, **params: Any) -> dict[str, Any]:

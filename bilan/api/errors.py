@@ -10,6 +10,7 @@ from litestar.response import Template
 from sqlalchemy import exc as sql
 
 from bilan.api.negotiation import fhir_response
+from bilan.api.statuses import status_of
 from bilan.fhir.outcomes import FhirError, Issue, operation_outcome
 from bilan.web.session import current_user
 
@@ -42,8 +43,8 @@ def web_error(request: Request[Any, Any, Any], status: int, message: str,
 
 def fhir_error(request: Request[Any, Any, Any], exc: FhirError) -> Response[Any]:
     if not _is_api(request):
-        return web_error(request, exc.status, str(exc))
-    return fhir_response(request, exc.outcome(), exc.status, headers=getattr(exc, "headers", None))
+        return web_error(request, status_of(exc), str(exc))
+    return fhir_response(request, exc.outcome(), status_of(exc), headers=exc.headers)
 
 
 def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

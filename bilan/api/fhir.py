@@ -12,16 +12,32 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
 from bilan import __version__
-from bilan.api.negotiation import asks_for_fhir, binary_response, fhir_response, version_headers
+from bilan.api.negotiation import (
+    asks_for_fhir,
+    binary_response,
+    fhir_response,
+    version_headers,
+)
 from bilan.api.smart import capability_security, smart_configuration_document
 from bilan.auth.caller import Caller
 from bilan.auth.tokens import TokenVerifier
 from bilan.fhir.bundles import history as history_bundle
 from bilan.fhir.bundles import searchset, version_of_etag
 from bilan.fhir.capability import capability_statement
-from bilan.fhir.outcomes import FhirError, Issue, bad_request, not_found, operation_outcome
+from bilan.fhir.outcomes import (
+    Issue,
+    NotFound,
+    bad_request,
+    not_found,
+    operation_outcome,
+)
 from bilan.fhir.parsing import parse_body
-from bilan.fhir.query import check_bounds, check_embedded_searches, parse_search, whole_number
+from bilan.fhir.query import (
+    check_bounds,
+    check_embedded_searches,
+    parse_search,
+    whole_number,
+)
 from bilan.fhir.searchparams import RESOURCE_TYPES
 from bilan.records.service import Records, Saved
 from bilan.records.transaction import Transactions
@@ -33,7 +49,7 @@ AnyRequest = Request[Any, Any, State]
 
 def _type(resource_type: FromPath[str]) -> str:
     if resource_type not in RESOURCE_TYPES:
-        raise FhirError(404, [Issue(f"bilan does not serve {resource_type!r}; it serves "
+        raise NotFound([Issue(f"bilan does not serve {resource_type!r}; it serves "
                                     f"{', '.join(RESOURCE_TYPES)}", "not-supported")])
     return resource_type
 

@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
 from bilan.fhir.outcomes import FhirError, bad_request
 
@@ -33,7 +33,7 @@ class NulGuard(ASGIMiddleware):
     async def _checked_form(self, receive: Receive, api: bool) -> Receive:
         """The form body read (up to the size limit, which litestar enforces itself) and checked,
         then handed on unchanged."""
-        read: list[Message] = []
+        read: list[ReceiveMessage] = []
         body, more = b"", True
         while more and len(body) <= self.max_body_bytes:
             message = await receive()
@@ -45,7 +45,7 @@ class NulGuard(ASGIMiddleware):
         if not more:
             _check_pairs(body, api)
 
-        async def replay() -> Message:
+        async def replay() -> ReceiveMessage:
             return read.pop(0) if read else await receive()
 
         return replay

@@ -8,31 +8,28 @@ from litestar.di import NamedDependency
 
 from bilan.auth.caller import Caller, caller_from_claims
 from bilan.auth.tokens import InvalidToken, TokenVerifier
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.outcomes import Issue, Unauthenticated, Unavailable
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="bilan"'}
 
 
-class Unauthenticated(FhirError):
-    """401, with the Bearer challenge."""
-
-    def __init__(self, diagnostics: str):
-        super().__init__(401, [Issue(diagnostics, "login")])
-        self.headers = CHALLENGE
+def unauthenticated(diagnostics: str) -> Unauthenticated:
+    """No usable token: said with the Bearer challenge."""
+    return Unauthenticated([Issue(diagnostics, "login")], headers=CHALLENGE)
 
 
 async def bearer_caller(request: Request[Any, Any, Any], verifier: NamedDependency[TokenVerifier]) -> Caller:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("Authentication required: send an access token "
+        raise unauthenticated("Authentication required: send an access token "
                               "(Authorization: Bearer ...)")
     try:
         claims = await verifier.verify(token.strip())
     except InvalidToken as exc:
-        raise Unauthenticated(f"Invalid access token: {exc}") from None
+        raise unauthenticated(f"Invalid access token: {exc}") from None
     except httpx.HTTPError:
-        raise FhirError(503, [Issue("The identity provider cannot be reached to check the token; "
+        raise Unavailable([Issue("The identity provider cannot be reached to check the token; "
                                     "try again shortly", "transient")]) from None
     address = request.client.host if request.client else None
     return caller_from_claims(claims, address)

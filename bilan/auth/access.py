@@ -22,6 +22,7 @@ from bilan.storage.compartments import (
     derived,
     either,
     narrowed,
+    not_owned_by_labs,
     owned_by,
     referred,
     referring,
@@ -77,9 +78,9 @@ def visible(caller: Caller, resource_type: str) -> Any | None:
 
 def findable(caller: Caller | None, resource_type: str) -> Any | None:
     """What a conditional create or reference from this caller may resolve to: what it may
-    read (all for bilan's own code), never the patient files another lab keeps for itself."""
+    read; for bilan's own code, anything but the patient files labs keep for themselves."""
     if caller is None:
-        return None
+        return not_owned_by_labs(resource_type) if resource_type == "Patient" else None
     return readable(caller, resource_type)
 
 

@@ -4,7 +4,7 @@ lab middleware acting for a prescriber or a lab, as read from a verified access 
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.outcomes import Forbidden, Issue
 
 Kind = Literal["prescriber", "reception", "biologist", "patient", "practice-software",
                "lab-middleware"]
@@ -60,5 +60,5 @@ def caller_from_claims(claims: dict[str, Any], address: str | None) -> Caller:
                       lab_finess=claims["lab_finess"], address=address)
     if kind == "patient" and claims.get("ins"):
         return Caller("patient", str(claims["sub"]), scopes, ins=claims["ins"], address=address)
-    raise FhirError(403, [Issue("This token gives no role in bilan (prescriber, lab, patient, "
+    raise Forbidden([Issue("This token gives no role in bilan (prescriber, lab, patient, "
                                 "practice software or lab middleware)", "forbidden")])

@@ -8,7 +8,7 @@ points to), by the write pipeline (bilan/records/pipeline.py), for every write w
 from typing import Any
 
 from bilan.auth.caller import Caller, Kind
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.outcomes import FhirError, Forbidden, Issue
 
 DIRECTORY = ("Practitioner", "PractitionerRole", "Organization")
 PRESCRIPTION = ("Patient", "Practitioner", "PractitionerRole", "Organization", "ServiceRequest",
@@ -18,7 +18,7 @@ ROLE_WRITES: dict[str, tuple[str, ...]] = {
     "practice-software": (*PRESCRIPTION, "DocumentReference", "List"),  # reports from the DMP
     "reception": ("Patient", "Task", "Specimen", "Communication"),
     "biologist": ("Patient", "Task", "Specimen", "ServiceRequest", "Observation",
-                  "DiagnosticReport", "DocumentReference", "Binary", "List", "Communication"),
+                  "DiagnosticReport", "DocumentReference", "List", "Communication"),
     "lab-middleware": ("Observation", "Specimen", "Task", "DiagnosticReport", "DocumentReference",
                        "List", "Communication", "Subscription"),
     "patient": (),
@@ -43,6 +43,12 @@ FIXED: dict[str, tuple[str, ...]] = {
     "Communication": ("subject", "partOf"),
     "Condition": ("subject",),
 }
+# An identifier of these names one resource: a second would make every conditional reference
+# to it ambiguous, and let anyone stand in for the one it names.
+UNIQUE_IDENTIFIERS: dict[str, tuple[str, ...]] = {
+    "Practitioner": ("https://rpps.esante.gouv.fr",),
+    "Organization": ("urn:oid:1.2.250.1.71.4.2.2", "https://finess.esante.gouv.fr"),
+}
 # Others' data points at these: while it does, they are not deleted.
 KEPT_WHILE_REFERRED = ("Patient", *DIRECTORY)
 
@@ -60,11 +66,13 @@ ACTIONS: dict[str, tuple[tuple[Kind, ...], str]] = {
     "follow-order": (("prescriber", "practice-software", "reception", "biologist", "lab-middleware"),
                      "Réservé aux professionnels."),
     "deliveries": (("reception", "biologist", "lab-middleware"), "Réservé au laboratoire."),
+    # Trends are the patient's own: for anyone else they would mix several patients.
+    "trends": (("patient",), "Les courbes de résultats sont réservées au patient concerné."),
 }
 
 
 def forbidden(diagnostics: str, expression: str | None = None) -> FhirError:
-    return FhirError(403, [Issue(diagnostics, "forbidden", expression=expression)])
+    return Forbidden([Issue(diagnostics, "forbidden", expression=expression)])
 
 
 def check_scope(caller: Caller, resource_type: str, mode: str) -> None:

@@ -9,7 +9,14 @@ from datetime import date, datetime, timezone
 
 from bilan.app import build_services
 from bilan.auth.caller import Caller
-from bilan.demo.prescriptions import EXAMS, Person, Prescriber, PrescriptionSpec, bundle, patient_resource
+from bilan.demo.prescriptions import (
+    EXAMS,
+    Person,
+    Prescriber,
+    PrescriptionSpec,
+    bundle,
+    patient_resource,
+)
 from bilan.demo.results import load_past_reports, load_reports_from_elsewhere
 from bilan.prescription.catalogue import read_csv
 from bilan.prescription.identity import LAB_PATIENT

@@ -3,14 +3,21 @@
 import json
 import math
 import re
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pydantic
 from lxml import etree
 
-from bilan.fhir.models import model_class
-from bilan.fhir.outcomes import FhirError, Issue, bad_request
+from bilan.fhir.models import Resource, model_class
+from bilan.fhir.outcomes import (
+    FhirError,
+    Invalid,
+    Issue,
+    Malformed,
+    Unsupported,
+    bad_request,
+)
 
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 XML_TYPES = ("application/fhir+xml", "application/xml", "text/xml", "application/xml+fhir")
@@ -41,8 +48,7 @@ def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
     """The resource a request body carries, as a JSON-shaped dict."""
     kind = media_kind(content_type)
     if kind is None:
-        raise FhirError(
-            415,
+        raise Unsupported(
             [Issue(f"Content-Type {content_type or '(none)'} is not supported: send "
                    "application/fhir+json or application/fhir+xml", "not-supported")],
         )
@@ -102,7 +108,7 @@ def _get(data: Any, key: str) -> Any:
 
 
 def _out_of_range(path: str) -> FhirError:
-    return FhirError(422, [Issue(f"{path} is not a number bilan can hold (too large, or not "
+    return Invalid([Issue(f"{path} is not a number bilan can hold (too large, or not "
                                  "finite)", "value", expression=path)])
 
 
@@ -121,7 +127,7 @@ def _parse_xml(body: bytes) -> dict[str, Any]:
     try:
         model = cls.model_validate_xml(etree.tostring(root))
     except pydantic.ValidationError as exc:
-        raise FhirError(400, validation_issues(exc, name.localname)) from None
+        raise Malformed(validation_issues(exc, name.localname)) from None
     except (ValueError, TypeError) as exc:
         raise bad_request(f"The XML could not be read as a {name.localname}: {exc}") from None
     return _large_as_decimals(to_dict(model))
@@ -164,7 +170,7 @@ def _xml_path(element: etree._Element) -> str:
     return ".".join([*names, etree.QName(element).localname])
 
 
-def _known_class(resource_type: str, expression: str) -> type:
+def _known_class(resource_type: str, expression: str) -> type[Resource]:
     try:
         return model_class(resource_type)
     except KeyError:
@@ -193,7 +199,7 @@ def validate(resource: dict[str, Any], expression: str | None = None) -> list[Is
     return []
 
 
-def _misplaced_non_string(cls: type, resource: dict[str, Any], prefix: str, exc: Exception) -> Issue:
+def _misplaced_non_string(cls: type[Resource], resource: dict[str, Any], prefix: str, exc: Exception) -> Issue:
     """fhir.resources' url type calls str methods on whatever it gets (false, 3, {}) instead of
     saying which element is wrong: find it by trying each non-string value, deepest first, as a
     string."""
@@ -275,10 +281,12 @@ def to_json(resource: dict[str, Any]) -> bytes:
 def to_xml(resource: dict[str, Any]) -> bytes:
     cls = model_class(resource["resourceType"])
     try:
-        return cls.model_validate(resource).model_dump_xml()
+        xml = cls.model_validate(resource).model_dump_xml()
     except ValueError:
         # XML 1.0 cannot carry control characters, which an error may quote from its request.
-        return cls.model_validate(_xml_safe(resource)).model_dump_xml()
+        xml = cls.model_validate(_xml_safe(resource)).model_dump_xml()
+    # fhir.resources annotates model_dump_xml as str, but lxml's serialiser gives it bytes.
+    return cast(bytes, xml)
 
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")

@@ -6,8 +6,13 @@ from typing import Any, Iterable
 from urllib.parse import parse_qsl
 
 from bilan.fhir.dates import date_range
-from bilan.fhir.outcomes import FhirError, Issue, bad_request
-from bilan.fhir.searchparams import COMMON_PARAMS, RESOURCE_TYPES, SearchParam, params_for
+from bilan.fhir.outcomes import FhirError, Issue, Malformed, bad_request
+from bilan.fhir.searchparams import (
+    COMMON_PARAMS,
+    RESOURCE_TYPES,
+    SearchParam,
+    params_for,
+)
 from bilan.fhir.text import normalise
 
 DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
@@ -114,12 +119,12 @@ def _check_embedded(text: str, where: str) -> None:
     try:
         check_bounds(parse_qsl(text.partition("?")[2] if "?" in text else text, keep_blank_values=True))
     except FhirError as error:
-        raise FhirError(error.status, [Issue(f"{where}: {issue.diagnostics}", issue.code, expression=where)
+        raise type(error)([Issue(f"{where}: {issue.diagnostics}", issue.code, expression=where)
                                        for issue in error.issues]) from None
 
 
 def too_costly(diagnostics: str, expression: str) -> FhirError:
-    return FhirError(400, [Issue(diagnostics, "too-costly", expression=expression)])
+    return Malformed([Issue(diagnostics, "too-costly", expression=expression)])
 
 
 def whole_number(key: str, value: str, ceiling: int | None = None) -> int:

@@ -18,6 +18,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
+from functools import partial
 
 import aiosmtplib
 import httpx
@@ -26,7 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bilan.fhir.dates import utc_now
 from bilan.notifications import mail
-from bilan.notifications.outbox import EMAIL, PENDING, REST_HOOK, OutboxItem, after_failure, backoff
+from bilan.notifications.outbox import (
+    EMAIL,
+    PENDING,
+    REST_HOOK,
+    OutboxItem,
+    after_failure,
+    backoff,
+)
 from bilan.settings import Settings
 from bilan.storage.outbox import Deliveries
 
@@ -101,7 +109,7 @@ class DeliveryWorker:
             self._held[item.target] += 1
             task = asyncio.create_task(self._deliver_logged(item), name=f"bilan-outbox-{item.id}")
             self._sending.add(task)
-            task.add_done_callback(lambda done, target=item.target: self._ended(done, target))
+            task.add_done_callback(partial(self._ended, target=item.target))
         return len(items)
 
     def _ended(self, task: asyncio.Task[None], target: str) -> None:

@@ -22,7 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bilan.storage import outbox as store
 
 # The queue's rows and how they are queued and found, offered here with the rest.
-from bilan.storage.outbox import DELIVERED, FAILED, PENDING, OutboxItem, enqueue, for_about  # noqa: F401
+from bilan.storage.outbox import (  # noqa: F401
+    DELIVERED,
+    FAILED,
+    PENDING,
+    OutboxItem,
+    enqueue,
+    for_about,
+)
 
 REST_HOOK = "rest-hook"
 EMAIL = "email"

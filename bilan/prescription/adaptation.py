@@ -14,7 +14,7 @@ with the answer recorded beside it. The extension carries what changed and the a
 
 from typing import Any
 
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
 from bilan.prescription.exams import LAB_CATEGORY, LOINC
 
 ADAPTATION = "https://bilan.sante.fr/fhir/StructureDefinition/adaptation"
@@ -33,7 +33,7 @@ ANSWERS = {"pending": "En attente de l'accord du prescripteur", "agreed": "Accor
 
 
 def _invalid(message: str, field: str) -> FhirError:
-    return FhirError(422, [Issue(message, "required", expression=field)])
+    return Invalid([Issue(message, "required", expression=field)])
 
 
 def lab_request(original: dict[str, Any] | None, originals: list[str], change: str,
@@ -85,7 +85,7 @@ def answered(request: dict[str, Any], agreed: bool) -> dict[str, Any]:
     """The lab request once the prescriber answered: a change that waited takes effect, or
     is dropped; one already made stays made, with the answer beside it."""
     if answer_of(request) != "pending":
-        raise FhirError(409, [Issue("Cette adaptation a déjà reçu une réponse.", "business-rule")])
+        raise Conflict([Issue("Cette adaptation a déjà reçu une réponse.", "business-rule")])
     parts = [{"url": "answer", "valueCode": "agreed" if agreed else "disagreed"}
              if p.get("url") == "answer" else p for p in _parts(request)]
     status, change = request["status"], change_of(request)

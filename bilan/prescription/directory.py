@@ -11,7 +11,6 @@ from bilan.storage import search as store_search
 from bilan.storage.repository import Repository, Stored
 
 
-
 async def practitioner_by_rpps(repo: Repository, base_url: str, rpps: str) -> Stored | None:
     return await _one(repo, base_url, "Practitioner", f"{RPPS}|{rpps}")
 

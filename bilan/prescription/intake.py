@@ -7,13 +7,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.auth.access import ORGANIZATION_ID
 from bilan.auth.caller import Caller
-from bilan.fhir.outcomes import FhirError, Issue, conflict
+from bilan.fhir.outcomes import Forbidden, Issue, conflict
 from bilan.prescription import tracking, worklist
 from bilan.prescription.exams import LAB_CATEGORY, flagged_unknown, loinc_codes
 from bilan.prescription.identity import traits
 from bilan.prescription.practitioners import RPPS, display_name
-from bilan.records.pipeline import Work
-from bilan.records.service import Denied, new_id
+from bilan.records.pipeline import Denied, Work
+from bilan.records.service import new_id
 from bilan.records.transaction import Entry
 from bilan.storage import catalogue, prescriptions
 from bilan.storage.repository import Repository, Write
@@ -164,7 +164,7 @@ async def _check_own_prescription(repo: Repository, caller: Caller, entries: lis
     requester = await BundleView(repo, entries).practitioner(request.resource["requester"].get("reference", ""))
     rpps = {i.get("value") for i in (requester or {}).get("identifier", []) if i.get("system") == RPPS}
     if caller.rpps not in rpps:
-        raise Denied(caller, "transaction", FhirError(403, [Issue(
+        raise Denied(caller, "transaction", Forbidden([Issue(
             "The prescription's requester is not the prescriber this token acts for", "forbidden",
             expression=f"{request.path}.resource.requester")]), [])
 

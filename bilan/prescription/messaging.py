@@ -13,7 +13,7 @@ from typing import Any
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import instant, utc_now
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
 from bilan.fhir.query import parse_search
 from bilan.fhir.references import literal
 from bilan.notifications import outbox
@@ -93,8 +93,8 @@ def _text(communication: dict[str, Any]) -> str:
     return "\n".join(p["contentString"] for p in communication.get("payload", []) if p.get("contentString"))
 
 
-def _invalid(message: str, field: str, status: int = 422) -> FhirError:
-    return FhirError(status, [Issue(message, "business-rule", expression=field)])
+def _invalid(message: str, field: str, kind: type[FhirError] = Invalid) -> FhirError:
+    return kind([Issue(message, "business-rule", expression=field)])
 
 
 class Messaging:
@@ -145,11 +145,11 @@ class Messaging:
         """The biologist adds, cancels or replaces an exam; the prescriber is told at once."""
         async with self.records.work(caller) as work:
             repo = work.repo
-            work.allow("adapt", [f"Task/{task_id}"])
+            work.allow("adapt", [f"Task/{task_id}"], "update")
             task = await self._task(repo, caller, task_id, "update")
             content = task.content or {}
             if content.get("status") not in ("accepted", "in-progress"):
-                raise _invalid("Importez la prescription avant de l'adapter.", "Task.status", 409)
+                raise _invalid("Importez la prescription avant de l'adapter.", "Task.status", Conflict)
             originals = [b["reference"] for b in content.get("basedOn", [])]
             prescribed = await _prescribed(repo, originals, original) if change != "add" else None
             code = await _catalogue_code(repo, local_code) if change != "cancel" else None
@@ -174,7 +174,7 @@ class Messaging:
         task = await repo.read_reference(tasks[0])
         if task is None or task.content is None:
             raise _invalid(f"{tasks[0]} does not exist", "Communication.partOf")
-        await self.records.check_read(repo, caller, "create", task)
+        await self.records.check_read(repo, caller, "create", task, "Communication.partOf[0]")
         kind, content = kind_of(message), task.content
         if kind in ANSWER_KINDS:
             await self._check_answer(repo, caller, message, content)
@@ -211,7 +211,7 @@ class Messaging:
             raise _invalid("An answer is about one adaptation of this prescription (about: its "
                            "ServiceRequest)", "Communication.about")
         if adaptation.answer_of(changes[0].content or {}) != "pending":
-            raise _invalid("Cette adaptation a déjà reçu une réponse.", "Communication.about", 409)
+            raise _invalid("Cette adaptation a déjà reçu une réponse.", "Communication.about", Conflict)
 
     async def _apply_answer(self, work: Work, message: dict[str, Any], agreed: bool) -> None:
         """The prescriber's answer (checked by the guard) applies to the lab's adaptation."""

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from bilan.auth import access
 from bilan.auth.caller import Caller
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
 from bilan.fhir.query import parse_search
 from bilan.prescription import directory, display, identity, tracking, worklist
 from bilan.prescription.display import Exam
@@ -18,8 +18,8 @@ from bilan.prescription.labels import Label
 from bilan.prescription.practitioners import display_name
 from bilan.prescription.tubes import SPECIMEN_TYPES, Tube, tube_for
 from bilan.prescription.worklist import WorklistRow
-from bilan.records.pipeline import Work
-from bilan.records.service import Denied, Records, new_id
+from bilan.records.pipeline import Denied, Work
+from bilan.records.service import Records, new_id
 from bilan.storage import catalogue
 from bilan.storage import search as store_search
 from bilan.storage.compartments import owned_by
@@ -113,7 +113,7 @@ class Reception:
     async def worklist(self, caller: Caller, text: str = "", status: str | None = None) -> list[WorklistRow]:
         """The lab's prescriptions matching what was typed, newest first."""
         async with self.records.work(caller) as work:
-            work.allow("reception")
+            work.allow("reception", interaction="search-type")
             rows = await worklist.search(work.conn, caller.lab_finess or "", text, status)
             work.note("search-type", patients={r.patient for r in rows},
                       query=f"worklist?status={status or ''}&q={text}")
@@ -139,7 +139,7 @@ class Reception:
             if row.status == "imported":
                 return
             if row.status != "received":
-                raise FhirError(409, [Issue("Cette prescription a été annulée.", "business-rule")])
+                raise Conflict([Issue("Cette prescription a été annulée.", "business-rule")])
             found = await self._file(repo, caller, row)
             now = work.now
             lab_file = await self._lab_file(work, found, file_choice)
@@ -172,12 +172,12 @@ class Reception:
     async def close(self, caller: Caller, task_id: str, status: str, reason: str) -> None:
         """Reject or cancel the prescription at the lab, with the reason the prescriber will see."""
         if status not in tracking.NEEDS_REASON:
-            raise FhirError(422, [Issue("Action inconnue.", "value", expression="status")])
+            raise Invalid([Issue("Action inconnue.", "value", expression="status")])
         async with self.records.work(caller) as work:
             repo = work.repo
             row = await self._row(work, task_id, "update")
             if row.status == "received" and row.lab_finess == worklist.NOT_ADDRESSED:
-                raise FhirError(409, [Issue(
+                raise Conflict([Issue(
                     "Cette prescription n'est adressée à aucun laboratoire : le patient peut la "
                     "présenter ailleurs. Importez-la avant de l'annuler.", "business-rule")])
             found = await self._file(repo, caller, row)
@@ -197,7 +197,7 @@ class Reception:
         order = found.order
         assert order is not None
         if not order.samples:
-            raise FhirError(409, [Issue("Aucun tube à étiqueter : tous les examens sont à transmettre.",
+            raise Conflict([Issue("Aucun tube à étiqueter : tous les examens sont à transmettre.",
                                         "business-rule")])
         traits = order.lab_traits
         return [Label(barcode=s.barcode, accession=order.accession, patient=traits.name,
@@ -207,7 +207,7 @@ class Reception:
     async def _row(self, work: Work, task_id: str, interaction: str) -> WorklistRow:
         caller = work.caller
         assert caller is not None
-        work.allow("reception", [f"Task/{task_id}"])
+        work.allow("reception", [f"Task/{task_id}"], interaction)
         row = await worklist.by_task(work.conn, task_id)
         if row is None:
             raise tracking.unknown_prescription()
@@ -221,7 +221,7 @@ class Reception:
         assert work.caller is not None
         found = await self._file(work.repo, work.caller, await self._row(work, task_id, interaction))
         if found.order is None:
-            raise FhirError(409, [Issue("Importez d'abord la prescription.", "business-rule")])
+            raise Conflict([Issue("Importez d'abord la prescription.", "business-rule")])
         return found
 
     async def _file(self, repo: Repository, caller: Caller, row: WorklistRow) -> PrescriptionFile:
@@ -286,11 +286,11 @@ class Reception:
         if choice in by_reference:
             return choice
         if choice != NEW_FILE:
-            raise FhirError(422, [Issue("Choisissez le dossier patient : un dossier existant proposé, "
+            raise Invalid([Issue("Choisissez le dossier patient : un dossier existant proposé, "
                                         "ou un nouveau dossier.", "required", expression="dossier")])
         same_ins = [c for c in found.candidates if found.patient.ins and c.traits.ins == found.patient.ins]
         if same_ins:
-            raise FhirError(409, [Issue(
+            raise Conflict([Issue(
                 f"Le dossier n° {same_ins[0].number} porte déjà cet INS : rattachez la prescription "
                 "à ce dossier plutôt que d'en créer un second.", "duplicate", expression="dossier")])
         repo, finess = work.repo, (work.caller.lab_finess if work.caller else None) or ""
@@ -304,7 +304,7 @@ class Reception:
     async def _lab(self, repo: Repository, caller: Caller) -> str:
         found = await directory.organization_by_finess(repo, self.records.base_url, caller.lab_finess or "")
         if found is None:
-            raise FhirError(409, [Issue(f"Le laboratoire (FINESS {caller.lab_finess}) n'est pas "
+            raise Conflict([Issue(f"Le laboratoire (FINESS {caller.lab_finess}) n'est pas "
                                         "enregistré dans bilan.", "not-found")])
         return f"Organization/{found.id}"
 

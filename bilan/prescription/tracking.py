@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from bilan.fhir.dates import instant
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue, NotFound
 
 TASK_CODE = {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill",
                          "display": "Fulfill the focal request"}]}
@@ -27,7 +27,7 @@ NEEDS_REASON = ("rejected", "cancelled")
 
 
 def unknown_prescription() -> FhirError:
-    return FhirError(404, [Issue("Cette prescription est introuvable.", "not-found")])
+    return NotFound([Issue("Cette prescription est introuvable.", "not-found")])
 
 
 def new_task(requests: list[str], requisition: dict[str, Any], patient: str, requester: str,
@@ -50,11 +50,11 @@ def moved(task: dict[str, Any], status: str, now: datetime, reason: str = "") ->
     """The Task at its next status; 409 for a move the workflow does not allow."""
     current = task.get("status", "")
     if status not in NEXT.get(current, ()):
-        raise FhirError(409, [Issue(
+        raise Conflict([Issue(
             f"La demande est « {LABELS.get(current, current)} » : elle ne peut pas passer à "
             f"« {LABELS.get(status, status)} ».", "business-rule", expression="Task.status")])
     if status in NEEDS_REASON and not reason.strip():
-        raise FhirError(422, [Issue("Indiquez le motif.", "required", expression="Task.statusReason")])
+        raise Invalid([Issue("Indiquez le motif.", "required", expression="Task.statusReason")])
     task = {**task, "status": status, "businessStatus": {"text": LABELS[status]},
             "lastModified": instant(now)}
     if reason.strip():

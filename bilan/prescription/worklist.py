@@ -49,9 +49,10 @@ class WorklistRow:
 
     @property
     def birth_date_fr(self) -> str:
-        if not _FULL_DATE.match(self.birth_date or ""):
-            return self.birth_date or ""  # none, or only a year (and month)
-        year, month, day = self.birth_date.split("-")
+        birth_date = self.birth_date or ""
+        if not _FULL_DATE.match(birth_date):
+            return birth_date  # none, or only a year (and month)
+        year, month, day = birth_date.split("-")
         return f"{day}/{month}/{year}"
 
 

@@ -1,13 +1,14 @@
 """The one write path. Every write, whoever describes it (REST, transactions, web forms, domain
 services, imports, workers, the demo loader), is stored by `Work.write`, in this order:
 
-1. authorise it against the stored version and the new one (bilan/auth/policy.py);
+1. authorise it against the stored version (the writer may read it; what it changes, what
+   it deletes) and the new one (what it points to is readable by the writer, the identifiers
+   that name one resource stay unique): bilan/auth/policy.py;
 2. validate it (models, value sets, French rules), unless the door already did;
 3. run the domain guards of its type;
 4. compute the derived elements: the patient-visibility labels (bilan/results/masking.py);
 5. store it, its history and its search rows, with the rows access derives from facts fixed
    at intake (who requested a prescription, which lab it is addressed to or was taken by);
-   then check that everything it points to is readable by the writer;
 6. note it for the audit trail, written in the same transaction when the Work ends;
 7. tell the observers, which queue the after-commit events (outbox).
 """
@@ -21,9 +22,10 @@ from bilan.auth import access, policy
 from bilan.auth.access import LAB_ROW, ORGANIZATION_ID, REQUESTER_ROW
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
-from bilan.fhir.outcomes import FhirError, Issue, errors_only
+from bilan.fhir.outcomes import FhirError, Invalid, Issue, Malformed, errors_only
 from bilan.fhir.references import literal, references
 from bilan.prescription.practitioners import RPPS
+from bilan.records.validation import is_structural
 from bilan.results import masking
 from bilan.storage.repository import Repository, Stored, Write
 
@@ -34,6 +36,21 @@ Observer = Callable[["Work", list[Stored]], Awaitable[None]]
 KEEP_OWNER = object()
 
 
+def invalid(issues: list[Issue]) -> FhirError:
+    """400 for a resource that is not well-formed FHIR, 422 for one that breaks a rule."""
+    return Malformed(issues) if is_structural(issues) else Invalid(issues)
+
+
+class Denied(Exception):
+    """A refusal raised inside a transaction; Records.unit records it after the rollback."""
+
+    def __init__(self, caller: Caller, interaction: str, error: FhirError, touched: list[str],
+                 patients: Iterable[str] = ()):
+        super().__init__(str(error))
+        self.caller, self.interaction, self.error = caller, interaction, error
+        self.touched, self.patients = touched, set(patients)
+
+
 @dataclass
 class Noted:
     """One interaction to audit: which patients, which resources, the query if any."""
@@ -42,6 +59,7 @@ class Noted:
     patients: set[str] = field(default_factory=set)
     touched: set[str] = field(default_factory=set)
     query: str | None = None
+    detail: str | None = None  # why, when the person said it (a mask lifted, and its reason)
 
 
 class Work:
@@ -57,26 +75,25 @@ class Work:
         self.caller = caller
         self.now = now
         self.noted: list[Noted] = []
-        self.warnings: dict[tuple[str, str], list[Issue]] = {}
+        self.written: set[tuple[str, str]] = set()  # (type, id) of what this unit wrote
 
     @property
     def conn(self) -> Any:
         return self.repo.conn
 
     def note(self, interaction: str, *, patients: Iterable[str] = (), touched: Iterable[str] = (),
-             query: str | None = None) -> None:
-        self.noted.append(Noted(interaction, set(patients), set(touched), query))
+             query: str | None = None, detail: str | None = None) -> None:
+        self.noted.append(Noted(interaction, set(patients), set(touched), query, detail))
 
-    def allow(self, action: str, touched: Iterable[str] = ()) -> None:
-        """The caller may take this domain action (bilan/auth/policy.py ACTIONS), or a
-        recorded 403."""
+    def allow(self, action: str, touched: Iterable[str] = (), interaction: str = "read") -> None:
+        """The caller may take this domain action (bilan/auth/policy.py ACTIONS), or a 403
+        recorded as a refused `interaction`."""
         if self.caller is None:
             return
         try:
             policy.check_action(self.caller, action)
         except FhirError as error:
-            from bilan.records.service import Denied
-            raise Denied(self.caller, action, error, list(touched)) from None
+            raise Denied(self.caller, interaction, error, list(touched)) from None
 
     def problems(self, content: dict[str, Any]) -> list[Issue]:
         """Step 2 for one resource ahead of its write (a form checks each line): its errors."""
@@ -102,11 +119,14 @@ class Work:
             if acting is not None:
                 await self._authorise(acting, write, stored)
             prepared.append(await self._derived(write, stored))
-        key = policy.owner_key(self.caller) if owner is KEEP_OWNER else owner
-        saved = await self.repo.save(prepared, self.now, key)
-        await self._access_rows(acting, saved, current)
         if acting is not None:
             await self._check_references(acting, prepared)
+            await self._check_unique(prepared)
+        key = policy.owner_key(self.caller) if owner is KEEP_OWNER else owner
+        saved = await self.repo.save(prepared, self.now, key)
+        self.written |= {(s.resource_type, s.id) for s in saved}
+        paths = {(w.resource_type, w.id): w.path or w.resource_type for w in prepared}
+        await self._access_rows(acting, saved, current, paths)
         for stored in saved:
             before = current.get((stored.resource_type, stored.id))
             interaction = {"POST": "create", "PUT": "update", "DELETE": "delete"}[stored.method]
@@ -145,7 +165,6 @@ class Work:
                                 await self.repo.owner(write.resource_type, write.id), path)
 
     def _validated(self, content: dict[str, Any], path: str | None) -> dict[str, Any]:
-        from bilan.records.service import invalid
         issues = self.records.validator.check(content, path)
         if errors_only(issues):
             raise invalid(errors_only(issues))
@@ -163,7 +182,7 @@ class Work:
         return replace(write, content=_visibility(content, stored, write))
 
     async def _access_rows(self, caller: Caller | None, saved: list[Stored],
-                           current: dict[tuple[str, str], Stored]) -> None:
+                           current: dict[tuple[str, str], Stored], paths: dict[tuple[str, str], str]) -> None:
         """The rows access derives from facts fixed at intake (bilan/auth/access.py)."""
         for stored in saved:
             content = stored.content
@@ -171,8 +190,9 @@ class Work:
                 continue
             before = current.get((stored.resource_type, stored.id))
             created = before is None or before.deleted
+            path = paths[(stored.resource_type, stored.id)]
             if stored.resource_type == "ServiceRequest" and created:
-                await self._requester_row(caller, stored)
+                await self._requester_row(caller, stored, path)
                 finess = await self._finess(content.get("performer", []))
                 await self.repo.replace_row("ServiceRequest", stored.id, LAB_ROW, finess)
             elif stored.resource_type == "Task":
@@ -182,10 +202,10 @@ class Work:
                 finess = await self._finess([owner] if owner else [])
                 if caller is not None and caller.for_lab and owner and finess != caller.lab_finess:
                     raise policy.forbidden("A Task's owner is the lab that writes it",
-                                           "Task.owner")
+                                           f"{path}.owner")
                 await self.repo.replace_row("Task", stored.id, LAB_ROW, finess)
 
-    async def _requester_row(self, caller: Caller | None, stored: Stored) -> None:
+    async def _requester_row(self, caller: Caller | None, stored: Stored, path: str) -> None:
         if caller is not None and caller.for_lab:
             return  # a lab's request (an adaptation) is seen through the prescription it adapts
         requester = ((stored.content or {}).get("requester") or {}).get("reference", "")
@@ -193,7 +213,7 @@ class Work:
         if caller is not None and caller.for_prescriber:
             if caller.rpps not in rpps:
                 raise policy.forbidden("The request's requester is not the prescriber this token "
-                                       "acts for", "ServiceRequest.requester")
+                                       "acts for", f"{path}.requester")
             rpps = [caller.rpps or ""]
         if rpps:
             await self.repo.replace_row("ServiceRequest", stored.id, REQUESTER_ROW, rpps[0])
@@ -219,15 +239,16 @@ class Work:
         return None
 
     async def _check_references(self, caller: Caller, writes: list[Write]) -> None:
-        """Everything a write points to is readable by its writer, once the write is stored
-        (a Task taking an order makes the order's patient readable to the lab)."""
+        """Everything a write points to is readable by its writer before it is stored (a write
+        never makes its own targets readable), or written in the same unit of work."""
+        pending = self.written | {(w.resource_type, w.id) for w in writes}
         wanted: dict[str, dict[str, str]] = defaultdict(dict)
         for write in writes:
             if write.content is None:
                 continue
             for path, reference in references(write.content, write.path or write.resource_type):
                 key = literal(reference)
-                if key is not None:
+                if key is not None and key not in pending:
                     wanted[key[0]].setdefault(key[1], path)
         for resource_type, paths in wanted.items():
             allowed = access.visible(caller, resource_type)
@@ -237,6 +258,22 @@ class Work:
                     raise policy.forbidden(f"{resource_type}/{resource_id} is not yours to see: "
                                            "a write may only point to what its writer may read",
                                            path.removesuffix(".reference"))
+
+    async def _check_unique(self, writes: list[Write]) -> None:
+        """An RPPS names one Practitioner, a FINESS one Organization: a second one would make
+        every conditional reference to it ambiguous (policy.UNIQUE_IDENTIFIERS)."""
+        for write in writes:
+            systems = policy.UNIQUE_IDENTIFIERS.get(write.resource_type, ())
+            for index, ident in enumerate((write.content or {}).get("identifier", [])):
+                if not isinstance(ident, dict) or ident.get("system") not in systems:
+                    continue
+                others = await self.repo.carrying(write.resource_type, str(ident["system"]),
+                                                  str(ident.get("value", "")))
+                if others - {write.id}:
+                    raise policy.forbidden(
+                        f"{ident['system']}|{ident.get('value')} already identifies another "
+                        f"{write.resource_type} of bilan's directory",
+                        f"{write.path or write.resource_type}.identifier[{index}]")
 
 
 def _caller_labels_dropped(content: dict[str, Any], stored: Stored | None,

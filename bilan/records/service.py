@@ -15,7 +15,9 @@ from bilan.auth.caller import Caller
 from bilan.fhir.dates import utc_now
 from bilan.fhir.outcomes import (
     FhirError,
+    Invalid,
     Issue,
+    NotFound,
     bad_request,
     conflict,
     errors_only,
@@ -25,8 +27,8 @@ from bilan.fhir.outcomes import (
 )
 from bilan.fhir.query import SearchQuery
 from bilan.records.linking import Linker, conditional_query
-from bilan.records.pipeline import Observer, Work
-from bilan.records.validation import Validator, is_structural
+from bilan.records.pipeline import Denied, Observer, Work, invalid
+from bilan.records.validation import Validator
 from bilan.storage import search as store_search
 from bilan.storage.repository import Repository, StaleVersion, Stored, Write
 from bilan.storage.search import SearchResult
@@ -46,11 +48,6 @@ Guard = Callable[[Repository, Caller | None, dict[str, Any]], Awaitable[dict[str
 
 def new_id() -> str:
     return str(uuid.uuid4())
-
-
-def invalid(issues: list[Issue]) -> FhirError:
-    """400 for a resource that is not well-formed FHIR, 422 for one that breaks a rule."""
-    return FhirError(400 if is_structural(issues) else 422, issues)
 
 
 class Records:
@@ -95,7 +92,7 @@ class Records:
             yield work
             for noted in work.noted:
                 await self.audit(repo, caller, noted.interaction, patients=noted.patients,
-                                 touched=noted.touched, query=noted.query)
+                                 touched=noted.touched, query=noted.query, detail=noted.detail)
 
     async def audit(self, repo: Repository, caller: Caller | None, interaction: str, *,
                     patients: Iterable[str] = (), touched: Iterable[str] = (),
@@ -141,7 +138,7 @@ class Records:
             return base64.b64decode(attachment["data"])
         url = str(attachment.get("url", ""))
         if not url.startswith("Binary/"):
-            raise FhirError(404, [Issue("This attachment is neither inline nor a Binary of bilan's",
+            raise NotFound([Issue("This attachment is neither inline nor a Binary of bilan's",
                                         "not-found")])
         binary = await self.read(caller, "Binary", url.removeprefix("Binary/"))
         return base64.b64decode((binary.content or {}).get("data", ""))
@@ -258,9 +255,10 @@ class Records:
             raise await self.denied(caller, interaction, error) from None
 
     async def check_read(self, repo: Repository, caller: Caller | None, interaction: str,
-                         stored: Stored) -> None:
-        """The caller may see this resource, or a 403 (recorded in the audit trail of the
-        patient concerned) stops the interaction."""
+                         stored: Stored, expression: str | None = None) -> None:
+        """The caller may see this resource, or a 403 (naming `expression`, the element that
+        points to it, if any; recorded in the audit trail of the patient concerned) stops the
+        interaction."""
         if caller is None:
             return
         reference = f"{stored.resource_type}/{stored.id}"
@@ -268,7 +266,7 @@ class Records:
         _require_read_scope(caller, interaction, stored.resource_type, [reference], patients)
         if not await repo.can_see(stored.resource_type, stored.id,
                                   access.visible(caller, stored.resource_type)):
-            error = access.forbidden(f"{reference} is not yours to see")
+            error = policy.forbidden(f"{reference} is not yours to see", expression)
             raise Denied(caller, interaction, error, [reference], patients)
 
     async def read_for(self, repo: Repository, caller: Caller | None, interaction: str,
@@ -320,18 +318,8 @@ class Records:
         linker = Linker(repo, self.base_url, findable=lambda t: access.findable(caller, t))
         issues = await linker.check(resource, resource["resourceType"])
         if issues:
-            raise FhirError(422, issues)
+            raise Invalid(issues)
         return linker.apply(resource)
-
-
-class Denied(Exception):
-    """A refusal raised inside a transaction; Records.unit records it after the rollback."""
-
-    def __init__(self, caller: Caller, interaction: str, error: FhirError, touched: list[str],
-                 patients: Iterable[str] = ()):
-        super().__init__(str(error))
-        self.caller, self.interaction, self.error = caller, interaction, error
-        self.touched, self.patients = touched, set(patients)
 
 
 def _require_read_scope(caller: Caller, interaction: str, resource_type: str,

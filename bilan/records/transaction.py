@@ -10,11 +10,19 @@ from bilan.auth import access
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.bundles import response_entry, transaction_response, version_of_etag
-from bilan.fhir.outcomes import FhirError, Issue, bad_request, conflict, errors_only, not_supported
+from bilan.fhir.outcomes import (
+    Invalid,
+    Issue,
+    Stale,
+    bad_request,
+    conflict,
+    errors_only,
+    not_supported,
+)
 from bilan.fhir.references import ID
 from bilan.records.linking import Linker
-from bilan.records.pipeline import Work
-from bilan.records.service import Records, invalid, new_id
+from bilan.records.pipeline import Work, invalid
+from bilan.records.service import Records, new_id
 from bilan.storage.repository import Repository, Stored, Write
 
 METHODS = ("POST", "PUT", "DELETE")
@@ -197,7 +205,7 @@ class Transactions:
         for entry in to_write:
             issues.extend(await linker.check(entry.resource, f"{entry.path}.resource"))
         if issues:
-            raise FhirError(422, issues)
+            raise Invalid(issues)
         for entry in to_write:
             entry.resource = linker.apply({k: v for k, v in entry.resource.items() if k != "id"})
 
@@ -242,7 +250,7 @@ def _check_match(entry: Entry) -> None:
         return
     current = entry.existing
     if current is None or current.deleted or current.version_id != entry.if_match:
-        raise FhirError(412, [Issue(
+        raise Stale([Issue(
             f"{entry.reference} is not at version {entry.if_match}", "conflict",
             expression=f"{entry.path}.request.ifMatch")])
 

@@ -11,23 +11,22 @@ shown, not typed over; an open one is shown with its value, and changing it make
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
-
 
 from bilan.auth import access
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import instant
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
 from bilan.prescription import adaptation, display, identity, tracking, worklist
 from bilan.prescription.exams import LOINC, loinc_codes
 from bilan.prescription.messaging import adapted_requests
 from bilan.prescription.reception import order_specimens
 from bilan.prescription.tubes import tube_for
-from bilan.records.pipeline import Work
-from bilan.records.service import Denied, Records, new_id
+from bilan.records.pipeline import Denied, Work
+from bilan.records.service import Records, new_id
 from bilan.results import units
 from bilan.results.intake import UCUM, plausible
 from bilan.results.validation import OPEN, STATUS_LABELS, order_results
@@ -149,14 +148,14 @@ class ResultEntry:
                     continue
                 writes.append(_write(line, observation))
             if issues:
-                raise FhirError(422, issues)
+                raise Invalid(issues)
             if not writes:
-                raise FhirError(422, [Issue("Aucun résultat nouveau ou modifié : rien n'a été enregistré.",
+                raise Invalid([Issue("Aucun résultat nouveau ou modifié : rien n'a été enregistré.",
                                             "required")])
             try:
                 stored = await work.write(writes)
             except StaleVersion:
-                raise FhirError(409, [Issue("Un résultat vient d'être modifié par ailleurs : rechargez la page.",
+                raise Conflict([Issue("Un résultat vient d'être modifié par ailleurs : rechargez la page.",
                                             "conflict")]) from None
         return [s.id for s in stored]
 
@@ -165,7 +164,7 @@ class ResultEntry:
         in a role that writes results, while it is open."""
         repo, caller = work.repo, work.caller
         assert caller is not None
-        work.allow("enter-results", [f"Task/{task_id}"])
+        work.allow("enter-results", [f"Task/{task_id}"], interaction)
         row = await worklist.by_task(repo.conn, task_id)
         if row is None:
             raise tracking.unknown_prescription()
@@ -179,7 +178,7 @@ class ResultEntry:
         content = task.content
         imported = row.status == "imported" and row.order_lab == caller.lab_finess
         if not imported or content.get("status") not in OPEN_ORDER:
-            raise FhirError(409, [Issue("Les résultats se saisissent une fois la prescription importée, "
+            raise Conflict([Issue("Les résultats se saisissent une fois la prescription importée, "
                                         "tant que la demande est en cours.", "business-rule")])
         lab_file = tracking.lab_file_of(content)
         patient = await repo.read_reference(lab_file) if lab_file else None
@@ -237,13 +236,13 @@ async def _prepared(work: Work, line: Line, observation: dict[str, Any]) -> dict
     refusal in French, on the line's field."""
     problems = work.problems(observation)
     if problems:
-        raise FhirError(422, [Issue(f"Résultat refusé : {'; '.join(p.diagnostics for p in problems)}",
+        raise Invalid([Issue(f"Résultat refusé : {'; '.join(p.diagnostics for p in problems)}",
                                     "invalid", expression=line.field("valeur"))])
     try:
         return await work.guarded(work.records.validator.amend(observation))
     except FhirError as error:
         unit = observation["valueQuantity"]["code"]
-        raise FhirError(422, [_in_french(issue, line, unit) for issue in error.issues]) from None
+        raise Invalid([_in_french(issue, line, unit) for issue in error.issues]) from None
 
 
 def _latest(results: list[Stored]) -> dict[tuple[str, str], Stored]:
@@ -328,7 +327,7 @@ def _measured(line: Line, typed: Typed) -> _Measured:
         issues.append(Issue("La valeur de référence basse dépasse la haute.", "value",
                             expression=line.field("bas")))
     if issues or value is None:
-        raise FhirError(422, issues)
+        raise Invalid(issues)
     return _Measured(value, unit, low, high)
 
 

@@ -19,12 +19,13 @@ from typing import Any
 
 from bilan.auth import access
 from bilan.auth.caller import Caller
-from bilan.fhir.outcomes import FhirError, Issue, conflict
+from bilan.fhir.outcomes import FhirError, Invalid, Issue, TooLarge, conflict
 from bilan.fhir.query import parse_search
 from bilan.fhir.references import literal
 from bilan.prescription.ins import ins_identifiers
-from bilan.records.pipeline import Work
-from bilan.records.service import Denied, Records, new_id
+from bilan.records.pipeline import Denied, Work
+from bilan.records.service import Records, new_id
+from bilan.results import masking
 from bilan.results.cda_reading import (
     MAX_BYTES,
     Biologist,
@@ -46,7 +47,6 @@ from bilan.results.fhir_report import (
     UCUM,
 )
 from bilan.results.interpretation import CODE_SYSTEM_URI as INTERPRETATION
-from bilan.results import masking
 from bilan.results.interpretation import LABELS
 from bilan.results.report import Identifier
 from bilan.results.units import check_unit
@@ -174,7 +174,7 @@ def document_of(resource: dict[str, Any]) -> bytes | None:
         return None
     compact = "".join(data.split())
     if len(compact) > _MAX_BASE64:
-        raise FhirError(413, [Issue(
+        raise TooLarge([Issue(
             f"The attached document is about {len(compact) // 4 * 3} bytes, over the {MAX_BYTES} "
             "bytes bilan reads", "too-costly", expression=DATA)])
     try:
@@ -465,5 +465,5 @@ def _pruned(element: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unprocessable(diagnostics: str, expression: str, code: str = "invalid") -> FhirError:
-    return FhirError(422, [Issue(diagnostics, code, expression=expression)])
+    return Invalid([Issue(diagnostics, code, expression=expression)])
 

@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from bilan.auth.caller import Caller
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.outcomes import Invalid, Issue
 from bilan.prescription.exams import loinc_codes
 from bilan.results import interpretation, units
 from bilan.storage import catalogue
@@ -54,11 +54,11 @@ class ResultsIntake:
 def _unit_of(quantity: dict[str, Any]) -> str:
     code = quantity.get("code") or ""
     if quantity.get("system") != UCUM or not code:
-        raise FhirError(422, [Issue(f"A result's unit is UCUM: system {UCUM} and a code (e.g. mmol/L)",
+        raise Invalid([Issue(f"A result's unit is UCUM: system {UCUM} and a code (e.g. mmol/L)",
                                     "value", expression="Observation.valueQuantity.system")])
     problem = units.check_unit(code)
     if problem:
-        raise FhirError(422, [Issue(problem, "code-invalid", expression="Observation.valueQuantity.code")])
+        raise Invalid([Issue(problem, "code-invalid", expression="Observation.valueQuantity.code")])
     return code
 
 
@@ -66,9 +66,9 @@ def _decimal(value: Any, path: str) -> Decimal:
     try:
         number = Decimal(str(value))
     except (InvalidOperation, ValueError):
-        raise FhirError(422, [Issue("A result needs a numeric value", "value", expression=path)]) from None
+        raise Invalid([Issue("A result needs a numeric value", "value", expression=path)]) from None
     if not plausible(number):
-        raise FhirError(422, [Issue(f"{path} must be a finite number below {LARGEST_RESULT:,.0f} in "
+        raise Invalid([Issue(f"{path} must be a finite number below {LARGEST_RESULT:,.0f} in "
                                     f"absolute value, not {str(value)[:40]}: check what was typed "
                                     "or sent", "value", expression=path)])
     return number
@@ -87,7 +87,7 @@ def _check_dimension(entries: list[dict[str, Any]], unit: str) -> None:
         try:
             units.convert(Decimal(1), unit, entry["ucum"], entry["loinc"], entries)
         except units.UnitError:
-            raise FhirError(422, [Issue(
+            raise Invalid([Issue(
                 f"{entry['label_fr']} is reported in {entry['ucum']} (or a unit convertible to it), "
                 f"not {unit}", "code-invalid", expression="Observation.valueQuantity.code")]) from None
 

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
 from bilan.notifications import outbox
 from bilan.prescription import directory, identity, tracking
 from bilan.prescription.messaging import adapted_requests, mail_address
@@ -69,6 +69,12 @@ class Overview:
     versions: list[Version]
     sensitive: frozenset[str] = field(default_factory=frozenset)  # result ids to suggest hiding
     opposed: bool = False
+    masked: frozenset[str] = field(default_factory=frozenset)  # result ids hidden until released
+
+    @property
+    def releasable(self) -> bool:
+        """Something of the order is still hidden from the patient."""
+        return bool(self.masked) or any(v.hidden for v in self.versions)
 
 
 def sharing_refusal(lab_file: dict[str, Any], task: dict[str, Any]) -> str | None:
@@ -97,24 +103,25 @@ class Issuing:
             codes = {c["code"]: r.id for r in results for c in (r.content or {}).get("code", {}).get("coding", [])}
             rows = await catalogue.results_by_loinc(repo.conn, codes)
             sensitive = frozenset(codes[row["loinc"]] for row in rows if row.get("sensitive") is True)
+            masked = frozenset(r.id for r in results if masking.hidden_from_patient(r.content or {}))
             work.note("read", patients=patients_of(task.content), touched=[f"Task/{task_id}"])
-        return Overview(versions, sensitive, tracking.opposed(task.content or {}))
+        return Overview(versions, sensitive, tracking.opposed(task.content or {}), masked)
 
     async def issue(self, caller: Caller, task_id: str, choices: Choices) -> str:
         """Issue the next version of the order's report; the DocumentReference id."""
         async with self.records.work(caller) as work:
             repo = work.repo
-            work.allow("issue", [f"Task/{task_id}"])
+            work.allow("issue", [f"Task/{task_id}"], "create")
             task = await self._task(work, task_id, "update")
             content = task.content or {}
             if content.get("status") not in ("accepted", "in-progress", "completed"):
-                raise FhirError(409, [Issue("Le compte rendu ne s'émet que pour une demande importée et "
+                raise Conflict([Issue("Le compte rendu ne s'émet que pour une demande importée et "
                                             "en cours au laboratoire.", "business-rule", expression="compte-rendu")])
             now = work.now
             results = await order_results(repo, self.records.base_url, caller, task)
             decided = [r for r in results if (r.content or {}).get("status") in (*assembly.DECIDED, "cancelled")]
             if not any((r.content or {}).get("status") in assembly.DECIDED for r in decided):
-                raise FhirError(422, [Issue("Aucun résultat validé biologiquement : rien à émettre.",
+                raise Invalid([Issue("Aucun résultat validé biologiquement : rien à émettre.",
                                             "business-rule", expression="compte-rendu")])
             complete = not any((r.content or {}).get("status") in OPEN for r in results)
             previous = await self._documents(repo, content)
@@ -124,7 +131,7 @@ class Issuing:
             _check_changed(previous, results, choices)
             lab_file = await repo.read_reference(tracking.lab_file_of(content))
             if lab_file is None or lab_file.content is None:
-                raise FhirError(409, [Issue("Le dossier patient du laboratoire est introuvable.", "not-found",
+                raise Conflict([Issue("Le dossier patient du laboratoire est introuvable.", "not-found",
                                             expression="compte-rendu")])
             requests = await self._requests(repo, content)
             report, refs = await self._report(repo, caller, task, lab_file, requests, decided, previous,
@@ -132,7 +139,7 @@ class Issuing:
             cda = cda_document(report)
             problems = conformance.problems(cda)
             if problems:
-                raise FhirError(422, [Issue(f"Document non conforme, non émis : {p}", "invariant",
+                raise Invalid([Issue(f"Document non conforme, non émis : {p}", "invariant",
                                             expression="compte-rendu") for p in problems])
             refusal = sharing_refusal(lab_file.content, content)
             issued = _issued(report, cda, refs, task.id, choices, refusal, previous)
@@ -141,16 +148,22 @@ class Issuing:
             reports = await self._reports(repo, content)
             writes = self._writes(task, issued, decided, hidden, previous, reports[0] if reports else None,
                                   status, now)
-            await work.write(writes)
+            # The CDA and PDF are bilan's own documents (nobody writes Binary through the API).
+            await work.write([w for w in writes if w.resource_type == "Binary"], system=True)
+            await work.write([w for w in writes if w.resource_type != "Binary"])
             await self._deliver(repo, issued, lab_file.content, requests, choices, status, now)
         return issued.document_id
 
-    async def release(self, caller: Caller | None, task_id: str) -> int:
-        """Show the patient what was hidden for this order (the prescriber after the
-        consultation, or bilan at the chosen date when `caller` is None); how many resources."""
+    async def release(self, caller: Caller | None, task_id: str, reason: str = "") -> int:
+        """Show the patient what was hidden for this order: the prescriber after the
+        consultation, the biologist for the reason they give, or bilan at the chosen date when
+        `caller` is None; how many resources. The reason goes in the audit trail."""
+        reason = reason.strip() or _release_reason(caller)
+        if not reason:
+            raise Invalid([Issue("Indiquez le motif de la levée du masquage.", "required", expression="motif")])
         async with self.records.work(caller) as work:
             repo = work.repo
-            work.allow("release", [f"Task/{task_id}"])
+            work.allow("release", [f"Task/{task_id}"], "update")
             task = (await self.records.read_for(repo, caller, "update", "Task", task_id)
                     if caller else await repo.read("Task", task_id))
             if task is None or task.content is None:
@@ -164,6 +177,8 @@ class Issuing:
             # the release rule (work.allow above) authorises it, not the right to write reports.
             await work.write([Write(s.resource_type, s.id, masking.released(s.content or {}), "PUT", s.version_id,
                                     labelled=True, unmask=True) for s in hidden], system=True)
+            work.note("update", patients=patients_of(task.content),
+                      touched=[f"{s.resource_type}/{s.id}" for s in hidden], detail=f"Levée du masquage : {reason}")
         return len(hidden)
 
     async def release_due(self, item: outbox.OutboxItem) -> None:
@@ -174,7 +189,7 @@ class Issuing:
             raise RuntimeError(error.issues[0].diagnostics) from None
 
     async def _task(self, work: Work, task_id: str, interaction: str) -> Stored:
-        work.allow("follow-order", [f"Task/{task_id}"])
+        work.allow("follow-order", [f"Task/{task_id}"], interaction)
         task = await self.records.read_for(work.repo, work.caller, interaction, "Task", task_id)
         if task is None:
             raise tracking.unknown_prescription()
@@ -238,7 +253,7 @@ class Issuing:
                 complete=complete)
             report = replace(report, pdf=report_pdf(report))
         except (ReportError, ValueError) as error:
-            raise FhirError(422, [Issue(f"Le compte rendu ne peut pas être établi : {error}", "invariant",
+            raise Invalid([Issue(f"Le compte rendu ne peut pas être établi : {error}", "invariant",
                                         expression="compte-rendu")]) from None
         refs = {"patient": (content.get("for") or {}).get("reference", ""),
                 "lab": f"Organization/{lab.id}" if lab else "", "biologist": f"Practitioner/{biologist['id']}",
@@ -248,7 +263,7 @@ class Issuing:
     async def _biologist(self, repo: Repository, caller: Caller) -> dict[str, Any]:
         found = await directory.practitioner_by_rpps(repo, self.records.base_url, caller.rpps or "")
         if found is None:
-            raise FhirError(422, [Issue(f"Le biologiste (RPPS {caller.rpps}) n'est pas dans l'annuaire de "
+            raise Invalid([Issue(f"Le biologiste (RPPS {caller.rpps}) n'est pas dans l'annuaire de "
                                         "bilan : le compte rendu doit nommer qui l'a validé.", "not-found",
                                         expression="biologiste")])
         return {**(found.content or {}), "id": found.id}
@@ -316,6 +331,13 @@ class Issuing:
                                  resource=document, about=about, now=now, due=due)
 
 
+def _release_reason(caller: Caller | None) -> str:
+    """The reason a release goes without saying; a biologist says theirs."""
+    if caller is None:
+        return "Date de levée choisie par le laboratoire"
+    return "Consultation d'annonce faite par le prescripteur" if caller.for_prescriber else ""
+
+
 def _check_changed(previous: list[Stored], results: list[Stored], choices: Choices) -> None:
     """A new version says something new: a result changed since the last one, or a result
     newly hidden. Issuing the same report again is refused."""
@@ -325,7 +347,7 @@ def _check_changed(previous: list[Stored], results: list[Stored], choices: Choic
     changed = any(r.last_updated > last.last_updated for r in results)
     hidden_before = {r.id for r in results if masking.hidden_from_patient(r.content or {})}
     if not changed and choices.hidden <= hidden_before and not choices.hide_report:
-        raise FhirError(409, [Issue("Rien n'a changé depuis la dernière version du compte rendu : "
+        raise Conflict([Issue("Rien n'a changé depuis la dernière version du compte rendu : "
                                     "aucune nouvelle version n'est émise.", "business-rule",
                                     expression="compte-rendu")])
 

@@ -24,7 +24,8 @@ from bilan.fhir.dates import date_range
 from bilan.fhir.outcomes import FhirError, bad_request
 from bilan.fhir.query import SearchQuery, parse_search, parse_token_value
 from bilan.fhir.searchparams import params_for
-from bilan.records.service import Denied, Records
+from bilan.records.pipeline import Denied
+from bilan.records.service import Records
 from bilan.results.trends import MOST_RESULTS, own_results
 from bilan.storage import search as store_search
 from bilan.storage.patient_results import custom_plans

@@ -19,14 +19,30 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import CondPageBreak, Flowable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import (
+    CondPageBreak,
+    Flowable,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
 
 from bilan.prescription.ins import INS_NIA
 
 # The CDA narrative's wording, so that the copy says what the structured document says.
 from bilan.results.cda import TITLE, range_text, value_text
 from bilan.results.interpretation import LABELS
-from bilan.results.report import Battery, Chapter, Identifier, LabReport, Patient, Practitioner, Result
+from bilan.results.report import (
+    Battery,
+    Chapter,
+    Identifier,
+    LabReport,
+    Patient,
+    Practitioner,
+    Result,
+)
 
 PARIS = ZoneInfo("Europe/Paris")
 # Flags that say "as expected": printed plainly, the others stand out.

@@ -20,9 +20,9 @@ from bilan.auth import access
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import date_range
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.outcomes import Issue, NotFound
 from bilan.fhir.text import normalise
-from bilan.records.service import Denied, Records
+from bilan.records.service import Records
 from bilan.results import analytes, units
 from bilan.results.fhir_report import OBSERVATION_CATEGORY
 from bilan.storage import catalogue, patient_results
@@ -94,7 +94,7 @@ class Trends:
         params = [("status", ",".join(DECIDED))]
         async with self.records.work(caller) as work:
             repo = work.repo
-            _check_patient(caller)
+            work.allow("trends", interaction="search-type")
             await custom_plans(repo.conn)
             found = await visible_results(repo.conn, self.records.base_url, caller)
             readings = [r for r in map(_reading, found) if r is not None]
@@ -118,7 +118,7 @@ class Trends:
         analyte with no visible result."""
         async with self.records.work(caller) as work:
             repo = work.repo
-            _check_patient(caller)
+            work.allow("trends", interaction="search-type")
             await custom_plans(repo.conn)
             codes, entries = await analytes.codes_of_key(repo.conn, key)
             params = [("code", ",".join(f"{system or ''}|{code}" for system, code in codes)),
@@ -130,7 +130,7 @@ class Trends:
             work.note("search-type", patients=_patients(found),
                       query=_query_text(params))
         if not readings:
-            raise FhirError(404, [Issue("Aucun résultat de cette analyse n'est disponible dans votre espace.",
+            raise NotFound([Issue("Aucun résultat de cette analyse n'est disponible dans votre espace.",
                                         "not-found")])
         return _series(analytes.describe(key, entries, _latest(readings).content), readings, labs)
 
@@ -157,13 +157,6 @@ async def own_results(conn: AsyncConnection, caller: Caller, codes: list[Token] 
     (bilan/storage/patient_results.py: found from her rows only)."""
     mine = patients if patients is not None else access.visible(caller, "Patient")
     return await patient_results.results_about(conn, mine, codes, MOST_RESULTS)
-
-
-def _check_patient(caller: Caller) -> None:
-    """Trends are the patient's own: for anyone else they would mix several patients."""
-    if caller.kind != "patient":
-        raise Denied(caller, "search-type", access.forbidden("Les courbes de résultats sont réservées "
-                                                             "au patient concerné."), [])
 
 
 def _query_text(params: list[tuple[str, str]]) -> str:

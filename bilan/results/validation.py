@@ -15,7 +15,7 @@ from bilan.auth import access
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import date_range, instant
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.outcomes import Conflict, Invalid, Issue
 from bilan.fhir.query import parse_search
 from bilan.prescription import tracking
 from bilan.prescription.messaging import adapted_requests
@@ -89,17 +89,17 @@ class ResultsDesk:
         """technical / biological validation, re-run, or not done, for the chosen results; or
         the correction of one validated result (new value and reason)."""
         if action not in ("technique", "biologique", "repasser", "annuler", "corriger"):
-            raise FhirError(422, [Issue("Action inconnue.", "value", expression="action")])
+            raise Invalid([Issue("Action inconnue.", "value", expression="action")])
         if not ids:
-            raise FhirError(422, [Issue("Cochez au moins un résultat.", "required", expression="resultats")])
+            raise Invalid([Issue("Cochez au moins un résultat.", "required", expression="resultats")])
         if action in ("repasser", "annuler", "corriger") and not comment.strip():
-            raise FhirError(422, [Issue("Indiquez le motif.", "required", expression="commentaire")])
+            raise Invalid([Issue("Indiquez le motif.", "required", expression="commentaire")])
         if action == "corriger" and len(ids) != 1:
-            raise FhirError(422, [Issue("Cochez le seul résultat à corriger.", "value", expression="resultats")])
+            raise Invalid([Issue("Cochez le seul résultat à corriger.", "value", expression="resultats")])
         async with self.records.work(caller) as work:
             repo = work.repo
             if action in ("biologique", "corriger"):
-                work.allow("validate-biologically", [f"Task/{task_id}"])
+                work.allow("validate-biologically", [f"Task/{task_id}"], "update")
             task = await self._task(work, task_id, "update")
             mine = {s.id: s for s in await order_results(repo, self.records.base_url, caller, task)}
             now, writes = work.now, []
@@ -107,7 +107,7 @@ class ResultsDesk:
                 stored = mine.get(result_id)
                 allowed = CORRECTABLE if action == "corriger" else OPEN
                 if stored is None or (stored.content or {}).get("status") not in allowed:
-                    raise FhirError(409, [Issue("Ce résultat n'est plus à valider : rechargez la page.",
+                    raise Conflict([Issue("Ce résultat n'est plus à valider : rechargez la page.",
                                                 "conflict", expression="resultats")])
                 if action == "corriger":
                     content = _corrected(stored.content or {}, value, comment, caller.label, now)
@@ -117,7 +117,7 @@ class ResultsDesk:
             await work.write(writes)
 
     async def _task(self, work: Work, task_id: str, interaction: str) -> Stored:
-        work.allow("results-desk", [f"Task/{task_id}"])
+        work.allow("results-desk", [f"Task/{task_id}"], interaction)
         task = await self.records.read_for(work.repo, work.caller, interaction, "Task", task_id)
         if task is None:
             raise tracking.unknown_prescription()
@@ -191,11 +191,11 @@ def _corrected(content: dict[str, Any], value: str, reason: str, author: str, no
     """A validated result with its new value (`corrected`), its flag computed again."""
     quantity = content.get("valueQuantity")
     if not quantity:
-        raise FhirError(422, [Issue("Seul un résultat numérique se corrige ici.", "value", expression="resultats")])
+        raise Invalid([Issue("Seul un résultat numérique se corrige ici.", "value", expression="resultats")])
     try:
         number = Decimal(value.strip().replace(",", "."))
     except InvalidOperation:
-        raise FhirError(422, [Issue("Saisissez la nouvelle valeur (un nombre, par exemple 5,2).", "value",
+        raise Invalid([Issue("Saisissez la nouvelle valeur (un nombre, par exemple 5,2).", "value",
                                     expression="valeur")]) from None
     previous = f"{_value(content)}"
     corrected = {key: item for key, item in content.items() if key != "interpretation"}

@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import CompoundSelect, Select, literal_column, select, union
 
 from bilan.storage.repository import OWNER
-from bilan.storage.tables import search_index
+from bilan.storage.tables import resources, search_index
 
 IdSet = Select[Any]
 
@@ -44,6 +44,15 @@ def owned_by(resource_type: str, owner: str) -> IdSet:
     i = search_index.alias()
     return select(i.c.resource_id).where(i.c.resource_type == resource_type, i.c.name == OWNER,
                                          i.c.value == owner)
+
+
+def not_owned_by_labs(resource_type: str) -> IdSet:
+    """Ids of the resources of a type that no lab created (the files a lab keeps are its own)."""
+    i = search_index.alias()
+    labs = select(i.c.resource_id).where(i.c.resource_type == resource_type, i.c.name == OWNER,
+                                         i.c.value.like("lab:%"))
+    return select(resources.c.id).where(resources.c.resource_type == resource_type,
+                                        resources.c.id.not_in(labs))
 
 
 def narrowed(ids: Any, *, within: tuple[Any, ...] = (), without: tuple[Any, ...] = ()) -> IdSet:

@@ -57,7 +57,9 @@ async def enqueue(conn: AsyncConnection, channel: str, target: str, payload: dic
         channel=channel, target=target, subscription=subscription, resource=resource,
         about=about, payload=payload, status=PENDING, attempts=0, next_attempt_at=due or now,
         lease_until=None, last_error=None, created_at=now, delivered_at=None))
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    assert key is not None  # a single-row insert always has its key
+    return int(key[0])
 
 
 async def claim_due(conn: AsyncConnection, now: datetime, lease_seconds: float, limit: int, *,

@@ -251,6 +251,16 @@ class Repository:
             .limit(limit))
         return [f"{row.resource_type}/{row.resource_id}" for row in rows]
 
+    async def carrying(self, resource_type: str, system: str, value: str) -> set[str]:
+        """Ids of the live resources of a type with this identifier."""
+        i, r = search_index.c, resources.c
+        rows = await self.conn.execute(
+            select(i.resource_id).join(resources, and_(r.resource_type == i.resource_type,
+                                                       r.id == i.resource_id))
+            .where(i.resource_type == resource_type, i.name == "identifier", i.system == system,
+                   i.value == value, r.deleted.is_(False)))
+        return {row.resource_id for row in rows}
+
     async def visible_ids(self, resource_type: str, ids: Iterable[str], allowed: Any) -> set[str]:
         """The ids among `ids` that are in `allowed` (a subquery; None: all)."""
         ids = set(ids)

@@ -3,17 +3,24 @@
 
 from typing import Any, Iterable
 
-from sqlalchemy import Select, String, exists, insert, select, update
+from sqlalchemy import Column, Select, String, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.storage.tables import worklist, worklist_terms
 
 SHORT_WORD = 2  # letters: a word this short is probed per row (see _matching)
 
+
+def _size(column: Column[Any]) -> int:
+    if not isinstance(column.type, String) or column.type.length is None:
+        raise TypeError(f"{column.name} is not a text column of a fixed length")
+    return column.type.length
+
+
 # The longest text each text column holds, in characters.
 SIZES: dict[str, int] = {column.name: column.type.length for column in worklist.columns
                          if isinstance(column.type, String) and column.type.length}
-TERM_SIZE: int = worklist_terms.c.term.type.length
+TERM_SIZE = _size(worklist_terms.c.term)
 
 
 async def add(conn: AsyncConnection, row: dict[str, Any], terms: Iterable[str]) -> int:

@@ -8,7 +8,7 @@ from litestar.response import Redirect, Template
 
 from bilan.auth.oidc import OidcClient
 from bilan.auth.tokens import InvalidToken
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.outcomes import FhirError, Forbidden, Issue, Unauthenticated
 from bilan.records.service import Records
 from bilan.settings import Settings, web_root
 from bilan.web.session import current_user, open_session, web_caller
@@ -17,7 +17,7 @@ AnyRequest = Request[Any, Any, Any]
 
 
 def login_failed(message: str) -> FhirError:
-    return FhirError(401, [Issue(message, "login")])
+    return Unauthenticated([Issue(message, "login")])
 
 
 class AuthController(Controller):
@@ -53,7 +53,7 @@ class AuthController(Controller):
             caller = web_caller(request, user)
         except FhirError:
             request.clear_session()
-            raise FhirError(403, [Issue("Votre compte n'a aucun rôle dans bilan (prescripteur, "
+            raise Forbidden([Issue("Votre compte n'a aucun rôle dans bilan (prescripteur, "
                                         "laboratoire ou patient).", "forbidden")]) from None
         await records.record_session(caller, "login")
         return Redirect("/")

@@ -9,7 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Response
 
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.outcomes import Issue, NotFound
 from bilan.records.service import Records
 from bilan.results import display
 from bilan.results.documents import CDA_TYPE, PDF_TYPE
@@ -53,4 +53,4 @@ async def _content(request: AnyRequest, document_id: str, settings: Settings, re
         attachment = content.get("attachment") or {}
         if attachment.get("contentType") in (kind, "text/xml" if kind == CDA_TYPE else kind):
             return await records.attachment(caller, attachment)
-    raise FhirError(404, [Issue("Ce document n'a pas de copie dans ce format.", "not-found")])
+    raise NotFound([Issue("Ce document n'a pas de copie dans ce format.", "not-found")])

@@ -8,6 +8,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
+from bilan.api.statuses import status_of
 from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import FhirError
 from bilan.records.service import Records
@@ -60,6 +61,6 @@ async def _page(user: WebUser, caller: Caller, entry: ResultEntry, task_id: str,
     errors: dict[str, Any] = {}
     for issue in error.issues if error else []:
         errors.setdefault(issue.expression or "general", issue.diagnostics)
-    return Template("reception/entry.html", status_code=error.status if error else 200,
+    return Template("reception/entry.html", status_code=status_of(error) if error else 200,
                     context={"user": user, "form": await entry.form(caller, task_id),
                              "errors": errors, "typed": typed or {}})

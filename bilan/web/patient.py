@@ -12,7 +12,7 @@ from litestar.response import Template
 from markupsafe import Markup
 
 from bilan.auth.caller import Caller
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.outcomes import Forbidden, Issue
 from bilan.results.chart import point_label, trend_svg
 from bilan.results.patient_space import PatientSpace
 from bilan.results.trends import Analyte, Trends
@@ -25,7 +25,7 @@ AnyRequest = Request[Any, Any, Any]
 def patient(request: AnyRequest, settings: Settings) -> tuple[WebUser, Caller]:
     user, caller = logged_in(request, settings, "Connectez-vous pour voir vos résultats.")
     if caller.kind != "patient":
-        raise FhirError(403, [Issue("Cet espace est celui des patients.", "forbidden")])
+        raise Forbidden([Issue("Cet espace est celui des patients.", "forbidden")])
     return user, caller
 
 

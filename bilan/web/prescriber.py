@@ -9,8 +9,9 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath
 from litestar.response import Redirect, Template
 
+from bilan.api.statuses import status_of
 from bilan.auth.caller import Caller
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.outcomes import FhirError, Forbidden, Issue
 from bilan.fhir.query import parse_search
 from bilan.prescription import tracking
 from bilan.prescription.identity import traits
@@ -28,7 +29,7 @@ Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED
 def prescriber(request: AnyRequest, settings: Settings) -> tuple[WebUser, Caller]:
     user, caller = logged_in(request, settings, "Connectez-vous pour voir vos prescriptions.")
     if not caller.for_prescriber:
-        raise FhirError(403, [Issue("Cette page est celle des prescripteurs.", "forbidden")])
+        raise Forbidden([Issue("Cette page est celle des prescripteurs.", "forbidden")])
     return user, caller
 
 
@@ -92,6 +93,6 @@ class PrescriberController(Controller):
         shown_on_page(error)
         thread = await messaging.conversation(caller, task_id)
         overview = await issuing.overview(caller, task_id)
-        return Template("prescriber/prescription.html", status_code=error.status if error else 200,
+        return Template("prescriber/prescription.html", status_code=status_of(error) if error else 200,
                         context={"user": user, "thread": thread, "overview": overview,
                                  "errors": field_errors(error)})

@@ -10,8 +10,9 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Response, Template
 
+from bilan.api.statuses import status_of
 from bilan.auth.caller import Caller
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
 from bilan.prescription import adaptation
 from bilan.prescription.labels import labels_pdf
 from bilan.prescription.messaging import Messaging
@@ -151,6 +152,18 @@ class ReceptionController(Controller):
             return await self._results_page(user, caller, desk, reception, issuing, task_id, error)
         return Redirect(f"/reception/prescriptions/{task_id}/resultats#compte-rendu")
 
+    @post("/prescriptions/{task_id:str}/levee-masquage")
+    async def release(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
+                      desk: NamedDependency[ResultsDesk], reception: NamedDependency[Reception],
+                      issuing: NamedDependency[Issuing]) -> Template | Redirect:
+        user, caller = signed_in(request, settings)
+        form = await request.form()
+        try:
+            await issuing.release(caller, task_id, str(form.get("motif", "")))
+        except FhirError as error:
+            return await self._results_page(user, caller, desk, reception, issuing, task_id, error)
+        return Redirect(f"/reception/prescriptions/{task_id}/resultats#compte-rendu")
+
     async def _results_page(self, user: WebUser, caller: Caller, desk: ResultsDesk, reception: Reception,
                             issuing: Issuing, task_id: str, error: FhirError | None = None) -> Template:
         shown_on_page(error)
@@ -158,7 +171,7 @@ class ReceptionController(Controller):
         rows = await desk.results(caller, task_id)
         overview = await issuing.overview(caller, task_id)
         problems = [i.diagnostics for i in error.issues if i.expression == "compte-rendu"] if error else []
-        return Template("reception/results.html", status_code=error.status if error else 200,
+        return Template("reception/results.html", status_code=status_of(error) if error else 200,
                         context={"user": user, "file": found, "rows": rows, "overview": overview,
                                  "problems": problems, "errors": field_errors(error)})
 
@@ -177,7 +190,7 @@ class ReceptionController(Controller):
         user, caller = signed_in(request, settings)
         found = await reception.open(caller, task_id)
         if found.order is None:
-            raise FhirError(409, [Issue("Importez d'abord la prescription.", "business-rule")])
+            raise Conflict([Issue("Importez d'abord la prescription.", "business-rule")])
         return Template("reception/sheet.html", context={"user": user, "file": found})
 
     async def _page(self, user: WebUser, caller: Caller, reception: Reception, messaging: Messaging,
@@ -192,7 +205,7 @@ class ReceptionController(Controller):
                            deliveries=await messaging.deliveries(caller, task_id),
                            orderables=await messaging.orderables(), reasons=adaptation.REASONS,
                            changes=adaptation.CHANGES)
-        return Template("reception/prescription.html", status_code=error.status if error else 200,
+        return Template("reception/prescription.html", status_code=status_of(error) if error else 200,
                         context=context)
 
 
@@ -203,7 +216,7 @@ def issue_choices(form: Any) -> Choices:
         release_on = date.fromisoformat(text) if "-" in text else (
             datetime.strptime(text, "%d/%m/%Y").date() if text else None)
     except ValueError:
-        raise FhirError(422, [Issue("Date de levée du masquage invalide : JJ/MM/AAAA.", "value",
+        raise Invalid([Issue("Date de levée du masquage invalide : JJ/MM/AAAA.", "value",
                                     expression="liberation")]) from None
     return Choices(hidden=frozenset(str(v) for v in form.getall("masquer", [])),
                    hide_report=bool(form.get("masquer_tout")), release_on=release_on,
@@ -214,7 +227,7 @@ def issue_choices(form: Any) -> Choices:
 def shown_on_page(error: FhirError | None) -> None:
     """A refused action (409, 422) is shown on the page it came from; any other error goes
     to the error page (raised again)."""
-    if error is not None and error.status not in (409, 422):
+    if error is not None and not isinstance(error, (Conflict, Invalid)):
         raise error
 
 

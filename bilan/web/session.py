@@ -16,7 +16,7 @@ from litestar.middleware.session.base import BaseBackendConfig, BaseSessionBacke
 from litestar.types import Empty, Message, Scopes, ScopeSession
 
 from bilan.auth.caller import Caller, caller_from_claims
-from bilan.fhir.outcomes import FhirError, Issue
+from bilan.fhir.outcomes import Issue, Unauthenticated
 from bilan.settings import Settings
 from bilan.storage.sessions import WebSessions
 
@@ -35,11 +35,11 @@ class ServerSessionBackend(BaseSessionBackend["ServerSessionConfig"]):
         data = await self.config.sessions().resume(token) if token else None
         if data is None:
             return {}
-        cast(dict[str, Any], connection.scope)[_LOADED] = (token, copy.deepcopy(data))
+        _scope(connection)[_LOADED] = (token, copy.deepcopy(data))
         return data
 
     def get_session_id(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-        loaded = connection.scope.get(_LOADED)
+        loaded: tuple[str, dict[str, Any]] | None = _scope(connection).get(_LOADED)
         return loaded[0] if loaded else None
 
     async def store_in_message(self, scope_session: ScopeSession, message: Message,
@@ -55,18 +55,23 @@ class ServerSessionBackend(BaseSessionBackend["ServerSessionConfig"]):
             return
         data = cast(dict[str, Any], scope_session)
         if token is not None:
-            if data != connection.scope[_LOADED][1] and not await sessions.save(token, data):
+            if data != _scope(connection)[_LOADED][1] and not await sessions.save(token, data):
                 headers.add("Set-Cookie", self._cookie("", expires=0))
             return
         if sent:  # what the browser had before (a login under way) ends here
             await sessions.revoke(sent)
         headers.add("Set-Cookie", self._cookie(await sessions.open(data), max_age=self.config.max_age))
 
-    def _cookie(self, value: str, **lifetime: int) -> str:
+    def _cookie(self, value: str, *, max_age: int | None = None, expires: int | None = None) -> str:
         config = self.config
         return Cookie(key=config.key, value=value, path=config.path, domain=config.domain,
                       secure=config.secure, httponly=config.httponly, samesite=config.samesite,
-                      **lifetime).to_header(header="")
+                      max_age=max_age, expires=expires).to_header(header="")
+
+
+def _scope(connection: ASGIConnection[Any, Any, Any, Any]) -> dict[str, Any]:
+    """The ASGI scope as the open dict it is: litestar's TypedDict knows only its own keys."""
+    return cast(dict[str, Any], connection.scope)
 
 
 @dataclass
@@ -114,7 +119,9 @@ def current_user(request: Request[Any, Any, Any], settings: Settings) -> WebUser
     """The logged-in user, or None. (The session middleware has already refused sessions that
     are revoked, idle or too old: `settings` is kept for the callers' sake.)"""
     session = request.scope.get("session")  # absent off the middleware's paths, Empty once cleared
-    user = session.get("user") if isinstance(session, dict) else None
+    if not isinstance(session, dict):
+        return None
+    user = session.get("user")
     if not user:
         return None
     return WebUser(user["name"], user["role"], user["claims"], session.get("id_token", ""))
@@ -124,7 +131,7 @@ def logged_in(request: Request[Any, Any, Any], settings: Settings, why: str) -> 
     """The logged-in user and the caller they are, or a 401 saying `why` logging in is needed."""
     user = current_user(request, settings)
     if user is None:
-        raise FhirError(401, [Issue(why, "login")])
+        raise Unauthenticated([Issue(why, "login")])
     return user, web_caller(request, user)
 
 

@@ -3,9 +3,10 @@
 Access no longer follows the directory (a Practitioner's or an Organization's identifiers,
 which someone may rewrite): the write pipeline records, beside each prescription, the RPPS of
 its requester and the FINESS of the lab it is addressed to, and beside each Task the FINESS of
-the lab that took it. This fills those rows in for what was stored before. It also stores the
-Tasks' code as the CodeableConcept FHIR asks for (it was a bare Coding, so a stored Task could
-not be PUT back as read).
+the lab that took it. This fills those rows in for what was stored before. It also makes
+what the lab's own code stored readable and writable back as is: the Tasks' code as the
+CodeableConcept FHIR asks for (it was a bare Coding), and the time of the notes the results
+desk wrote as an instant with its zone (it was a naive UTC time).
 
 Revision ID: 0005
 Revises: 0004
@@ -13,6 +14,8 @@ Create Date: 2026-12-06 22:40:00.000000
 """
 
 import json
+import re
+from typing import Any, Callable
 
 import sqlalchemy as sa
 from alembic import op
@@ -25,6 +28,7 @@ depends_on = None
 
 RPPS = "https://rpps.esante.gouv.fr"
 ORGANIZATION_ID = "urn:oid:1.2.250.1.71.4.2.2"
+NAIVE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?$")
 
 INSERT = ("INSERT INTO search_index (resource_type, resource_id, name, system, value) "
           "SELECT DISTINCT {select} ")
@@ -56,23 +60,41 @@ WHERE s.system = 'Organization' AND ((s.resource_type = 'ServiceRequest' AND s.n
 def upgrade() -> None:
     for statement in (REQUESTER_DIRECT, REQUESTER_ROLE, LAB):
         op.execute(statement)
-    _task_codes()
+    _rewrite("Task", _task_code)
+    _rewrite("Observation", _note_times)
 
 
-def _task_codes() -> None:
+def _rewrite(resource_type: str, fix: Callable[[dict[str, Any]], bool]) -> None:
+    """Apply `fix` to the current version of every resource of a type; store what it changed."""
     conn = op.get_bind()
     resources = sa.table("resources", sa.column("resource_type"), sa.column("id"),
                          sa.column("content", sa.JSON().with_variant(JSONB(), "postgresql")))
     rows = conn.execute(sa.select(resources.c.id, resources.c.content)
-                        .where(resources.c.resource_type == "Task")).all()
+                        .where(resources.c.resource_type == resource_type)).all()
     for row in rows:
         content = row.content if isinstance(row.content, dict) else json.loads(row.content or "null")
-        code = (content or {}).get("code")
-        if isinstance(code, dict) and "system" in code and "coding" not in code:
-            content["code"] = {"coding": [code]}
-            conn.execute(sa.update(resources).where(resources.c.resource_type == "Task",
+        if content and fix(content):
+            conn.execute(sa.update(resources).where(resources.c.resource_type == resource_type,
                                                      resources.c.id == row.id)
                          .values(content=content))
+
+
+def _task_code(task: dict[str, Any]) -> bool:
+    code = task.get("code")
+    if isinstance(code, dict) and "system" in code and "coding" not in code:
+        task["code"] = {"coding": [code]}
+        return True
+    return False
+
+
+def _note_times(observation: dict[str, Any]) -> bool:
+    changed = False
+    for note in observation.get("note") or []:
+        time = note.get("time") if isinstance(note, dict) else None
+        if isinstance(time, str) and NAIVE_TIME.match(time):
+            note["time"] = time + "Z"  # stored times are UTC
+            changed = True
+    return changed
 
 
 def downgrade() -> None:

@@ -1,0 +1,39 @@
+"""`bilan demo`'s data loads through the one write path, and shows what the README promises."""
+
+from sqlalchemy import func, select
+
+from bilan.app import build_services
+from bilan.auth.caller import Caller
+from bilan.demo.load import load_demo
+from bilan.fhir.query import parse_search
+from bilan.results.patient_space import PatientSpace
+from bilan.settings import Settings
+from bilan.storage.database import create_engine
+from bilan.storage.migrate import upgrade
+from bilan.storage.tables import resources
+from tests.helpers import run
+
+LAMBERT = Caller("practice-software", "demo", frozenset({"system/*.read"}), rpps="10003456786")
+DUPONT = Caller("patient", "patient.dupont", frozenset(), ins="279035121518989")
+
+
+def test_the_demo_loads_and_each_party_sees_its_share(own_database: Settings) -> None:
+    async def scenario() -> tuple[int, int, int]:
+        engine = create_engine(own_database)
+        try:
+            await upgrade(engine)
+            await load_demo(own_database)
+            records = build_services(engine, own_database).records
+            async with engine.connect() as conn:
+                tasks = (await conn.execute(select(func.count()).where(
+                    resources.c.resource_type == "Task"))).scalar_one()
+            requests = await records.search(LAMBERT, parse_search("ServiceRequest", [], default_count=500, max_count=500))
+            reports = await PatientSpace(records).reports(DUPONT)
+            return tasks, requests.total, len(reports)
+        finally:
+            await engine.dispose()
+
+    tasks, lamberts_requests, dupont_reports = run(scenario())
+    assert tasks >= 5  # four prescriptions and the one addressed to no lab, and past orders
+    assert lamberts_requests > 0
+    assert dupont_reports >= 6  # her past reports: three from this lab, three from others
