@@ -95,6 +95,29 @@ def test_a_replacement_waits_for_the_prescribers_agreement_given_through_the_api
     assert twice.status_code == 409 and "déjà reçu une réponse" in twice.text
 
 
+def test_nobody_answers_or_adapts_in_the_other_partys_place(
+        fhir, lab_middleware, desk, biologist, web_root, rng) -> None:
+    spec = addressed(rng, exams=[EXAMS[0], EXAMS[9]])
+    task_id = imported(fhir, desk, web_root, spec)
+    ferritin = prescribed(fhir, task_id, EXAMS[9][0])
+    adapt(biologist, web_root, task_id, change="replace", original=f"ServiceRequest/{ferritin['id']}",
+          code="CRP", reason="clinical-context", note="?")
+    [change] = adaptations(fhir, ferritin)
+
+    def message(kind: str, about: list[str]) -> dict[str, Any]:
+        return {"resourceType": "Communication", "status": "completed",
+                "category": [{"coding": [{"system": KINDS_SYSTEM, "code": kind}]}],
+                "partOf": [{"reference": f"Task/{task_id}"}], "about": [{"reference": r} for r in about],
+                "payload": [{"contentString": "D'accord."}]}
+
+    forged = lab_middleware.post("Communication", json=message("agreement", [f"ServiceRequest/{change['id']}"]))
+    assert forged.status_code == 403, forged.text
+    assert forged.json()["issue"][0]["expression"] == ["Communication.category"]
+    assert answer_of(fhir.get(f"ServiceRequest/{change['id']}").json()) == "pending"
+    proposed = fhir.post("Communication", json=message("adaptation", []))
+    assert proposed.status_code == 403 and proposed.json()["issue"][0]["expression"] == ["Communication.category"]
+
+
 def test_the_prescriber_disagrees_in_the_web_view_and_the_exam_is_kept(
         fhir, desk, biologist, doctor, web_root, rng) -> None:
     spec = addressed(rng, exams=[EXAMS[0], EXAMS[5]])  # NFS, CRP

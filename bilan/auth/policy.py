@@ -60,6 +60,8 @@ ACTIONS: dict[str, tuple[tuple[Kind, ...], str]] = {
     "validate-biologically": (("biologist",), "Seul un biologiste valide ou corrige un résultat validé."),
     "enter-results": (("biologist",), "Votre rôle ne permet pas d'enregistrer des résultats."),
     "adapt": (("biologist",), "Seul un biologiste peut adapter une prescription."),
+    "answer-adaptation": (("prescriber", "practice-software"),
+                          "Seul le prescripteur accepte ou refuse une adaptation."),
     "issue": (("biologist",), "Seul un biologiste émet le compte rendu."),
     "release": (("prescriber", "practice-software", "biologist"),
                 "Seuls le prescripteur et le biologiste lèvent le masquage."),
@@ -92,10 +94,10 @@ def check_type(caller: Caller, resource_type: str) -> None:
         raise forbidden(f"A {caller.kind} may not write {resource_type} resources")
 
 
-def check_action(caller: Caller, action: str) -> None:
+def check_action(caller: Caller, action: str, expression: str | None = None) -> None:
     kinds, refusal = ACTIONS[action]
     if caller.kind not in kinds:
-        raise forbidden(refusal)
+        raise forbidden(refusal, expression)
 
 
 def owner_key(caller: Caller | None) -> str | None:

@@ -10,6 +10,7 @@ adaptation puts it in effect or drops it, and a message to a prescriber is maile
 from dataclasses import dataclass
 from typing import Any
 
+from bilan.auth import policy
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import instant, utc_now
@@ -178,8 +179,8 @@ class Messaging:
         kind, content = kind_of(message), task.content
         if kind in ANSWER_KINDS:
             await self._check_answer(repo, caller, message, content)
-        elif kind == "adaptation" and caller is not None and caller.kind != "biologist":
-            raise _invalid("Only the lab's biologist proposes adaptations", "Communication.category")
+        elif kind == "adaptation" and caller is not None:
+            policy.check_action(caller, "adapt", "Communication.category")
         from_lab = caller.for_lab if caller is not None else kind == "adaptation"
         lab, prescriber = content.get("owner"), content.get("requester")
         other = prescriber if from_lab else lab  # no lab yet: a prescription nobody imported
@@ -203,8 +204,8 @@ class Messaging:
 
     async def _check_answer(self, repo: Repository, caller: Caller | None, message: dict[str, Any],
                             task: dict[str, Any]) -> None:
-        if caller is not None and not caller.for_prescriber:
-            raise _invalid("Only the prescriber agrees or disagrees with an adaptation", "Communication.category")
+        if caller is not None:
+            policy.check_action(caller, "answer-adaptation", "Communication.category")
         changes = [r for r in await self._about_changes(repo, message)
                    if set(_based_on(r)) & {b["reference"] for b in task.get("basedOn", [])}]
         if len(changes) != 1:

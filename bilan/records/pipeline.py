@@ -76,6 +76,7 @@ class Work:
         self.now = now
         self.noted: list[Noted] = []
         self.written: set[tuple[str, str]] = set()  # (type, id) of what this unit wrote
+        self._directory: dict[str, Stored | None] = {}  # references read for access rows
 
     @property
     def conn(self) -> Any:
@@ -84,6 +85,17 @@ class Work:
     def note(self, interaction: str, *, patients: Iterable[str] = (), touched: Iterable[str] = (),
              query: str | None = None, detail: str | None = None) -> None:
         self.noted.append(Noted(interaction, set(patients), set(touched), query, detail))
+
+    def audited(self) -> list[Noted]:
+        """What the unit did, one entry per kind of interaction (and query, and reason): a
+        prescription of twelve resources is one access to one patient's record."""
+        merged: dict[tuple[str, str | None, str | None], Noted] = {}
+        for noted in self.noted:
+            key = (noted.interaction, noted.query, noted.detail)
+            entry = merged.setdefault(key, Noted(*key[:1], query=noted.query, detail=noted.detail))
+            entry.patients |= noted.patients
+            entry.touched |= noted.touched
+        return list(merged.values())
 
     def allow(self, action: str, touched: Iterable[str] = (), interaction: str = "read") -> None:
         """The caller may take this domain action (bilan/auth/policy.py ACTIONS), or a 403
@@ -184,6 +196,7 @@ class Work:
     async def _access_rows(self, caller: Caller | None, saved: list[Stored],
                            current: dict[tuple[str, str], Stored], paths: dict[tuple[str, str], str]) -> None:
         """The rows access derives from facts fixed at intake (bilan/auth/access.py)."""
+        rows: list[tuple[str, str, str, str]] = []
         for stored in saved:
             content = stored.content
             if content is None:
@@ -192,37 +205,47 @@ class Work:
             created = before is None or before.deleted
             path = paths[(stored.resource_type, stored.id)]
             if stored.resource_type == "ServiceRequest" and created:
-                await self._requester_row(caller, stored, path)
+                rpps = await self._requester_rpps(caller, content, path)
                 finess = await self._finess(content.get("performer", []))
-                await self.repo.replace_row("ServiceRequest", stored.id, LAB_ROW, finess)
+                rows += [("ServiceRequest", stored.id, name, value)
+                         for name, value in ((REQUESTER_ROW, rpps), (LAB_ROW, finess)) if value]
             elif stored.resource_type == "Task":
                 owner = content.get("owner")
                 if not created and before is not None and (before.content or {}).get("owner") == owner:
                     continue
                 finess = await self._finess([owner] if owner else [])
                 if caller is not None and caller.for_lab and owner and finess != caller.lab_finess:
-                    raise policy.forbidden("A Task's owner is the lab that writes it",
-                                           f"{path}.owner")
-                await self.repo.replace_row("Task", stored.id, LAB_ROW, finess)
+                    raise policy.forbidden("A Task's owner is the lab that writes it", f"{path}.owner")
+                if created:
+                    rows += [("Task", stored.id, LAB_ROW, finess)] if finess else []
+                else:
+                    await self.repo.replace_row("Task", stored.id, LAB_ROW, finess)
+        await self.repo.add_rows(rows)
 
-    async def _requester_row(self, caller: Caller | None, stored: Stored, path: str) -> None:
+    async def _requester_rpps(self, caller: Caller | None, request: dict[str, Any], path: str) -> str | None:
+        """Whose prescription a new request is: its requester's RPPS, which must be the
+        caller's own when a prescriber writes; none for a lab's (an adaptation is seen through
+        the prescription it adapts)."""
         if caller is not None and caller.for_lab:
-            return  # a lab's request (an adaptation) is seen through the prescription it adapts
-        requester = ((stored.content or {}).get("requester") or {}).get("reference", "")
-        rpps = await self._rpps(requester)
+            return None
+        rpps = await self._rpps((request.get("requester") or {}).get("reference", ""))
         if caller is not None and caller.for_prescriber:
             if caller.rpps not in rpps:
                 raise policy.forbidden("The request's requester is not the prescriber this token "
                                        "acts for", f"{path}.requester")
-            rpps = [caller.rpps or ""]
-        if rpps:
-            await self.repo.replace_row("ServiceRequest", stored.id, REQUESTER_ROW, rpps[0])
+            return caller.rpps
+        return rpps[0] if rpps else None
+
+    async def _lookup(self, reference: str) -> Stored | None:
+        """A directory resource a write names, read once per unit of work."""
+        if reference not in self._directory:
+            self._directory[reference] = await self.repo.read_reference(reference)
+        return self._directory[reference]
 
     async def _rpps(self, reference: str) -> list[str]:
-        found = await self.repo.read_reference(reference)
+        found = await self._lookup(reference)
         if found is not None and found.resource_type == "PractitionerRole":
-            practitioner = ((found.content or {}).get("practitioner") or {}).get("reference", "")
-            found = await self.repo.read_reference(practitioner)
+            found = await self._lookup(((found.content or {}).get("practitioner") or {}).get("reference", ""))
         if found is None or found.resource_type != "Practitioner":
             return []
         return [str(i.get("value")) for i in (found.content or {}).get("identifier", [])
@@ -231,7 +254,7 @@ class Work:
     async def _finess(self, organizations: list[Any]) -> str | None:
         for item in organizations:
             reference = item.get("reference", "") if isinstance(item, dict) else ""
-            found = await self.repo.read_reference(reference) if reference.startswith("Organization/") else None
+            found = await self._lookup(reference) if reference.startswith("Organization/") else None
             for ident in (found.content or {}).get("identifier", []) if found else []:
                 value = str(ident.get("value", ""))
                 if ident.get("system") == ORGANIZATION_ID and value.startswith("1"):

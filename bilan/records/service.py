@@ -90,7 +90,7 @@ class Records:
         async with self.unit() as repo:
             work = Work(self, repo, caller, utc_now(), interaction)
             yield work
-            for noted in work.noted:
+            for noted in work.audited():
                 await self.audit(repo, caller, noted.interaction, patients=noted.patients,
                                  touched=noted.touched, query=noted.query, detail=noted.detail)
 
