@@ -311,6 +311,21 @@ def test_the_lab_changing_a_prescribers_patient_is_refused(fhir, as_user, rand, 
     assert after == {**refused(), element: original.get(element)}, response.text[:300]
 
 
+def test_even_its_owner_cannot_move_a_patient_record_to_another_ins(fhir, rand) -> None:
+    """The INS says whose record it is (the patient's own space reads by it): once stored, a
+    changed INS would show one person's prescriptions and results to another."""
+    ordered = lamberts(fhir, rand, lab=LAB_IDENTIFIER)
+    original = fhir.get(ordered["patient"]).json()
+    changed = copy.deepcopy(original)
+    birth = datetime.strptime(original["birthDate"], "%Y-%m-%d").date()
+    changed["identifier"][0]["value"] = make_ins(rand, original["gender"], birth)
+    with put_back(fhir, original):
+        response = fhir.put(ordered["patient"], json=changed)
+        stored = fhir.get(ordered["patient"]).json()
+        after = {**refusal(response, "Patient.identifier"), "identifier": stored["identifier"]}
+    assert after == {**refused(), "identifier": original["identifier"]}, response.text[:300]
+
+
 def test_a_prescriber_cannot_delete_a_patient_others_data_refers_to(fhir, lab_middleware, as_user) -> None:
     ordered = sent(fhir, PrescriptionSpec(DUPONT, LAMBERT, f"ESC-{uuid.uuid4().hex[:10].upper()}", [GLUCOSE],
                                           lab=LAB_IDENTIFIER))

@@ -9,6 +9,7 @@ from typing import Any
 
 from bilan.auth.caller import Caller, Kind
 from bilan.fhir.outcomes import FhirError, Forbidden, Issue
+from bilan.prescription.ins import INS_SYSTEMS
 
 DIRECTORY = ("Practitioner", "PractitionerRole", "Organization")
 PRESCRIPTION = ("Patient", "Practitioner", "PractitionerRole", "Organization", "ServiceRequest",
@@ -119,12 +120,21 @@ def check_change(caller: Caller, resource_type: str, stored: dict[str, Any], new
         if stored.get(element) != new.get(element):
             raise forbidden(f"{resource_type}.{element} is fixed once stored: create a new "
                             f"{resource_type} instead", f"{path}.{element}")
+    if resource_type == "Patient" and _ins(stored) and _ins(stored) != _ins(new):
+        # A patient reads their data by their INS: changing it would hand a record to another.
+        raise forbidden("A Patient's INS is fixed once stored: it says whose data this is",
+                        f"{path}.identifier")
     if stored_owner is not None and stored_owner == owner_key(caller):
         return
     for element in IDENTIFYING.get(resource_type, ()):
         if stored.get(element) != new.get(element):
             raise forbidden(f"Only who created this {resource_type} may change its {element}: "
                             "others' data relies on it", f"{path}.{element}")
+
+
+def _ins(patient: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(str(i.get("system")), str(i.get("value"))) for i in patient.get("identifier") or []
+            if isinstance(i, dict) and i.get("system") in INS_SYSTEMS}
 
 
 def check_delete(resource_type: str, referrers: list[str], path: str) -> None:
