@@ -2,6 +2,7 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY requirements.lock pyproject.toml README.md ./
 RUN pip install --no-cache-dir --require-hashes -r requirements.lock
+# bilan/data holds what the service reads at run time: the build needs the project alone.
 COPY bilan ./bilan
 RUN pip install --no-cache-dir --no-deps .
 RUN useradd --system bilan

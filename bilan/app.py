@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
-from litestar import Litestar
+from litestar import Litestar, get
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import File
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -55,6 +56,13 @@ from bilan.web.session import ServerSessionConfig
 
 TEMPLATES = Path(__file__).parent / "web" / "templates"
 STATIC = Path(__file__).parent / "web" / "static"
+
+
+@get("/favicon.ico", include_in_schema=False, sync_to_thread=False)
+def favicon() -> File:  # what browsers ask for before reading the page's <link rel="icon">
+    return File(STATIC / "favicon.ico", media_type="image/x-icon", content_disposition_type="inline")
+
+
 API_PATHS = ["^/fhir", "^/.well-known"]  # bearer-token clients: no cookies, no CSRF
 
 RULES = {
@@ -120,7 +128,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[FhirController, smart_configuration, AuthController, ReceptionController, PrescriberController,
                         EntryController, DocumentsController, PatientController,
-                        create_static_files_router("/static", [STATIC], send_as_attachment=False)],
+                        create_static_files_router("/static", [STATIC], send_as_attachment=False), favicon],
         lifespan=[lifespan],
         state=State({"settings": settings}),
         dependencies={
@@ -139,7 +147,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         middleware=[ServerSessionConfig(  # static files need no session: no database round trip
             sessions=lambda: services["sessions"], key="bilan_session", max_age=settings.session_max_age,
-            secure=secure, httponly=True, samesite="lax", exclude=[*API_PATHS, "^/static/"]).middleware,
+            secure=secure, httponly=True, samesite="lax", exclude=[*API_PATHS, "^/static/", "^/favicon.ico$"]).middleware,
             NulGuard(settings.max_body_bytes)],
         before_send=[security_headers],
         csrf_config=CSRFConfig(secret=settings.session_secret, cookie_name="bilan_csrf",

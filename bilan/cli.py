@@ -1,11 +1,23 @@
-"""The `bilan` command: serve, demo, migrate, catalogue."""
+"""The `bilan` command: serve, demo, migrate, catalogue.
+
+A failure is told in one sentence on stderr with a non-zero exit code, never as a traceback
+(BILAN_LOG_LEVEL=DEBUG logs it).
+"""
 
 import argparse
 import asyncio
 import logging
 import os
 import secrets
+import signal
+import socket
+import sys
 from pathlib import Path
+from types import FrameType
+
+import httpx
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from bilan.demo.idp import local_provider
 from bilan.demo.mail import local_relay
@@ -14,16 +26,44 @@ from bilan.settings import get_settings
 from bilan.storage.database import create_engine
 from bilan.storage.migrate import upgrade
 
+log = logging.getLogger("bilan.cli")
+
+
+class CommandError(Exception):
+    """A failure the user can act on, told in one sentence."""
+
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="bilan", description=__doc__)
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=get_settings().log_level,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its lines carry URLs and queries
+    try:
+        _run(args)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except CommandError as error:
+        _fail(str(error))
+    except Exception as error:  # the last resort: still one sentence
+        log.debug("bilan %s failed", args.command, exc_info=True)
+        reason = str(error) if isinstance(error, RuntimeError) else f"{type(error).__name__}: {error}"
+        _fail(f"bilan {args.command} failed: {reason}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bilan", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for name, helptext in (("serve", "start the HTTP service (migrations applied first)"),
-                           ("demo", "load the demo data, then serve")):
+                           ("demo", "load the demo data, start its OpenID provider and mail relay, serve")):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("--host", default="127.0.0.1")
-        sub.add_argument("--port", type=int, default=8000)
+        sub.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
         sub.add_argument("--workers", type=int, default=1, help="worker processes")
+    demo = commands.choices["demo"]
+    demo.add_argument("--idp-port", type=int, help="port of the local OpenID provider "
+                      "(default BILAN_IDP_PORT or 9400)")
+    demo.add_argument("--smtp-port", type=int, help="port of the demo mail relay "
+                      "(default BILAN_SMTP_PORT or 8025)")
     commands.add_parser("migrate", help="apply the database migrations and exit")
     token = commands.add_parser("dev-token", help="get an access token for a demo client "
                                 "(client credentials, private_key_jwt) and print it")
@@ -31,32 +71,107 @@ def main(argv: list[str] | None = None) -> None:
                        help="client id (practice-software-demo, lab-middleware-demo)")
     token.add_argument("--scope", help="scopes to ask for (default: all the demo client may have)")
     token.add_argument("--key", type=Path, help="private JWK (default: the demo key of the client)")
+    token.add_argument("--issuer", help="the OpenID provider (default BILAN_OIDC_ISSUER or "
+                       "http://127.0.0.1:9400)")
     load = commands.add_parser("catalogue", help="load the lab's exam catalogue from a CSV")
     load.add_argument("path", type=Path, nargs="?", help="CSV file (default: BILAN_CATALOGUE_PATH)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=get_settings().log_level,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # its lines carry URLs and queries
-    if args.command == "dev-token":
-        from bilan.auth.client_credentials import request_token
+    return parser
 
-        print(request_token(get_settings().oidc_issuer, args.client, args.scope, args.key))
+
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "dev-token":
+        print(_dev_token(args.issuer or get_settings().oidc_issuer, args.client, args.scope, args.key))
     elif args.command == "migrate":
         asyncio.run(_migrate())
     elif args.command == "catalogue":
         asyncio.run(_load_catalogue(args.path or get_settings().catalogue_path))
     elif args.command == "demo":
-        asyncio.run(_demo())
-        with local_provider(args.host, args.port), local_relay():
-            _serve(args.host, args.port, args.workers)
+        _demo(args)
     else:
+        _stop_on_signals()
+        _check_free(args.host, args.port, "bilan's HTTP port", "--port")
         asyncio.run(_migrate())
         _serve(args.host, args.port, args.workers)
 
 
-async def _migrate() -> None:
-    engine = create_engine(get_settings())
+def _fail(sentence: str) -> None:
+    print(" ".join(sentence.split()), file=sys.stderr)  # one line, whatever the error held
+    sys.exit(1)
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGINT end bilan through its `finally` blocks, which stop the demo's
+    provider and relay. (uvicorn handles them while it serves, then raises them again.)"""
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        for each in (signal.SIGTERM, signal.SIGINT):  # a second signal must not cut the clean-up
+            signal.signal(each, signal.SIG_IGN)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def _check_free(host: str, port: int, what: str, option: str) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            raise CommandError(f"Port {port} on {host} ({what}) is not available ({error.strerror}); "
+                               f"choose another with {option}.") from error
+
+
+def _demo(args: argparse.Namespace) -> None:
+    for option, variable in ((args.idp_port, "BILAN_IDP_PORT"), (args.smtp_port, "BILAN_SMTP_PORT")):
+        if option is not None:
+            os.environ[variable] = str(option)
+    # The mails the demo load queues link to the pages at their real address.
+    os.environ.setdefault("BILAN_BASE_URL", f"http://{args.host}:{args.port}/fhir")
+    get_settings.cache_clear()
+    settings = get_settings()
+    _stop_on_signals()
+    _check_free(args.host, args.port, "bilan's HTTP port", "--port")
+    _check_free(args.host, settings.idp_port, "the local OpenID provider", "--idp-port or BILAN_IDP_PORT")
+    _check_free(settings.smtp_host, settings.smtp_port, "the demo mail relay",
+                "--smtp-port or BILAN_SMTP_PORT")
+    asyncio.run(_load_demo())
+    with local_provider(args.host, args.port), local_relay():
+        _serve(args.host, args.port, args.workers)
+
+
+def _dev_token(issuer: str, client: str, scope: str | None, key: Path | None) -> str:
+    from bilan.auth.client_credentials import request_token
+
     try:
+        return request_token(issuer, client, scope, key)
+    except httpx.HTTPError as error:
+        raise CommandError(f"Cannot get a token from the OpenID provider at {issuer} ({error}); "
+                           "is `bilan demo` running? Otherwise name the provider with --issuer "
+                           "or BILAN_OIDC_ISSUER.") from error
+    except OSError as error:
+        raise CommandError(f"Cannot read the client's private key: {error}.") from error
+
+
+async def _migrate() -> None:
+    settings = get_settings()
+    url = make_url(settings.database_url)
+
+    def unreachable(reason: str) -> CommandError:
+        return CommandError(f"Cannot reach the database {url.render_as_string(hide_password=True)} "
+                            f"({reason}); check BILAN_DATABASE_URL.")
+
+    # Checked before aiosqlite tries, whose thread would print its own traceback at exit.
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).parent.is_dir():
+        raise unreachable(f"no folder {Path(url.database).parent}")
+    engine = create_engine(settings)
+    try:
+        try:
+            async with engine.connect():
+                pass
+        except (TimeoutError, OSError, SQLAlchemyError) as error:
+            raise unreachable(str(getattr(error, "orig", None) or error) or type(error).__name__) from error
         await upgrade(engine)
     finally:
         await engine.dispose()
@@ -75,7 +190,7 @@ async def _load_catalogue(path: Path) -> None:
     print(f"{count} catalogue entries loaded from {path}")
 
 
-async def _demo() -> None:
+async def _load_demo() -> None:
     from bilan.demo.load import load_demo
 
     await _migrate()

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bilan import data
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -25,8 +27,9 @@ class Settings(BaseSettings):
         description="Public base URL of the FHIR API, used in fullUrl, Location and paging links.",
     )
     catalogue_path: Path = Field(
-        default=ROOT.parent / "shared" / "catalogue" / "catalogue.csv",
-        description="CSV of the lab's exam catalogue loaded by `bilan demo` and `bilan catalogue`.",
+        default=data.CATALOGUE,
+        description="CSV of the lab's exam catalogue loaded by `bilan demo` and `bilan catalogue` "
+                    "(default: the demo catalogue shipped in bilan/data).",
     )
     oidc_issuer: str = Field(
         default="http://127.0.0.1:9400",
@@ -56,8 +59,11 @@ class Settings(BaseSettings):
         default=15000, description="Longest an SQL statement may run before PostgreSQL cancels it "
                                    "and the request gets a 503; 0 turns the limit off.")
     log_level: str = Field(default="INFO", description="Application log level.")
+    idp_port: int = Field(default=9400, description="Port of the local OpenID provider (deploy/idp) "
+                          "that `bilan demo` starts (--idp-port).")
     smtp_host: str = Field(default="127.0.0.1", description="Mail relay (MSSanté operator's in production).")
-    smtp_port: int = Field(default=8025, description="Mail relay port.")
+    smtp_port: int = Field(default=8025, description="Mail relay port (`bilan demo` serves its own relay "
+                                                     "there: --smtp-port).")
     smtp_starttls: bool = Field(default=False, description="Upgrade the relay connection with STARTTLS.")
     smtp_username: str | None = Field(default=None, description="Relay login, if it wants one.")
     smtp_password: str | None = Field(default=None, description="Relay password, if it wants one.")

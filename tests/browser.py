@@ -101,3 +101,16 @@ def shots(request: pytest.FixtureRequest) -> Screenshots:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^\w.-]+", "-", text).strip("-")
+
+
+TABLET = (768, 1024)
+
+
+def tab_to(page: Page, selector: str, most: int = 40) -> None:
+    """Press Tab until `selector` has the focus, as a keyboard user moves through the page."""
+    target = page.locator(selector)
+    for _ in range(most):
+        page.keyboard.press("Tab")
+        if target.evaluate("element => element === document.activeElement"):
+            return
+    raise AssertionError(f"{selector} never got the focus in {most} Tab presses")

@@ -21,7 +21,7 @@ from bilan.settings import Settings
 from bilan.storage import catalogue
 from bilan.storage.database import create_engine
 from bilan.storage.migrate import upgrade
-from tests.helpers import prescription_spec, run
+from tests.helpers import RUN_SEED, client, prescription_spec, run, seeded
 from tests.identity import (
     LAB_SCOPES,
     PRACTICE_SCOPES,
@@ -163,11 +163,6 @@ def server(settings: Settings) -> Iterator[str]:
         yield settings.base_url
 
 
-def client(base_url: str, auth: httpx.Auth | None) -> httpx.Client:
-    headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
-    return httpx.Client(base_url=base_url, headers=headers, timeout=30, auth=auth)
-
-
 @pytest.fixture(scope="session")
 def fhir(server: str, issuer: str) -> Iterator[httpx.Client]:
     """The demo practice software (acting for Dr Lambert) on the FHIR API."""
@@ -205,8 +200,10 @@ def anonymous(server: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def rng(request: pytest.FixtureRequest) -> random.Random:
-    """Random data of its own for each test, reproducible from the test's name."""
-    return random.Random(f"{request.node.nodeid}-{uuid.uuid4()}")
+    """Random data of its own for each test, reproducible from the test's node id and the run
+    seed (BILAN_TEST_SEED). Requisition numbers come from it: tests' numbers differ because
+    their ids do, and each session has a database of its own."""
+    return seeded(request.node.nodeid)
 
 
 @pytest.fixture
@@ -220,8 +217,10 @@ def prescription(spec: PrescriptionSpec) -> dict:
     return bundle(spec)
 
 
-def pytest_report_header() -> str:
-    return f"bilan database: {os.environ.get('BILAN_TEST_DATABASE_URL') or 'SQLite (temporary file)'}"
+def pytest_report_header() -> list[str]:
+    seed = f"BILAN_TEST_SEED={RUN_SEED}" if RUN_SEED else "none (BILAN_TEST_SEED unset: data from the test ids alone)"
+    return [f"bilan database: {os.environ.get('BILAN_TEST_DATABASE_URL') or 'SQLite (temporary file)'}",
+            f"bilan test seed: {seed}"]
 
 
 

@@ -1,6 +1,9 @@
-"""What several tests share: where the test material is, and how to read FHIR answers."""
+"""What several tests share: where the test material is, API clients, seeded random data, and
+how to read FHIR answers."""
 
 import asyncio
+import os
+import random
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Coroutine, TypeVar
 
@@ -9,11 +12,20 @@ import httpx
 from bilan.demo.prescriptions import PrescriptionSpec, random_spec
 from bilan.settings import ROOT
 
-DEMO_PRESCRIBER_RPPS = "10003456786"  # the demo practice software acts for this prescriber
+DEMO_PRESCRIBER_RPPS = "10003456786"
+# Added to every test's seed when set, so that a run can be replayed or varied; pytest's header
+# prints it.
+RUN_SEED = os.environ.get("BILAN_TEST_SEED", "")  # the demo practice software acts for this prescriber
 
 ANS_FIXTURES = ROOT.parent / "shared" / "fixtures" / "ansforge"
 ANS_CDA_EXAMPLES = sorted((ANS_FIXTURES / "TestContenuCDA-3-0" / "ExemplesCDA").glob("*.xml"))
 HL7_EXAMPLES = ROOT / "tests" / "fhir-examples" / "node_modules" / "hl7.fhir.r4.examples"
+
+
+def client(base_url: str, auth: httpx.Auth | None) -> httpx.Client:
+    """An API client speaking FHIR JSON to `base_url`, with a token from `auth`."""
+    headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+    return httpx.Client(base_url=base_url, headers=headers, timeout=30, auth=auth)
 
 
 def post_bundle(fhir: httpx.Client, bundle: dict[str, Any]) -> httpx.Response:
@@ -64,6 +76,12 @@ def prescription_spec(rng: Any) -> PrescriptionSpec:
     spec = random_spec(rng)
     spec.prescriber.rpps = DEMO_PRESCRIBER_RPPS
     return spec
+
+
+def seeded(node_id: str) -> random.Random:
+    """Random data for one test (or module, by its node id): the same id and run seed give the
+    same data, and two tests different data."""
+    return random.Random(f"{node_id}|{RUN_SEED}" if RUN_SEED else node_id)
 
 
 T = TypeVar("T")

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import date
 
 import httpx
 import pytest
@@ -15,17 +14,13 @@ from joserfc.jwk import RSAKey
 
 from bilan.auth.client_credentials import request_token
 from bilan.demo.load import LAB_IDENTIFIER
-from bilan.demo.prescriptions import EXAMS, Person, Prescriber, PrescriptionSpec, bundle
+from bilan.demo.prescriptions import EXAMS, PrescriptionSpec, bundle
 from bilan.prescription.ins import INS_NIR_TEST
 from tests.helpers import DEMO_PRESCRIBER_RPPS, ids, locations, search
 from tests.identity import IDP_DIR, login
+from tests.people import DUPONT, LAMBERT, LEFEVRE, NGUYEN
 from tests.servers import running
 
-DUPONT = Person("Dupont", ["Marie", "Louise"], "female", date(1979, 3, 12), "279035121518989")
-LEFEVRE = Person("Lefèvre", ["Jean", "Pierre"], "male", date(1962, 11, 2), "162117512345635")
-LAMBERT = Prescriber(DEMO_PRESCRIBER_RPPS, "Lambert", "Claire")
-NGUYEN = Prescriber("10123456781", "Nguyen", "Paul", org_finess="750000002",
-                    org_name="Maison de santé Belleville")
 ACCOUNTS = {
     "dr.lambert": {"role": "prescriber", "rpps": "10003456786"},
     "dr.nguyen": {"role": "prescriber", "rpps": "10123456781"},

@@ -10,12 +10,10 @@ from playwright.sync_api import expect
 
 from bilan.demo.prescriptions import EXAMS, REQUISITION_SYSTEM, bundle
 from bilan.fhir.query import MAX_PARAMETERS, MAX_REPEATS, MAX_VALUE_LENGTH, MAX_VALUES
+from tests.deliveries import subscribe
 from tests.helpers import diagnostics, entry_index, expressions, issues, post_bundle
-from tests.test_messaging import imported, prescribed
-from tests.test_notifications import subscribe
-from tests.test_reception import addressed, send, worklist
-from tests.test_result_entry import entry_path, line, results_of
-from tests.test_results_intake import result
+from tests.orders import addressed, imported, prescribed, send, worklist
+from tests.results import entry_path, glucose_result, line, results_of
 from tests.web import csrf_token
 
 GLUCOSE = EXAMS[1]
@@ -139,7 +137,7 @@ def test_a_subscription_with_wrong_json_types_is_refused_naming_the_element(fhir
 
 def observation_json(request: dict[str, Any], value: str) -> bytes:
     """An Observation with `value` written as it is in the JSON (a literal, not a float)."""
-    text = httpx.Request("POST", "http://x", json=result(request, 1.5, "mmol/L")).content.decode()
+    text = httpx.Request("POST", "http://x", json=glucose_result(request, 1.5, "mmol/L")).content.decode()
     return re.sub(r'"value":\s*1\.5', f'"value":{value}', text).encode()
 
 
@@ -160,7 +158,7 @@ def test_a_result_out_of_any_plausible_range_is_refused(fhir, lab_middleware, de
            f'<system value="http://unitsofmeasure.org"/><code value="mmol/L"/></valueQuantity></Observation>')
     refused(lab_middleware.post("Observation", content=xml, headers={"Content-Type": XML}), 422, VALUE)
     assert results_of(fhir, request) == []
-    assert lab_middleware.post("Observation", json=result(request, 7.2, "mmol/L")).status_code == 201
+    assert lab_middleware.post("Observation", json=glucose_result(request, 7.2, "mmol/L")).status_code == 201
 
     task_id = imported(fhir, desk, web_root, addressed(rng, exams=[GLUCOSE]))
     request = prescribed(fhir, task_id, GLUCOSE[0])

@@ -8,10 +8,9 @@ import httpx
 from playwright.sync_api import Locator, Page, expect
 
 from bilan.demo.prescriptions import EXAMS
+from tests.browser import TABLET, tab_to
+from tests.orders import adapt, adaptations, addressed, answer_of, imported, prescribed
 from tests.receivers import eventually
-from tests.test_browser_reception import TABLET, tab_to
-from tests.test_messaging import adapt, adaptations, answer_of, imported, prescribed
-from tests.test_reception import addressed
 
 NFS, CRP, FERRITIN = EXAMS[0], EXAMS[5], EXAMS[9]
 PENDING = "En attente de l'accord du prescripteur"

@@ -4,7 +4,7 @@ the keyboard, and check the band, the marked points and the table."""
 
 from playwright.sync_api import expect
 
-from tests.test_patient_space import GLUCOSE, glucose, reported
+from tests.results import GLUCOSE, glucose, reported
 
 
 def test_the_patient_reads_her_reports_and_her_glucose_trend(

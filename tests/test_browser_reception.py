@@ -14,9 +14,9 @@ from playwright.sync_api import Page, expect
 from bilan.demo.load import LAB_IDENTIFIER
 from bilan.demo.prescriptions import REQUISITION_SYSTEM, PrescriptionSpec, bundle
 from bilan.prescription.identity import fold
+from tests.browser import TABLET, tab_to
 from tests.helpers import post_bundle, prescription_spec, search
 
-TABLET = (768, 1024)
 PRESCRIPTION_PAGE = re.compile(r"/reception/prescriptions/[^/?#]+$")
 # Accented birth names none of the demo's random names (patients, prescribers) start like.
 ACCENTED = ["Hébrard", "Thévenet", "Séguin", "Ménard", "Béranger", "Génin", "Frémont"]
@@ -203,11 +203,3 @@ def label_barcodes(pdf: bytes) -> list[str]:
     return read
 
 
-def tab_to(page: Page, selector: str, most: int = 40) -> None:
-    """Press Tab until `selector` has the focus, as a keyboard user moves through the page."""
-    target = page.locator(selector)
-    for _ in range(most):
-        page.keyboard.press("Tab")
-        if target.evaluate("element => element === document.activeElement"):
-            return
-    raise AssertionError(f"{selector} never got the focus in {most} Tab presses")

@@ -21,7 +21,7 @@ from bilan.results.cda_reading import (
 )
 from bilan.results.report import Battery, Chapter, Code, Identifier, Quantity, Result
 from tests.helpers import ANS_CDA_EXAMPLES
-from tests.test_cda import at, report
+from tests.lab_reports import BILLION_LAUGHS, at, report
 
 EXAMPLES = {p.name.removeprefix("BIO-CR-BIO_2024.01_").removesuffix(".xml"): p
             for p in ANS_CDA_EXAMPLES}
@@ -196,22 +196,6 @@ def test_malformed_document_is_refused() -> None:
         read_cr_bio(truncated)
     with pytest.raises(UnreadableReport, match="over the"):
         read_cr_bio(b" " * (MAX_BYTES + 1))
-
-
-BILLION_LAUGHS = b"""<?xml version="1.0"?>
-<!DOCTYPE ClinicalDocument [
- <!ENTITY lol "lol">
- <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
- <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
- <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
- <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
- <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
- <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
- <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
- <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
- <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
-]>
-<ClinicalDocument xmlns="urn:hl7-org:v3"><title>&lol9;</title></ClinicalDocument>"""
 
 
 def test_entity_bomb_is_refused_without_expanding() -> None:

@@ -16,8 +16,8 @@ from bilan.notifications import outbox
 from bilan.notifications.delivery import CONCURRENCY
 from bilan.storage import outbox as stored_outbox
 from bilan.storage.tables import outbox as outbox_table
+from tests.deliveries import in_database, mail_to_prescriber, notifications
 from tests.receivers import MailRelay, Webhook, eventually
-from tests.test_notifications import in_database, mail_to_prescriber, notifications
 
 pytestmark = pytest.mark.usefixtures("server")  # its delivery worker sends what tests queue
 

@@ -40,13 +40,11 @@ from bilan.results.masking import (
     SEEN_BY_PATIENT,
     SHARING,
 )
-from tests.conftest import client
-from tests.helpers import DEMO_PRESCRIBER_RPPS, ids, issues, locations, search
+from tests.helpers import DEMO_PRESCRIBER_RPPS, client, ids, issues, locations, search
 from tests.identity import other_lab_auth
-from tests.test_access import DUPONT, LAMBERT, LEFEVRE, NGUYEN
-from tests.test_messaging import imported, prescribed
-from tests.test_reception import task_of
-from tests.test_report_issuing import decide, documents, imported_for, posted, result
+from tests.orders import imported, imported_for, prescribed, task_of
+from tests.people import DUPONT, LAMBERT, LEFEVRE, NGUYEN
+from tests.results import decide, documents, posted, result
 from tests.web import csrf_token, follow, log_in
 
 NGUYEN_RPPS = NGUYEN.rpps

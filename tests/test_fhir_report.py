@@ -20,7 +20,7 @@ from bilan.results.fhir_report import (
 )
 from bilan.results.report import Chapter, Identifier, LabReport, ReportError, Result
 from bilan.results.units import check_unit
-from tests.test_cda import FIRST_ID, report
+from tests.lab_reports import FIRST_ID, report
 
 SERUM_ID = Identifier("1.2.250.1.213.1.1.9.2", "250310-0007-02")
 BLOOD_ID = Identifier("1.2.250.1.213.1.1.9.2", "250310-0007-01")

@@ -23,8 +23,7 @@ from bilan.results.cda_reading import MAX_BYTES, read_cr_bio
 from bilan.results.imported import DATA, IMPORTED, document_of, observations
 from bilan.results.report import Chapter, Result
 from tests.helpers import ANS_CDA_EXAMPLES, diagnostics, expressions, search
-from tests.test_cda import report
-from tests.test_cda_reading import BILLION_LAUGHS
+from tests.lab_reports import BILLION_LAUGHS, report
 
 EXAMPLES = {p.name.removeprefix("BIO-CR-BIO_2024.01_").removesuffix(".xml"): p
             for p in ANS_CDA_EXAMPLES}
@@ -356,7 +355,6 @@ def test_a_replacing_version_withdraws_the_results_it_replaces(importer, patient
     assert [r["valueQuantity"]["value"] for r in current] == [2.15]
     withdrawn = results_of(importer, reference, code=f"{LOINC}|3016-3", status="entered-in-error")
     assert [r["valueQuantity"]["value"] for r in withdrawn] == [1.95]
-
 
 
 # The mapping, on documents the ANS examples do not cover

@@ -8,47 +8,21 @@ from typing import Any
 import httpx
 
 from bilan.demo.prescriptions import EXAMS
-from bilan.prescription.adaptation import ADAPTATION
 from bilan.prescription.messaging import KINDS_SYSTEM
+from tests.deliveries import subscribed
 from tests.helpers import search
+from tests.orders import (
+    adapt,
+    adaptations,
+    addressed,
+    answer_of,
+    imported,
+    prescribed,
+)
 from tests.receivers import eventually
-from tests.test_notifications import subscribed
-from tests.test_reception import addressed, open_by_number, send, task_of
 from tests.web import follow, submit
 
 CRP = ("1988-5", "Protéine C réactive (CRP)")
-
-
-def imported(fhir: httpx.Client, desk: httpx.Client, web_root: str, spec: Any) -> str:
-    """Post the prescription, import it at the lab; its Task id."""
-    send(fhir, spec)
-    page = open_by_number(desk, web_root, spec.requisition)
-    submit(desk, page, page.url.path + "/import", {"dossier": "new"})
-    return task_of(fhir, spec.requisition)["id"]
-
-
-def adapt(biologist: httpx.Client, web_root: str, task_id: str, **form: str) -> httpx.Response:
-    page = biologist.get(f"{web_root}/reception/prescriptions/{task_id}")
-    return submit(biologist, page, f"/reception/prescriptions/{task_id}/adaptation", form)
-
-
-def prescribed(fhir: httpx.Client, task_id: str, code: str) -> dict[str, Any]:
-    task = fhir.get(f"Task/{task_id}").json()
-    for ref in task["basedOn"]:
-        request = fhir.get(ref["reference"]).json()
-        if request["code"]["coding"][0]["code"] == code:
-            return request
-    raise AssertionError(code)
-
-
-def adaptations(fhir: httpx.Client, original: dict[str, Any]) -> list[dict[str, Any]]:
-    found = search(fhir, "ServiceRequest", **{"based-on": f"ServiceRequest/{original['id']}"})
-    return [e["resource"] for e in found["entry"] if e["resource"].get("intent") == "filler-order"]
-
-
-def answer_of(request: dict[str, Any]) -> str:
-    parts = next(e["extension"] for e in request["extension"] if e["url"] == ADAPTATION)
-    return next(p["valueCode"] for p in parts if p["url"] == "answer")
 
 
 def test_a_replacement_waits_for_the_prescribers_agreement_given_through_the_api(

@@ -14,7 +14,7 @@ from bilan.storage.database import create_engine
 from bilan.storage.migrate import downgrade, upgrade
 from bilan.storage.tables import resources
 from tests.helpers import run
-from tests.test_reception import addressed
+from tests.orders import addressed
 
 ACCESS_ROWS = text("SELECT resource_type, resource_id, name, value FROM search_index "
                    "WHERE name IN ('_requester', '_lab') ORDER BY 1, 2, 3, 4")

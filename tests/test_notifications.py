@@ -4,11 +4,9 @@ queued with the change, delivered after commit, retried until the receiver is ba
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import httpx
 import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,47 +17,24 @@ from bilan.fhir.dates import utc_now
 from bilan.notifications import outbox
 from bilan.notifications.outbox import OutboxItem
 from bilan.notifications.subscriptions import activate
-from bilan.settings import Settings
 from bilan.storage import outbox as stored_outbox
 from bilan.storage.database import create_engine
 from bilan.storage.repository import Write
 from bilan.storage.tables import outbox as outbox_table
+from tests.deliveries import (
+    in_database,
+    mail_to_prescriber,
+    notifications,
+    subscribe,
+    subscribed,
+)
 from tests.helpers import DEMO_PRESCRIBER_RPPS, expressions, run
+from tests.orders import addressed, open_by_number, send, task_of
 from tests.receivers import MailRelay, Webhook, eventually
-from tests.test_reception import addressed, open_by_number, send, task_of
 from tests.web import log_in, submit
 
 T = TypeVar("T")
 pytestmark = pytest.mark.usefixtures("server")  # its delivery worker sends what tests queue
-
-
-def subscribe(api: httpx.Client, criteria: str, endpoint: str, **channel: Any) -> httpx.Response:
-    return api.post("Subscription", json={
-        "resourceType": "Subscription", "status": "requested", "reason": "Suivi des prescriptions",
-        "criteria": criteria, "channel": {"type": "rest-hook", "endpoint": endpoint, **channel}})
-
-
-def subscribed(api: httpx.Client, criteria: str, endpoint: str, **channel: Any) -> str:
-    response = subscribe(api, criteria, endpoint, **channel)
-    assert response.status_code == 201, response.text
-    assert response.json()["status"] == "active"
-    return response.json()["id"]
-
-
-def in_database(settings: Settings, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    """Run `work` on a connection of its own, committed, as another bilan process would."""
-    async def work_committed() -> T:
-        engine = create_engine(settings)
-        try:
-            async with engine.begin() as conn:
-                return await work(conn)
-        finally:
-            await engine.dispose()
-    return run(work_committed())
-
-
-def notifications(settings: Settings, *about: str) -> list[OutboxItem]:
-    return in_database(settings, lambda conn: outbox.for_about(conn, about))
 
 
 def requisitions(*numbers: str) -> str:
@@ -200,14 +175,6 @@ def test_a_change_that_rolls_back_queues_nothing(settings, webhook: Webhook) -> 
     assert [n.about for n in run(scenario())] == [f"Task/{kept}"]
     eventually(webhook.delivered, what="the kept change's notification")
     assert len(webhook.delivered()) == 1
-
-
-def mail_to_prescriber(settings: Settings, to: str, about: str) -> int:
-    return in_database(settings, lambda conn: outbox.enqueue_mail(
-        conn, to, "bilan — Demande d'adaptation (prescription n° P-0001)",
-        "Le laboratoire vous a écrit au sujet de la prescription n° P-0001 :\n\n"
-        "Glycémie à jeun ?\n",
-        about=about, now=utc_now()))
 
 
 def test_a_message_for_the_prescriber_is_mailed_to_their_secure_address(

@@ -3,48 +3,17 @@ data; a masked HIV result absent from every page, API answer and count until rel
 
 from typing import Any
 
-from bilan.demo.prescriptions import EXAMS
 from tests.helpers import search
-from tests.test_messaging import prescribed
-from tests.test_reception import addressed
-from tests.test_report_issuing import (
-    DUPONT,
-    decide,
+from tests.results import (
+    GLUCOSE,
     documents,
-    imported_for,
-    issue,
-    posted,
-    result,
+    glucose,
+    reported,
 )
 from tests.web import log_in, submit
 
-GLUCOSE = EXAMS[1]
 HIV = ("56888-1", "Sérologie VIH")
 NEGATIVE = {"coding": [{"system": "http://snomed.info/sct", "code": "260385009", "display": "Négatif"}]}
-
-
-def reported(fhir, lab_middleware, desk, biologist, web_root, rng, exams: list[tuple[str, str]],
-             values: dict[str, dict[str, Any]], when: str, hidden: tuple[str, ...] = (),
-             **choices: Any) -> tuple[str, dict[str, str]]:
-    """A report for Marie Dupont: prescription imported, results posted and validated, issued.
-    The Task id, and the result ids by LOINC code."""
-    spec = addressed(rng, exams=exams, patient=DUPONT)
-    task_id = imported_for(fhir, desk, web_root, spec)
-    ids = {}
-    for code, body in values.items():
-        request = prescribed(fhir, task_id, code)
-        observation = {**result(request, code, 0, "1"), "effectiveDateTime": when, **body}
-        if "valueCodeableConcept" in body:
-            observation.pop("valueQuantity")
-        ids[code] = posted(lab_middleware, observation)
-    decide(biologist, web_root, task_id, "biologique", list(ids.values()))
-    assert issue(biologist, web_root, task_id, masquer=[ids[c] for c in hidden], **choices).status_code == 200
-    return task_id, ids
-
-
-def glucose(value: float) -> dict[str, Any]:
-    return {"valueQuantity": {"value": value, "unit": "mmol/L", "system": "http://unitsofmeasure.org",
-                              "code": "mmol/L"}}
 
 
 def test_the_patient_sees_reports_and_a_trend_and_who_looked(

@@ -1,56 +1,19 @@
 """The lab's front desk: worklist, identity check, import as the lab's order, samples, and the
 Task the prescriber's software follows."""
 
-import random
 import re
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import httpx
 import pypdfium2
 import zxingcpp
 
-from bilan.demo.load import LAB_IDENTIFIER
-from bilan.demo.prescriptions import EXAMS, REQUISITION_SYSTEM, PrescriptionSpec, bundle
-from tests.helpers import post_bundle, prescription_spec, search
-from tests.web import follow, log_in, submit
+from bilan.demo.prescriptions import EXAMS
+from tests.helpers import search
+from tests.orders import addressed, listed, open_by_number, send, task_of, worklist
+from tests.web import log_in, submit
 
 ACCESSION = re.compile(r"Dossier de prélèvement n° (\d{6}-\d{4})")
-
-
-def addressed(rng: random.Random, **changes: Any) -> PrescriptionSpec:
-    spec = prescription_spec(rng)
-    spec.lab = LAB_IDENTIFIER
-    for name, value in changes.items():
-        setattr(spec, name, value)
-    return spec
-
-
-def send(fhir: httpx.Client, spec: PrescriptionSpec) -> None:
-    response = post_bundle(fhir, bundle(spec))
-    assert response.status_code == 200, response.text
-
-
-def worklist(desk: httpx.Client, web_root: str, q: str, statut: str = "") -> httpx.Response:
-    return desk.get(f"{web_root}/reception", params={"q": q, "statut": statut},
-                    headers={"HX-Request": "true"})
-
-
-def listed(number: str, page: httpx.Response) -> bool:
-    return f">{number}</a>" in page.text
-
-
-def open_by_number(desk: httpx.Client, web_root: str, number: str) -> httpx.Response:
-    """What a barcode scan does: the whole number, then Enter (a plain form submission)."""
-    page = follow(desk, desk.get(f"{web_root}/reception", params={"q": number, "statut": "received"}))
-    assert f"Prescription n° {number}" in page.text, page.text[:2000]
-    return page
-
-
-def task_of(fhir: httpx.Client, number: str) -> dict[str, Any]:
-    found = search(fhir, "Task", requisition=f"{REQUISITION_SYSTEM}|{number}")
-    assert found["total"] == 1
-    return found["entry"][0]["resource"]
 
 
 def test_the_worklist_finds_a_prescription_by_what_the_desk_types(fhir, desk, web_root, rng) -> None:

@@ -7,101 +7,42 @@ import base64
 import dataclasses
 import hashlib
 import json
-import re
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 from lxml import etree
 
-from bilan.demo.load import QUALIFIED
 from bilan.demo.prescriptions import EXAMS
 from bilan.results import conformance
+from tests.deliveries import settled, subscribed
 from tests.helpers import search
+from tests.orders import (
+    addressed,
+    imported,
+    imported_for,
+    open_by_number,
+    prescribed,
+    send,
+    task_of,
+)
+from tests.people import DUPONT
 from tests.receivers import eventually
-from tests.test_messaging import imported, prescribed
-from tests.test_notifications import subscribed
-from tests.test_reception import addressed, open_by_number, send, task_of
+from tests.results import (
+    binary,
+    cda_in,
+    decide,
+    documents,
+    issue,
+    posted,
+    prescriber_mail,
+    report_of,
+    result,
+)
 from tests.web import log_in, submit
 
 NFS, GLUCOSE = EXAMS[0], EXAMS[1]
 PSA = ("2857-1", "PSA total")  # sensitive in the catalogue: suggested hidden until announced
-DUPONT = QUALIFIED[0]  # patient.dupont at the demo OpenID provider
 V3 = {"h": "urn:hl7-org:v3"}
-UCUM = "http://unitsofmeasure.org"
-
-
-def imported_for(fhir: httpx.Client, desk: httpx.Client, web_root: str, spec: Any) -> str:
-    """Post and import the prescription into the patient's lab file if the lab has one."""
-    send(fhir, spec)
-    page = open_by_number(desk, web_root, spec.requisition)
-    files = [v for v in re.findall(r'name="dossier" value="([^"]+)"', page.text) if v != "new"]
-    submit(desk, page, page.url.path + "/import", {"dossier": files[0] if files else "new"})
-    return task_of(fhir, spec.requisition)["id"]
-
-
-def result(request: dict[str, Any], code: str, value: float, unit: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation", "status": "preliminary",
-        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
-        "subject": request["subject"], "basedOn": [{"reference": f"ServiceRequest/{request['id']}"}],
-        "effectiveDateTime": "2026-11-24T08:10:00+01:00",
-        "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit}, **extra,
-    }
-
-
-def posted(lab_middleware: httpx.Client, observation: dict[str, Any]) -> str:
-    response = lab_middleware.post("Observation", json=observation)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
-def decide(biologist: httpx.Client, web_root: str, task_id: str, action: str, ids: list[str],
-           **form: str) -> httpx.Response:
-    page = biologist.get(f"{web_root}/reception/prescriptions/{task_id}/resultats")
-    return submit(biologist, page, f"/reception/prescriptions/{task_id}/resultats",
-                  {"action": action, "resultats": ids, **form})
-
-
-def issue(biologist: httpx.Client, web_root: str, task_id: str, **form: Any) -> httpx.Response:
-    page = biologist.get(f"{web_root}/reception/prescriptions/{task_id}/resultats")
-    return submit(biologist, page, f"/reception/prescriptions/{task_id}/compte-rendu", form)
-
-
-def documents(api: httpx.Client, task_id: str) -> list[dict[str, Any]]:
-    """The order's issued versions, first to last."""
-    found = search(api, "DocumentReference", related=f"Task/{task_id}")
-    return sorted((e["resource"] for e in found.get("entry", [])),
-                  key=lambda d: int(d["description"].split("version ")[1].split()[0]))
-
-
-def binary(api: httpx.Client, attachment: dict[str, Any]) -> bytes:
-    response = api.get(attachment["url"], headers={"Accept": attachment["contentType"]})
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith(attachment["contentType"])
-    return response.content
-
-
-def _cda_in(body: bytes) -> bytes:
-    bundle = json.loads(body)
-    return base64.b64decode(next(e["resource"]["data"] for e in bundle["entry"]
-                                 if e["resource"]["resourceType"] == "Binary"))
-
-
-def prescriber_mail(api: httpx.Client, request: dict[str, Any]) -> str:
-    """The address bilan mails: the stored prescriber's (created once per RPPS)."""
-    who = api.get(request["requester"]["reference"]).json()
-    if "telecom" not in who:  # a PractitionerRole without its own address: the practitioner's
-        who = api.get(who["practitioner"]["reference"]).json()
-    return next(t["value"] for t in who["telecom"] if t["system"] == "email")
-
-
-def report_of(api: httpx.Client, task_id: str) -> dict[str, Any]:
-    task = api.get(f"Task/{task_id}").json()
-    ref = next(o["valueReference"]["reference"] for o in task["output"]
-               if o["valueReference"]["reference"].startswith("DiagnosticReport/"))
-    return api.get(ref).json()
 
 
 def test_the_report_reaches_the_prescriber_the_shared_record_and_the_patient_once_released(
@@ -148,7 +89,7 @@ def test_the_report_reaches_the_prescriber_the_shared_record_and_the_patient_onc
     attached = {part.get_filename(): part.get_content() for mail in mails for part in mail.iter_attachments()}
     assert attached["CR-BIO.xml"] == cda
     [sent] = eventually(lambda: [json.loads(c.body) for c in dmp.delivered("/dmp/fhir")
-                                 if spec.requisition.encode() in _cda_in(c.body)], 10, "the report sent to the DMP")
+                                 if spec.requisition.encode() in cda_in(c.body)], 10, "the report sent to the DMP")
     shared = next(e["resource"] for e in sent["entry"] if e["resource"]["resourceType"] == "DocumentReference")
     assert shared["subject"]["identifier"]["value"] == DUPONT.ins  # the DMP knows the patient by INS
     eventually(lambda: webhook.delivered(), 10, "the practice software notified")
@@ -218,7 +159,7 @@ def test_partial_then_final_then_corrected_versions_replace_each_other(
 
 
 def test_a_patient_who_opposed_or_without_a_qualified_identity_is_not_shared(
-        fhir, lab_middleware, desk, biologist, web_root, dmp, rng) -> None:
+        fhir, lab_middleware, desk, biologist, web_root, dmp, mail_relay, settings, rng) -> None:
     opposed = addressed(rng, exams=[GLUCOSE])
     send(fhir, opposed)
     page = open_by_number(desk, web_root, opposed.requisition)
@@ -233,7 +174,14 @@ def test_a_patient_who_opposed_or_without_a_qualified_identity_is_not_shared(
         assert page.status_code == 200 and "Non partagé" in page.text and why in page.text
         [document] = documents(fhir, task_id)
         assert not any(t["code"] == "patient-space" for t in document["meta"].get("tag", []))
-        assert not [c for c in dmp.calls if spec.requisition.encode() in _cda_in(c.body)]
+        # The shared record's feed would be queued with the mail, in the issuing's transaction:
+        # once what the issuing queued is done, the mail delivered, the DMP call would be made.
+        done = eventually(lambda: settled(settings, task_id, f"DocumentReference/{document['id']}"),
+                          10, "the issuing's deliveries done")
+        assert [(n.channel, n.target, n.status) for n in done] == [
+            ("email", prescriber_mail(fhir, request), "delivered")]
+        assert [m for m in mail_relay.to(prescriber_mail(fhir, request)) if spec.requisition in m["Subject"]]
+        assert not [c for c in dmp.calls if spec.requisition.encode() in cda_in(c.body)]
 
 
 def test_a_report_that_cannot_be_made_is_not_issued_and_the_lab_sees_why(
@@ -270,7 +218,7 @@ def test_a_masked_report_is_released_at_the_date_the_lab_chose_and_carries_its_d
     labels = {c["code"] for label in document["securityLabel"] for c in label["coding"]}
     assert labels >= {"MASQUE_PS", "CONNEXION_SECRETE", "INVISIBLE_PATIENT"}
     [sent] = eventually(lambda: [json.loads(c.body) for c in dmp.delivered("/dmp/fhir")
-                                 if spec.requisition.encode() in _cda_in(c.body)], 10, "the report sent to the DMP")
+                                 if spec.requisition.encode() in cda_in(c.body)], 10, "the report sent to the DMP")
     shared = next(e["resource"] for e in sent["entry"] if e["resource"]["resourceType"] == "DocumentReference")
     assert {c["code"] for label in shared["securityLabel"] for c in label["coding"]} >= {"MASQUE_PS", "CONNEXION_SECRETE"}
     patient = as_user("patient.dupont")

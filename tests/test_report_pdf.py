@@ -10,7 +10,7 @@ from bilan.results.cda import cda_document
 from bilan.results.conformance import problems
 from bilan.results.pdf import report_pdf
 from bilan.results.report import Battery, Chapter, Identifier, LabReport, Result
-from tests.test_cda import at, quantity, report
+from tests.lab_reports import at, quantity, report
 
 
 def pages(pdf: bytes) -> list[str]:

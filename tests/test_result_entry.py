@@ -2,14 +2,13 @@
 range, through the same guard as the analysers' results."""
 
 import re
-from typing import Any
 
 import httpx
 
 from bilan.demo.prescriptions import EXAMS
 from tests.helpers import search
-from tests.test_messaging import adapt, imported, prescribed
-from tests.test_reception import addressed, send, task_of
+from tests.orders import adapt, addressed, imported, prescribed, send, task_of
+from tests.results import entry_path, line, results_of
 from tests.web import submit
 
 NFS, GLUCOSE, FERRITIN = EXAMS[0], EXAMS[1], EXAMS[9]
@@ -18,25 +17,10 @@ LEUKOCYTES, HEMOGLOBIN, PLATELETS = "6690-2", "718-7", "777-3"
 CRP = "1988-5"
 
 
-def entry_path(task_id: str) -> str:
-    return f"/reception/prescriptions/{task_id}/saisie"
-
-
-def line(request: dict[str, Any], loinc: str, value: str, unit: str, low: str = "",
-         high: str = "") -> dict[str, str]:
-    key = f"{request['id']}-{loinc}"
-    return {f"valeur-{key}": value, f"unite-{key}": unit, f"bas-{key}": low, f"haut-{key}": high}
-
-
 def field(page: httpx.Response, name: str) -> str | None:
     """The value of the page's input `name`, None when the page has no such input."""
     found = re.search(rf'<input[^>]*name="{re.escape(name)}"[^>]*value="([^"]*)"', page.text)
     return found.group(1) if found else None
-
-
-def results_of(fhir: httpx.Client, request: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e["resource"] for e in search(fhir, "Observation", **{"based-on": f"ServiceRequest/{request['id']}"})
-            .get("entry", [])]
 
 
 def results_row(page: httpx.Response, label: str) -> str:

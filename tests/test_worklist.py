@@ -2,7 +2,7 @@
 (PostgreSQL enforces the column sizes that SQLite ignores)."""
 
 from tests.helpers import search
-from tests.test_reception import addressed, listed, send, task_of, worklist
+from tests.orders import addressed, listed, send, task_of, worklist
 
 
 def test_a_patient_name_longer_than_the_worklist_shows_is_received_and_listed(

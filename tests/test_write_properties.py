@@ -45,10 +45,9 @@ from bilan.results.masking import (
     SEEN_BY_PATIENT,
     SHARING,
 )
-from tests.conftest import client
-from tests.helpers import DEMO_PRESCRIBER_RPPS, locations
+from tests.helpers import DEMO_PRESCRIBER_RPPS, client, locations
 from tests.identity import other_lab_auth
-from tests.test_access import DUPONT, LAMBERT, NGUYEN
+from tests.people import DUPONT, LAMBERT, NGUYEN
 
 FINESS_SYSTEM = LAB_IDENTIFIER[0]
 OTHER_LAB_FINESS = "750999998"

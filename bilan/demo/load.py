@@ -22,7 +22,7 @@ from bilan.prescription.catalogue import read_csv
 from bilan.prescription.identity import LAB_PATIENT
 from bilan.prescription.practitioners import RPPS
 from bilan.records.service import Records, new_id
-from bilan.settings import Settings
+from bilan.settings import Settings, web_root
 from bilan.storage import catalogue
 from bilan.storage.database import create_engine
 from bilan.storage.repository import Write
@@ -70,7 +70,7 @@ async def load_demo(settings: Settings) -> None:
             exams=[*EXAMS[:2], ("2458-8", "Immunoglobulines A")],  # IgA: not in the catalogue
             authored=datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc))))
         lab_file = await load_past_reports(records, transactions, QUALIFIED[0], PRESCRIBERS[0], LAB_IDENTIFIER,
-                                           LAB_FINESS, BIOLOGIST_RPPS)
+                                           LAB_FINESS, BIOLOGIST_RPPS, web_root(settings))
         await load_reports_from_elsewhere(records, lab_file, LAB_FINESS, BIOLOGIST_RPPS)
     finally:
         await engine.dispose()

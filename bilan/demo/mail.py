@@ -25,7 +25,7 @@ def local_relay(maildir: Path = MAILDIR) -> Iterator[Path]:
         controller.start()
     except (OSError, RuntimeError) as error:
         raise RuntimeError(f"the demo mail relay did not start: is {settings.smtp_host}:"
-                           f"{settings.smtp_port} free (BILAN_SMTP_PORT)?") from error
+                           f"{settings.smtp_port} free (--smtp-port, BILAN_SMTP_PORT)?") from error
     print(f"Mail relay at {settings.smtp_host}:{settings.smtp_port}; messages in {maildir}/new",
           flush=True)
     try:

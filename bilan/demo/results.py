@@ -37,12 +37,13 @@ EXAMPLES = sorted((CDA_KIT / "ExemplesCDA").glob("BIO-CR-BIO_2024.01_*.xml"))
 
 async def load_past_reports(records: Records, transactions: Transactions, patient: Person,
                             prescriber: Prescriber, lab: tuple[str, str], lab_finess: str,
-                            biologist_rpps: str) -> str:
-    """Issue the demo patient's past reports; her patient file at the lab."""
+                            biologist_rpps: str, mail_link: str) -> str:
+    """Issue the demo patient's past reports (the prescriber's mails link to mail_link, the
+    web pages' root); her patient file at the lab."""
     desk = Caller("reception", "demo-loader", frozenset(), lab_finess=lab_finess)
     biologist = Caller("biologist", "demo-loader", frozenset(), rpps=biologist_rpps, lab_finess=lab_finess)
     middleware = Caller("lab-middleware", "demo-loader", frozenset({"system/*.*"}), lab_finess=lab_finess)
-    reception, results, issuing = Reception(records), ResultsDesk(records), Issuing(records, "", "")
+    reception, results, issuing = Reception(records), ResultsDesk(records), Issuing(records, "", mail_link)
     labels = dict(EXAMS)
     exams = sorted({(asked, labels.get(asked, asked)) for asked, *_ in CHECKUPS})
     lab_file = ""

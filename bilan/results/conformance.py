@@ -1,5 +1,6 @@
 """Whether a CR-BIO document conforms: the CDA schema (CDA_extended.xsd) and the CI-SIS
-CR-BIO 2024.01 schematron, both from the ANS test kit (TestContenuCDA-3-0)."""
+CR-BIO 2024.01 schematron, both from the ANS test kit (TestContenuCDA-3-0), whose parts bilan
+uses ship in bilan/data."""
 
 import threading
 from functools import cache
@@ -7,9 +8,9 @@ from pathlib import Path
 
 from lxml import etree, isoschematron
 
-from bilan.settings import ROOT
+from bilan import data
 
-CDA_KIT = ROOT.parent / "shared" / "fixtures" / "ansforge" / "TestContenuCDA-3-0"
+CDA_KIT = data.CDA_KIT  # the parts of the kit bilan uses, in its own layout
 CDA_SCHEMA = CDA_KIT / "infrastructure" / "cda" / "CDA_extended.xsd"
 CR_BIO_SCHEMATRON = CDA_KIT / "schematrons" / "CI-SIS_BIO-CR-BIO_2024.01.sch"
 

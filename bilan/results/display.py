@@ -6,7 +6,7 @@ from functools import cache
 
 from lxml import etree
 
-from bilan.results.conformance import CDA_KIT
+from bilan.data import CDA_KIT
 
 STYLESHEET = CDA_KIT / "FeuilleDeStyle" / "externe" / "feuille-de-style-externe_BIO-CR-BIO.xsl"
 # The stylesheet reads '../cda_l10n.xml' and 'cda_narrativeblock.xml' relative to itself, but

@@ -1,0 +1,14 @@
+"""The people the demo OpenID provider knows (deploy/idp): the two patients who can log in and
+the two prescribers. Tests that need a login of theirs use these; every other test makes its
+own people with `rng`."""
+
+from datetime import date
+
+from bilan.demo.prescriptions import Person, Prescriber
+from tests.helpers import DEMO_PRESCRIBER_RPPS
+
+DUPONT = Person("Dupont", ["Marie", "Louise"], "female", date(1979, 3, 12), "279035121518989")  # patient.dupont
+LEFEVRE = Person("Lefèvre", ["Jean", "Pierre"], "male", date(1962, 11, 2), "162117512345635")  # patient.lefevre
+LAMBERT = Prescriber(DEMO_PRESCRIBER_RPPS, "Lambert", "Claire")  # dr.lambert
+NGUYEN = Prescriber("10123456781", "Nguyen", "Paul", org_finess="750000002",
+                    org_name="Maison de santé Belleville")  # dr.nguyen
