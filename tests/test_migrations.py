@@ -1,18 +1,21 @@
 """Data migrations on a database of their own (SQLite, or a throw-away PostgreSQL schema):
 what was stored before a revision reads the same after it."""
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import insert, select, text, update
 
 from bilan.app import build_services
 from bilan.demo.load import lab_directory
 from bilan.demo.prescriptions import bundle
 from bilan.fhir.parsing import validate
+from bilan.results.issuing import TASK_OUTPUT, Issuing, Version, _version, report_status
 from bilan.settings import Settings
 from bilan.storage.database import create_engine
 from bilan.storage.migrate import downgrade, upgrade
-from bilan.storage.tables import resources
+from bilan.storage.repository import Repository
+from bilan.storage.tables import resource_versions, resources
 from tests.helpers import run
 from tests.orders import addressed
 
@@ -35,7 +38,8 @@ def test_what_was_stored_before_0005_gets_its_access_rows_and_can_be_put_back(ow
                 [(task_id, task)] = list(await conn.execute(
                     select(resources.c.id, resources.c.content).where(resources.c.resource_type == "Task")))
                 old = {**task, "code": task["code"]["coding"][0]}
-                await conn.execute(update(resources).where(resources.c.id == task_id).values(content=old))
+                for table in (resources, resource_versions):
+                    await conn.execute(update(table).where(table.c.id == task_id).values(content=old))
                 # A result the desk annotated before 0005: the note's time naive.
                 [(result_id, result)] = list(await conn.execute(
                     select(resources.c.id, resources.c.content).where(
@@ -51,6 +55,9 @@ def test_what_was_stored_before_0005_gets_its_access_rows_and_can_be_put_back(ow
                 filled = list(await conn.execute(ACCESS_ROWS))
                 migrated = (await conn.execute(select(resources.c.content).where(
                     resources.c.id == task_id))).scalar_one()
+                history = (await conn.execute(select(resource_versions.c.content).where(
+                    resource_versions.c.id == task_id))).scalar_one()
+                assert history == migrated  # a read by version agrees with the read
                 annotated = (await conn.execute(select(resources.c.content).where(
                     resources.c.id == result_id))).scalar_one()
             return written, dropped, filled, migrated, annotated
@@ -66,3 +73,59 @@ def test_what_was_stored_before_0005_gets_its_access_rows_and_can_be_put_back(ow
                                         "code": "fulfill", "display": "Fulfill the focal request"}]}
     assert result["note"][0]["time"] == "2026-11-24T08:10:00.123456Z"
     assert validate(result) == []
+
+
+def test_reports_issued_before_0006_read_by_their_codes(own_database: Settings) -> None:
+    """An order issued partial, final, then corrected, stored as the code before 0006 stored it:
+    the state in the description, the outputs typed by their text."""
+    old_task = {"resourceType": "Task", "status": "completed", "intent": "order", "output": [
+        {"type": {"text": "Résultats"}, "valueReference": {"reference": "DiagnosticReport/r-1"}},
+        *({"type": {"text": "Compte rendu"}, "valueReference": {"reference": f"DocumentReference/d-{n}"}}
+          for n in (1, 2, 3))]}
+    old_documents = {f"d-{n}": {"resourceType": "DocumentReference", "status": status,
+                                "description": f"Compte rendu d'examens biologiques, version {n}{partial}"}
+                     for n, status, partial in ((1, "superseded", " (partiel)"), (2, "superseded", ""),
+                                                (3, "current", ""))}
+    elsewhere = {"resourceType": "DocumentReference", "status": "current",
+                 "description": "Compte rendu d'un autre laboratoire"}  # no order of ours lists it
+
+    async def scenario() -> tuple[dict[str, Any], list[Any], list[Version], str, dict[str, Any]]:
+        engine = create_engine(own_database)
+        try:
+            await upgrade(engine)
+            stored = [("Task", "t-1", old_task), ("DocumentReference", "elsewhere", elsewhere),
+                      *(("DocumentReference", id_, content) for id_, content in old_documents.items())]
+            async with engine.begin() as conn:
+                for resource_type, id_, content in stored:
+                    row = {"resource_type": resource_type, "id": id_, "version_id": 1,
+                           "last_updated": datetime(2026, 11, 24, 8, 0), "deleted": False, "content": content}
+                    await conn.execute(insert(resources).values(row))
+                    await conn.execute(insert(resource_versions).values({**row, "method": "POST"}))
+            await downgrade(engine, "0005")
+            await upgrade(engine)
+            services = build_services(engine, own_database)
+            issuing = Issuing(services.records, "", "")
+            async with engine.begin() as conn:
+                repo = Repository(conn)
+                task = await repo.read("Task", "t-1")
+                assert task is not None and task.content is not None
+                versions = await issuing._documents(repo, task.content)
+                history = list(await conn.execute(select(resource_versions.c.id, resource_versions.c.content).where(
+                    resource_versions.c.resource_type == "DocumentReference").order_by(resource_versions.c.id)))
+                other = await repo.read("DocumentReference", "elsewhere")
+                assert other is not None and other.content is not None
+            return (task.content, history, [_version(n, s) for n, s in enumerate(versions, 1)],
+                    report_status(versions, complete=True), other.content)
+        finally:
+            await engine.dispose()
+
+    task, history, versions, next_status, other = run(scenario())
+    assert [o["type"]["coding"] for o in task["output"]] == [
+        [{"system": TASK_OUTPUT, "code": code, "display": label}]
+        for code, label in [("results", "Résultats"), *[("report", "Compte rendu")] * 3]]
+    assert [(v.document_id, v.number, v.partial) for v in versions] == [("d-1", 1, True), ("d-2", 2, False),
+                                                                          ("d-3", 3, False)]
+    assert next_status == "corrected"  # a final version came before
+    assert {id_: content.get("docStatus") for id_, content in history} == {
+        "d-1": "preliminary", "d-2": "final", "d-3": "amended", "elsewhere": None}  # vread agrees
+    assert "docStatus" not in other

@@ -1,8 +1,10 @@
 """The lab's front desk: worklist, identity check, import as the lab's order, samples, and the
 Task the prescriber's software follows."""
 
+import html
 import re
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pypdfium2
@@ -13,6 +15,8 @@ from tests.helpers import search
 from tests.orders import addressed, listed, open_by_number, send, task_of, worklist
 from tests.web import log_in, submit
 
+CATALOGUE_LABELS = {"58410-2": "Numération formule sanguine (hémogramme)", "40193-5": "Glycémie à jeun",
+                    "57698-3": "Bilan lipidique (EAL)", "24326-1": "Ionogramme sanguin"}
 ACCESSION = re.compile(r"Dossier de prélèvement n° (\d{6}-\d{4})")
 
 
@@ -31,7 +35,10 @@ def test_the_worklist_finds_a_prescription_by_what_the_desk_types(fhir, desk, we
     row = worklist(desk, web_root, number).text
     assert "Urgent" in row and "LEFÈVRE-HÉBERT" in row and "Dr " in row
     assert not listed(number, worklist(desk, web_root, f"lefevre {birth[:2]}/13"))
-    assert not listed(number, worklist(desk, web_root, number, statut="imported"))
+    # What is typed is looked for in every state; the filter narrows the list when nothing is.
+    assert listed(number, worklist(desk, web_root, number, statut="imported"))
+    assert not listed(number, worklist(desk, web_root, "", statut="imported"))
+    assert listed(number, worklist(desk, web_root, "", statut="received"))
 
 
 def test_the_desk_sees_only_its_labs_prescriptions_and_unaddressed_ones_by_number(fhir, desk, web_root, rng) -> None:
@@ -51,6 +58,9 @@ def test_the_desk_sees_only_its_labs_prescriptions_and_unaddressed_ones_by_numbe
     assert ACCESSION.search(imported.text)
     # Imported, it is the lab's: the lab's software now sees the prescribed exams too.
     assert listed(unaddressed.requisition, worklist(desk, web_root, unaddressed.patient.family, "imported"))
+    assert listed(unaddressed.requisition, worklist(desk, web_root, unaddressed.patient.family, "received"))
+    # Scanned again once imported, the number opens it (a search looks in every state).
+    assert ACCESSION.search(open_by_number(desk, web_root, unaddressed.requisition).text)
 
 
 def test_import_makes_the_labs_order_and_the_prescriber_follows_it(fhir, lab_middleware, desk, web_root, rng) -> None:
@@ -86,6 +96,25 @@ def test_import_makes_the_labs_order_and_the_prescriber_follows_it(fhir, lab_mid
     pdf = desk.get(f"{web_root}{page.url.path}/etiquettes.pdf")
     assert pdf.headers["content-type"] == "application/pdf"
     assert sorted(_barcodes(pdf.content)) == sorted(t["accessionIdentifier"]["value"] for t in tubes.values())
+
+    # A tube's exams are the requests it was drawn for, not its note (text for people): with
+    # the notes rewritten, the sheet and the labels still list each tube's own exams.
+    expected = {t["accessionIdentifier"]["value"]: [CATALOGUE_LABELS[c] for c in _requested(lab_middleware, t)]
+                for t in tubes.values()}
+    assert sorted(map(sorted, expected.values())) == [
+        ["Bilan lipidique (EAL)", "Ionogramme sanguin"], ["Glycémie à jeun"],
+        ["Numération formule sanguine (hémogramme)"]]
+    for specimen in specimens:
+        rewritten = {**specimen["resource"], "note": [{"text": "Hémolysé ?"}]}
+        put = lab_middleware.put(f"Specimen/{rewritten['id']}", json=rewritten)
+        assert put.status_code == 200, put.text
+    sheet = html.unescape(desk.get(f"{web_root}{page.url.path}/fiche").text)
+    for barcode, labels in expected.items():
+        assert re.search(rf"{barcode}</td><td>[^<]*</td><td>{re.escape(', '.join(labels))}</td>", sheet), barcode
+    pdf = desk.get(f"{web_root}{page.url.path}/etiquettes.pdf")
+    printed = {lines[1]: lines[-1] for lines in _label_lines(pdf.content)}  # barcode: exams (cut with …)
+    assert set(printed) == set(expected)
+    assert all(", ".join(expected[barcode]).startswith(line.removesuffix("…")) for barcode, line in printed.items())
 
     collected = submit(desk, imported, page.url.path + "/prelevement", {})
     assert "Prélèvements effectués" in collected.text
@@ -180,6 +209,15 @@ def test_a_prescription_for_no_lab_cannot_be_refused_before_its_import(fhir, des
     refused = submit(desk, page, page.url.path + "/cloture", {"statut": "rejected", "motif": "Hors délai"})
     assert refused.status_code == 409 and "Importez-la avant de l" in refused.text
     assert task_of(fhir, spec.requisition)["status"] == "requested"
+
+
+def _requested(api: httpx.Client, specimen: dict[str, Any]) -> list[str]:
+    """The LOINC codes of the requests a tube was drawn for, in the tube's order."""
+    return [api.get(r["reference"]).json()["code"]["coding"][0]["code"] for r in specimen["request"]]
+
+
+def _label_lines(pdf: bytes) -> list[list[str]]:
+    return [page.get_textpage().get_text_range().splitlines() for page in pypdfium2.PdfDocument(pdf)]
 
 
 def _barcodes(pdf: bytes) -> list[str]:

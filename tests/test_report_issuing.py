@@ -144,6 +144,14 @@ def test_partial_then_final_then_corrected_versions_replace_each_other(
 
     first, second, third = documents(fhir, task_id)
     assert [d["status"] for d in (first, second, third)] == ["superseded", "superseded", "current"]
+    # Each version's state is coded (docStatus), and the order lists them by a coded output type.
+    assert [d["docStatus"] for d in (first, second, third)] == ["preliminary", "final", "amended"]
+    outputs = fhir.get(f"Task/{task_id}").json()["output"]
+    assert [(o["type"]["coding"][0]["code"], o["valueReference"]["reference"]) for o in outputs] == [
+        ("results", f"DiagnosticReport/{report_of(fhir, task_id)['id']}"),
+        *(("report", f"DocumentReference/{d['id']}") for d in (first, second, third))]
+    page = biologist.get(f"{web_root}/reception/prescriptions/{task_id}/resultats").text
+    assert [number for number in ("1", "2", "3") if f"<td>{number} (partiel)</td>" in page] == ["1"]
     assert third["relatesTo"][0] == {"code": "replaces", "target": {"reference": f"DocumentReference/{second['id']}"}}
     cdas = [etree.fromstring(binary(fhir, d["content"][0]["attachment"])) for d in (first, second, third)]
     assert {c.xpath("string(h:setId/@root)", namespaces=V3) for c in cdas} == {cdas[0].xpath(

@@ -238,7 +238,7 @@ class Reception:
         traits = identity.traits(patient.content if patient and patient.content else {})
         first = requests[0] if requests else {}
         prescriber, place = await _prescriber(repo, (first.get("requester") or {}).get("reference", ""))
-        order = await self._order(repo, caller, row, task) if row.status != "received" else None
+        order = await self._order(repo, caller, row, task, exams) if row.status != "received" else None
         return PrescriptionFile(
             row=row, task=task, patient=traits, prescriber=prescriber, prescriber_place=place,
             authored=first.get("authoredOn", ""), exams=exams,
@@ -265,7 +265,8 @@ class Reception:
                           identity.compare(traits, identity.traits(s.content or {})))
                 for s in found.values()]
 
-    async def _order(self, repo: Repository, caller: Caller, row: WorklistRow, task: Stored) -> Order | None:
+    async def _order(self, repo: Repository, caller: Caller, row: WorklistRow, task: Stored,
+                     exams: list[Exam]) -> Order | None:
         content = task.content or {}
         reference = tracking.lab_file_of(content)
         lab_file = await repo.read_reference(reference)
@@ -277,7 +278,7 @@ class Reception:
             reason=(content.get("statusReason") or {}).get("text", ""), lab_file=reference,
             lab_file_number=identity.file_number(file_content, row.order_lab or ""),
             lab_traits=identity.traits(file_content),
-            samples=[_sample(s.content or {}) for s in specimens])
+            samples=[_sample(s.content or {}, exams) for s in specimens])
 
     async def _lab_file(self, work: Work, found: PrescriptionFile, choice: str) -> str:
         """The lab's patient file for this order: the one the agent confirmed, or a new one.
@@ -353,7 +354,7 @@ async def order_specimens(repo: Repository, base_url: str, caller: Caller,
     query = parse_search("Specimen", [("request", requests)], default_count=100, max_count=100)
     mine = owned_by("Specimen", access.owner_key(caller) or "")
     result = await store_search.search(repo.conn, query, base_url, lambda _t: mine)
-    return sorted(result.matches, key=lambda s: _sample(s.content or {}).barcode)
+    return sorted(result.matches, key=lambda s: _barcode(s.content or {}))
 
 
 def _new_specimens(found: PrescriptionFile, accession: str, lab_file: str, lab_finess: str) -> list[dict[str, Any]]:
@@ -374,13 +375,20 @@ def _new_specimens(found: PrescriptionFile, accession: str, lab_file: str, lab_f
         "request": [{"reference": e.reference} for e in exams],
         "container": [{"type": {"text": tube.label},
                        **({"additiveCodeableConcept": {"text": tube.additive}} if tube.additive else {})}],
-        "note": [{"text": ", ".join(e.label for e in exams)}],
+        "note": [{"text": ", ".join(e.label for e in exams)}],  # for people; read from request
     } for n, (tube, exams) in enumerate(tubes.values(), start=1)]
 
 
-def _sample(specimen: dict[str, Any]) -> Sample:
+def _sample(specimen: dict[str, Any], exams: list[Exam]) -> Sample:
+    """A tube as the desk shows it: its exams are the requests it was drawn for."""
     container = (specimen.get("container") or [{}])[0]
-    return Sample(barcode=(specimen.get("accessionIdentifier") or {}).get("value", ""),
+    labels = {e.reference: e.label for e in exams}
+    drawn_for = [r.get("reference", "") for r in specimen.get("request", [])]
+    return Sample(barcode=_barcode(specimen),
                   tube=(container.get("type") or {}).get("text", ""),
-                  exams=tuple((specimen.get("note") or [{}])[0].get("text", "").split(", ")),
+                  exams=tuple(labels[r] for r in drawn_for if r in labels),
                   collected=(specimen.get("collection") or {}).get("collectedDateTime"))
+
+
+def _barcode(specimen: dict[str, Any]) -> str:
+    return str((specimen.get("accessionIdentifier") or {}).get("value", ""))

@@ -27,6 +27,8 @@ PRACTICE_SETTING = {"system": "urn:oid:1.2.250.1.213.1.1.4.9", "code": "BIOLOGIE
 NORMAL = {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N",
           "display": "Normal"}
 NOT_SHARED = "https://bilan.sante.fr/fhir/StructureDefinition/not-shared-reason"
+# A version's DiagnosticReport status, as the DocumentReference's docStatus (composition status).
+DOC_STATUS = {"partial": "preliminary", "final": "final", "corrected": "amended"}
 CDA_TYPE, PDF_TYPE = "application/xml", "application/pdf"
 
 
@@ -47,6 +49,7 @@ class Issued:
     tags: frozenset[str]  # sharing codes
     replaces: str | None  # the previous DocumentReference
     not_shared: str | None  # why the patient's space and the DMP do not get it
+    status: str  # the DiagnosticReport's for this version: partial, final or corrected
 
 
 def binaries(issued: Issued) -> list[tuple[str, dict[str, Any]]]:
@@ -65,6 +68,7 @@ def document_reference(issued: Issued) -> dict[str, Any]:
         "masterIdentifier": _urn(report.document_id.root),
         "identifier": [{**_urn(report.set_id.root), "type": {"text": "setId"}}],
         "status": "current",
+        "docStatus": DOC_STATUS[issued.status],
         "type": {"coding": [{"system": LOINC, "code": REPORT_CODE[0], "display": REPORT_CODE[1]}]},
         "category": [{"coding": [CLASS]}],
         "subject": {"reference": issued.patient},
@@ -93,14 +97,19 @@ def document_reference(issued: Issued) -> dict[str, Any]:
     return masking.with_labels(resource, set(issued.security), set(issued.tags))
 
 
-def diagnostic_report(issued: Issued, status: str, results: list[str]) -> dict[str, Any]:
+def partial(document: dict[str, Any]) -> bool:
+    """Whether an issued version still had results to validate."""
+    return document.get("docStatus") == DOC_STATUS["partial"]
+
+
+def diagnostic_report(issued: Issued, results: list[str]) -> dict[str, Any]:
     """The report over the stored results (`results`: Observation references)."""
     report = issued.report
     resource = {
         "resourceType": "DiagnosticReport",
         "identifier": [_urn(report.set_id.root)],
         "basedOn": [{"reference": r} for r in issued.requests],
-        "status": status,
+        "status": issued.status,
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB",
                                   "display": "Laboratory"}]}]
         + [{"coding": [{"system": LOINC, "code": c.code, "display": c.display}]} for c in report.chapters],

@@ -4,7 +4,9 @@ DocumentReference, DiagnosticReport) and delivered, all in one transaction.
 
 - A version with results still to validate is partial; the one with none left is final and
   completes the order. A version after a final one is a correction (same setId, version + 1,
-  RPLC): every recipient gets it again.
+  RPLC): every recipient gets it again. That state is coded, never read from text: the
+  DiagnosticReport's status and each DocumentReference's docStatus (preliminary, final,
+  amended); the order's Task lists its versions and report by a task-output code.
 - Delivery is queued in the outbox with the change: the prescriber's software is notified by
   its Subscriptions, the prescriber gets an MSSanté mail with the CDA attached, and the shared
   record (DMP) the MHD Provide Document Bundle, when the patient's identity is qualified and
@@ -37,7 +39,10 @@ from bilan.storage import catalogue
 from bilan.storage.repository import Repository, Stored, Write
 
 PARIS = ZoneInfo("Europe/Paris")
-REPORT_OUTPUT = "Compte rendu"
+TASK_OUTPUT = "https://bilan.sante.fr/fhir/CodeSystem/task-output"
+# What an order's Task.output holds, by code: each issued version, and the one DiagnosticReport.
+REPORT_OUTPUT, RESULTS_OUTPUT = "report", "results"
+OUTPUT_LABELS = {REPORT_OUTPUT: "Compte rendu", RESULTS_OUTPUT: "Résultats"}
 RELEASE = "release"  # outbox channel: release the masked results of an order (target: Task/id)
 _PLACEHOLDER_PDF = b"%PDF-"
 
@@ -142,16 +147,15 @@ class Issuing:
                 raise Invalid([Issue(f"Document non conforme, non émis : {p}", "invariant",
                                             expression="compte-rendu") for p in problems])
             refusal = sharing_refusal(lab_file.content, content)
-            issued = _issued(report, cda, refs, task.id, choices, refusal, previous)
-            hidden = choices.hidden if not choices.hide_report else {r.id for r in decided}
             status = report_status(previous, complete)
+            issued = _issued(report, cda, refs, task.id, choices, refusal, previous, status)
+            hidden = choices.hidden if not choices.hide_report else {r.id for r in decided}
             reports = await self._reports(repo, content)
-            writes = self._writes(task, issued, decided, hidden, previous, reports[0] if reports else None,
-                                  status, now)
+            writes = self._writes(task, issued, decided, hidden, previous, reports[0] if reports else None, now)
             # The CDA and PDF are bilan's own documents (nobody writes Binary through the API).
             await work.write([w for w in writes if w.resource_type == "Binary"], system=True)
             await work.write([w for w in writes if w.resource_type != "Binary"])
-            await self._deliver(repo, issued, lab_file.content, requests, choices, status, now)
+            await self._deliver(repo, issued, lab_file.content, requests, choices, now)
         return issued.document_id
 
     async def release(self, caller: Caller | None, task_id: str, reason: str = "") -> int:
@@ -198,7 +202,7 @@ class Issuing:
     async def _documents(self, repo: Repository, task: dict[str, Any]) -> list[Stored]:
         """The order's issued versions (DocumentReference), first to last."""
         refs = [o["valueReference"]["reference"] for o in task.get("output", [])
-                if (o.get("type") or {}).get("text") == REPORT_OUTPUT
+                if _is_output(o, REPORT_OUTPUT)
                 and o.get("valueReference", {}).get("reference", "").startswith("DocumentReference/")]
         return [s for s in await repo.read_references(refs) if s.content]
 
@@ -269,7 +273,7 @@ class Issuing:
         return {**(found.content or {}), "id": found.id}
 
     def _writes(self, task: Stored, issued: documents.Issued, decided: list[Stored], hidden: set[str] | frozenset[str],
-                previous: list[Stored], report: Stored | None, status: str, now: datetime) -> list[Write]:
+                previous: list[Stored], report: Stored | None, now: datetime) -> list[Write]:
         content = task.content or {}
         writes = [Write("Binary", id_, binary, "POST") for id_, binary in documents.binaries(issued)]
         writes.append(Write("DocumentReference", issued.document_id, documents.document_reference(issued), "POST",
@@ -285,31 +289,30 @@ class Issuing:
                 result.content or {}, labels, {masking.PATIENT_SPACE} if shared else set()), "PUT", result.version_id,
                 labelled=True))
         report_id = report.id if report else new_id()
-        diagnostic = documents.diagnostic_report(issued, status, [f"Observation/{r.id}" for r in decided])
+        diagnostic = documents.diagnostic_report(issued, [f"Observation/{r.id}" for r in decided])
         writes.append(Write("DiagnosticReport", report_id, diagnostic, "PUT" if report else "POST",
                             report.version_id if report else None, labelled=True))
         task_content = dict(content)
-        if status != "partial" and task_content.get("status") != "completed":
+        if issued.status != "partial" and task_content.get("status") != "completed":
             if task_content.get("status") == "accepted":
                 task_content = tracking.moved(task_content, "in-progress", now)
             task_content = tracking.moved(task_content, "completed", now)
         outputs = list(task_content.get("output", []))
         if report is None:
-            outputs.append({"type": {"text": "Résultats"}, "valueReference": {"reference": f"DiagnosticReport/{report_id}"}})
-        outputs.append({"type": {"text": REPORT_OUTPUT},
-                        "valueReference": {"reference": f"DocumentReference/{issued.document_id}"}})
+            outputs.append(_output(RESULTS_OUTPUT, f"DiagnosticReport/{report_id}"))
+        outputs.append(_output(REPORT_OUTPUT, f"DocumentReference/{issued.document_id}"))
         task_content["output"] = outputs
         writes.append(Write("Task", task.id, task_content, "PUT", task.version_id))
         return writes
 
     async def _deliver(self, repo: Repository, issued: documents.Issued, lab_file: dict[str, Any],
-                       requests: list[Stored], choices: Choices, status: str, now: datetime) -> None:
+                       requests: list[Stored], choices: Choices, now: datetime) -> None:
         """Queue the mail to the prescriber, the DMP feed and the release date, with the change."""
         about, document = issued.task, f"DocumentReference/{issued.document_id}"
         prescribed = next((s.content for s in requests if s.content and s.content.get("intent") != "filler-order"), {})
         address = await mail_address(repo, (prescribed.get("requester") or {}).get("reference", ""))
         number = issued.report.order_id.extension or ""
-        kind = {"partial": " partiel", "corrected": " corrigé"}.get(status, "")
+        kind = {"partial": " partiel", "corrected": " corrigé"}.get(issued.status, "")
         if address:
             await outbox.enqueue_mail(
                 repo.conn, address, f"bilan — Compte rendu d'examens biologiques{kind} (prescription n° {number})",
@@ -353,7 +356,7 @@ def _check_changed(previous: list[Stored], results: list[Stored], choices: Choic
 
 
 def _issued(report: LabReport, cda: bytes, refs: dict[str, Any], task_id: str,
-            choices: Choices, refusal: str | None, previous: list[Stored]) -> documents.Issued:
+            choices: Choices, refusal: str | None, previous: list[Stored], status: str) -> documents.Issued:
     security = set()
     if choices.hidden or choices.hide_report:
         security.add(masking.INVISIBLE_PATIENT)
@@ -368,13 +371,14 @@ def _issued(report: LabReport, cda: bytes, refs: dict[str, Any], task_id: str,
         report=report, cda=cda, document_id=new_id(), cda_id=new_id(), pdf_id=new_id(), patient=refs["patient"],
         lab=refs["lab"], biologist=refs["biologist"], requests=refs["requests"], task=f"Task/{task_id}",
         security=frozenset(security), tags=frozenset(tags),
-        replaces=f"DocumentReference/{previous[-1].id}" if previous else None, not_shared=refusal)
+        replaces=f"DocumentReference/{previous[-1].id}" if previous else None, not_shared=refusal,
+        status=status)
 
 
 def _version(number: int, stored: Stored) -> Version:
     content = stored.content or {}
     return Version(stored.id, number, content.get("date", ""), content.get("status", ""),
-                   "(partiel)" in content.get("description", ""), masking.hidden_from_patient(content),
+                   documents.partial(content), masking.hidden_from_patient(content),
                    next((e.get("valueString") for e in content.get("extension", [])
                          if e.get("url") == documents.NOT_SHARED), None))
 
@@ -391,8 +395,20 @@ def report_status(previous: list[Stored], complete: bool) -> str:
     """partial while results remain to validate; corrected after a complete version; else final."""
     if not complete:
         return "partial"
-    was_final = any("(partiel)" not in (s.content or {}).get("description", "") for s in previous)
+    was_final = any(not documents.partial(s.content or {}) for s in previous)
     return "corrected" if was_final else "final"
+
+
+def _output(code: str, reference: str) -> dict[str, Any]:
+    label = OUTPUT_LABELS[code]
+    return {"type": {"coding": [{"system": TASK_OUTPUT, "code": code, "display": label}], "text": label},
+            "valueReference": {"reference": reference}}
+
+
+def _is_output(output: dict[str, Any], code: str) -> bool:
+    """Whether a Task.output is of this kind, by its code (never its text)."""
+    return any(c.get("system") == TASK_OUTPUT and c.get("code") == code
+               for c in (output.get("type") or {}).get("coding", []))
 
 
 def _based_on(result: Stored, requests: dict[str, dict[str, Any]]) -> str:

@@ -41,7 +41,9 @@ class ReceptionController(Controller):
                        statut: FromQuery[str] = "received") -> Template | Redirect:
         user, caller = signed_in(request, settings)
         status = statut if statut in FILTERS else "received"
-        rows = await reception.worklist(caller, q, status or None)
+        # What is typed (a scanned number, a name) is looked for in every state: a prescription
+        # already imported or cancelled must still be found. The filter narrows the bare list.
+        rows = await reception.worklist(caller, q, None if q.strip() else status or None)
         scanned = [r for r in rows if r.requisition_value == q.strip()]
         if len(scanned) == 1 and not request.headers.get("hx-request"):
             return Redirect(f"/reception/prescriptions/{scanned[0].task_id}")  # a scanned number + Enter

@@ -65,18 +65,22 @@ def upgrade() -> None:
 
 
 def _rewrite(resource_type: str, fix: Callable[[dict[str, Any]], bool]) -> None:
-    """Apply `fix` to the current version of every resource of a type; store what it changed."""
+    """Apply `fix` to the current version of every resource of a type; store what it changed,
+    in the resource and in its history row of that version (a read by version agrees)."""
     conn = op.get_bind()
-    resources = sa.table("resources", sa.column("resource_type"), sa.column("id"),
-                         sa.column("content", sa.JSON().with_variant(JSONB(), "postgresql")))
-    rows = conn.execute(sa.select(resources.c.id, resources.c.content)
+    content_type = sa.JSON().with_variant(JSONB(), "postgresql")
+    resources, versions = (sa.table(name, sa.column("resource_type"), sa.column("id"),
+                                    sa.column("version_id"), sa.column("content", content_type))
+                           for name in ("resources", "resource_versions"))
+    rows = conn.execute(sa.select(resources.c.id, resources.c.version_id, resources.c.content)
                         .where(resources.c.resource_type == resource_type)).all()
     for row in rows:
         content = row.content if isinstance(row.content, dict) else json.loads(row.content or "null")
         if content and fix(content):
-            conn.execute(sa.update(resources).where(resources.c.resource_type == resource_type,
-                                                     resources.c.id == row.id)
-                         .values(content=content))
+            for table in (resources, versions):
+                conn.execute(sa.update(table).where(
+                    table.c.resource_type == resource_type, table.c.id == row.id,
+                    table.c.version_id == row.version_id).values(content=content))
 
 
 def _task_code(task: dict[str, Any]) -> bool:
