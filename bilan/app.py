@@ -35,7 +35,7 @@ from bilan.prescription.practitioners import check_practitioner
 from bilan.prescription.reception import Reception
 from bilan.records.service import Records
 from bilan.records.transaction import Transactions
-from bilan.records.validation import Validator
+from bilan.records.validation import Rule, Validator
 from bilan.results.imported import ImportedReports
 from bilan.results.intake import ResultsIntake
 from bilan.results.issuing import RELEASE, Issuing
@@ -65,7 +65,7 @@ def favicon() -> File:  # what browsers ask for before reading the page's <link 
 
 API_PATHS = ["^/fhir", "^/.well-known"]  # bearer-token clients: no cookies, no CSRF
 
-RULES = {
+RULES: dict[str, list[Rule]] = {
     "Patient": [check_patient],
     "Practitioner": [check_practitioner],
     "ServiceRequest": [check_request],

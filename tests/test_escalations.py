@@ -82,8 +82,8 @@ def sent(api: httpx.Client, spec: PrescriptionSpec) -> dict[str, Any]:
     response = api.post("", json=bundle(spec))
     assert response.status_code == 200, response.text
     locs = locations(response)
-    return {"spec": spec, "patient": locs[0], "requests": [l for l in locs if l.startswith("ServiceRequest/")],
-            "context": [l for l in locs if l.startswith("Observation/")]}
+    return {"spec": spec, "patient": locs[0], "requests": [loc for loc in locs if loc.startswith("ServiceRequest/")],
+            "context": [loc for loc in locs if loc.startswith("Observation/")]}
 
 
 def lamberts(fhir: httpx.Client, rand: random.Random, person: Person | None = None,
@@ -214,7 +214,7 @@ def test_a_practitioner_of_his_own_carrying_another_prescribers_rpps_gives_nothi
         later = {"spec": None, "patient": "", "requests": []}
         if after.status_code == 200:
             locs = locations(after)
-            later = {"patient": locs[0], "requests": [l for l in locs if l.startswith("ServiceRequest/")]}
+            later = {"patient": locs[0], "requests": [loc for loc in locs if loc.startswith("ServiceRequest/")]}
         seen = {"lambert still prescribes": after.status_code, "nguyen, earlier one": blind_to(nguyen, before),
                 "nguyen reads the new one": reads(nguyen, later["requests"]) <= set(REFUSED_READ),
                 "nguyen's search": {r for r in ids(search(nguyen, "ServiceRequest", _count=500))
@@ -244,7 +244,7 @@ def test_another_prescribers_rpps_on_his_own_practitioner_gives_nothing(fhir, ng
         if next_one.status_code == 200:
             locs = locations(next_one)
             after["nguyen"] = blind_to(nguyen, {"spec": spec, "patient": locs[0],
-                                                "requests": [l for l in locs if l.startswith("ServiceRequest/")]})
+                                                "requests": [loc for loc in locs if loc.startswith("ServiceRequest/")]})
     assert after == {"lambert": BLIND, "lambert still prescribes": 200, "nguyen": BLIND}, response.status_code
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.response import Template
+from litestar.types import ExceptionHandlersMap
 from sqlalchemy import exc as sql
 
 from bilan.api.negotiation import fhir_response
@@ -102,5 +103,6 @@ def _unavailable(exc: BaseException) -> bool:
     return False
 
 
-HANDLERS = {FhirError: fhir_error, HTTPException: http_error, sql.SQLAlchemyError: storage_error,
-            OSError: storage_error, Exception: unexpected_error}
+HANDLERS: ExceptionHandlersMap = {
+    FhirError: fhir_error, HTTPException: http_error, sql.SQLAlchemyError: storage_error,
+    OSError: storage_error, Exception: unexpected_error}

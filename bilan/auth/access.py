@@ -77,7 +77,9 @@ def visible(caller: Caller, resource_type: str) -> Any | None:
         around = _around_requests(resource_type, _requests_of_lab(caller.lab_finess))
     else:
         return select_nothing()
-    owned = owned_by(resource_type, owner_key(caller))
+    owner = owner_key(caller)
+    assert owner is not None  # a prescriber's or a lab's caller always has an owner key
+    owned = owned_by(resource_type, owner)
     return owned if around is None else either(around, owned)
 
 
@@ -96,6 +98,7 @@ def select_nothing() -> list[str]:
 
 
 def _me(caller: Caller) -> IdSet:
+    assert caller.ins is not None  # a patient caller is only built from claims naming her INS
     return either(*(with_token("Patient", "identifier", system, caller.ins) for system in INS_SYSTEMS))
 
 

@@ -51,6 +51,7 @@ class TokenVerifier:
             response = await self.http.get((await self.discovery())["jwks_uri"])
             response.raise_for_status()
             self._jwks = _Cached(KeySet.import_key_set(response.json()), time.monotonic())
+        assert self._jwks is not None  # fetched above when there was none
         return self._jwks.value
 
     async def verify(self, token: str) -> dict[str, Any]:

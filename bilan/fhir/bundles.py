@@ -8,12 +8,19 @@ from bilan.fhir.outcomes import Issue, operation_outcome
 
 
 class StoredLike(Protocol):
-    resource_type: str
-    id: str
-    version_id: int
-    last_updated: Any
-    deleted: bool
-    content: dict[str, Any] | None
+    # Read-only members, so that frozen dataclasses such as storage's `Stored` match.
+    @property
+    def resource_type(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def version_id(self) -> int: ...
+    @property
+    def last_updated(self) -> Any: ...
+    @property
+    def deleted(self) -> bool: ...
+    @property
+    def content(self) -> dict[str, Any] | None: ...
 
 
 def etag(stored: StoredLike) -> str:

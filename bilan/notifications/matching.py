@@ -111,7 +111,9 @@ def about(version: Stored) -> str | None:
 
 def _ended(subscription: dict[str, Any], now: datetime) -> bool:
     end = subscription.get("end")
+    if not end:
+        return False
     try:
-        return bool(end) and date_range(end)[0] <= now
+        return date_range(end)[0] <= now
     except ValueError:
         return False

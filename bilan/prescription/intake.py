@@ -27,6 +27,12 @@ def _requests(entries: list[Entry]) -> list[Entry]:
             if e.method == "POST" and e.resource_type == "ServiceRequest" and e.resource]
 
 
+def _sent(request: Entry) -> dict[str, Any]:
+    """The resource of an entry `_requests` kept (it keeps only those that carry one)."""
+    assert request.resource is not None
+    return request.resource
+
+
 class PrescriptionIntake:
     """The BundleRule for transactions that carry ServiceRequests."""
 
@@ -40,13 +46,13 @@ class PrescriptionIntake:
             issues.append(Issue("A prescription is for one patient: this Bundle holds "
                                 f"{len(patients)} Patient entries", "business-rule",
                                 expression=f"{patients[1].path}.resource"))
-        first = requests[0].resource
+        first = _sent(requests[0])
         for entry in requests:
             issues.extend(self._check_request(entry, first))
         return issues
 
     def _check_request(self, entry: Entry, first: dict[str, Any]) -> list[Issue]:
-        sr, path = entry.resource, f"{entry.path}.resource"
+        sr, path = _sent(entry), f"{entry.path}.resource"
         issues = []
         if sr.get("status") != "active":
             issues.append(Issue(f"A prescribed exam must be 'active', not {sr.get('status')!r}",
@@ -78,7 +84,7 @@ class PrescriptionIntake:
             return None
         if caller is not None and caller.for_prescriber:
             await _check_own_prescription(repo, caller, entries, requests[0])
-        key = prescription_key(requests[0].resource)
+        key = prescription_key(_sent(requests[0]))
         codes = _codes(requests)
         previous = await prescriptions.find(repo.conn, key)
         if previous is not None:
@@ -91,11 +97,11 @@ class PrescriptionIntake:
         return None
 
     async def _flag_unknown(self, conn: AsyncConnection, requests: list[Entry]) -> None:
-        known = await catalogue.known_loinc(conn, (c for e in requests for c in loinc_codes(e.resource)))
+        known = await catalogue.known_loinc(conn, (c for e in requests for c in loinc_codes(_sent(e))))
         for entry in requests:
-            codes = loinc_codes(entry.resource)
+            codes = loinc_codes(_sent(entry))
             if not any(code in known for code in codes):
-                entry.resource = flagged_unknown(entry.resource)
+                entry.resource = flagged_unknown(_sent(entry))
                 entry.warnings.append(Issue(
                     f"Exam {', '.join(codes)} is not in the lab's catalogue: accepted and flagged "
                     "for the lab", "not-found", severity="warning",
@@ -107,7 +113,7 @@ class PrescriptionIntake:
         requests = _requests(entries)
         if not requests:
             return
-        repo, first = work.repo, requests[0].resource
+        repo, first = work.repo, _sent(requests[0])
         key = prescription_key(first)
         system, value, requester = key
         now = work.now
@@ -130,7 +136,7 @@ class PrescriptionIntake:
             "birth_date": patient.birth_date or None, "sex": patient.sex or None,
             "ins": patient.ins or None, "identity_status": patient.status,
             "prescriber_name": prescriber[0], "exam_count": len(requests),
-            "urgent": any(e.resource.get("priority") in URGENT for e in requests),
+            "urgent": any(_sent(e).get("priority") in URGENT for e in requests),
             "status": "received", "order_lab": None,
         }, prescriber)
 
@@ -161,7 +167,7 @@ class BundleView:
 async def _check_own_prescription(repo: Repository, caller: Caller, entries: list[Entry],
                                   request: Entry) -> None:
     """A prescriber, or software acting for one, sends only prescriptions they sign."""
-    requester = await BundleView(repo, entries).practitioner(request.resource["requester"].get("reference", ""))
+    requester = await BundleView(repo, entries).practitioner(_sent(request)["requester"].get("reference", ""))
     rpps = {i.get("value") for i in (requester or {}).get("identifier", []) if i.get("system") == RPPS}
     if caller.rpps not in rpps:
         raise Denied(caller, "transaction", Forbidden([Issue(
@@ -201,7 +207,7 @@ def _key(value: Any) -> Any:
 
 
 def _codes(requests: list[Entry]) -> str:
-    return " ".join(sorted(c for e in requests for c in loinc_codes(e.resource) or ["?"]))
+    return " ".join(sorted(c for e in requests for c in loinc_codes(_sent(e)) or ["?"]))
 
 
 def _has_lab_category(request: dict[str, Any]) -> bool:

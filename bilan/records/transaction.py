@@ -23,7 +23,7 @@ from bilan.fhir.references import ID
 from bilan.records.linking import Linker
 from bilan.records.pipeline import Work, invalid
 from bilan.records.service import Records, new_id
-from bilan.storage.repository import Repository, Stored, Write
+from bilan.storage.repository import Method, Repository, Stored, Write
 
 METHODS = ("POST", "PUT", "DELETE")
 
@@ -33,7 +33,7 @@ class Entry:
     """One request of the Bundle and, once processed, what became of it."""
 
     index: int
-    method: str
+    method: Method
     resource_type: str
     full_url: str | None
     resource: dict[str, Any] | None
@@ -151,7 +151,7 @@ class Transactions:
             if len(parts) != 2 or not ID.match(parts[1]):
                 raise bad_request(f"A {method} entry's url must be Type/id", f"{path}.request.url")
             entry.id = parts[1]
-            if method == "PUT" and resource.get("id") != entry.id:
+            if method == "PUT" and isinstance(resource, dict) and resource.get("id") != entry.id:
                 raise bad_request("The resource id must equal the id in request.url",
                                   f"{path}.resource.id")
         return entry
@@ -181,7 +181,7 @@ class Transactions:
                                   entries: list[Entry]) -> None:
         conditional = [e for e in entries if e.method == "POST" and e.if_none_exist]
         found = await self.records.find_existing_many(
-            repo, caller, [(e.resource_type, e.if_none_exist) for e in conditional])
+            repo, caller, [(e.resource_type, e.if_none_exist) for e in conditional if e.if_none_exist])
         for entry, existing in zip(conditional, found):
             entry.existing = existing
             entry.id = existing.id if existing else new_id()
@@ -189,6 +189,7 @@ class Transactions:
             if entry.method == "POST" and not entry.if_none_exist:
                 entry.id = new_id()
             elif entry.method != "POST":
+                assert entry.id is not None  # PUT and DELETE entries take theirs from request.url
                 entry.existing = await repo.read(entry.resource_type, entry.id)
                 if entry.existing is not None and not entry.existing.deleted:
                     await self.records.check_read(repo, caller, "transaction", entry.existing)
@@ -197,20 +198,23 @@ class Transactions:
     async def _link(self, repo: Repository, caller: Caller | None, entries: list[Entry]) -> None:
         """Point every reference of the entries to write at its stored target."""
         local = {e.full_url: e.reference for e in entries if e.full_url and e.id}
-        pending = {(e.resource_type, e.id) for e in entries if e.method != "DELETE"}
+        pending = {(e.resource_type, e.id) for e in entries if e.method != "DELETE" and e.id}
         linker = Linker(repo, self.records.base_url, local, pending,
                         findable=lambda t: access.findable(caller, t))
         issues: list[Issue] = []
         to_write = [e for e in entries if e.method != "DELETE" and _writes(e)]
         for entry in to_write:
+            assert entry.resource is not None  # POST and PUT entries carry one (checked in _entry)
             issues.extend(await linker.check(entry.resource, f"{entry.path}.resource"))
         if issues:
             raise Invalid(issues)
         for entry in to_write:
+            assert entry.resource is not None  # as above
             entry.resource = linker.apply({k: v for k, v in entry.resource.items() if k != "id"})
 
 
 def _write(entry: Entry) -> Write:
+    assert entry.id is not None  # every entry has one once identities are resolved
     current = entry.existing
     expected = current.version_id if current else None
     path = f"{entry.path}.resource"

@@ -141,7 +141,7 @@ def describe(key: str, entries: dict[str, dict[str, Any]], example: dict[str, An
                    (coding[1],), ())
 
 
-def parse_key(key: str) -> Coding | None:
+def parse_key(key: str) -> tuple[str, str] | None:
     """The code a key of an analyte outside the groups and the catalogue stands for."""
     if _LOINC_CODE.match(key):
         return LOINC, key

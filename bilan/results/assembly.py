@@ -35,6 +35,7 @@ from bilan.results.report import (
     Quantity,
     ReportError,
     Result,
+    Sex,
     Specimen,
 )
 
@@ -43,7 +44,7 @@ SPECIMEN_TYPES = "2.16.840.1.113883.18.311"  # HL7 table 0487
 CHAPTERS_VALUE_SET = CDA_KIT.parent / "TestContenuCDA-2-41" / "jeuxDeValeurs" / "JDV_BIO_Chapitres-CISIS.xml"
 OTHER_CHAPTER = "26436-6"  # Biologie polyvalente: results whose chapter the catalogue does not give
 DECIDED = ("final", "amended", "corrected")
-_SEX = {"female": "F", "male": "M"}
+_SEX: dict[str, Sex] = {"female": "F", "male": "M"}
 _TELECOM = {"phone": "tel:", "email": "mailto:", "fax": "fax:"}
 # FHIR code systems a coded result may use, and their OIDs for the CDA.
 _OIDS = {LOINC: "2.16.840.1.113883.6.1", "http://snomed.info/sct": "2.16.840.1.113883.6.96"}
@@ -73,9 +74,9 @@ def patient(lab_file: dict[str, Any], lab_finess: str) -> Patient:
     address = (lab_file.get("address") or [None])[0]
     return Patient(
         file_id=Identifier(oid_for(f"{LAB_PATIENT}/{lab_finess}"), number),
-        birth_family=found.family, birth_given=found.given, sex=_SEX.get(found.sex, "U"),  # type: ignore[arg-type]
+        birth_family=found.family, birth_given=found.given, sex=_SEX.get(found.sex, "U"),
         birth_date=date.fromisoformat(found.birth_date),
-        identity_status=found.status,  # type: ignore[arg-type]
+        identity_status=found.status,  # type: ignore[arg-type]  # a str: check_patient (ins.py) admits only the four codes
         ins=found.ins or None, ins_system=ins[0][1].get("system", "") if ins else "urn:oid:1.2.250.1.213.1.4.8",
         birthplace=found.birth_place or None,
         address=_address(address) if address else None)

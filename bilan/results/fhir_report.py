@@ -212,7 +212,8 @@ def _quantity(quantity: Quantity) -> dict[str, Any]:
 
 def _number(value: Decimal) -> int | float:
     # JSON numbers: an integer stays one; FHIR JSON cannot keep a decimal's trailing zeros anyway.
-    if value == value.to_integral_value() and value.as_tuple().exponent >= 0:
+    exponent = value.as_tuple().exponent  # a str ('n', 'N', 'F') only for NaN and infinities
+    if value == value.to_integral_value() and isinstance(exponent, int) and exponent >= 0:
         return int(value)
     return float(value)
 

@@ -142,7 +142,8 @@ class ImportedReports:
         """A replaced import (same owner) is superseded and its results withdrawn: the lab
         replaced the whole document, and a trend must not show both versions."""
         old = await repo.read_reference(target)
-        if (old is None or old.resource_type != "DocumentReference" or not _tagged(old.content or {})
+        if (old is None or old.content is None or old.resource_type != "DocumentReference"
+                or not _tagged(old.content)
                 or old.content.get("status") != "current"
                 or await repo.owner("DocumentReference", old.id) != owner):
             return []
@@ -451,7 +452,8 @@ def _token(identifier: dict[str, str]) -> str:
 
 
 def _number(value: Decimal) -> int | float:
-    if value == value.to_integral_value() and value.as_tuple().exponent >= 0:
+    exponent = value.as_tuple().exponent  # a str ('n', 'N', 'F') only for NaN and infinities
+    if value == value.to_integral_value() and isinstance(exponent, int) and exponent >= 0:
         return int(value)
     return float(value)
 

@@ -422,6 +422,6 @@ def _validated_at(decided: list[Stored], now: datetime) -> datetime:
 
 
 def _authored(requests: dict[str, dict[str, Any]]) -> datetime | None:
-    moments = [assembly.moment(r["authoredOn"]) for r in requests.values() if r.get("authoredOn")]
+    moments = [m for r in requests.values() if (m := assembly.moment(r.get("authoredOn"))) is not None]
     return min(moments).astimezone(PARIS) if moments else None
 

@@ -91,15 +91,16 @@ async def _narrowed(conn: AsyncConnection, caller: Caller, query: SearchQuery, b
     code criterion they satisfy is then taken off the query. None: no narrowing."""
     named = [c for c in query.criteria if c.param.name == "patient" and c.modifier is None and c.chain is None]
     coded = [c for c in query.criteria if c.param.name == "code"]
-    patients = None
+    patients: list[str] | None = None
     if named:
-        patients = [_patient_id(value, base_url) for value in named[0].values]
-        if None in patients:
+        ids = [_patient_id(value, base_url) for value in named[0].values]
+        patients = [i for i in ids if i is not None]
+        if len(patients) != len(ids):
             return None  # another form of reference: left to the search
     elif caller.kind != "patient":
         return None
     tokens = [parse_token_value(value) for value in coded[0].values] if coded else None
-    found = await own_results(conn, caller, tokens, patients)  # type: ignore[arg-type]
+    found = await own_results(conn, caller, tokens, patients)
     if len(found) >= MOST_RESULTS:
         return None
     if len(coded) == 1:
@@ -141,7 +142,8 @@ def _groups(contents: list[dict[str, Any]]) -> list[int]:
     first: dict[tuple[str, ...], int] = {}
     for index, content in enumerate(contents):
         concept = content.get("code") or {}
-        keys = [("coding", str(c.get("system")), c["code"]) for c in concept.get("coding", []) if c.get("code")]
+        keys: list[tuple[str, ...]] = [("coding", str(c.get("system")), c["code"])
+                                       for c in concept.get("coding", []) if c.get("code")]
         if not keys:
             keys = [("text", concept.get("text") or "")]
         for key in keys:

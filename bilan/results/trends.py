@@ -142,7 +142,7 @@ async def visible_results(conn: AsyncConnection, base_url: str, caller: Caller,
     One query: her candidate results under the access rules every search applies
     (`access.readable`), without the count a FHIR search adds.
     """
-    tokens = None if codes is None else [(system or "", code) for system, code in codes]
+    tokens: list[Token] | None = None if codes is None else [(system or "", code) for system, code in codes]
     candidates = await own_results(conn, caller, tokens)
     if not candidates:
         return []
@@ -280,8 +280,9 @@ def _point(reading: _Reading, unit: str, analyte: analytes.Analyte, lab: str) ->
 def _bounds(reading: _Reading, unit: str, analyte: analytes.Analyte) -> tuple[Decimal | None, Decimal | None]:
     """The result's reference range in `unit`; none at all if a bound does not convert."""
     try:
-        return tuple(_convert(bound[0], bound[1], unit, analyte) if bound else None  # type: ignore[return-value]
-                     for bound in (reading.low, reading.high))
+        low, high = (_convert(bound[0], bound[1], unit, analyte) if bound else None
+                       for bound in (reading.low, reading.high))
+        return low, high
     except units.UnitError:
         return None, None
 

@@ -11,8 +11,8 @@ from bilan.storage.tables import resources, search_index
 IdSet = Select[Any]
 
 
-def with_token(resource_type: str, param: str, system: str, value: str) -> IdSet:
-    """Ids of the resources of a type whose `param` is system|value."""
+def with_token(resource_type: str, param: str, system: str | None, value: str) -> IdSet:
+    """Ids of the resources of a type whose `param` is system|value (system None: a row without one)."""
     i = search_index.alias()
     return select(i.c.resource_id).where(i.c.resource_type == resource_type, i.c.name == param,
                                          i.c.value == value, i.c.system == system)

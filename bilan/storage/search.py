@@ -94,12 +94,12 @@ async def first_matches_many(conn: AsyncConnection, queries: list[SearchQuery], 
         return [[stored_from_row(row) for row in await conn.execute(stmt)]]
     # Plain branches (no per-branch LIMIT: SQLite takes no parenthesised UNION members, and
     # subqueries cost more to build than the query costs to run); a bound on the whole.
-    stmt = union_all(*(
+    union = union_all(*(
         select(literal(n).label("query"), resources).where(*where(q))
         for n, q in enumerate(queries)
     )).limit(MANY_MATCHES)
     found: list[list[Stored]] = [[] for _ in queries]
-    for row in await conn.execute(stmt):
+    for row in await conn.execute(union):
         found[row.query].append(stored_from_row(row))
     return found
 
@@ -127,6 +127,7 @@ def _ids_matching(resource_type: str, c: Criterion, base_url: str, depth: int = 
     stmt = select(rows.c.resource_id).where(rows.c.resource_type == resource_type,
                                             rows.c.name == c.param.name)
     if c.chain is not None:
+        assert c.target_type is not None  # a chained criterion always names its target type
         targets = _ids_matching(c.target_type, c.chain, base_url, depth + 1)
         return stmt.where(rows.c.system == c.target_type, rows.c.value.in_(targets))
     return stmt.where(or_(*(_value_clause(rows.c, c, v, base_url) for v in c.values)))

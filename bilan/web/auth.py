@@ -49,6 +49,7 @@ class AuthController(Controller):
             raise login_failed("L'identité transmise n'a pas pu être vérifiée.") from None
         open_session(request, done.claims, done.id_token)  # a new session token: no fixation
         user = current_user(request, settings)
+        assert user is not None  # open_session has just stored her in the session
         try:
             caller = web_caller(request, user)
         except FhirError:

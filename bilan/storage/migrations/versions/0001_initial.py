@@ -1,7 +1,7 @@
 """resources, versions, search index, prescriptions, catalogue
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-24 21:59:35.605390
 """
 
