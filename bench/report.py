@@ -1,7 +1,7 @@
 """CR-BIO benchmark: how long a lab report of 30 results takes to become a conforming CDA.
 
 The benchmark
-  1. builds --documents lab reports (`bilan.results.report.LabReport`), each of --results
+  1. builds --documents lab reports (`bilan.results.document.LabReport`), each of --results
      quantitative results (default 30) taken from the exam catalogue in panel order (NFS,
      ionogramme, créatinine/DFG, TP/INR, bilan hépatique, EAL, TCA, ECBU), so spread over the
      chapters Hématologie, Biochimie and Hémostase, each panel a battery, with the catalogue's
@@ -47,11 +47,11 @@ from lxml import etree
 
 from bilan.prescription.catalogue import read_csv
 from bilan.prescription.ins import INS_NIR_TEST
-from bilan.results.cda import cda_document
-from bilan.results.conformance import problems
-from bilan.results.interpretation import flag
-from bilan.results.pdf import report_pdf
-from bilan.results.report import (
+from bilan.results.desk.interpretation import flag
+from bilan.results.document.cda import cda_document
+from bilan.results.document.conformance import problems
+from bilan.results.document.pdf import report_pdf
+from bilan.results.document.report import (
     MEDICAL_BIOLOGY,
     Address,
     Battery,

@@ -15,7 +15,7 @@ The benchmark
      until released. Visits are stored in time order, patients interleaved, as a lab receives
      them.
      Each Observation is what bilan stores for such a result (the demo lab's after intake,
-     validation and issue; another lab's as bilan/results/imported.py makes it): its current
+     validation and issue; another lab's as bilan/results/elsewhere/imported.py makes it): its current
      version, one history row, and the search rows `searchparams.extract` makes plus the owner
      row, as `Repository.save` writes them — checked against `Repository.save` itself on a
      sample before seeding. Written with COPY, secondary indexes dropped and rebuilt after
@@ -86,12 +86,14 @@ from bilan.fhir.searchparams import extract
 from bilan.prescription.catalogue import read_csv
 from bilan.prescription.checksums import nir_key
 from bilan.prescription.ins import INS_NIR_TEST
-from bilan.results import analytes, interpretation, masking
-from bilan.results.fhir_report import OBSERVATION_CATEGORY
-from bilan.results.imported import IMPORTED
-from bilan.results.intake import COMPUTED
-from bilan.results.lastn import last_n
-from bilan.results.trends import Trends, visible_results
+from bilan.results import masking
+from bilan.results.desk import interpretation
+from bilan.results.desk.intake import COMPUTED
+from bilan.results.document.fhir_report import OBSERVATION_CATEGORY
+from bilan.results.elsewhere.imported import IMPORTED
+from bilan.results.views import analytes
+from bilan.results.views.lastn import last_n
+from bilan.results.views.trends import Trends, visible_results
 from bilan.settings import Settings
 from bilan.storage import catalogue
 from bilan.storage.database import create_engine

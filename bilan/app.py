@@ -16,7 +16,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bilan.api.errors import HANDLERS
+from bilan.api.errors import handlers
 from bilan.api.fhir import FhirController
 from bilan.api.nul_bytes import NulGuard
 from bilan.api.security import bearer_caller
@@ -36,12 +36,10 @@ from bilan.prescription.reception import Reception
 from bilan.records.service import Records
 from bilan.records.transaction import Transactions
 from bilan.records.validation import Rule, Validator
-from bilan.results.imported import ImportedReports
-from bilan.results.intake import ResultsIntake
+from bilan.results.desk import ResultsDesk, ResultsIntake
+from bilan.results.elsewhere import ImportedReports
 from bilan.results.issuing import RELEASE, Issuing
-from bilan.results.patient_space import PatientSpace
-from bilan.results.trends import Trends
-from bilan.results.validation import ResultsDesk
+from bilan.results.views import PatientSpace, Trends
 from bilan.settings import Settings, audience, get_settings, web_root
 from bilan.storage.database import create_engine
 from bilan.storage.sessions import WebSessions
@@ -49,6 +47,7 @@ from bilan.web import filters
 from bilan.web.auth import AuthController
 from bilan.web.documents import DocumentsController
 from bilan.web.entry import EntryController
+from bilan.web.errors import error_page
 from bilan.web.patient import PatientController
 from bilan.web.prescriber import PrescriberController
 from bilan.web.reception import ReceptionController
@@ -154,7 +153,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                                cookie_secure=secure, cookie_samesite="lax", exclude=API_PATHS),
         template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine,
                                        engine_callback=filters.engine_callback),
-        exception_handlers=HANDLERS,
+        exception_handlers=handlers(error_page),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=None,
     )

@@ -13,7 +13,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
 from bilan.prescription.ins import INS_NIR_TEST
-from bilan.results.report import (
+from bilan.results.document.report import (
     MEDICAL_BIOLOGY,
     Address,
     Battery,

@@ -11,15 +11,9 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from bilan.results.cda import cda_document
-from bilan.results.conformance import CDA_KIT, problems
-from bilan.results.report import (
-    Chapter,
-    Identifier,
-    Patient,
-    ReportError,
-    Result,
-)
+from bilan.results.document.cda import cda_document
+from bilan.results.document.conformance import CDA_KIT, problems
+from bilan.results.document.report import Chapter, Identifier, Patient, ReportError, Result
 from tests.helpers import ANS_CDA_EXAMPLES
 from tests.lab_reports import (
     FIRST_ID,

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bilan.results.cda import cda_document
-from bilan.results.cda_reading import (
+from bilan.results.document.cda import cda_document
+from bilan.results.document.report import Battery, Chapter, Code, Identifier, Quantity, Result
+from bilan.results.elsewhere.cda_reading import (
     MAX_BYTES,
     Concept,
     Interval,
@@ -19,7 +20,6 @@ from bilan.results.cda_reading import (
     UnreadableReport,
     read_cr_bio,
 )
-from bilan.results.report import Battery, Chapter, Code, Identifier, Quantity, Result
 from tests.helpers import ANS_CDA_EXAMPLES
 from tests.lab_reports import BILLION_LAUGHS, at, report
 

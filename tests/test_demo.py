@@ -6,7 +6,7 @@ from bilan.app import build_services
 from bilan.auth.caller import Caller
 from bilan.demo.load import load_demo
 from bilan.fhir.query import parse_search
-from bilan.results.patient_space import PatientSpace
+from bilan.results.views.patient_space import PatientSpace
 from bilan.settings import Settings
 from bilan.storage.database import create_engine
 from bilan.storage.migrate import upgrade

@@ -11,15 +11,15 @@ from bilan.app import AMENDMENTS, RULES
 from bilan.fhir.models import Bundle, model_class
 from bilan.fhir.parsing import validate
 from bilan.records.validation import Validator
-from bilan.results.fhir_report import (
+from bilan.results.desk.units import check_unit
+from bilan.results.document.fhir_report import (
     UCUM,
     References,
     pdf_attachment,
     report_resources,
     transaction_bundle,
 )
-from bilan.results.report import Chapter, Identifier, LabReport, ReportError, Result
-from bilan.results.units import check_unit
+from bilan.results.document.report import Chapter, Identifier, LabReport, ReportError, Result
 from tests.lab_reports import FIRST_ID, report
 
 SERUM_ID = Identifier("1.2.250.1.213.1.1.9.2", "250310-0007-02")

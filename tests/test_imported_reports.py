@@ -18,10 +18,10 @@ from bilan.fhir.outcomes import FhirError, TooLarge
 from bilan.fhir.parsing import validate
 from bilan.prescription.checksums import nir_key
 from bilan.prescription.ins import INS_NIR_TEST
-from bilan.results.cda import cda_document
-from bilan.results.cda_reading import MAX_BYTES, read_cr_bio
-from bilan.results.imported import DATA, IMPORTED, document_of, observations
-from bilan.results.report import Chapter, Result
+from bilan.results.document.cda import cda_document
+from bilan.results.document.report import Chapter, Result
+from bilan.results.elsewhere.cda_reading import MAX_BYTES, read_cr_bio
+from bilan.results.elsewhere.imported import DATA, IMPORTED, document_of, observations
 from tests.helpers import ANS_CDA_EXAMPLES, diagnostics, expressions, search
 from tests.lab_reports import BILLION_LAUGHS, report
 

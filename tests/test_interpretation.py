@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from bilan.prescription.catalogue import read_csv
-from bilan.results.delta import DELTA_RULES, DeltaRule, delta_check
-from bilan.results.interpretation import (
+from bilan.results.desk.delta import DELTA_RULES, DeltaRule, delta_check
+from bilan.results.desk.interpretation import (
     LABELS,
     UnknownInterpretation,
     flag,
@@ -17,7 +17,7 @@ from bilan.results.interpretation import (
     interpret,
     label,
 )
-from bilan.results.units import (
+from bilan.results.desk.units import (
     IncompatibleUnits,
     InvalidUnit,
     check_unit,

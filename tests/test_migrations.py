@@ -10,7 +10,7 @@ from bilan.app import build_services
 from bilan.demo.load import lab_directory
 from bilan.demo.prescriptions import bundle
 from bilan.fhir.parsing import validate
-from bilan.results.issuing import TASK_OUTPUT, Issuing, Version, _version, report_status
+from bilan.results.issuing.issuing import TASK_OUTPUT, Issuing, Version, _version, report_status
 from bilan.settings import Settings
 from bilan.storage.database import create_engine
 from bilan.storage.migrate import downgrade, upgrade

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from lxml import etree
 
 from bilan.demo.prescriptions import EXAMS
-from bilan.results import conformance
+from bilan.results.document import conformance
 from tests.deliveries import settled, subscribed
 from tests.helpers import search
 from tests.orders import (

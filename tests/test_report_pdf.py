@@ -6,10 +6,10 @@ from datetime import timezone
 
 import pypdfium2 as pdfium
 
-from bilan.results.cda import cda_document
-from bilan.results.conformance import problems
-from bilan.results.pdf import report_pdf
-from bilan.results.report import Battery, Chapter, Identifier, LabReport, Result
+from bilan.results.document.cda import cda_document
+from bilan.results.document.conformance import problems
+from bilan.results.document.pdf import report_pdf
+from bilan.results.document.report import Battery, Chapter, Identifier, LabReport, Result
 from tests.lab_reports import at, quantity, report
 
 

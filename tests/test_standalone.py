@@ -29,8 +29,9 @@ from pathlib import Path
 
 import bilan
 from bilan.demo.load import load_demo
-from bilan.results import conformance, display
-from bilan.results.documents import CDA_TYPE
+from bilan.results.document import conformance
+from bilan.results.document import display
+from bilan.results.issuing.documents import CDA_TYPE
 from bilan.settings import Settings
 
 settings = Settings()

@@ -24,9 +24,9 @@ from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import FhirError, Forbidden, NotFound
 from bilan.fhir.text import normalise
 from bilan.prescription import tracking
-from bilan.results.cda import cda_document
-from bilan.results.fhir_report import OBSERVATION_CATEGORY
-from bilan.results.report import (
+from bilan.results.document.cda import cda_document
+from bilan.results.document.fhir_report import OBSERVATION_CATEGORY
+from bilan.results.document.report import (
     Chapter,
     Code,
     Identifier,
@@ -35,7 +35,7 @@ from bilan.results.report import (
     Result,
     Specimen,
 )
-from bilan.results.trends import Series, Trends
+from bilan.results.views.trends import Series, Trends
 from bilan.settings import Settings
 from bilan.storage.database import create_engine
 from bilan.storage.tables import resources, search_index

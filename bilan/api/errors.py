@@ -1,19 +1,19 @@
-"""One place that turns errors into answers: an OperationOutcome, with the right status."""
+"""One place that turns errors into answers: an OperationOutcome, with the right status, on the
+API; elsewhere the French page a person sees, which the web side renders (bilan/web/errors.py)
+and app.py hands to `handlers`, so that the API never imports the web pages."""
 
 import logging
 import uuid
-from typing import Any
+from typing import Any, Callable, Protocol, Type
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
-from litestar.response import Template
 from litestar.types import ExceptionHandlersMap
 from sqlalchemy import exc as sql
 
 from bilan.api.negotiation import fhir_response
 from bilan.api.statuses import status_of
 from bilan.fhir.outcomes import FhirError, Issue, operation_outcome
-from bilan.web.session import current_user
 
 log = logging.getLogger("bilan.api")
 
@@ -25,30 +25,23 @@ RETRY_AFTER = "5"  # seconds: a database restart or a failover usually takes abo
 _TRANSIENT_SQLSTATES = ("08", "53", "57")
 
 
-WEB_TITLES = {400: "Demande incorrecte", 401: "Connexion requise", 403: "Accès refusé",
-              404: "Page introuvable", 405: "Action impossible", 413: "Envoi trop volumineux",
-              500: "Erreur inattendue", 503: "Service momentanément indisponible"}
+class WebPage(Protocol):
+    """The page a person sees: its status, a French message, and headers (Retry-After)."""
+    def __call__(self, request: Request[Any, Any, Any], status: int, message: str,
+                 headers: dict[str, str] | None = None) -> Response[Any]: ...
 
 
 def _is_api(request: Request[Any, Any, Any]) -> bool:
     return request.url.path.startswith(("/fhir", "/.well-known"))
 
 
-def web_error(request: Request[Any, Any, Any], status: int, message: str,
-              headers: dict[str, str] | None = None) -> Template:
-    """The French page a person sees instead of an OperationOutcome."""
-    user = current_user(request, request.app.state["settings"]) if status not in (401, 503) else None
-    return Template("error.html", status_code=status, headers=headers, context={
-        "title": WEB_TITLES.get(status, "Erreur"), "message": message, "user": user})
-
-
-def fhir_error(request: Request[Any, Any, Any], exc: FhirError) -> Response[Any]:
+def fhir_error(request: Request[Any, Any, Any], exc: FhirError, web_error: WebPage) -> Response[Any]:
     if not _is_api(request):
         return web_error(request, status_of(exc), str(exc))
     return fhir_response(request, exc.outcome(), status_of(exc), headers=exc.headers)
 
 
-def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def http_error(request: Request[Any, Any, Any], exc: HTTPException, web_error: WebPage) -> Response[Any]:
     status = exc.status_code
     if not _is_api(request):
         messages = {403: "Cette action n'est pas autorisée (jeton de sécurité du formulaire absent "
@@ -67,7 +60,7 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
                         headers=getattr(exc, "headers", None) or {})
 
 
-def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+def unexpected_error(request: Request[Any, Any, Any], exc: Exception, web_error: WebPage) -> Response[Any]:
     incident = uuid.uuid4().hex[:12]
     # The route template and the error type only: URLs and messages may carry personal data.
     route = request.scope.get("path_template") or "?"
@@ -79,10 +72,10 @@ def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respons
     return fhir_response(request, operation_outcome([issue]), 500)
 
 
-def storage_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+def storage_error(request: Request[Any, Any, Any], exc: Exception, web_error: WebPage) -> Response[Any]:
     """A database that is down, stalled or cancelled a slow statement: 503, come back soon."""
     if not _unavailable(exc):
-        return unexpected_error(request, exc)
+        return unexpected_error(request, exc, web_error)
     route = request.scope.get("path_template") or "?"
     log.warning("database unavailable on %s %s: %s", request.method, route, type(exc).__name__)
     headers = {"Retry-After": RETRY_AFTER}
@@ -103,6 +96,12 @@ def _unavailable(exc: BaseException) -> bool:
     return False
 
 
-HANDLERS: ExceptionHandlersMap = {
-    FhirError: fhir_error, HTTPException: http_error, sql.SQLAlchemyError: storage_error,
-    OSError: storage_error, Exception: unexpected_error}
+def handlers(web_error: WebPage) -> ExceptionHandlersMap:
+    """The exception handlers of the app, with `web_error` as the page for people."""
+    def with_page(handler: Callable[[Request[Any, Any, Any], Any, WebPage], Response[Any]]
+                  ) -> Callable[[Request[Any, Any, Any], Any], Response[Any]]:
+        return lambda request, exc: handler(request, exc, web_error)
+    table: dict[Type[Exception], Callable[[Request[Any, Any, Any], Any, WebPage], Response[Any]]] = {
+        FhirError: fhir_error, HTTPException: http_error, sql.SQLAlchemyError: storage_error,
+        OSError: storage_error, Exception: unexpected_error}
+    return {kind: with_page(handler) for kind, handler in table.items()}

@@ -41,7 +41,7 @@ from bilan.fhir.query import (
 from bilan.fhir.searchparams import RESOURCE_TYPES
 from bilan.records.service import Records, Saved
 from bilan.records.transaction import Transactions
-from bilan.results.lastn import last_n
+from bilan.results.views import last_n
 from bilan.settings import Settings
 
 AnyRequest = Request[Any, Any, State]

@@ -16,8 +16,7 @@ from typing import Any
 from bilan.auth.caller import Caller
 from bilan.auth.policy import DIRECTORY, check_scope, forbidden, owner_key
 from bilan.fhir.outcomes import FhirError
-from bilan.prescription.ins import INS_SYSTEMS
-from bilan.results import masking
+from bilan.fhir.terminology import INS_SYSTEMS, RESULT_TYPES, SEEN_BY_PATIENT, SHARING
 from bilan.storage.compartments import (
     IdSet,
     derived,
@@ -109,9 +108,9 @@ def _patient_compartment(caller: Caller, resource_type: str) -> Any:
         documents = _patient_compartment(caller, "DocumentReference")
         return referring("Binary", "security-context", "DocumentReference", documents)
     mine = referring(resource_type, "patient", "Patient", _me(caller))
-    if resource_type in masking.RESULT_TYPES:
+    if resource_type in RESULT_TYPES:
         # Results and reports: only those shared in the patient's space, never a hidden one.
-        seen = with_token(resource_type, "_tag", masking.SHARING, masking.SEEN_BY_PATIENT)
+        seen = with_token(resource_type, "_tag", SHARING, SEEN_BY_PATIENT)
         return narrowed(mine, within=(seen,))
     return mine
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from bilan.auth.caller import Caller, Kind
 from bilan.fhir.outcomes import FhirError, Forbidden, Issue
-from bilan.prescription.ins import INS_SYSTEMS
+from bilan.fhir.terminology import INS_SYSTEMS
 
 DIRECTORY = ("Practitioner", "PractitionerRole", "Organization")
 PRESCRIPTION = ("Patient", "Practitioner", "PractitionerRole", "Organization", "ServiceRequest",

@@ -14,11 +14,10 @@ from bilan.prescription import tracking
 from bilan.prescription.reception import NEW_FILE, Reception
 from bilan.records.service import Records
 from bilan.records.transaction import Transactions
-from bilan.results.cda_reading import read_cr_bio
-from bilan.results.conformance import CDA_KIT
-from bilan.results.imported import document_identifier
+from bilan.results.desk import ResultsDesk
+from bilan.results.document import conformance
+from bilan.results.elsewhere import document_identifier, read_cr_bio
 from bilan.results.issuing import Choices, Issuing
-from bilan.results.validation import ResultsDesk
 
 UCUM = "http://unitsofmeasure.org"
 # (LOINC asked, LOINC reported, unit, value at each check-up), for a patient whose fasting
@@ -32,7 +31,7 @@ CHECKUPS = [
 ]
 DATES = (datetime(2025, 11, 18, 7, 40, tzinfo=timezone.utc), datetime(2026, 5, 12, 7, 55, tzinfo=timezone.utc),
          datetime(2026, 11, 17, 7, 35, tzinfo=timezone.utc))
-EXAMPLES = sorted((CDA_KIT / "ExemplesCDA").glob("BIO-CR-BIO_2024.01_*.xml"))
+EXAMPLES = sorted((conformance.CDA_KIT / "ExemplesCDA").glob("BIO-CR-BIO_2024.01_*.xml"))
 
 
 async def load_past_reports(records: Records, transactions: Transactions, patient: Person,

@@ -4,9 +4,9 @@ import re
 from typing import Any
 
 from bilan.fhir.outcomes import Issue
+from bilan.fhir.terminology import LOINC as LOINC  # the system lives in terminology
 from bilan.prescription.checksums import luhn_valid
 
-LOINC = "http://loinc.org"
 LAB_CATEGORY = ("http://snomed.info/sct", "108252007")
 
 # eP-BIO flags of a prescribed exam. No public FHIR profile carries them; these are bilan's

@@ -4,13 +4,14 @@ import re
 from typing import Any
 
 from bilan.fhir.outcomes import Issue
+from bilan.fhir.terminology import INS_NIA as INS_NIA
+from bilan.fhir.terminology import INS_NIR as INS_NIR
+from bilan.fhir.terminology import INS_NIR_DEMO as INS_NIR_DEMO
+from bilan.fhir.terminology import INS_NIR_TEST as INS_NIR_TEST
+from bilan.fhir.terminology import INS_SYSTEMS as INS_SYSTEMS
 from bilan.prescription.checksums import nir_key
 
-INS_NIR = "urn:oid:1.2.250.1.213.1.4.8"
-INS_NIA = "urn:oid:1.2.250.1.213.1.4.9"
-INS_NIR_TEST = "urn:oid:1.2.250.1.213.1.4.10"
-INS_NIR_DEMO = "urn:oid:1.2.250.1.213.1.4.11"
-INS_SYSTEMS = (INS_NIR, INS_NIA, INS_NIR_TEST, INS_NIR_DEMO)
+# The systems live in bilan/fhir/terminology.py (auth reads them too); named here for INS readers.
 
 IDENTITY_RELIABILITY = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability"
 IDENTITY_STATUS_SYSTEM = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445"

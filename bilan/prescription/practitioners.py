@@ -3,10 +3,9 @@
 from typing import Any
 
 from bilan.fhir.outcomes import Issue
+from bilan.fhir.terminology import NATIONAL_ID as NATIONAL_ID  # the systems live in terminology (auth reads them too)
+from bilan.fhir.terminology import RPPS as RPPS
 from bilan.prescription.checksums import luhn_valid
-
-RPPS = "https://rpps.esante.gouv.fr"
-NATIONAL_ID = "urn:oid:1.2.250.1.71.4.2.1"
 
 
 def rpps_problem(value: str) -> str | None:

@@ -24,7 +24,7 @@ from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import FhirError, Invalid, Issue, Malformed, errors_only
 from bilan.fhir.references import literal, references
-from bilan.prescription.practitioners import RPPS
+from bilan.fhir.terminology import RPPS
 from bilan.records.validation import is_structural
 from bilan.results import masking
 from bilan.storage.repository import Repository, Stored, Write

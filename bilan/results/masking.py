@@ -12,24 +12,22 @@ the `_tag` search rows, so a hidden result is absent from every search, count an
 
 from typing import Any
 
-# The DMP's document confidentiality codes (CI-SIS JDV_J07 XdsConfidentialityCode).
-CONFIDENTIALITY = "urn:oid:1.2.250.1.213.1.1.4.13"
-INVISIBLE_PATIENT = "INVISIBLE_PATIENT"
-HIDDEN_FROM_PROFESSIONALS = "MASQUE_PS"
-SECRET_CONNECTION = "CONNEXION_SECRETE"
+# The codes live in bilan/fhir/terminology.py (the access rules read them too).
+from bilan.fhir.terminology import ANNOUNCED as ANNOUNCED
+from bilan.fhir.terminology import CONFIDENTIALITY as CONFIDENTIALITY
+from bilan.fhir.terminology import HIDDEN_FROM_PROFESSIONALS as HIDDEN_FROM_PROFESSIONALS
+from bilan.fhir.terminology import INVISIBLE_PATIENT as INVISIBLE_PATIENT
+from bilan.fhir.terminology import PATIENT_SPACE as PATIENT_SPACE
+from bilan.fhir.terminology import RESULT_TYPES as RESULT_TYPES
+from bilan.fhir.terminology import SECRET_CONNECTION as SECRET_CONNECTION
+from bilan.fhir.terminology import SEEN_BY_PATIENT as SEEN_BY_PATIENT
+from bilan.fhir.terminology import SHARING as SHARING
+
 FLAG_LABELS = {
     INVISIBLE_PATIENT: "Invisible au patient jusqu'à la consultation d'annonce",
     HIDDEN_FROM_PROFESSIONALS: "Masqué aux professionnels de santé",
     SECRET_CONNECTION: "Connexion secrète",
 }
-RESULT_TYPES = ("Observation", "DiagnosticReport", "DocumentReference")
-SHARING = "https://bilan.sante.fr/fhir/CodeSystem/sharing"
-PATIENT_SPACE = "patient-space"
-# Set by the lab when it chose to tell the patient that a result awaits their consultation.
-ANNOUNCED = "announced"
-# Derived, never set by hand: shared in the patient's space and not hidden. The access rules test
-# this one tag (a row lookup per result) rather than a tag and the absence of a label.
-SEEN_BY_PATIENT = "seen-by-patient"
 
 
 def coding(system: str, code: str) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """A patient's results found from her own search rows, never among every result of a code:
-the queries behind her trends (bilan/results/trends.py) and Observation/$lastn
-(bilan/results/lastn.py)."""
+the queries behind her trends (bilan/results/views/trends.py) and Observation/$lastn
+(bilan/results/views/lastn.py)."""
 
 from typing import Any
 

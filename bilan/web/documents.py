@@ -11,8 +11,8 @@ from litestar.response import Response
 
 from bilan.fhir.outcomes import Issue, NotFound
 from bilan.records.service import Records
-from bilan.results import display
-from bilan.results.documents import CDA_TYPE, PDF_TYPE
+from bilan.results.document import display
+from bilan.results.issuing import CDA_TYPE, PDF_TYPE
 from bilan.settings import Settings
 from bilan.web.session import logged_in
 

@@ -1,4 +1,4 @@
-"""The lab's page for typing an order's results by hand (bilan/results/entry.py)."""
+"""The lab's page for typing an order's results by hand (bilan/results/desk/entry.py)."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -12,7 +12,7 @@ from bilan.api.statuses import status_of
 from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import FhirError
 from bilan.records.service import Records
-from bilan.results.entry import FIELDS, ResultEntry, Typed
+from bilan.results.desk import FIELDS, ResultEntry, Typed
 from bilan.settings import Settings
 from bilan.web.reception import AnyRequest, Form, shown_on_page, signed_in
 from bilan.web.session import WebUser

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment
 
-from bilan.results.chart import number
+from bilan.results.views import number
 
 PARIS = ZoneInfo("Europe/Paris")
 

@@ -13,9 +13,7 @@ from markupsafe import Markup
 
 from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import Forbidden, Issue
-from bilan.results.chart import point_label, trend_svg
-from bilan.results.patient_space import PatientSpace
-from bilan.results.trends import Analyte, Trends
+from bilan.results.views import Analyte, PatientSpace, Trends, point_label, trend_svg
 from bilan.settings import Settings
 from bilan.web.session import WebUser, logged_in
 

@@ -17,8 +17,8 @@ from bilan.prescription import adaptation
 from bilan.prescription.labels import labels_pdf
 from bilan.prescription.messaging import Messaging
 from bilan.prescription.reception import NEW_FILE, Reception
+from bilan.results.desk import ResultsDesk
 from bilan.results.issuing import Choices, Issuing
-from bilan.results.validation import ResultsDesk
 from bilan.settings import Settings
 from bilan.web.session import WebUser, logged_in
 

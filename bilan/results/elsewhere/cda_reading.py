@@ -16,9 +16,8 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
-from bilan.results import conformance
-from bilan.results.report import Identifier
-from bilan.results.units import check_unit
+from bilan.results.desk import units
+from bilan.results.document import Identifier, conformance
 
 V3 = "urn:hl7-org:v3"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
@@ -356,7 +355,7 @@ class _Reader:
 
     def unit(self, element: etree._Element, where: str) -> str:
         unit = element.get("unit", "1")
-        problem = check_unit(unit)
+        problem = units.check_unit(unit)
         if problem:
             self.warnings.append(f"{where}: unit {problem}")
         return unit

@@ -9,11 +9,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from bilan.prescription.exams import loinc_problem
-from bilan.prescription.ins import INS_NIR, INS_SYSTEMS, ins_problem
-from bilan.prescription.practitioners import rpps_problem
-from bilan.results.interpretation import LABELS
-from bilan.results.units import check_unit
+from bilan.fhir.terminology import INS_NIR, INS_SYSTEMS
+from bilan.prescription import ins_problem, loinc_problem, rpps_problem
+from bilan.results.desk import interpretation, units
 
 IdentityStatus = Literal["PROV", "RECUP", "VALI", "QUAL"]
 Sex = Literal["F", "M", "U"]  # U: unknown, sent as nullFlavor UNK as the CR-BIO asks
@@ -116,7 +114,7 @@ class Quantity:
     unit: str  # UCUM, as bilan spells it (units.check_unit)
 
     def __post_init__(self) -> None:
-        problem = check_unit(self.unit)
+        problem = units.check_unit(self.unit)
         if problem:
             raise ReportError(problem)
 
@@ -135,7 +133,7 @@ class Result:
 
     def __post_init__(self) -> None:
         _loinc(self.code)
-        if self.interpretation is not None and self.interpretation not in LABELS:
+        if self.interpretation is not None and self.interpretation not in interpretation.LABELS:
             raise ReportError(f"{self.code}: interpretation {self.interpretation!r} is not in the "
                               "CI-SIS ObservationInterpretation value set")
         if (self.low is not None or self.high is not None) and not isinstance(self.value, Quantity):

@@ -22,11 +22,13 @@ from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import FhirError, Invalid, Issue, TooLarge, conflict
 from bilan.fhir.query import parse_search
 from bilan.fhir.references import literal
-from bilan.prescription.ins import ins_identifiers
+from bilan.prescription import ins_identifiers
 from bilan.records.pipeline import Denied, Work
 from bilan.records.service import Records, new_id
 from bilan.results import masking
-from bilan.results.cda_reading import (
+from bilan.results.desk import interpretation, units
+from bilan.results.document import Identifier, fhir_report
+from bilan.results.elsewhere.cda_reading import (
     MAX_BYTES,
     Biologist,
     Concept,
@@ -38,18 +40,6 @@ from bilan.results.cda_reading import (
     UnreadableReport,
     read_cr_bio,
 )
-from bilan.results.fhir_report import (
-    DATA_ABSENT,
-    LOINC,
-    OBSERVATION_CATEGORY,
-    REPORT_CODE,
-    SYSTEM_URIS,
-    UCUM,
-)
-from bilan.results.interpretation import CODE_SYSTEM_URI as INTERPRETATION
-from bilan.results.interpretation import LABELS
-from bilan.results.report import Identifier
-from bilan.results.units import check_unit
 from bilan.storage import search as store_search
 from bilan.storage.repository import Repository, Stored, Write
 
@@ -241,8 +231,8 @@ def _completed(resource: dict[str, Any], read: ReadReport, document: bytes) -> d
                              f"is {canonical['value']}", "DocumentReference.masterIdentifier")
     if master != canonical and canonical not in done.get("identifier", []):
         done["identifier"] = [*done.get("identifier", []), canonical]  # what searches find
-    done.setdefault("type", {"coding": [{"system": LOINC, "code": REPORT_CODE[0],
-                                         "display": REPORT_CODE[1]}]})
+    done.setdefault("type", {"coding": [{"system": fhir_report.LOINC, "code": fhir_report.REPORT_CODE[0],
+                                         "display": fhir_report.REPORT_CODE[1]}]})
     done.setdefault("date", _datetime(read.effective_time))
     if not done.get("author") and read.lab:
         done["author"] = [_lab(read.lab)]
@@ -334,12 +324,12 @@ def _result(read: ReadReport, result: ReadResult, patient: str, document: str) -
     obs["status"] = STATUSES.get(result.status or "", "final")
     obs.update(_value(result.value))
     if result.value is None and obs["status"] == "cancelled":
-        obs["dataAbsentReason"] = {"coding": [{"system": DATA_ABSENT, "code": "not-performed",
+        obs["dataAbsentReason"] = {"coding": [{"system": fhir_report.DATA_ABSENT, "code": "not-performed",
                                                "display": "Not Performed"}]}
     if result.interpretation:
         obs["interpretation"] = [{"coding": [_pruned({
-            "system": INTERPRETATION, "code": result.interpretation,
-            "display": LABELS.get(result.interpretation)})]}]
+            "system": interpretation.CODE_SYSTEM_URI, "code": result.interpretation,
+            "display": interpretation.LABELS.get(result.interpretation)})]}]
     if result.low is not None or result.high is not None:
         obs["referenceRange"] = [_pruned({
             "low": _quantity(result.low, result.range_unit) if result.low is not None else None,
@@ -352,10 +342,10 @@ def _result(read: ReadReport, result: ReadResult, patient: str, document: str) -
 def _common(read: ReadReport, result: ReadResult, patient: str, document: str,
             code: Concept) -> dict[str, Any]:
     """What a result and its battery share: patient, lab, times, source, chapter, isolate."""
-    category = [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "laboratory",
+    category = [{"coding": [{"system": fhir_report.OBSERVATION_CATEGORY, "code": "laboratory",
                              "display": "Laboratory"}]}]
     if result.chapter:
-        category.append({"coding": [{"system": LOINC, "code": result.chapter}]})
+        category.append({"coding": [{"system": fhir_report.LOINC, "code": result.chapter}]})
     validated = read.biologist.validated_at if read.biologist else None
     return {
         "resourceType": "Observation",
@@ -408,8 +398,8 @@ def _quantity(number: Decimal, unit: str | None, comparator: str | None = None) 
         quantity["comparator"] = comparator
     if unit:
         quantity["unit"] = unit
-        if check_unit(unit) is None:
-            quantity.update(system=UCUM, code=unit)
+        if units.check_unit(unit) is None:
+            quantity.update(system=fhir_report.UCUM, code=unit)
     return quantity
 
 
@@ -424,7 +414,7 @@ def _concept(concept: Concept | None) -> dict[str, Any] | None:
 
 
 def _system(oid: str | None) -> str | None:
-    return None if oid is None else SYSTEM_URIS.get(oid, f"urn:oid:{oid}")
+    return None if oid is None else fhir_report.SYSTEM_URIS.get(oid, f"urn:oid:{oid}")
 
 
 def _lab(lab: Lab | None) -> dict[str, Any] | None:

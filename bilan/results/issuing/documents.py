@@ -13,8 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from bilan.results import masking
-from bilan.results.fhir_report import REPORT_CODE
-from bilan.results.report import Battery, LabReport
+from bilan.results.document import Battery, LabReport, fhir_report
 
 LOINC = "http://loinc.org"
 CLASS = {"system": "urn:oid:1.2.250.1.213.1.1.4.1", "code": "10", "display": "Compte rendu"}
@@ -69,18 +68,18 @@ def document_reference(issued: Issued) -> dict[str, Any]:
         "identifier": [{**_urn(report.set_id.root), "type": {"text": "setId"}}],
         "status": "current",
         "docStatus": DOC_STATUS[issued.status],
-        "type": {"coding": [{"system": LOINC, "code": REPORT_CODE[0], "display": REPORT_CODE[1]}]},
+        "type": {"coding": [{"system": LOINC, "code": fhir_report.REPORT_CODE[0], "display": fhir_report.REPORT_CODE[1]}]},
         "category": [{"coding": [CLASS]}],
         "subject": {"reference": issued.patient},
         "date": _instant(report.effective_time),
         "author": [{"reference": issued.lab}, {"reference": issued.biologist}],
         "authenticator": {"reference": issued.biologist},
         "custodian": {"reference": issued.lab},
-        "description": f"{REPORT_CODE[1]}, version {report.version}" + ("" if report.complete else " (partiel)"),
+        "description": f"{fhir_report.REPORT_CODE[1]}, version {report.version}" + ("" if report.complete else " (partiel)"),
         "securityLabel": [{"coding": [NORMAL]}]
         + [{"coding": [masking.coding(masking.CONFIDENTIALITY, c)]} for c in sorted(issued.security)],
-        "content": [_content(issued.cda_id, CDA_TYPE, issued.cda, REPORT_CODE[1], report.effective_time, FORMAT),
-                    _content(issued.pdf_id, PDF_TYPE, report.pdf, f"{REPORT_CODE[1]} (PDF)",
+        "content": [_content(issued.cda_id, CDA_TYPE, issued.cda, fhir_report.REPORT_CODE[1], report.effective_time, FORMAT),
+                    _content(issued.pdf_id, PDF_TYPE, report.pdf, f"{fhir_report.REPORT_CODE[1]} (PDF)",
                              report.effective_time, None)],
         "context": {
             "period": {"start": _instant(_effective(report)),
@@ -113,7 +112,7 @@ def diagnostic_report(issued: Issued, results: list[str]) -> dict[str, Any]:
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB",
                                   "display": "Laboratory"}]}]
         + [{"coding": [{"system": LOINC, "code": c.code, "display": c.display}]} for c in report.chapters],
-        "code": {"coding": [{"system": LOINC, "code": REPORT_CODE[0], "display": REPORT_CODE[1]}]},
+        "code": {"coding": [{"system": LOINC, "code": fhir_report.REPORT_CODE[0], "display": fhir_report.REPORT_CODE[1]}]},
         "subject": {"reference": issued.patient},
         "effectiveDateTime": _instant(_effective(report)),
         "issued": _instant(report.effective_time),
@@ -121,7 +120,7 @@ def diagnostic_report(issued: Issued, results: list[str]) -> dict[str, Any]:
         "resultsInterpreter": [{"reference": issued.biologist}],
         "result": [{"reference": r} for r in results],
         "presentedForm": [{"contentType": PDF_TYPE, "url": f"Binary/{issued.pdf_id}",
-                           "title": REPORT_CODE[1]}],
+                           "title": fhir_report.REPORT_CODE[1]}],
     }
     comments = [c.comment for c in report.chapters if c.comment]
     if comments:

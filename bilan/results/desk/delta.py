@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bilan.results.units import convert
+from bilan.results.desk.units import convert
 
 
 @dataclass(frozen=True)

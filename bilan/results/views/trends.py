@@ -3,7 +3,7 @@ unit whatever lab and unit they came from, the originals kept.
 
 Only what the patient may see (bilan/auth/access.py: her own results, shared in her space,
 not hidden until released) and only validated numeric results (final, amended, corrected,
-with a valueQuantity). Results are grouped per analyte (bilan/results/analytes.py) and
+with a valueQuantity). Results are grouped per analyte (bilan/results/views/analytes.py) and
 converted to the series' unit: the catalogue's for the analyte, else the latest result's. A
 result that cannot be converted is kept apart, never drawn on the chart.
 """
@@ -23,8 +23,9 @@ from bilan.fhir.dates import date_range
 from bilan.fhir.outcomes import Issue, NotFound
 from bilan.fhir.text import normalise
 from bilan.records.service import Records
-from bilan.results import analytes, units
-from bilan.results.fhir_report import OBSERVATION_CATEGORY
+from bilan.results.desk import units
+from bilan.results.document import fhir_report
+from bilan.results.views import analytes
 from bilan.storage import catalogue, patient_results
 from bilan.storage.patient_results import Token, custom_plans
 from bilan.storage.repository import Repository, Stored
@@ -203,7 +204,7 @@ def _reading(stored: Stored) -> _Reading | None:
 
 
 def _laboratory(content: dict[str, Any]) -> bool:
-    return any(c.get("system") == OBSERVATION_CATEGORY and c.get("code") == "laboratory"
+    return any(c.get("system") == fhir_report.OBSERVATION_CATEGORY and c.get("code") == "laboratory"
                for category in content.get("category", []) for c in category.get("coding", []))
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import Invalid, Issue
-from bilan.prescription.exams import loinc_codes
-from bilan.results import interpretation, units
+from bilan.prescription import loinc_codes
+from bilan.results.desk import interpretation, units
 from bilan.storage import catalogue
 from bilan.storage.repository import Repository
 

@@ -20,16 +20,23 @@ from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import instant
 from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
-from bilan.prescription import adaptation, display, identity, tracking, worklist
-from bilan.prescription.exams import LOINC, loinc_codes
-from bilan.prescription.messaging import adapted_requests
-from bilan.prescription.reception import order_specimens
-from bilan.prescription.tubes import tube_for
+from bilan.fhir.terminology import LOINC
+from bilan.prescription import (
+    adaptation,
+    adapted_requests,
+    display,
+    identity,
+    loinc_codes,
+    order_specimens,
+    tracking,
+    tube_for,
+    worklist,
+)
 from bilan.records.pipeline import Denied, Work
 from bilan.records.service import Records, new_id
-from bilan.results import units
-from bilan.results.intake import UCUM, plausible
-from bilan.results.validation import OPEN, STATUS_LABELS, order_results
+from bilan.results.desk import units
+from bilan.results.desk.intake import UCUM, plausible
+from bilan.results.desk.validation import OPEN, STATUS_LABELS, order_results
 from bilan.storage import catalogue
 from bilan.storage.repository import Repository, StaleVersion, Stored, Write
 

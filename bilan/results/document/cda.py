@@ -14,9 +14,8 @@ from typing import Any
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from bilan.results.interpretation import CODE_SYSTEM_OID as INTERPRETATION
-from bilan.results.interpretation import LABELS as INTERPRETATIONS
-from bilan.results.report import (
+from bilan.results.desk import interpretation
+from bilan.results.document.report import (
     Address,
     Battery,
     Chapter,
@@ -273,9 +272,9 @@ def _battery(battery: Battery, chapter: Chapter, ids: "_Ids") -> tuple[Any, list
 def _result(result: Result, chapter: Chapter, ids: "_Ids") -> tuple[Any, list[Any]]:
     """The observation and its narrative rows (the result, then its comment if any)."""
     label = ids.next("resultat")
-    interpretation = INTERPRETATIONS.get(result.interpretation or "", "")
+    flag_label = interpretation.LABELS.get(result.interpretation or "", "")
     rows = [E.tr(E.td(E.content(result.display, ID=label)), E.td(value_text(result)),
-                 E.td(range_text(result)), E.td("" if result.interpretation == "N" else interpretation))]
+                 E.td(range_text(result)), E.td("" if result.interpretation == "N" else flag_label))]
     comment_id = None
     if result.comment:
         comment_id = ids.next("commentaire")
@@ -288,8 +287,8 @@ def _result(result: Result, chapter: Chapter, ids: "_Ids") -> tuple[Any, list[An
         E.statusCode(code=result.status),
         _ts("effectiveTime", observed) if observed else None,
         _value(result.value),
-        E.interpretationCode(code=result.interpretation, displayName=interpretation,
-                             codeSystem=INTERPRETATION) if result.interpretation else None,
+        E.interpretationCode(code=result.interpretation, displayName=flag_label,
+                             codeSystem=interpretation.CODE_SYSTEM_OID) if result.interpretation else None,
         E.entryRelationship(_comment_act(comment_id), typeCode="SUBJ", inversionInd="true")
         if comment_id else None,
         _reference_range(result),
@@ -316,7 +315,7 @@ def _reference_range(result: Result) -> Any:
               for name, bound in (("low", result.low), ("high", result.high)) if bound is not None]
     return E.referenceRange(E.observationRange(
         E.value({_TYPE: "IVL_PQ"}, *bounds),
-        E.interpretationCode(code="N", displayName="Normal", codeSystem=INTERPRETATION),
+        E.interpretationCode(code="N", displayName="Normal", codeSystem=interpretation.CODE_SYSTEM_OID),
         classCode="OBS", moodCode="EVN.CRT"), typeCode="REFV")
 
 

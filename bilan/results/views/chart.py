@@ -12,7 +12,7 @@ from decimal import Decimal
 from html import escape
 from zoneinfo import ZoneInfo
 
-from bilan.results.trends import Point, Series
+from bilan.results.views.trends import Point, Series
 
 WIDTH, HEIGHT = 480, 260
 LEFT, RIGHT, TOP, BOTTOM = 52, 12, 16, 36

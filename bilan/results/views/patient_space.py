@@ -10,11 +10,10 @@ from bilan.auth import access
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.query import parse_search
-from bilan.prescription import directory
-from bilan.prescription.practitioners import display_name
+from bilan.prescription import directory, display_name
 from bilan.records.service import Records
 from bilan.results import masking
-from bilan.results.assembly import moment
+from bilan.results.document import assembly
 from bilan.storage import search as store_search
 from bilan.storage.compartments import narrowed, referring, with_token
 from bilan.storage.repository import Repository, Stored
@@ -108,7 +107,7 @@ class PatientSpace:
         authors = content.get("author", [])
         lab = await self._organization(repo, content.get("custodian")) or next(
             (a.get("display", "") for a in authors if a.get("display")), "")
-        return ReportLine(stored.id, moment(period.get("start") or content.get("date")), lab,
+        return ReportLine(stored.id, assembly.moment(period.get("start") or content.get("date")), lab,
                           await self._prescriber(repo, report), status, imported,
                           any((c.get("attachment") or {}).get("contentType") == "application/pdf"
                               for c in content.get("content", [])))
@@ -150,7 +149,7 @@ class PatientSpace:
             "votre dossier" if interaction not in ("login", "logout") else "")
         if label not in names:
             names[label] = await self._who(repo, label)
-        return TrailLine(moment(event.get("recorded")), names[label], _ACTIONS.get(interaction, "a accédé à"),
+        return TrailLine(assembly.moment(event.get("recorded")), names[label], _ACTIONS.get(interaction, "a accédé à"),
                          what, event.get("outcome") not in (None, "0"))
 
     async def _who(self, repo: Repository, label: str) -> str:

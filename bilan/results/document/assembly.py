@@ -17,12 +17,10 @@ from typing import Any
 from lxml import etree
 
 from bilan.fhir.dates import date_range
-from bilan.prescription import adaptation
-from bilan.prescription.identity import LAB_PATIENT, traits
-from bilan.prescription.ins import ins_identifiers
-from bilan.prescription.practitioners import NATIONAL_ID, RPPS
-from bilan.results.conformance import CDA_KIT
-from bilan.results.report import (
+from bilan.fhir.terminology import NATIONAL_ID, RPPS
+from bilan.prescription import LAB_PATIENT, adaptation, ins_identifiers, traits
+from bilan.results.document.conformance import CDA_KIT
+from bilan.results.document.report import (
     MEDICAL_BIOLOGY,
     Address,
     Battery,

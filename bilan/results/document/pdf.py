@@ -29,12 +29,12 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from bilan.prescription.ins import INS_NIA
+from bilan.fhir.terminology import INS_NIA
+from bilan.results.desk import interpretation
 
 # The CDA narrative's wording, so that the copy says what the structured document says.
-from bilan.results.cda import TITLE, range_text, value_text
-from bilan.results.interpretation import LABELS
-from bilan.results.report import (
+from bilan.results.document.cda import TITLE, range_text, value_text
+from bilan.results.document.report import (
     Battery,
     Chapter,
     Identifier,
@@ -201,7 +201,7 @@ def _row(result: Result, indent: bool) -> list[Paragraph]:
     flagged = code is not None and code not in UNREMARKABLE
     style = STYLES["flagged" if flagged else "cell"]
     name = Paragraph(("&nbsp;&nbsp;&nbsp;" if indent else "") + escape(result.display), STYLES["cell"])
-    flag = f"{escape(code)} {escape(LABELS[code])}" if flagged and code else ""
+    flag = f"{escape(code)} {escape(interpretation.LABELS[code])}" if flagged and code else ""
     reference = range_text(result)
     return [name, Paragraph(escape(value_text(result)), style), Paragraph(flag, style),
             Paragraph(escape(f"({reference})") if reference else "", STYLES["cell"])]

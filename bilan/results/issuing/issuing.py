@@ -25,16 +25,13 @@ from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
 from bilan.notifications import outbox
-from bilan.prescription import directory, identity, tracking
-from bilan.prescription.messaging import adapted_requests, mail_address
-from bilan.prescription.reception import order_specimens
+from bilan.prescription import adapted_requests, directory, identity, mail_address, order_specimens, tracking
 from bilan.records.pipeline import Work
 from bilan.records.service import Records, new_id
-from bilan.results import assembly, conformance, documents, masking
-from bilan.results.cda import cda_document
-from bilan.results.pdf import report_pdf
-from bilan.results.report import Identifier, LabReport, ReportError
-from bilan.results.validation import OPEN, order_results
+from bilan.results import masking
+from bilan.results.desk import OPEN, order_results
+from bilan.results.document import Identifier, LabReport, ReportError, assembly, cda_document, conformance, report_pdf
+from bilan.results.issuing import documents
 from bilan.storage import catalogue
 from bilan.storage.repository import Repository, Stored, Write
 

@@ -16,9 +16,8 @@ from decimal import Decimal
 from typing import Any
 
 from bilan.fhir.references import literal
-from bilan.results.interpretation import CODE_SYSTEM_URI as INTERPRETATION_SYSTEM
-from bilan.results.interpretation import LABELS
-from bilan.results.report import (
+from bilan.results.desk import interpretation
+from bilan.results.document.report import (
     Battery,
     Chapter,
     Code,
@@ -39,7 +38,7 @@ DATA_ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 SYSTEM_URIS = {
     "2.16.840.1.113883.6.1": LOINC,
     "2.16.840.1.113883.6.96": "http://snomed.info/sct",
-    "2.16.840.1.113883.5.83": INTERPRETATION_SYSTEM,
+    "2.16.840.1.113883.5.83": interpretation.CODE_SYSTEM_URI,
     "2.16.840.1.113883.18.311": "http://terminology.hl7.org/CodeSystem/v2-0487",
 }
 _FULL_URLS = uuid.UUID("0b7d4c1e-3f5a-5e8b-9c2d-6a1f0e4b7d31")  # namespace of the uuid5 below
@@ -161,8 +160,8 @@ def _observation(report: LabReport, refs: References, chapter: Chapter, result: 
     if result.status == "aborted":
         resource["dataAbsentReason"] = _concept(DATA_ABSENT, "not-performed", "Not Performed")
     if result.interpretation:
-        resource["interpretation"] = [_concept(INTERPRETATION_SYSTEM, result.interpretation,
-                                               LABELS[result.interpretation])]
+        resource["interpretation"] = [_concept(interpretation.CODE_SYSTEM_URI, result.interpretation,
+                                               interpretation.LABELS[result.interpretation])]
     if result.comment:
         resource["note"] = [{"text": result.comment}]
     if isinstance(result.value, Quantity) and (result.low is not None or result.high is not None):

@@ -17,12 +17,11 @@ from bilan.auth.caller import Caller
 from bilan.fhir.dates import date_range, instant
 from bilan.fhir.outcomes import Conflict, Invalid, Issue
 from bilan.fhir.query import parse_search
-from bilan.prescription import tracking
-from bilan.prescription.messaging import adapted_requests
+from bilan.prescription import adapted_requests, tracking
 from bilan.records.pipeline import Work
 from bilan.records.service import Records
-from bilan.results import interpretation, units
-from bilan.results.delta import DeltaResult, delta_check
+from bilan.results.desk import interpretation, units
+from bilan.results.desk.delta import DeltaResult, delta_check
 from bilan.storage import catalogue
 from bilan.storage import search as store_search
 from bilan.storage.repository import Repository, Stored, Write

@@ -1,5 +1,5 @@
 """Which results are the same analyte over time, whatever the lab and the unit, for the
-patient's trends (bilan/results/trends.py).
+patient's trends (bilan/results/views/trends.py).
 
 Labs code one analyte with several LOINC codes: mass or molar concentration (glucose in g/L or
 mmol/L), fasting or not, serum or blood. The table below puts such related codes on one key;
@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.fhir.text import normalise
-from bilan.results.assembly import OTHER_CHAPTER, chapter_label
+from bilan.results.document import assembly
 from bilan.storage import catalogue
 
 LOINC = "http://loinc.org"
@@ -72,7 +72,7 @@ class Analyte:
 
     @property
     def chapter_label(self) -> str:
-        return chapter_label(self.chapter)
+        return assembly.chapter_label(self.chapter)
 
     @property
     def unit(self) -> str | None:
@@ -130,14 +130,14 @@ def describe(key: str, entries: dict[str, dict[str, Any]], example: dict[str, An
                        group.same_unit_only)
     entry = next((e for e in entries.values() if _entry_key(e) == key), None)
     if entry is not None:
-        return Analyte(key, entry["label_fr"], entry.get("chapter_loinc") or OTHER_CHAPTER,
+        return Analyte(key, entry["label_fr"], entry.get("chapter_loinc") or assembly.OTHER_CHAPTER,
                        ((LOINC, entry["loinc"]),), (entry["local_code"], entry["loinc_display"], entry["loinc"]),
                        (entry,))
     coding = parse_key(key)
     if coding is None:
         raise ValueError(f"not an analyte key: {key!r}")
     label = _text_of(example, coding) if example else coding[1]
-    return Analyte(key, label, _chapter_of(example) if example else OTHER_CHAPTER, (coding,),
+    return Analyte(key, label, _chapter_of(example) if example else assembly.OTHER_CHAPTER, (coding,),
                    (coding[1],), ())
 
 
@@ -186,4 +186,4 @@ def _chapter_of(observation: dict[str, Any]) -> str:
         for coding in category.get("coding", []):
             if coding.get("system") == LOINC and coding.get("code"):
                 return coding["code"]
-    return OTHER_CHAPTER
+    return assembly.OTHER_CHAPTER

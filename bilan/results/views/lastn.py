@@ -8,7 +8,7 @@ translations transitively; text-only codes by their text), newest first by effec
 `max` per group (default 1), more when the last ones kept tie on their time.
 
 The search runs among the named patient's own results of the asked codes, found from her rows
-(bilan/results/trends.py `own_results`), never among every result of a code; the access rules
+(bilan/results/views/trends.py `own_results`), never among every result of a code; the access rules
 apply to them as to any search.
 """
 
@@ -26,7 +26,7 @@ from bilan.fhir.query import SearchQuery, parse_search, parse_token_value
 from bilan.fhir.searchparams import params_for
 from bilan.records.pipeline import Denied
 from bilan.records.service import Records
-from bilan.results.trends import MOST_RESULTS, own_results
+from bilan.results.views.trends import MOST_RESULTS, own_results
 from bilan.storage import search as store_search
 from bilan.storage.patient_results import custom_plans
 from bilan.storage.repository import Stored

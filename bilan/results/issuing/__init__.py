@@ -1,0 +1,9 @@
+"""Issuing and delivery: the biologist issues an order's report (the CR-BIO built from the
+validated results, checked, stored as Binary, DocumentReference and DiagnosticReport, and
+delivered to the prescriber, the patient's space and the DMP, all in one transaction), with the
+masking and sharing choices (bilan/results/masking.py holds the labels)."""
+
+from bilan.results.issuing.documents import CDA_TYPE, PDF_TYPE
+from bilan.results.issuing.issuing import RELEASE, Choices, Issuing
+
+__all__ = ["CDA_TYPE", "PDF_TYPE", "RELEASE", "Choices", "Issuing"]
