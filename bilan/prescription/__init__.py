@@ -12,11 +12,12 @@ from bilan.prescription.identity import LAB_PATIENT, traits
 from bilan.prescription.ins import ins_identifiers, ins_problem
 from bilan.prescription.messaging import adapted_requests, mail_address
 from bilan.prescription.practitioners import display_name, rpps_problem
-from bilan.prescription.reception import order_specimens
+from bilan.prescription.reception import order_specimens, worklist_row
 from bilan.prescription.tubes import tube_for
 
 __all__ = [
     "LAB_PATIENT", "adaptation", "adapted_requests", "directory", "display", "display_name", "identity",
     "ins_identifiers", "ins_problem", "loinc_codes", "loinc_problem", "mail_address", "order_specimens",
+    "worklist_row",
     "rpps_problem", "traits", "tracking", "tube_for", "worklist",
 ]

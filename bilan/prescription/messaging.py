@@ -106,7 +106,7 @@ class Messaging:
 
     async def conversation(self, caller: Caller, task_id: str) -> Conversation:
         async with self.records.work(caller) as work:
-            task = await self._task(work.repo, caller, task_id, "read")
+            task = await tracking.order_task(work, task_id, "read")
             found = await self._thread(work.repo, task)
             work.note("read", patients=patients_of(task.content), touched=[f"Task/{task_id}"])
         return found
@@ -116,7 +116,7 @@ class Messaging:
         prescriber's software, e-mails): for the lab, who must know what did not arrive."""
         async with self.records.work(caller) as work:
             work.allow("deliveries", [f"Task/{task_id}"])
-            await self._task(work.repo, caller, task_id, "read")
+            await tracking.order_task(work, task_id, "read")
             return await outbox.for_about(work.conn, [f"Task/{task_id}"])
 
     async def send(self, caller: Caller, task_id: str, text: str, kind: str = "message",
@@ -147,7 +147,7 @@ class Messaging:
         async with self.records.work(caller) as work:
             repo = work.repo
             work.allow("adapt", [f"Task/{task_id}"], "update")
-            task = await self._task(repo, caller, task_id, "update")
+            task = await tracking.order_task(work, task_id, "update")
             content = task.content or {}
             if content.get("status") not in ("accepted", "in-progress"):
                 raise _invalid("Importez la prescription avant de l'adapter.", "Task.status", Conflict)
@@ -258,12 +258,6 @@ class Messaging:
                 f"{_text(content)}\n\nRépondre : {self.mail_link}/prescripteur/prescriptions/"
                 f"{task.removeprefix('Task/')}\n",
                 resource=f"Communication/{message.id}", about=task or None, now=utc_now())
-
-    async def _task(self, repo: Repository, caller: Caller, task_id: str, interaction: str) -> Stored:
-        task = await self.records.read_for(repo, caller, interaction, "Task", task_id)
-        if task is None:
-            raise tracking.unknown_prescription()
-        return task
 
     async def _thread(self, repo: Repository, task: Stored) -> Conversation:
         content = task.content or {}

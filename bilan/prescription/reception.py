@@ -121,7 +121,7 @@ class Reception:
 
     async def open(self, caller: Caller, task_id: str) -> PrescriptionFile:
         async with self.records.work(caller) as work:
-            row = await self._row(work, task_id, "read")
+            row = await worklist_row(work, task_id, "read")
             found = await self._file(work.repo, caller, row)
             _note(work, "read", found)
         return found
@@ -133,9 +133,9 @@ class Reception:
         changes nothing."""
         async with self.records.work(caller) as work:
             repo = work.repo
-            await self._row(work, task_id, "update")
+            await worklist_row(work, task_id, "update")
             await repo.lock_many([f"worklist:{task_id}"])
-            row = await self._row(work, task_id, "update")  # as the lock holder left it
+            row = await worklist_row(work, task_id, "update")  # as the lock holder left it
             if row.status == "imported":
                 return
             if row.status != "received":
@@ -147,7 +147,7 @@ class Reception:
             task = tracking.with_opposition(tracking.accepted(
                 found.task.content or {}, now, await self._lab(repo, caller), caller.lab_finess or "",
                 accession, lab_file), opposes)
-            # Taking the order is the reception rule's (_row: addressed to this lab or to none),
+            # Taking the order is the reception rule's (worklist_row: addressed to this lab or to none),
             # before the order is the lab's to read; what hangs off it is then the lab's own.
             await work.write([Write("Task", found.task.id, task, "PUT", found.task.version_id)],
                              system=True)
@@ -175,7 +175,7 @@ class Reception:
             raise Invalid([Issue("Action inconnue.", "value", expression="status")])
         async with self.records.work(caller) as work:
             repo = work.repo
-            row = await self._row(work, task_id, "update")
+            row = await worklist_row(work, task_id, "update")
             if row.status == "received" and row.lab_finess == worklist.NOT_ADDRESSED:
                 raise Conflict([Issue(
                     "Cette prescription n'est adressée à aucun laboratoire : le patient peut la "
@@ -184,7 +184,7 @@ class Reception:
             task = tracking.moved(found.task.content or {}, status, work.now, reason)
             if row.status == "received":
                 task["owner"] = {"reference": await self._lab(repo, caller)}
-            # as for the import: the reception rule (_row) lets the lab close what it may take
+            # as for the import: the reception rule (worklist_row) lets the lab close what it may take
             await work.write([Write("Task", found.task.id, task, "PUT", found.task.version_id)],
                              system=True)
             await worklist.set_status(repo.conn, row.id, "cancelled", caller.lab_finess)
@@ -204,22 +204,9 @@ class Reception:
                       birth_date=traits.birth_date_fr, sex=identity.SEX_LABELS.get(traits.sex, ""),
                       tube=s.tube, exams=", ".join(s.exams)) for s in order.samples]
 
-    async def _row(self, work: Work, task_id: str, interaction: str) -> WorklistRow:
-        caller = work.caller
-        assert caller is not None
-        work.allow("reception", [f"Task/{task_id}"], interaction)
-        row = await worklist.by_task(work.conn, task_id)
-        if row is None:
-            raise tracking.unknown_prescription()
-        try:
-            access.check_reception(caller, row.lab_finess, row.order_lab)
-        except FhirError as error:
-            raise Denied(caller, interaction, error, [f"Task/{row.task_id}"], [row.patient]) from None
-        return row
-
     async def _imported(self, work: Work, task_id: str, interaction: str) -> PrescriptionFile:
         assert work.caller is not None
-        found = await self._file(work.repo, work.caller, await self._row(work, task_id, interaction))
+        found = await self._file(work.repo, work.caller, await worklist_row(work, task_id, interaction))
         if found.order is None:
             raise Conflict([Issue("Importez d'abord la prescription.", "business-rule")])
         return found
@@ -309,6 +296,23 @@ class Reception:
                                         "enregistré dans bilan.", "not-found")])
         return f"Organization/{found.id}"
 
+
+
+async def worklist_row(work: Work, task_id: str, interaction: str, action: str = "reception") -> WorklistRow:
+    """The prescription's row at the lab's desk, once the caller may take `action` on it
+    (policy.ACTIONS) and the reception rule lets them work on it: addressed to their lab or to
+    none, until another lab imports it."""
+    caller = work.caller
+    assert caller is not None  # the desk is for signed-in lab staff
+    work.allow(action, [f"Task/{task_id}"], interaction)
+    row = await worklist.by_task(work.conn, task_id)
+    if row is None:
+        raise tracking.unknown_prescription()
+    try:
+        access.check_reception(caller, row.lab_finess, row.order_lab)
+    except FhirError as error:
+        raise Denied(caller, interaction, error, [f"Task/{task_id}"], [row.patient]) from None
+    return row
 
 
 def _note(work: Work, interaction: str, found: PrescriptionFile) -> None:

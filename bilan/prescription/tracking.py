@@ -2,10 +2,14 @@
 pattern): created when the prescription arrives, its status moved by the lab."""
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bilan.fhir.dates import instant
 from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue, NotFound
+from bilan.storage.repository import Stored
+
+if TYPE_CHECKING:
+    from bilan.records.pipeline import Work
 
 TASK_CODE = {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill",
                          "display": "Fulfill the focal request"}]}
@@ -24,6 +28,17 @@ LABELS = {"requested": "Transmise, en attente du laboratoire", "accepted": "Reç
           "in-progress": "Prélèvements effectués", "completed": "Compte rendu disponible",
           "rejected": "Refusée par le laboratoire", "cancelled": "Annulée"}
 NEEDS_REASON = ("rejected", "cancelled")
+
+
+async def order_task(work: "Work", task_id: str, interaction: str, action: str | None = None) -> Stored:
+    """The order's Task, once the caller may take `action` (bilan/auth/policy.py ACTIONS) and may
+    read it; a 404 in French when there is none."""
+    if action is not None:
+        work.allow(action, [f"Task/{task_id}"], interaction)
+    task = await work.records.read_for(work.repo, work.caller, interaction, "Task", task_id)
+    if task is None:
+        raise unknown_prescription()
+    return task
 
 
 def unknown_prescription() -> FhirError:

@@ -15,7 +15,6 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from bilan.auth import access
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import instant
@@ -30,9 +29,9 @@ from bilan.prescription import (
     order_specimens,
     tracking,
     tube_for,
-    worklist,
+    worklist_row,
 )
-from bilan.records.pipeline import Denied, Work
+from bilan.records.pipeline import Work
 from bilan.records.service import Records, new_id
 from bilan.results.desk import units
 from bilan.results.desk.intake import UCUM, plausible
@@ -171,14 +170,7 @@ class ResultEntry:
         in a role that writes results, while it is open."""
         repo, caller = work.repo, work.caller
         assert caller is not None
-        work.allow("enter-results", [f"Task/{task_id}"], interaction)
-        row = await worklist.by_task(repo.conn, task_id)
-        if row is None:
-            raise tracking.unknown_prescription()
-        try:
-            access.check_reception(caller, row.lab_finess, row.order_lab)
-        except FhirError as error:
-            raise Denied(caller, interaction, error, [f"Task/{task_id}"], [row.patient]) from None
+        row = await worklist_row(work, task_id, interaction, "enter-results")
         task = await self.records.read_for(repo, caller, interaction, "Task", task_id)
         if task is None or task.content is None:
             raise tracking.unknown_prescription()

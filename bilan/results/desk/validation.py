@@ -18,7 +18,6 @@ from bilan.fhir.dates import date_range, instant
 from bilan.fhir.outcomes import Conflict, Invalid, Issue
 from bilan.fhir.query import parse_search
 from bilan.prescription import adapted_requests, tracking
-from bilan.records.pipeline import Work
 from bilan.records.service import Records
 from bilan.results.desk import interpretation, units
 from bilan.results.desk.delta import DeltaResult, delta_check
@@ -76,7 +75,7 @@ class ResultsDesk:
     async def results(self, caller: Caller, task_id: str) -> list[Row]:
         async with self.records.work(caller) as work:
             repo = work.repo
-            task = await self._task(work, task_id, "read")
+            task = await tracking.order_task(work, task_id, "read", "results-desk")
             found = await order_results(repo, self.records.base_url, caller, task)
             rows = [await self._row(repo, caller, s) for s in found]
             work.note("read", patients=patients_of(task.content),
@@ -99,7 +98,7 @@ class ResultsDesk:
             repo = work.repo
             if action in ("biologique", "corriger"):
                 work.allow("validate-biologically", [f"Task/{task_id}"], "update")
-            task = await self._task(work, task_id, "update")
+            task = await tracking.order_task(work, task_id, "update", "results-desk")
             mine = {s.id: s for s in await order_results(repo, self.records.base_url, caller, task)}
             now, writes = work.now, []
             for result_id in ids:
@@ -114,13 +113,6 @@ class ResultsDesk:
                     content = _decided(stored.content or {}, action, comment, caller.label, now)
                 writes.append(Write("Observation", stored.id, content, "PUT", stored.version_id))
             await work.write(writes)
-
-    async def _task(self, work: Work, task_id: str, interaction: str) -> Stored:
-        work.allow("results-desk", [f"Task/{task_id}"], interaction)
-        task = await self.records.read_for(work.repo, work.caller, interaction, "Task", task_id)
-        if task is None:
-            raise tracking.unknown_prescription()
-        return task
 
     async def _row(self, repo: Repository, caller: Caller, stored: Stored) -> Row:
         content = stored.content or {}

@@ -26,7 +26,6 @@ from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
 from bilan.notifications import outbox
 from bilan.prescription import adapted_requests, directory, identity, mail_address, order_specimens, tracking
-from bilan.records.pipeline import Work
 from bilan.records.service import Records, new_id
 from bilan.results import masking
 from bilan.results.desk import OPEN, order_results
@@ -99,7 +98,7 @@ class Issuing:
     async def overview(self, caller: Caller, task_id: str) -> Overview:
         async with self.records.work(caller) as work:
             repo = work.repo
-            task = await self._task(work, task_id, "read")
+            task = await tracking.order_task(work, task_id, "read", "follow-order")
             versions = [_version(n, s) for n, s in enumerate(await self._documents(repo, task.content or {}), 1)]
             results = await order_results(repo, self.records.base_url, caller, task)
             codes = {c["code"]: r.id for r in results for c in (r.content or {}).get("code", {}).get("coding", [])}
@@ -114,7 +113,7 @@ class Issuing:
         async with self.records.work(caller) as work:
             repo = work.repo
             work.allow("issue", [f"Task/{task_id}"], "create")
-            task = await self._task(work, task_id, "update")
+            task = await tracking.order_task(work, task_id, "update", "follow-order")
             content = task.content or {}
             if content.get("status") not in ("accepted", "in-progress", "completed"):
                 raise Conflict([Issue("Le compte rendu ne s'émet que pour une demande importée et "
@@ -188,13 +187,6 @@ class Issuing:
             await self.release(None, item.target.removeprefix("Task/"))
         except FhirError as error:
             raise RuntimeError(error.issues[0].diagnostics) from None
-
-    async def _task(self, work: Work, task_id: str, interaction: str) -> Stored:
-        work.allow("follow-order", [f"Task/{task_id}"], interaction)
-        task = await self.records.read_for(work.repo, work.caller, interaction, "Task", task_id)
-        if task is None:
-            raise tracking.unknown_prescription()
-        return task
 
     async def _documents(self, repo: Repository, task: dict[str, Any]) -> list[Stored]:
         """The order's issued versions (DocumentReference), first to last."""
