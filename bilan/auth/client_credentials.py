@@ -60,4 +60,4 @@ def request_token(issuer: str, client_id: str, scope: str | None = None,
         })
     if response.status_code != 200:
         raise RuntimeError(f"the provider refused: {response.status_code} {response.text}")
-    return response.json()["access_token"]
+    return str(response.json()["access_token"])

@@ -19,7 +19,7 @@ class InvalidToken(Exception):
 
 @dataclass
 class _Cached:
-    value: Any
+    value: KeySet
     fetched_at: float
 
 

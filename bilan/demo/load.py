@@ -6,6 +6,7 @@ are re-sent with the same numbers, which bilan recognises.
 
 import random
 from datetime import date, datetime, timezone
+from typing import Any
 
 from bilan.app import build_services
 from bilan.auth.caller import Caller
@@ -79,7 +80,7 @@ async def load_demo(settings: Settings) -> None:
           f"{QUALIFIED[0].given[0]} {QUALIFIED[0].family}'s past reports (3 from this lab, 3 from others)")
 
 
-def lab_directory() -> list[tuple[dict, str]]:
+def lab_directory() -> list[tuple[dict[str, Any], str]]:
     """The demo lab and its biologist, with the criteria that find them again: the lab's FINESS
     is the one the demo lab accounts and middleware act for, the biologist is bio.durand."""
     lab = {

@@ -130,7 +130,8 @@ def _parse_xml(body: bytes) -> dict[str, Any]:
         raise Malformed(validation_issues(exc, name.localname)) from None
     except (ValueError, TypeError) as exc:
         raise bad_request(f"The XML could not be read as a {name.localname}: {exc}") from None
-    return _large_as_decimals(to_dict(model))
+    resource: dict[str, Any] = _large_as_decimals(to_dict(model))
+    return resource
 
 
 def _large_as_decimals(node: Any) -> Any:

@@ -22,14 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bilan.storage import outbox as store
 
 # The queue's rows and how they are queued and found, offered here with the rest.
-from bilan.storage.outbox import (  # noqa: F401
-    DELIVERED,
-    FAILED,
-    PENDING,
-    OutboxItem,
-    enqueue,
-    for_about,
-)
+from bilan.storage.outbox import DELIVERED as DELIVERED
+from bilan.storage.outbox import FAILED as FAILED
+from bilan.storage.outbox import PENDING as PENDING
+from bilan.storage.outbox import OutboxItem as OutboxItem
+from bilan.storage.outbox import enqueue as enqueue
+from bilan.storage.outbox import for_about as for_about
 
 REST_HOOK = "rest-hook"
 EMAIL = "email"

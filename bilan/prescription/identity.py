@@ -121,5 +121,5 @@ def _birth_place(patient: dict[str, Any]) -> str:
             for sub in (ext.get("valueAddress") or {}).get("extension", []):
                 code = (sub.get("valueCoding") or {}).get("code")
                 if code:
-                    return code
+                    return str(code)
     return ""

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bilan.auth import access
+from bilan.auth import access, policy
 from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
 from bilan.fhir.query import parse_search
@@ -241,7 +241,7 @@ class Reception:
             searches.append([("identifier", traits.ins)])
         if traits.family and traits.birth_date:
             searches.append([("family", traits.family), ("birthdate", traits.birth_date)])
-        mine = owned_by("Patient", access.owner_key(caller) or "")
+        mine = owned_by("Patient", policy.owner_key(caller) or "")
         found: dict[str, Stored] = {}
         for params in searches:
             query = parse_search("Patient", params, default_count=20, max_count=20)
@@ -356,7 +356,7 @@ async def order_specimens(repo: Repository, base_url: str, caller: Caller,
     if not requests:
         return []
     query = parse_search("Specimen", [("request", requests)], default_count=100, max_count=100)
-    mine = owned_by("Specimen", access.owner_key(caller) or "")
+    mine = owned_by("Specimen", policy.owner_key(caller) or "")
     result = await store_search.search(repo.conn, query, base_url, lambda _t: mine)
     return sorted(result.matches, key=lambda s: _barcode(s.content or {}))
 

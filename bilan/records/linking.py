@@ -67,7 +67,8 @@ class Linker:
         return f"{rtype}/{found[0].id}"
 
     def apply(self, resource: dict[str, Any]) -> dict[str, Any]:
-        return rewrite(resource, lambda ref: self.resolved.get(ref, ref))
+        linked: dict[str, Any] = rewrite(resource, lambda ref: self.resolved.get(ref, ref))
+        return linked
 
 
 def conditional_query(resource_type: str, criteria: str) -> SearchQuery:

@@ -325,7 +325,7 @@ class Records:
 def _require_read_scope(caller: Caller, interaction: str, resource_type: str,
                         touched: list[str] | None = None, patients: Iterable[str] = ()) -> None:
     try:
-        access.check_scope(caller, resource_type, "read")
+        policy.check_scope(caller, resource_type, "read")
     except FhirError as error:
         raise Denied(caller, interaction, error, touched or [], patients) from None
 

@@ -8,7 +8,7 @@ from sqlalchemy import CompoundSelect, Select, literal_column, select, union
 from bilan.storage.repository import OWNER
 from bilan.storage.tables import resources, search_index
 
-IdSet = Select[Any]
+IdSet = Select[Any] | CompoundSelect[Any]  # a query of ids, or a union of such
 
 
 def with_token(resource_type: str, param: str, system: str | None, value: str) -> IdSet:
@@ -78,7 +78,7 @@ def _holds(ids: Any, column: Any) -> Any:
     return column.in_(ids)
 
 
-def either(*sets: Any) -> Any:
+def either(*sets: IdSet) -> CompoundSelect[Any]:
     """The union of id sets, flat (SQLite refuses a UNION nested in parentheses)."""
     flat: list[Any] = []
     for member in sets:

@@ -14,4 +14,5 @@ async def next_value(conn: AsyncConnection, name: str) -> int:
     statement = dialect.insert(counters).values(name=name, value=1)
     statement = statement.on_conflict_do_update(
         index_elements=[counters.c.name], set_={"value": counters.c.value + 1})
-    return (await conn.execute(statement.returning(counters.c.value))).scalar_one()
+    value: int = (await conn.execute(statement.returning(counters.c.value))).scalar_one()
+    return value

@@ -1,6 +1,7 @@
 """FHIR search compiled to SQL over the search_index rows."""
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable
 
 from sqlalchemy import (
@@ -17,6 +18,8 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
+from sqlalchemy.sql.elements import KeyedColumnElement
 
 from bilan.fhir.query import (
     Criterion,
@@ -133,7 +136,7 @@ def _ids_matching(resource_type: str, c: Criterion, base_url: str, depth: int = 
     return stmt.where(or_(*(_value_clause(rows.c, c, v, base_url) for v in c.values)))
 
 
-def _value_clause(cols: Any, c: Criterion, value: str, base_url: str) -> ColumnElement[bool]:
+def _value_clause(cols: ReadOnlyColumnCollection[str, KeyedColumnElement[Any]], c: Criterion, value: str, base_url: str) -> ColumnElement[bool]:
     kind = c.param.type
     if kind == "token":
         system, code = parse_token_value(value)
@@ -177,7 +180,7 @@ def _date_clause(value: str, start: Any, end: Any) -> ColumnElement[bool]:
     }[prefix]
 
 
-def _instant_clause(value: str, moment: Any) -> ColumnElement[bool]:
+def _instant_clause(value: str, moment: ColumnElement[datetime]) -> ColumnElement[bool]:
     """The same comparison for a single instant such as meta.lastUpdated."""
     prefix, lo, hi = parse_date_value(value)
     return {

@@ -30,7 +30,7 @@ async def add(conn: AsyncConnection, row: dict[str, Any], terms: Iterable[str]) 
         {"worklist_id": row_id, "term": term, "lab_finess": row["lab_finess"],
          "status": row["status"], "received_at": row["received_at"]}
         for term in terms])
-    return row_id
+    return int(row_id)
 
 
 async def matching(conn: AsyncConnection, lab_finess: str, typed: list[str], status: str | None,

@@ -263,7 +263,7 @@ def _specimen_for(specimens: list[Stored], request: str, entry: dict[str, Any]) 
         return {r.get("reference", "") for r in (specimen.content or {}).get("request", [])}
 
     def tube(specimen: Stored) -> str:
-        return (((specimen.content or {}).get("container") or [{}])[0].get("type") or {}).get("text", "")
+        return str((((specimen.content or {}).get("container") or [{}])[0].get("type") or {}).get("text", ""))
 
     return (next((s for s in specimens if request in requests(s)), None)
             or next((s for s in specimens if tube(s) == tube_for(entry).label), None))

@@ -52,7 +52,8 @@ L = ElementMaker(namespace=LAB)
 def cda_document(report: LabReport) -> bytes:
     """The CR-BIO of a validated report, UTF-8 XML bytes."""
     root = E.ClinicalDocument(*_header(report), _body(report))
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    document: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    return document
 
 
 # Header

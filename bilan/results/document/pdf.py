@@ -217,7 +217,7 @@ def _footer(report: LabReport) -> list[str]:
             f"{report.lab.name} - {version}"]
 
 
-class _NumberedCanvas(Canvas):
+class _NumberedCanvas(Canvas):  # type: ignore[misc]  # reportlab ships no types
     """Holds every page until the end, when the page count is known for "x / y"."""
 
     def __init__(self, *args: Any, footer: list[str], **kwargs: Any) -> None:

@@ -358,7 +358,7 @@ class _Reader:
         problem = units.check_unit(unit)
         if problem:
             self.warnings.append(f"{where}: unit {problem}")
-        return unit
+        return str(unit)
 
     def decimal(self, text: str | None, where: str) -> Decimal:
         try:

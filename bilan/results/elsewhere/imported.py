@@ -17,7 +17,7 @@ from decimal import Decimal
 from math import ceil
 from typing import Any
 
-from bilan.auth import access
+from bilan.auth import access, policy
 from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import FhirError, Invalid, Issue, TooLarge, conflict
 from bilan.fhir.query import parse_search
@@ -207,7 +207,7 @@ async def _patient(repo: Repository, caller: Caller | None,
         return None
     if caller is not None and not await repo.can_see("Patient", key[1],
                                                      access.visible(caller, "Patient")):
-        raise Denied(caller, "create", access.forbidden(f"{reference} is not yours to see"),
+        raise Denied(caller, "create", policy.forbidden(f"{reference} is not yours to see"),
                      [reference], [reference])
     return patient
 

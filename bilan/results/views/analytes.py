@@ -170,7 +170,7 @@ async def codes_of_key(conn: AsyncConnection, key: str) -> tuple[list[Coding], d
 
 
 def _entry_key(entry: dict[str, Any]) -> str:
-    return entry["local_code"].lower().replace("_", "-")
+    return str(entry["local_code"]).lower().replace("_", "-")
 
 
 def _text_of(observation: dict[str, Any], coding: Coding) -> str:
@@ -185,5 +185,5 @@ def _chapter_of(observation: dict[str, Any]) -> str:
     for category in observation.get("category", []):
         for coding in category.get("coding", []):
             if coding.get("system") == LOINC and coding.get("code"):
-                return coding["code"]
+                return str(coding["code"])
     return assembly.OTHER_CHAPTER

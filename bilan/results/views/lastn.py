@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bilan.auth import access
+from bilan.auth import access, policy
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import date_range
@@ -48,7 +48,7 @@ async def last_n(records: Records, caller: Caller, params: list[tuple[str, str]]
     async with records.work(caller) as work:
         repo = work.repo
         try:
-            access.check_scope(caller, "Observation", "read")
+            policy.check_scope(caller, "Observation", "read")
         except FhirError as error:
             raise Denied(caller, "search-type", error, []) from None
         await custom_plans(repo.conn)
