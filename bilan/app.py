@@ -36,9 +36,10 @@ from bilan.prescription.reception import Reception
 from bilan.records.service import Records
 from bilan.records.transaction import Transactions
 from bilan.records.validation import Rule, Validator
-from bilan.results.desk import ResultsDesk, ResultsIntake
+from bilan.results.desk import ResultsDesk, ResultsIntake, calculations
 from bilan.results.elsewhere import ImportedReports
 from bilan.results.issuing import RELEASE, Issuing
+from bilan.results.queues import LabQueues
 from bilan.results.views import PatientSpace, Trends
 from bilan.settings import Settings, audience, get_settings, web_root
 from bilan.storage.database import create_engine
@@ -88,6 +89,7 @@ def build_services(engine: AsyncEngine, settings: Settings) -> Services:
     messaging = Messaging(records, web_root(settings))
     records.observers.append(messaging.on_saved)
     records.guards.setdefault("Observation", []).append(ResultsIntake().guard)
+    records.observers.append(calculations.on_saved)  # eGFR, LDL: written again with their inputs
     ImportedReports(base_url).attach(records)  # CR-BIOs from elsewhere: DocumentReference -> results
     return Services(records, Transactions(records, [PrescriptionIntake()]), messaging)
 
@@ -104,7 +106,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                         messaging=built.messaging, reception=Reception(built.records),
                         desk=ResultsDesk(built.records),
                         issuing=Issuing(built.records, settings.dmp_url, web_root(settings)),
-                        space=PatientSpace(built.records), trends=Trends(built.records))
+                        space=PatientSpace(built.records), trends=Trends(built.records),
+                        queues=LabQueues(built.records))
         services["sessions"] = WebSessions(engine, settings)
         async with httpx.AsyncClient(timeout=10) as http:
             verifier = TokenVerifier(settings.oidc_issuer, audience(settings), http)
@@ -140,6 +143,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "issuing": service("issuing"),
             "space": service("space"),
             "trends": service("trends"),
+            "queues": service("queues"),
             "verifier": service("verifier"),
             "oidc": service("oidc"),
             "caller": Provide(bearer_caller),

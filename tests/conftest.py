@@ -206,6 +206,12 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
     return seeded(request.node.nodeid)
 
 
+@pytest.fixture(scope="module")
+def rng_module(request: pytest.FixtureRequest) -> random.Random:
+    """Like `rng`, for the data a module's tests share (its module-scoped fixtures)."""
+    return seeded(request.node.nodeid)
+
+
 @pytest.fixture
 def spec(rng: random.Random) -> PrescriptionSpec:
     """A prescription signed by Dr Lambert, for whom the demo practice software acts."""
@@ -234,6 +240,12 @@ def _logged_in(web_root: str, username: str) -> Iterator[httpx.Client]:
 def desk(web_root: str, server: str) -> Iterator[httpx.Client]:
     """The lab's receptionist in bilan's pages (a browser-less login)."""
     yield from _logged_in(web_root, "accueil.martin")
+
+
+@pytest.fixture(scope="module")
+def technician(web_root: str, server: str) -> Iterator[httpx.Client]:
+    """The lab's technician in bilan's pages."""
+    yield from _logged_in(web_root, "tech.bernard")
 
 
 @pytest.fixture(scope="module")

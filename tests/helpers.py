@@ -4,6 +4,7 @@ how to read FHIR answers."""
 import asyncio
 import os
 import random
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Coroutine, TypeVar
 
@@ -12,10 +13,10 @@ import httpx
 from bilan.demo.prescriptions import PrescriptionSpec, random_spec
 from bilan.settings import ROOT
 
-DEMO_PRESCRIBER_RPPS = "10003456786"
+DEMO_PRESCRIBER_RPPS = "10003456786"  # the demo practice software acts for this prescriber
 # Added to every test's seed when set, so that a run can be replayed or varied; pytest's header
 # prints it.
-RUN_SEED = os.environ.get("BILAN_TEST_SEED", "")  # the demo practice software acts for this prescriber
+RUN_SEED = os.environ.get("BILAN_TEST_SEED", "")
 
 ANS_FIXTURES = ROOT.parent / "shared" / "fixtures" / "ansforge"
 ANS_CDA_EXAMPLES = sorted((ANS_FIXTURES / "TestContenuCDA-3-0" / "ExemplesCDA").glob("*.xml"))
@@ -82,6 +83,17 @@ def seeded(node_id: str) -> random.Random:
     """Random data for one test (or module, by its node id): the same id and run seed give the
     same data, and two tests different data."""
     return random.Random(f"{node_id}|{RUN_SEED}" if RUN_SEED else node_id)
+
+
+def uuid_from(rng: random.Random) -> uuid.UUID:
+    """A UUID drawn from a test's seeded random (instead of uuid4): the same when the test is
+    replayed, another in each test, so it stays unique in the session's database."""
+    return uuid.UUID(int=rng.getrandbits(128), version=4)
+
+
+def number_from(rng: random.Random, prefix: str) -> str:
+    """A prescription number (or any other business identifier) drawn like `uuid_from`."""
+    return f"{prefix}-{uuid_from(rng).hex[:10].upper()}"
 
 
 T = TypeVar("T")

@@ -131,6 +131,13 @@ def signed_auth(issuer: str, audience: str, claims: dict[str, Any]) -> BearerAut
     return BearerAuth(fetch)
 
 
+def patient_auth(issuer: str, audience: str, subject: str, ins: str) -> BearerAuth:
+    """A patient's token, with the claims the provider gives after her login (role, INS), for a
+    person it has no account for: a test's own patient, whom no other test's data reaches."""
+    return signed_auth(issuer, audience, {"sub": subject, "client_id": WEB_CLIENT[0], "scope": "openid profile bilan",
+                                          "role": "patient", "ins": ins})
+
+
 def other_lab_auth(issuer: str, audience: str, finess: str) -> BearerAuth:
     """The middleware of another lab (FINESS `finess`), with the demo middleware's scopes."""
     return signed_auth(issuer, audience, {

@@ -1,6 +1,7 @@
 """The people the demo OpenID provider knows (deploy/idp): the two patients who can log in and
 the two prescribers. Tests that need a login of theirs use these; every other test makes its
-own people with `rng`."""
+own people with `rng` (bilan.demo.prescriptions.random_person), and a patient of its own who
+calls the API gets her token from tests.identity.patient_auth."""
 
 from datetime import date
 

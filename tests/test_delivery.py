@@ -1,8 +1,8 @@
 """The delivery worker sends each notification on its own: an endpoint that hangs holds up its
 own notifications only, never an e-mail or another endpoint's."""
 
+import random
 import threading
-import uuid
 from collections import Counter
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler
@@ -17,6 +17,7 @@ from bilan.notifications.delivery import CONCURRENCY
 from bilan.storage import outbox as stored_outbox
 from bilan.storage.tables import outbox as outbox_table
 from tests.deliveries import in_database, mail_to_prescriber, notifications
+from tests.helpers import uuid_from
 from tests.receivers import MailRelay, Webhook, eventually
 
 pytestmark = pytest.mark.usefixtures("server")  # its delivery worker sends what tests queue
@@ -53,11 +54,11 @@ def call(url: str) -> dict:
 
 
 def test_a_hanging_webhook_holds_up_no_other_delivery(
-        settings, webhook: Webhook, mail_relay: MailRelay) -> None:
+        settings, webhook: Webhook, mail_relay: MailRelay, rng: random.Random) -> None:
     hanging = HangingWebhook()
     hanging.up()
     held: list[int] = []
-    hooked = f"Task/{uuid.uuid4()}"
+    hooked = f"Task/{uuid_from(rng)}"
     try:
         # More calls to the hanging endpoint than a worker sends at once, queued first.
         async def queue_hanging(conn: AsyncConnection) -> list[int]:
@@ -68,7 +69,7 @@ def test_a_hanging_webhook_holds_up_no_other_delivery(
         held = in_database(settings, queue_hanging)
         eventually(lambda: hanging.arrived, what="the hanging endpoint to be called")
 
-        to, about = f"dr.{uuid.uuid4().hex[:8]}@medecin.mssante.fr", f"Task/{uuid.uuid4()}"
+        to, about = f"dr.{uuid_from(rng).hex[:8]}@medecin.mssante.fr", f"Task/{uuid_from(rng)}"
         mail_to_prescriber(settings, to, about)
         in_database(settings, lambda conn: outbox.enqueue(
             conn, outbox.REST_HOOK, f"{webhook.url}/other", call(f"{webhook.url}/other"), now=utc_now()))
@@ -85,9 +86,9 @@ def test_a_hanging_webhook_holds_up_no_other_delivery(
         hanging.down()
 
 
-def test_a_worker_claims_no_more_of_one_target_than_it_may_send_at_once(settings) -> None:
+def test_a_worker_claims_no_more_of_one_target_than_it_may_send_at_once(settings, rng: random.Random) -> None:
     later = utc_now() + timedelta(days=365)  # due for this test's claims, not for the server's
-    busy, other = (f"https://{uuid.uuid4().hex[:8]}.example.org/hook" for _ in range(2))
+    busy, other = (f"https://{uuid_from(rng).hex[:8]}.example.org/hook" for _ in range(2))
 
     async def work(conn: AsyncConnection) -> tuple[list[int], list[str], list[int]]:
         mine = [await outbox.enqueue(conn, outbox.REST_HOOK, target, {}, now=later)

@@ -14,7 +14,6 @@ does not make the next tests fail for the wrong reason."""
 import copy
 import random
 import re
-import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Iterator
@@ -40,7 +39,16 @@ from bilan.results.masking import (
     SEEN_BY_PATIENT,
     SHARING,
 )
-from tests.helpers import DEMO_PRESCRIBER_RPPS, client, ids, issues, locations, search
+from tests.helpers import (
+    DEMO_PRESCRIBER_RPPS,
+    client,
+    ids,
+    issues,
+    locations,
+    number_from,
+    search,
+    uuid_from,
+)
 from tests.identity import other_lab_auth
 from tests.orders import imported, imported_for, prescribed, task_of
 from tests.people import DUPONT, LAMBERT, LEFEVRE, NGUYEN
@@ -72,11 +80,6 @@ def other_lab(server: str, issuer: str, fhir: httpx.Client) -> Iterator[httpx.Cl
         yield api
 
 
-@pytest.fixture
-def rand() -> random.Random:
-    return random.Random(uuid.uuid4().hex)
-
-
 def sent(api: httpx.Client, spec: PrescriptionSpec) -> dict[str, Any]:
     """Send a prescription; what it made: patient, requests, context, spec."""
     response = api.post("", json=bundle(spec))
@@ -86,16 +89,16 @@ def sent(api: httpx.Client, spec: PrescriptionSpec) -> dict[str, Any]:
             "context": [loc for loc in locs if loc.startswith("Observation/")]}
 
 
-def lamberts(fhir: httpx.Client, rand: random.Random, person: Person | None = None,
+def lamberts(fhir: httpx.Client, rng: random.Random, person: Person | None = None,
              lab: tuple[str, str] | None = None) -> dict[str, Any]:
     """A prescription of Dr Lambert's for a patient of his own (addressed to `lab`, or to none)."""
-    spec = PrescriptionSpec(person or random_person(rand), LAMBERT, f"ESC-{uuid.uuid4().hex[:10].upper()}",
+    spec = PrescriptionSpec(person or random_person(rng), LAMBERT, number_from(rng, "ESC"),
                             EXAMS[:2], lab=lab)
     return sent(fhir, spec)
 
 
-def nguyens(nguyen: httpx.Client, rand: random.Random) -> dict[str, Any]:
-    spec = PrescriptionSpec(random_person(rand), NGUYEN, f"ESC-{uuid.uuid4().hex[:10].upper()}", EXAMS[2:4])
+def nguyens(nguyen: httpx.Client, rng: random.Random) -> dict[str, Any]:
+    spec = PrescriptionSpec(random_person(rng), NGUYEN, number_from(rng, "ESC"), EXAMS[2:4])
     return sent(nguyen, spec)
 
 
@@ -172,8 +175,8 @@ def body_and_headers(response: httpx.Response) -> str:
 # --- 1. access never follows from data the caller can edit -------------------------------
 
 def test_a_prescriber_adding_his_rpps_to_another_prescribers_practitioner_is_refused(
-        fhir, nguyen, rand) -> None:
-    theirs = lamberts(fhir, rand)
+        fhir, nguyen, rng) -> None:
+    theirs = lamberts(fhir, rng)
     original = practitioner(fhir, DEMO_PRESCRIBER_RPPS)
     claimed = {**copy.deepcopy(original), "identifier": [*original["identifier"],
                                                           {"system": RPPS, "value": NGUYEN_RPPS}]}
@@ -184,8 +187,8 @@ def test_a_prescriber_adding_his_rpps_to_another_prescribers_practitioner_is_ref
     assert after == {**refused(), "nguyen": BLIND, "identifiers": original["identifier"]}, response.text[:300]
 
 
-def test_the_same_practitioner_change_inside_a_transaction_is_refused(fhir, nguyen, server, rand) -> None:
-    theirs = lamberts(fhir, rand)
+def test_the_same_practitioner_change_inside_a_transaction_is_refused(fhir, nguyen, server, rng) -> None:
+    theirs = lamberts(fhir, rng)
     original = practitioner(fhir, DEMO_PRESCRIBER_RPPS)
     claimed = {**copy.deepcopy(original), "identifier": [*original["identifier"],
                                                           {"system": RPPS, "value": NGUYEN_RPPS}]}
@@ -201,16 +204,16 @@ def test_the_same_practitioner_change_inside_a_transaction_is_refused(fhir, nguy
 
 
 def test_a_practitioner_of_his_own_carrying_another_prescribers_rpps_gives_nothing(
-        fhir, nguyen, rand) -> None:
+        fhir, nguyen, rng) -> None:
     """Whether bilan stores it or not, Lambert keeps prescribing and Nguyen sees none of it."""
-    before = lamberts(fhir, rand)
+    before = lamberts(fhir, rng)
     impostor = {"resourceType": "Practitioner", "name": [{"family": "Nguyen", "given": ["Paul"]}],
                 "identifier": [{"system": RPPS, "value": NGUYEN_RPPS},
                                {"system": RPPS, "value": DEMO_PRESCRIBER_RPPS}]}
     created = nguyen.post("Practitioner", json=impostor)
     try:
-        after = fhir.post("", json=bundle(PrescriptionSpec(random_person(rand), LAMBERT,
-                                                           f"ESC-{uuid.uuid4().hex[:10].upper()}", EXAMS[:2])))
+        after = fhir.post("", json=bundle(PrescriptionSpec(random_person(rng), LAMBERT,
+                                                           number_from(rng, "ESC"), EXAMS[:2])))
         later = {"spec": None, "patient": "", "requests": []}
         if after.status_code == 200:
             locs = locations(after)
@@ -228,17 +231,17 @@ def test_a_practitioner_of_his_own_carrying_another_prescribers_rpps_gives_nothi
                     "nguyen reads the new one": True, "nguyen's search": set()}, created.status_code
 
 
-def test_another_prescribers_rpps_on_his_own_practitioner_gives_nothing(fhir, nguyen, rand) -> None:
+def test_another_prescribers_rpps_on_his_own_practitioner_gives_nothing(fhir, nguyen, rng) -> None:
     """Nguyen may own his Practitioner; whether bilan stores the extra RPPS or refuses it,
     Lambert neither sees Nguyen's prescriptions nor stops prescribing, and Nguyen does not see
     what Lambert sends next."""
-    his = nguyens(nguyen, rand)
+    his = nguyens(nguyen, rng)
     original = practitioner(nguyen, NGUYEN_RPPS)
     claimed = {**copy.deepcopy(original), "identifier": [*original["identifier"],
                                                           {"system": RPPS, "value": DEMO_PRESCRIBER_RPPS}]}
     with put_back(nguyen, original):
         response = nguyen.put(f"Practitioner/{original['id']}", json=claimed)
-        spec = PrescriptionSpec(random_person(rand), LAMBERT, f"ESC-{uuid.uuid4().hex[:10].upper()}", EXAMS[:1])
+        spec = PrescriptionSpec(random_person(rng), LAMBERT, number_from(rng, "ESC"), EXAMS[:1])
         next_one = fhir.post("", json=bundle(spec))
         after = {"lambert": blind_to(fhir, his), "lambert still prescribes": next_one.status_code}
         if next_one.status_code == 200:
@@ -249,9 +252,9 @@ def test_another_prescribers_rpps_on_his_own_practitioner_gives_nothing(fhir, ng
 
 
 def test_a_prescriber_cannot_delete_another_prescribers_practitioner_and_bring_it_back_as_his(
-        fhir, nguyen, rand) -> None:
+        fhir, nguyen, rng) -> None:
     """A delete, then a PUT of the same id, would make it a new resource, his."""
-    his = nguyens(nguyen, rand)
+    his = nguyens(nguyen, rng)
     original = practitioner(fhir, NGUYEN_RPPS)
     ref = f"Practitioner/{original['id']}"
     taken = {k: v for k, v in original.items() if k != "meta"}
@@ -274,8 +277,8 @@ def test_a_prescriber_cannot_delete_another_prescribers_practitioner_and_bring_i
 # --- 2. shared directory and identity resources --------------------------------------------
 
 def test_a_prescriber_changing_the_labs_identifier_is_refused_and_the_lab_keeps_its_orders(
-        fhir, nguyen, lab_middleware, rand) -> None:
-    lamberts(fhir, rand, lab=LAB_IDENTIFIER)
+        fhir, nguyen, lab_middleware, rng) -> None:
+    lamberts(fhir, rng, lab=LAB_IDENTIFIER)
     original = lab_organization(fhir)
     count_before = search(lab_middleware, "ServiceRequest", _count=1)["total"]
     moved = {**copy.deepcopy(original),
@@ -288,13 +291,13 @@ def test_a_prescriber_changing_the_labs_identifier_is_refused_and_the_lab_keeps_
 
 
 @pytest.mark.parametrize("element", ["identifier", "name", "birthDate"])
-def test_the_lab_changing_a_prescribers_patient_is_refused(fhir, as_user, rand, element: str) -> None:
-    ordered = lamberts(fhir, rand, lab=LAB_IDENTIFIER)
+def test_the_lab_changing_a_prescribers_patient_is_refused(fhir, as_user, rng, element: str) -> None:
+    ordered = lamberts(fhir, rng, lab=LAB_IDENTIFIER)
     original = fhir.get(ordered["patient"]).json()
     changed = copy.deepcopy(original)
     if element == "identifier":
         birth = datetime.strptime(original["birthDate"], "%Y-%m-%d").date()
-        changed["identifier"][0]["value"] = make_ins(rand, original["gender"], birth)
+        changed["identifier"][0]["value"] = make_ins(rng, original["gender"], birth)
     elif element == "name":
         changed["name"] = [{"use": "official", "family": "Intrus", "given": ["Autre"]}]
     else:
@@ -309,14 +312,14 @@ def test_the_lab_changing_a_prescribers_patient_is_refused(fhir, as_user, rand, 
     assert after == {**refused(), element: original.get(element)}, response.text[:300]
 
 
-def test_even_its_owner_cannot_move_a_patient_record_to_another_ins(fhir, rand) -> None:
+def test_even_its_owner_cannot_move_a_patient_record_to_another_ins(fhir, rng) -> None:
     """The INS says whose record it is (the patient's own space reads by it): once stored, a
     changed INS would show one person's prescriptions and results to another."""
-    ordered = lamberts(fhir, rand, lab=LAB_IDENTIFIER)
+    ordered = lamberts(fhir, rng, lab=LAB_IDENTIFIER)
     original = fhir.get(ordered["patient"]).json()
     changed = copy.deepcopy(original)
     birth = datetime.strptime(original["birthDate"], "%Y-%m-%d").date()
-    changed["identifier"][0]["value"] = make_ins(rand, original["gender"], birth)
+    changed["identifier"][0]["value"] = make_ins(rng, original["gender"], birth)
     with put_back(fhir, original):
         response = fhir.put(ordered["patient"], json=changed)
         stored = fhir.get(ordered["patient"]).json()
@@ -324,8 +327,8 @@ def test_even_its_owner_cannot_move_a_patient_record_to_another_ins(fhir, rand) 
     assert after == {**refused(), "identifier": original["identifier"]}, response.text[:300]
 
 
-def test_a_prescriber_cannot_delete_a_patient_others_data_refers_to(fhir, lab_middleware, as_user) -> None:
-    ordered = sent(fhir, PrescriptionSpec(DUPONT, LAMBERT, f"ESC-{uuid.uuid4().hex[:10].upper()}", [GLUCOSE],
+def test_a_prescriber_cannot_delete_a_patient_others_data_refers_to(fhir, lab_middleware, as_user, rng) -> None:
+    ordered = sent(fhir, PrescriptionSpec(DUPONT, LAMBERT, number_from(rng, "ESC"), [GLUCOSE],
                                           lab=LAB_IDENTIFIER))
     request = lab_middleware.get(ordered["requests"][0]).json()
     posted(lab_middleware, result(request, GLUCOSE[0], 5.2, "mmol/L"))
@@ -334,7 +337,8 @@ def test_a_prescriber_cannot_delete_a_patient_others_data_refers_to(fhir, lab_mi
     with put_back(fhir, original):
         response = fhir.delete(ordered["patient"])
         after = {"status": response.status_code,
-                 "patient reads themself": ordered["patient"] in ids(search(patient, "Patient")),
+                 "patient reads themself": ordered["patient"] in ids(search(
+                     patient, "Patient", _id=ordered["patient"].split("/")[1])),
                  "patient's prescription": found_requests(patient, ordered),
                  "the lab's order": lab_middleware.get(ordered["requests"][0]).status_code}
     assert after == {"status": 403, "patient reads themself": True,
@@ -343,13 +347,13 @@ def test_a_prescriber_cannot_delete_a_patient_others_data_refers_to(fhir, lab_mi
 
 # --- 3. every reference of a write points at something the writer may read ----------------
 
-def _written(resource_type: str, subject: str, requester: str, **more: Any) -> dict[str, Any]:
+def _written(rng: random.Random, resource_type: str, subject: str, requester: str, **more: Any) -> dict[str, Any]:
     """A minimal valid ServiceRequest, Observation or Condition about `subject`."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if resource_type == "ServiceRequest":
         return {"resourceType": "ServiceRequest", "status": "active", "intent": "order",
                 "requisition": {"system": "https://bilan.sante.fr/fhir/sid/prescription",
-                                "value": f"ESC-{uuid.uuid4().hex[:10].upper()}"},
+                                "value": number_from(rng, "ESC")},
                 "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "108252007"}]}],
                 "code": {"coding": [{"system": LOINC, "code": GLUCOSE[0], "display": GLUCOSE[1]}]},
                 "subject": {"reference": subject}, "requester": {"reference": requester},
@@ -366,29 +370,29 @@ def _written(resource_type: str, subject: str, requester: str, **more: Any) -> d
 
 
 @pytest.mark.parametrize("resource_type", ["ServiceRequest", "Observation", "Condition"])
-def test_a_write_about_a_patient_the_writer_cannot_see_is_refused(fhir, nguyen, rand, resource_type) -> None:
-    theirs, mine = lamberts(fhir, rand), nguyens(nguyen, rand)
+def test_a_write_about_a_patient_the_writer_cannot_see_is_refused(fhir, nguyen, rng, resource_type) -> None:
+    theirs, mine = lamberts(fhir, rng), nguyens(nguyen, rng)
     me = f"Practitioner/{practitioner(nguyen, NGUYEN_RPPS)['id']}"
-    control = nguyen.post(resource_type, json=_written(resource_type, mine["patient"], me))
+    control = nguyen.post(resource_type, json=_written(rng, resource_type, mine["patient"], me))
     assert control.status_code == 201, control.text  # the same write about his own patient is fine
 
-    response = nguyen.post(resource_type, json=_written(resource_type, theirs["patient"], me))
+    response = nguyen.post(resource_type, json=_written(rng, resource_type, theirs["patient"], me))
     after = {**refusal(response, f"{resource_type}.subject"), "nguyen": blind_to(nguyen, theirs)}
     assert after == {**refused(), "nguyen": BLIND}, response.text[:300]
 
 
 @pytest.mark.parametrize("resource_type", ["Observation", "Condition"])
-def test_supporting_info_the_prescriber_cannot_see_is_refused(fhir, nguyen, rand, resource_type) -> None:
-    theirs, mine = lamberts(fhir, rand), nguyens(nguyen, rand)
+def test_supporting_info_the_prescriber_cannot_see_is_refused(fhir, nguyen, rng, resource_type) -> None:
+    theirs, mine = lamberts(fhir, rng), nguyens(nguyen, rng)
     if resource_type == "Observation":
         target = theirs["context"][0]
     else:
-        made = fhir.post("Condition", json=_written("Condition", theirs["patient"], ""))
+        made = fhir.post("Condition", json=_written(rng, "Condition", theirs["patient"], ""))
         assert made.status_code == 201, made.text
         target = f"Condition/{made.json()['id']}"
     assert nguyen.get(target).status_code in REFUSED_READ
     me = f"Practitioner/{practitioner(nguyen, NGUYEN_RPPS)['id']}"
-    request = _written("ServiceRequest", mine["patient"], me, supportingInfo=[{"reference": target}])
+    request = _written(rng, "ServiceRequest", mine["patient"], me, supportingInfo=[{"reference": target}])
 
     response = nguyen.post("ServiceRequest", json=request)
     after = {**refusal(response, "ServiceRequest.supportingInfo[0]"),
@@ -412,26 +416,26 @@ NEVER = {"in a response": [], "nguyen reads it": True, "nguyen finds it by INS":
          "nguyen's patients": False, "nguyen": BLIND}
 
 
-def test_a_conditional_reference_never_resolves_to_another_prescribers_patient(fhir, nguyen, rand) -> None:
-    person = random_person(rand)
-    theirs = lamberts(fhir, rand, person)
+def test_a_conditional_reference_never_resolves_to_another_prescribers_patient(fhir, nguyen, rng) -> None:
+    person = random_person(rng)
+    theirs = lamberts(fhir, rng, person)
     me = f"Practitioner/{practitioner(nguyen, NGUYEN_RPPS)['id']}"
     conditional = f"Patient?identifier={person.ins_system}|{person.ins}"
-    alone = nguyen.post("ServiceRequest", json=_written("ServiceRequest", conditional, me))
+    alone = nguyen.post("ServiceRequest", json=_written(rng, "ServiceRequest", conditional, me))
     # His own prescription for the same person (same INS), as practice software sends it.
-    whole = nguyen.post("", json=bundle(PrescriptionSpec(person, NGUYEN, f"ESC-{uuid.uuid4().hex[:10].upper()}",
+    whole = nguyen.post("", json=bundle(PrescriptionSpec(person, NGUYEN, number_from(rng, "ESC"),
                                                          EXAMS[2:4])))
     seen = _nguyen_never_gets(nguyen, theirs, person, [alone, whole])
     assert seen == NEVER, (alone.status_code, whole.status_code)
 
 
-def test_if_none_exist_never_returns_a_hidden_resource(fhir, nguyen, rand) -> None:
-    person = random_person(rand)
-    theirs = lamberts(fhir, rand, person)
+def test_if_none_exist_never_returns_a_hidden_resource(fhir, nguyen, rng) -> None:
+    person = random_person(rng)
+    theirs = lamberts(fhir, rng, person)
     criteria = f"identifier={person.ins_system}|{person.ins}"
     top = nguyen.post("Patient", json=patient_resource(person), headers={"If-None-Exist": criteria})
     inside = nguyen.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": [{
-        "fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": patient_resource(person),
+        "fullUrl": f"urn:uuid:{uuid_from(rng)}", "resource": patient_resource(person),
         "request": {"method": "POST", "url": "Patient", "ifNoneExist": criteria}}]})
     seen = _nguyen_never_gets(nguyen, theirs, person, [top, inside])
     assert seen == NEVER, (top.status_code, top.text[:200], inside.status_code, inside.text[:200])
@@ -441,8 +445,8 @@ def test_if_none_exist_never_returns_a_hidden_resource(fhir, nguyen, rand) -> No
 
 @pytest.mark.parametrize("resource_type", ["Task", "Specimen", "Communication"])
 def test_lab_middleware_cannot_attach_itself_to_a_prescription_addressed_to_no_lab(
-        fhir, lab_middleware, rand, resource_type) -> None:
-    unaddressed, addressed = lamberts(fhir, rand), lamberts(fhir, rand, lab=LAB_IDENTIFIER)
+        fhir, lab_middleware, rng, resource_type) -> None:
+    unaddressed, addressed = lamberts(fhir, rng), lamberts(fhir, rng, lab=LAB_IDENTIFIER)
 
     def body(prescription: dict[str, Any]) -> tuple[dict[str, Any], str]:
         request = prescription["requests"][0]
@@ -466,8 +470,8 @@ def test_lab_middleware_cannot_attach_itself_to_a_prescription_addressed_to_no_l
     assert after == {**refused(), "lab": BLIND}, response.text[:300]
 
 
-def test_a_task_owned_by_another_lab_is_refused(fhir, lab_middleware, other_lab, rand) -> None:
-    ordered = lamberts(fhir, rand, lab=LAB_IDENTIFIER)
+def test_a_task_owned_by_another_lab_is_refused(fhir, lab_middleware, other_lab, rng) -> None:
+    ordered = lamberts(fhir, rng, lab=LAB_IDENTIFIER)
     elsewhere = search(fhir, "Organization", identifier=f"{OTHER_LAB[0]}|{OTHER_LAB[1]}")
     [other] = [e["resource"]["id"] for e in elsewhere["entry"]]
     assert blind_to(other_lab, ordered) == BLIND
@@ -482,10 +486,10 @@ def test_a_task_owned_by_another_lab_is_refused(fhir, lab_middleware, other_lab,
 
 @pytest.mark.parametrize("owner", ["its own lab", "another lab"])
 def test_a_task_owned_by_a_lab_cannot_import_an_order_the_caller_cannot_see(
-        fhir, nguyen, lab_middleware, other_lab, rand, owner) -> None:
+        fhir, nguyen, lab_middleware, other_lab, rng, owner) -> None:
     """A Task owned by a lab is what an import makes (found by the property test): through the
     API it may not import an order addressed to no lab, whatever its owner and subject."""
-    unaddressed, visible = nguyens(nguyen, rand), lamberts(fhir, rand, lab=LAB_IDENTIFIER)
+    unaddressed, visible = nguyens(nguyen, rng), lamberts(fhir, rng, lab=LAB_IDENTIFIER)
     identifier = LAB_IDENTIFIER if owner == "its own lab" else OTHER_LAB
     [organization] = [e["resource"]["id"] for e in search(
         fhir, "Organization", identifier=f"{identifier[0]}|{identifier[1]}")["entry"]]
@@ -517,8 +521,8 @@ def _sharing_tags(stored: dict[str, Any]) -> set[str]:
     return {t.get("code") for t in stored.get("meta", {}).get("tag", []) if t.get("system") == SHARING}
 
 
-def test_a_result_posted_with_sharing_tags_is_stored_without_them(fhir, lab_middleware, as_user) -> None:
-    ordered = sent(fhir, PrescriptionSpec(DUPONT, LAMBERT, f"ESC-{uuid.uuid4().hex[:10].upper()}", [GLUCOSE],
+def test_a_result_posted_with_sharing_tags_is_stored_without_them(fhir, lab_middleware, as_user, rng) -> None:
+    ordered = sent(fhir, PrescriptionSpec(DUPONT, LAMBERT, number_from(rng, "ESC"), [GLUCOSE],
                                           lab=LAB_IDENTIFIER))
     request = lab_middleware.get(ordered["requests"][0]).json()
     response = lab_middleware.post("Observation", json=_labelled(result(request, GLUCOSE[0], 6.1, "mmol/L")))
@@ -528,8 +532,8 @@ def test_a_result_posted_with_sharing_tags_is_stored_without_them(fhir, lab_midd
     assert seen == {"tags": set(), "patient": {"read": True, "found": set()}}
 
 
-def test_a_result_updated_with_sharing_tags_is_stored_without_them(fhir, lab_middleware, as_user) -> None:
-    ordered = sent(fhir, PrescriptionSpec(DUPONT, LAMBERT, f"ESC-{uuid.uuid4().hex[:10].upper()}", [GLUCOSE],
+def test_a_result_updated_with_sharing_tags_is_stored_without_them(fhir, lab_middleware, as_user, rng) -> None:
+    ordered = sent(fhir, PrescriptionSpec(DUPONT, LAMBERT, number_from(rng, "ESC"), [GLUCOSE],
                                           lab=LAB_IDENTIFIER))
     request = lab_middleware.get(ordered["requests"][0]).json()
     result_id = posted(lab_middleware, result(request, GLUCOSE[0], 6.3, "mmol/L"))
@@ -569,8 +573,8 @@ def issue_with_defaults(biologist: httpx.Client, web_root: str, task_id: str) ->
 
 
 def test_a_masked_result_stays_masked_in_a_corrected_report_and_an_identical_one_is_refused(
-        fhir, lab_middleware, desk, biologist, web_root, as_user) -> None:
-    spec = PrescriptionSpec(DUPONT, LAMBERT, f"ESC-{uuid.uuid4().hex[:10].upper()}", [NFS, GLUCOSE],
+        fhir, lab_middleware, desk, biologist, web_root, as_user, rng) -> None:
+    spec = PrescriptionSpec(DUPONT, LAMBERT, number_from(rng, "ESC"), [NFS, GLUCOSE],
                             lab=LAB_IDENTIFIER)
     task_id = imported_for(fhir, desk, web_root, spec)
     nfs, glucose = prescribed(fhir, task_id, NFS[0]), prescribed(fhir, task_id, GLUCOSE[0])
@@ -605,9 +609,9 @@ def test_a_masked_result_stays_masked_in_a_corrected_report_and_an_identical_one
 
 # --- 7. an AuditEvent shown to a patient names only that patient --------------------------
 
-def test_a_patients_access_trail_names_no_other_patient(fhir, lab_middleware, web_root, as_user) -> None:
+def test_a_patients_access_trail_names_no_other_patient(fhir, lab_middleware, web_root, as_user, rng) -> None:
     """The lab's searches return both patients' data at once, their text naming both."""
-    orders = {who: sent(fhir, PrescriptionSpec(person, LAMBERT, f"ESC-{uuid.uuid4().hex[:10].upper()}", [GLUCOSE],
+    orders = {who: sent(fhir, PrescriptionSpec(person, LAMBERT, number_from(rng, "ESC"), [GLUCOSE],
                                                lab=LAB_IDENTIFIER))
               for who, person in (("dupont", DUPONT), ("lefevre", LEFEVRE))}
     people = {"dupont": DUPONT, "lefevre": LEFEVRE}
@@ -640,11 +644,11 @@ def test_a_patients_access_trail_names_no_other_patient(fhir, lab_middleware, we
 # --- 8. every stored resource can be read and put back unchanged --------------------------
 
 @pytest.fixture(scope="module")
-def chain(fhir, lab_middleware, desk, biologist, web_root) -> dict[str, Any]:
+def chain(fhir, lab_middleware, desk, biologist, web_root, rng_module) -> dict[str, Any]:
     """One prescription through its whole life: sent, imported, sampled, resulted, reported,
     discussed. Type -> one reference of each kind, by who owns it."""
-    spec = PrescriptionSpec(random_person(random.Random(uuid.uuid4().hex)), LAMBERT,
-                            f"ESC-{uuid.uuid4().hex[:10].upper()}", [GLUCOSE], lab=LAB_IDENTIFIER)
+    spec = PrescriptionSpec(random_person(rng_module), LAMBERT, number_from(rng_module, "ESC"), [GLUCOSE],
+                            lab=LAB_IDENTIFIER)
     made = sent(fhir, spec)
     task_id = imported(fhir, desk, web_root, spec)
     glucose = prescribed(fhir, task_id, GLUCOSE[0])

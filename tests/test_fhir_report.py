@@ -122,14 +122,14 @@ def test_results_and_battery_members_resolve_inside_the_bundle() -> None:
 def test_a_high_glucose_carries_h_and_its_reference_range() -> None:
     glucose = by_code(resources(), "40193-5")
     assert glucose["status"] == "final"
-    assert glucose["valueQuantity"] == {"value": 7.2, "unit": "mmol/L", "system": UCUM,
+    assert glucose["valueQuantity"] == {"value": Decimal("7.2"), "unit": "mmol/L", "system": UCUM,
                                         "code": "mmol/L"}
     assert glucose["interpretation"][0]["coding"] == [{
         "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
         "code": "H", "display": "Anormalement haut"}]
     assert glucose["referenceRange"] == [{
-        "low": {"value": 3.9, "unit": "mmol/L", "system": UCUM, "code": "mmol/L"},
-        "high": {"value": 6.1, "unit": "mmol/L", "system": UCUM, "code": "mmol/L"}}]
+        "low": {"value": Decimal("3.9"), "unit": "mmol/L", "system": UCUM, "code": "mmol/L"},
+        "high": {"value": Decimal("6.1"), "unit": "mmol/L", "system": UCUM, "code": "mmol/L"}}]
     assert [c["coding"][0]["code"] for c in glucose["category"]] == ["laboratory", "18719-5"]
     assert glucose["specimen"] == {"reference": "Specimen/serum-1"}
     assert [b["reference"] for b in glucose["basedOn"]] == list(REFS.requests)

@@ -8,7 +8,6 @@ traits (female, born March 1979), so that no two tests share a history."""
 import base64
 import dataclasses
 import random
-import uuid
 from typing import Any
 
 import httpx
@@ -22,7 +21,7 @@ from bilan.results.document.cda import cda_document
 from bilan.results.document.report import Chapter, Result
 from bilan.results.elsewhere.cda_reading import MAX_BYTES, read_cr_bio
 from bilan.results.elsewhere.imported import DATA, IMPORTED, document_of, observations
-from tests.helpers import ANS_CDA_EXAMPLES, diagnostics, expressions, search
+from tests.helpers import ANS_CDA_EXAMPLES, diagnostics, expressions, search, uuid_from
 from tests.lab_reports import BILLION_LAUGHS, report
 
 EXAMPLES = {p.name.removeprefix("BIO-CR-BIO_2024.01_").removesuffix(".xml"): p
@@ -191,14 +190,14 @@ def test_microbiology_batteries_isolates_and_antibiograms(importer, patient) -> 
 
 # Inside an MHD Provide Document Bundle
 
-def mhd_bundle(patient: str, document: bytes) -> dict[str, Any]:
+def mhd_bundle(rng: random.Random, patient: str, document: bytes) -> dict[str, Any]:
     """An MHD Provide Document Bundle: a SubmissionSet List and the DocumentReference."""
-    doc_url, set_url = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
+    doc_url, set_url = f"urn:uuid:{uuid_from(rng)}", f"urn:uuid:{uuid_from(rng)}"
     submission = {
         "resourceType": "List", "status": "current", "mode": "working",
         "meta": {"profile": [f"{MHD}/StructureDefinition/IHE.MHD.Minimal.SubmissionSet"]},
         "identifier": [{"use": "usual", "system": "urn:ietf:rfc:3986",
-                        "value": f"urn:oid:1.2.250.1.999.{uuid.uuid4().int % 10**9}"}],
+                        "value": f"urn:oid:1.2.250.1.999.{uuid_from(rng).int % 10**9}"}],
         "code": {"coding": [{"system": f"{MHD}/CodeSystem/MHDlistTypes", "code": "submissionset"}]},
         "subject": {"reference": patient}, "date": "2021-04-01T17:15:00+01:00",
         "entry": [{"item": {"reference": doc_url}}],
@@ -211,9 +210,9 @@ def mhd_bundle(patient: str, document: bytes) -> dict[str, Any]:
                  "request": {"method": "POST", "url": "DocumentReference"}}]}
 
 
-def test_an_mhd_provide_document_bundle_is_imported_in_one_transaction(importer, patient) -> None:
+def test_an_mhd_provide_document_bundle_is_imported_in_one_transaction(importer, patient, rng) -> None:
     reference, ins = patient
-    response = importer.post("", json=mhd_bundle(reference, example("TSH_1", ins)))
+    response = importer.post("", json=mhd_bundle(rng, reference, example("TSH_1", ins)))
     assert response.status_code == 200, response.text
     locations = [e["response"]["location"] for e in response.json()["entry"]]
     document_id = locations[1].split("/")[1]
@@ -306,7 +305,7 @@ def test_other_documents_are_stored_as_sent_and_never_imported(importer, patient
 
 # Sent twice, or replaced
 
-def test_the_same_document_is_imported_once(importer, patient) -> None:
+def test_the_same_document_is_imported_once(importer, patient, rng) -> None:
     reference, ins = patient
     document = example("TSH_1", ins)
     first = importer.post("DocumentReference", json=document_reference(reference, document))
@@ -325,7 +324,7 @@ def test_the_same_document_is_imported_once(importer, patient) -> None:
         "resource": document_reference(reference, document),
         "request": {"method": "POST", "url": "DocumentReference"}}]})
     assert in_bundle.status_code == 409
-    resent = mhd_bundle(reference, document)  # the sender's software sends it again, conditionally
+    resent = mhd_bundle(rng, reference, document)  # the sender's software sends it again, conditionally
     resent["entry"][1]["request"]["ifNoneExist"] = criteria
     conditional = importer.post("", json=resent)
     assert conditional.status_code == 200, conditional.text

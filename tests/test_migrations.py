@@ -1,7 +1,7 @@
 """Data migrations on a database of their own (SQLite, or a throw-away PostgreSQL schema):
 what was stored before a revision reads the same after it."""
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import insert, select, text, update
@@ -10,7 +10,7 @@ from bilan.app import build_services
 from bilan.demo.load import lab_directory
 from bilan.demo.prescriptions import bundle
 from bilan.fhir.parsing import validate
-from bilan.results.issuing.issuing import TASK_OUTPUT, Issuing, Version, _version, report_status
+from bilan.results.issuing.issuing import TASK_OUTPUT, Version, _version, issued_documents, report_status
 from bilan.settings import Settings
 from bilan.storage.database import create_engine
 from bilan.storage.migrate import downgrade, upgrade
@@ -98,22 +98,20 @@ def test_reports_issued_before_0006_read_by_their_codes(own_database: Settings) 
             async with engine.begin() as conn:
                 for resource_type, id_, content in stored:
                     row = {"resource_type": resource_type, "id": id_, "version_id": 1,
-                           "last_updated": datetime(2026, 11, 24, 8, 0), "deleted": False, "content": content}
+                           "last_updated": datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc), "deleted": False, "content": content}
                     await conn.execute(insert(resources).values(row))
                     await conn.execute(insert(resource_versions).values({**row, "method": "POST"}))
             await downgrade(engine, "0005")
             await upgrade(engine)
-            services = build_services(engine, own_database)
-            issuing = Issuing(services.records, "", "")
             async with engine.begin() as conn:
                 repo = Repository(conn)
                 task = await repo.read("Task", "t-1")
-                assert task is not None and task.content is not None
-                versions = await issuing._documents(repo, task.content)
+                assert task is not None
+                versions = await issued_documents(repo, task.content)
                 history = list(await conn.execute(select(resource_versions.c.id, resource_versions.c.content).where(
                     resource_versions.c.resource_type == "DocumentReference").order_by(resource_versions.c.id)))
                 other = await repo.read("DocumentReference", "elsewhere")
-                assert other is not None and other.content is not None
+                assert other is not None
             return (task.content, history, [_version(n, s) for n, s in enumerate(versions, 1)],
                     report_status(versions, complete=True), other.content)
         finally:

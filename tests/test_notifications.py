@@ -3,7 +3,7 @@ queued with the change, delivered after commit, retried until the receiver is ba
 
 import asyncio
 import json
-import uuid
+import random
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -28,7 +28,7 @@ from tests.deliveries import (
     subscribe,
     subscribed,
 )
-from tests.helpers import DEMO_PRESCRIBER_RPPS, expressions, run
+from tests.helpers import DEMO_PRESCRIBER_RPPS, expressions, run, uuid_from
 from tests.orders import addressed, open_by_number, send, task_of
 from tests.receivers import MailRelay, Webhook, eventually
 from tests.web import log_in, submit
@@ -142,8 +142,8 @@ class Refused(Exception):
     pass
 
 
-def test_a_change_that_rolls_back_queues_nothing(settings, webhook: Webhook) -> None:
-    marker = f"urn:uuid:{uuid.uuid4()}"
+def test_a_change_that_rolls_back_queues_nothing(settings, webhook: Webhook, rng: random.Random) -> None:
+    marker = f"urn:uuid:{uuid_from(rng)}"
     owner = f"rpps:{DEMO_PRESCRIBER_RPPS}"
     subscription = activate({
         "resourceType": "Subscription", "status": "requested", "reason": "Suivi",
@@ -151,14 +151,14 @@ def test_a_change_that_rolls_back_queues_nothing(settings, webhook: Webhook) -> 
         "channel": {"type": "rest-hook", "endpoint": f"{webhook.url}/hook"}})
     task = {"resourceType": "Task", "status": "requested", "intent": "order",
             "identifier": [{"system": "urn:ietf:rfc:3986", "value": marker}]}
-    rolled_back, kept = str(uuid.uuid4()), str(uuid.uuid4())
+    rolled_back, kept, subscription_id = (str(uuid_from(rng)) for _ in range(3))
 
     async def scenario() -> list[OutboxItem]:
         engine = create_engine(settings)
         records = build_services(engine, settings).records
         try:
             async with records.work(None) as work:
-                await work.write([Write("Subscription", str(uuid.uuid4()), subscription, "POST")],
+                await work.write([Write("Subscription", subscription_id, subscription, "POST")],
                                  owner=owner)
             with pytest.raises(Refused):
                 async with records.work(None) as work:
@@ -178,8 +178,8 @@ def test_a_change_that_rolls_back_queues_nothing(settings, webhook: Webhook) -> 
 
 
 def test_a_message_for_the_prescriber_is_mailed_to_their_secure_address(
-        settings, mail_relay: MailRelay) -> None:
-    to, about = f"dr.{uuid.uuid4().hex[:8]}@medecin.mssante.fr", f"Task/{uuid.uuid4()}"
+        settings, mail_relay: MailRelay, rng: random.Random) -> None:
+    to, about = f"dr.{uuid_from(rng).hex[:8]}@medecin.mssante.fr", f"Task/{uuid_from(rng)}"
     mail_to_prescriber(settings, to, about)
 
     [mail] = eventually(lambda: mail_relay.to(to), what="the e-mail")
@@ -191,8 +191,8 @@ def test_a_message_for_the_prescriber_is_mailed_to_their_secure_address(
     assert (item.channel, item.target, item.attempts) == ("email", to, 1)
 
 
-def test_a_mail_waits_while_the_relay_is_down(settings, mail_relay: MailRelay) -> None:
-    to, about = f"dr.{uuid.uuid4().hex[:8]}@medecin.mssante.fr", f"Task/{uuid.uuid4()}"
+def test_a_mail_waits_while_the_relay_is_down(settings, mail_relay: MailRelay, rng: random.Random) -> None:
+    to, about = f"dr.{uuid_from(rng).hex[:8]}@medecin.mssante.fr", f"Task/{uuid_from(rng)}"
     mail_relay.down()
     try:
         mail_to_prescriber(settings, to, about)
@@ -247,7 +247,7 @@ def test_workers_sharing_the_outbox_never_claim_the_same_row(settings) -> None:
     assert (late, holder) == (False, True)
 
 
-def test_a_notification_is_given_up_after_its_last_attempt_with_its_error(settings) -> None:
+def test_a_notification_is_given_up_after_its_last_attempt_with_its_error(settings, rng: random.Random) -> None:
     later = utc_now() + timedelta(days=365)  # never due for the server's worker
 
     async def attempt(conn: AsyncConnection, item_id: int, at: datetime) -> tuple[str, OutboxItem]:
@@ -262,7 +262,7 @@ def test_a_notification_is_given_up_after_its_last_attempt_with_its_error(settin
 
     async def work(conn: AsyncConnection) -> list[tuple[str, OutboxItem]]:
         item_id = await outbox.enqueue(conn, outbox.REST_HOOK, "https://example.org/hook", {},
-                                       about=f"Task/{uuid.uuid4()}", now=later)
+                                       about=f"Task/{uuid_from(rng)}", now=later)
         outcomes = [await attempt(conn, item_id, later)]
         outcomes.append(await attempt(conn, item_id, outcomes[-1][1].next_attempt_at))
         outcomes.append(await attempt(conn, item_id, outcomes[-1][1].next_attempt_at))

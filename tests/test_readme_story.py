@@ -43,7 +43,7 @@ def demo(settings: Settings, own_database: Settings, second_root: str, web_root:
 @pytest.fixture
 def people(demo: str) -> Iterator[dict[str, httpx.Client]]:
     """The demo accounts, each logged in through the provider's form."""
-    opened = {name: log_in(demo, name)[0] for name in ("accueil.martin", "bio.durand", "dr.lambert")}
+    opened = {name: log_in(demo, name)[0] for name in ("accueil.martin", "tech.bernard", "bio.durand", "dr.lambert")}
     yield opened
     for browser in opened.values():
         browser.close()
@@ -143,3 +143,23 @@ def test_the_readme_story_is_true_step_by_step(demo: str, people: dict[str, http
     assert view.status_code == 200 and "DUPONT" in view.text.upper()
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
     assert cda.status_code == 200 and b"ClinicalDocument" in cda.content
+
+    # The lab's home page counts what waits: DEMO-2026-9100's results (and Dr Lambert's message),
+    # DEMO-2026-9101's report to issue.
+    home = biologist.get(f"{demo}/")
+    assert re.search(r'Résultats à valider</a> <span class="badge urgent" id="compte-a-valider">1<', home.text)
+    queues = biologist.get(link(home, "Résultats à valider"))
+    waiting = queues.text.split('id="a-emettre"')
+    assert "DEMO-2026-9100" in waiting[0] and "DEMO-2026-9101" in waiting[1]
+    assert "Merci de m&#39;appeler si la glycémie dépasse 7 mmol/L." in waiting[1]
+    # As tech.bernard, validate them technically; as bio.durand, biologically.
+    technician = people["tech.bernard"]
+    to_validate = technician.get(link(technician.get(link(technician.get(f"{demo}/"), "Résultats à valider")),
+                                      "DEMO-2026-9100"))
+    chosen = re.findall(r'name="resultats" value="([^"]+)"', to_validate.text)
+    assert chosen and "Validation biologique" not in to_validate.text
+    checked = submit(technician, to_validate, to_validate.url.path, {"action": "technique", "resultats": chosen})
+    assert checked.status_code == 200 and "Validé techniquement par technician:staff-tech-bernard" in checked.text
+    page = biologist.get(str(to_validate.url))
+    done = submit(biologist, page, page.url.path, {"action": "biologique", "resultats": chosen})
+    assert done.status_code == 200 and "Validé biologiquement par biologist:10000000017" in done.text

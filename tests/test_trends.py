@@ -2,18 +2,18 @@
 originals kept, what cannot be converted kept apart; $lastn and date-sorted searches; never a
 result the patient may not see yet.
 
-Marie Dupont (patient.dupont) gets results from the demo lab (the whole flow: prescription,
-import, analysers, validation, issued report shared in her space) and from another lab (a CR-BIO
-posted as a DocumentReference). Other tests give her results too: assertions name the results
-each test made."""
+A patient of the module's own (drawn from its seed) gets results from the demo lab (the whole
+flow: prescription, import, analysers, validation, issued report shared in her space) and from
+another lab (a CR-BIO posted as a DocumentReference). She asks the API with a token carrying her
+INS (signed by the local provider's key: it has no account for her), and the trends service as
+the Caller that token makes. No other test gives her anything: the assertions are exact."""
 
 import base64
 import dataclasses
 import random
-import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 import httpx
 import pytest
@@ -21,9 +21,11 @@ from sqlalchemy import select
 
 from bilan.app import build_services
 from bilan.auth.caller import Caller
+from bilan.demo.prescriptions import Person, random_person
 from bilan.fhir.outcomes import FhirError, Forbidden, NotFound
 from bilan.fhir.text import normalise
 from bilan.prescription import tracking
+from bilan.records.service import Records
 from bilan.results.document.cda import cda_document
 from bilan.results.document.fhir_report import OBSERVATION_CATEGORY
 from bilan.results.document.report import (
@@ -35,18 +37,19 @@ from bilan.results.document.report import (
     Result,
     Specimen,
 )
-from bilan.results.views.trends import Series, Trends
+from bilan.results.views import Trends
+from bilan.results.views.trends import Series
 from bilan.settings import Settings
 from bilan.storage.database import create_engine
 from bilan.storage.tables import resources, search_index
+from tests.helpers import client, search, uuid_from
 from tests.helpers import (
     run as in_thread,  # the browser tests keep a loop in this thread
 )
-from tests.helpers import search, seeded
+from tests.identity import patient_auth
 from tests.lab_reports import PARIS, SPECIMEN_TYPE
 from tests.lab_reports import report as cda_report
 from tests.orders import addressed, imported_for, prescribed
-from tests.people import DUPONT
 from tests.results import decide, issue, posted, result
 from tests.web import submit
 
@@ -55,7 +58,6 @@ GLUCOSE_EXAM, RENAL_EXAM, HBA1C_EXAM = ("40193-5", "Glycémie à jeun"), ("45066
     ("4548-4", "Hémoglobine glyquée (HbA1c)")
 OTHER_LAB = Organization("930012345", "Laboratoire des Lilas", cda_report().lab.address, ("tel:0148000000",))
 DEMO_LAB = "Laboratoire Bilan Paris Est"
-PATIENT = Caller("patient", f"patient.dupont-{uuid.uuid4()}", frozenset(), ins=DUPONT.ins)  # her, in the service
 LABORATORY = [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "laboratory"}]}]
 T = TypeVar("T")
 
@@ -69,15 +71,19 @@ def reference_range(low: float, high: float, unit: str) -> list[dict[str, Any]]:
              "high": {"value": high, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}]
 
 
-def with_trends(settings: Settings, call: Callable[[Trends], Awaitable[T]]) -> T:
-    """Call the trends service on the test database, as the app does."""
+def in_service(settings: Settings, call: Callable[[Records], Awaitable[T]]) -> T:
+    """Call the service on the test database, as the app does."""
     async def run() -> T:
         engine = create_engine(settings)
         try:
-            return await call(Trends(build_services(engine, settings).records))
+            return await call(build_services(engine, settings).records)
         finally:
             await engine.dispose()
     return in_thread(run())
+
+
+def with_trends(settings: Settings, call: Callable[[Trends], Awaitable[T]]) -> T:
+    return in_service(settings, lambda records: call(Trends(records)))
 
 
 def audit_events(settings: Settings, caller: Caller) -> list[dict[str, Any]]:
@@ -95,15 +101,6 @@ def audit_events(settings: Settings, caller: Caller) -> list[dict[str, Any]]:
     return in_thread(found())
 
 
-def series_of(settings: Settings, key: str) -> Series:
-    return with_trends(settings, lambda trends: trends.series(PATIENT, key))
-
-
-def count_of(settings: Settings, key: str) -> int:
-    found = with_trends(settings, lambda trends: trends.analytes(PATIENT))
-    return next((a.count for a in found if a.key == key), 0)
-
-
 def by_id(series: Series) -> dict[str, Any]:
     return {p.observation_id: p for p in series.points}
 
@@ -112,13 +109,31 @@ def apart_by_id(series: Series) -> dict[str, Any]:
     return {p.observation_id: p for p in series.apart}
 
 
+@pytest.fixture(scope="module")
+def person(rng_module: random.Random) -> Person:
+    return random_person(rng_module)
+
+
+@pytest.fixture(scope="module")
+def her(person: Person) -> Caller:
+    """The patient in the service, as her token makes her (subject and INS)."""
+    return Caller("patient", f"fc-patient-{person.ins}", frozenset({"openid", "profile", "bilan"}), ins=person.ins)
+
+
+@pytest.fixture(scope="module")
+def her_api(server: str, issuer: str, her: Caller) -> Iterator[httpx.Client]:
+    """Her on the FHIR API."""
+    with client(server, patient_auth(issuer, server, her.subject, her.ins)) as api:
+        yield api
+
+
 def shared_order(fhir: httpx.Client, desk: httpx.Client, biologist: httpx.Client, lab_middleware: httpx.Client,
-                 web_root: str, rng: Any, exams: list[tuple[str, str]],
+                 web_root: str, rng: random.Random, patient: Person, exams: list[tuple[str, str]],
                  results: list[tuple[str, str, float, str, dict[str, Any]]], hidden: bool = False) -> tuple[str, list[str]]:
-    """A prescription for Marie Dupont, its results (exam, code, value, unit, more) validated
-    and the report issued (shared in her space, the results hidden until released if
-    `hidden`); the Task id and the results' ids."""
-    spec = addressed(rng, exams=exams, patient=DUPONT)
+    """A prescription for `patient`, its results (exam, code, value, unit, more) validated and
+    the report issued (shared in her space, the results hidden until released if `hidden`);
+    the Task id and the results' ids."""
+    spec = addressed(rng, exams=exams, patient=patient)
     task_id = imported_for(fhir, desk, web_root, spec)
     requests = {code: prescribed(fhir, task_id, code) for code, _ in exams}
     ids = [posted(lab_middleware, result(requests[exam], code, value, unit, category=LABORATORY, **more))
@@ -129,18 +144,22 @@ def shared_order(fhir: httpx.Client, desk: httpx.Client, biologist: httpx.Client
     return task_id, ids
 
 
-def other_lab_document(lab_file: str, results: list[Result], when: datetime) -> dict[str, Any]:
-    """A CR-BIO from another lab about Marie Dupont, as a DocumentReference for her lab file."""
+def other_lab_document(rng: random.Random, patient: Person, lab_file: str, results: list[Result],
+                       when: datetime) -> dict[str, Any]:
+    """A CR-BIO from another lab about `patient`, as a DocumentReference for her lab file."""
     base = cda_report()
-    patient = dataclasses.replace(base.patient, birth_family="DUPONT", birth_given=("MARIE", "LOUISE"),
-                                  birth_date=DUPONT.birth, ins=DUPONT.ins, ins_system=DUPONT.ins_system)
+    identity = dataclasses.replace(
+        base.patient, birth_family=patient.family.upper(), birth_given=tuple(g.upper() for g in patient.given),
+        sex="F" if patient.gender == "female" else "M", birth_date=patient.birth, ins=patient.ins,
+        ins_system=patient.ins_system)
     serum = Specimen(Code("SER", "Sérum", SPECIMEN_TYPE), when, when)
     blood = Specimen(Code("BLD", "Sang total", SPECIMEN_TYPE), when, when)
     chapters = (Chapter("18719-5", "Biochimie", tuple(r for r in results if r.code != "59261-8"), specimens=(serum,)),
                 Chapter("18723-7", "Hématologie", tuple(r for r in results if r.code == "59261-8"), specimens=(blood,)))
-    document = cda_report(document_id=Identifier(str(uuid.uuid4()).upper()), set_id=Identifier(str(uuid.uuid4()).upper()),
-                          patient=patient, lab=OTHER_LAB, effective_time=when, validated_at=when,
-                          received_at=when, prescribed_at=when, chapters=chapters)
+    document = cda_report(document_id=Identifier(str(uuid_from(rng)).upper()),
+                          set_id=Identifier(str(uuid_from(rng)).upper()), patient=identity, lab=OTHER_LAB,
+                          effective_time=when, validated_at=when, received_at=when, prescribed_at=when,
+                          chapters=chapters)
     return {"resourceType": "DocumentReference", "status": "current", "subject": {"reference": lab_file},
             "content": [{"attachment": {"contentType": "text/xml",
                                         "data": base64.b64encode(cda_document(document)).decode("ascii")}}]}
@@ -152,11 +171,15 @@ def measured(code: str, display: str, value: str, unit: str, low: str, high: str
 
 
 @pytest.fixture(scope="module")
-def two_labs(fhir, lab_middleware, desk, biologist, web_root, as_user, rng_module) -> dict[str, str]:
-    """Marie Dupont's glucose, creatinine and HbA1c from the demo lab (g/L, mg/L, %) and from
-    another lab (mmol/L, umol/L, and HbA1c in mmol/mol, which does not convert to %)."""
+def two_labs(fhir, lab_middleware, desk, biologist, web_root, as_user, rng_module, person) -> dict[str, str]:
+    """Her glucose, creatinine and HbA1c from the demo lab (g/L, mg/L, %; and an earlier
+    glucose) and from another lab (mmol/L, umol/L, and HbA1c in mmol/mol, which does not
+    convert to %)."""
+    _, [earlier] = shared_order(
+        fhir, desk, biologist, lab_middleware, web_root, rng_module, person, [GLUCOSE_EXAM],
+        [(GLUCOSE_EXAM[0], "2345-7", 0.95, "g/L", {"effectiveDateTime": at(2025, 11, 18)})])
     task_id, (glucose, creatinine, hba1c) = shared_order(
-        fhir, desk, biologist, lab_middleware, web_root, rng_module, [GLUCOSE_EXAM, RENAL_EXAM, HBA1C_EXAM], [
+        fhir, desk, biologist, lab_middleware, web_root, rng_module, person, [GLUCOSE_EXAM, RENAL_EXAM, HBA1C_EXAM], [
             (GLUCOSE_EXAM[0], "2345-7", 1.10, "g/L",
              {"effectiveDateTime": at(2026, 3, 10), "referenceRange": reference_range(0.74, 1.06, "g/L")}),
             (RENAL_EXAM[0], "2160-0", 9.0, "mg/L",
@@ -167,7 +190,7 @@ def two_labs(fhir, lab_middleware, desk, biologist, web_root, as_user, rng_modul
     lab_file = tracking.lab_file_of(fhir.get(f"Task/{task_id}").json()) or glucose_subject
     when = datetime(2025, 9, 2, 7, 30, tzinfo=PARIS)
     importer = as_user("bio.durand")
-    stored = importer.post("DocumentReference", json=other_lab_document(lab_file, [
+    stored = importer.post("DocumentReference", json=other_lab_document(rng_module, person, lab_file, [
         measured("14749-6", "Glucose", "5.9", "mmol/L", "3.9", "6.1", when),
         measured("14682-9", "Créatinine", "80", "umol/L", "45", "104", when),
         measured("59261-8", "HbA1c (IFCC)", "48", "mmol/mol", "20", "42", when, "H"),
@@ -176,23 +199,19 @@ def two_labs(fhir, lab_middleware, desk, biologist, web_root, as_user, rng_modul
     document = stored.json()["id"]
     imported = {r["resource"]["code"]["coding"][0]["code"]: r["resource"]["id"]
                 for r in search(importer, "Observation", **{"derived-from": f"DocumentReference/{document}"})["entry"]}
-    return {"glucose": glucose, "creatinine": creatinine, "hba1c": hba1c, "task": task_id, "lab_file": lab_file,
-            "glucose_subject": glucose_subject,
+    return {"glucose": glucose, "earlier_glucose": earlier, "creatinine": creatinine, "hba1c": hba1c,
+            "task": task_id, "lab_file": lab_file, "glucose_subject": glucose_subject,
             "other_glucose": imported["14749-6"], "other_creatinine": imported["14682-9"],
             "other_hba1c": imported["59261-8"]}
 
 
-@pytest.fixture(scope="module")
-def rng_module(request: pytest.FixtureRequest) -> random.Random:
-    """Like `rng`, for the module's shared data."""
-    return seeded(request.node.nodeid)
-
-
-def test_one_series_per_analyte_across_labs_and_units(two_labs, settings) -> None:
-    glucose = series_of(settings, "glucose")
+def test_one_series_per_analyte_across_labs_and_units(two_labs, settings, her) -> None:
+    glucose = with_trends(settings, lambda trends: trends.series(her, "glucose"))
     assert glucose.label == "Glycémie" and glucose.unit == "mmol/L"
     assert (glucose.chapter, glucose.chapter_label) == ("18719-5", "Biochimie")
     points = by_id(glucose)
+    assert set(points) == {two_labs["glucose"], two_labs["earlier_glucose"], two_labs["other_glucose"]}
+    assert glucose.apart == ()
     ours, theirs = points[two_labs["glucose"]], points[two_labs["other_glucose"]]
     assert (ours.value, ours.unit, ours.original_value, ours.original_unit) == (Decimal("6.1"), "mmol/L",
                                                                                  Decimal("1.1"), "g/L")
@@ -202,12 +221,14 @@ def test_one_series_per_analyte_across_labs_and_units(two_labs, settings) -> Non
                                                                             Decimal("3.9"), Decimal("6.1"))
     assert ours.lab == DEMO_LAB and theirs.lab == OTHER_LAB.name
     assert ours.when == datetime(2026, 3, 10, 7, 15, tzinfo=timezone.utc)
-    assert [p.when for p in glucose.points] == sorted(p.when for p in glucose.points)  # oldest first
+    assert [p.observation_id for p in glucose.points] == [  # oldest first
+        two_labs["other_glucose"], two_labs["earlier_glucose"], two_labs["glucose"]]
     assert all(p.unit == "mmol/L" for p in glucose.points)
     assert glucose.low is not None and glucose.high is not None
 
-    creatinine = series_of(settings, "creatinine")
+    creatinine = with_trends(settings, lambda trends: trends.series(her, "creatinine"))
     assert creatinine.unit == "umol/L"
+    assert set(by_id(creatinine)) == {two_labs["creatinine"], two_labs["other_creatinine"]}
     ours, theirs = by_id(creatinine)[two_labs["creatinine"]], by_id(creatinine)[two_labs["other_creatinine"]]
     assert (ours.value, ours.original_value, ours.original_unit) == (Decimal("80"), Decimal("9.0"), "mg/L")
     assert (ours.low, ours.high) == (Decimal("45"), Decimal("104"))
@@ -215,45 +236,45 @@ def test_one_series_per_analyte_across_labs_and_units(two_labs, settings) -> Non
     assert not ours.out_of_range and not theirs.out_of_range
 
 
-def test_a_result_that_cannot_be_converted_stays_apart(two_labs, settings) -> None:
-    hba1c = series_of(settings, "hba1c")
+def test_a_result_that_cannot_be_converted_stays_apart(two_labs, settings, her) -> None:
+    hba1c = with_trends(settings, lambda trends: trends.series(her, "hba1c"))
     assert hba1c.unit == "%"
-    assert two_labs["hba1c"] in by_id(hba1c)
-    apart = apart_by_id(hba1c)[two_labs["other_hba1c"]]  # mmol/mol (IFCC) is no factor away from %
-    assert two_labs["other_hba1c"] not in by_id(hba1c)
+    assert set(by_id(hba1c)) == {two_labs["hba1c"]}
+    assert set(apart_by_id(hba1c)) == {two_labs["other_hba1c"]}  # mmol/mol (IFCC) is no factor away from %
+    apart = apart_by_id(hba1c)[two_labs["other_hba1c"]]
     assert (apart.value, apart.unit, apart.original_unit) == (Decimal("48"), "mmol/mol", "mmol/mol")
     assert apart.flag == "H" and apart.out_of_range
-    summary = next(a for a in with_trends(settings, lambda t: t.analytes(PATIENT)) if a.key == "hba1c")
-    assert summary.count == len(hba1c.points) + len(hba1c.apart)
+    summary = next(a for a in with_trends(settings, lambda t: t.analytes(her)) if a.key == "hba1c")
+    assert summary.count == 2  # the point and the one apart
 
 
-def test_analytes_are_found_by_their_french_names(two_labs, settings) -> None:
-    every = with_trends(settings, lambda trends: trends.analytes(PATIENT))
-    keys = [a.key for a in every]
-    assert {"glucose", "creatinine", "hba1c"} <= set(keys)
+def test_analytes_are_found_by_their_french_names(two_labs, settings, her) -> None:
+    every = with_trends(settings, lambda trends: trends.analytes(her))
+    assert sorted(a.key for a in every) == ["creatinine", "glucose", "hba1c"]
     order = [(normalise(a.chapter_label), normalise(a.label)) for a in every]
     assert order == sorted(order)  # by chapter, then label
     glucose = next(a for a in every if a.key == "glucose")
-    assert glucose.label == "Glycémie" and glucose.count >= 2
-    assert glucose.last.when == max(p.when for p in series_of(settings, "glucose").points)
-    for typed in ("glycémie", "GLYCEMIE", "glucose", "Glyc"):
-        assert "glucose" in [a.key for a in with_trends(settings, lambda t: t.analytes(PATIENT, typed))], typed
-    found = [a.key for a in with_trends(settings, lambda t: t.analytes(PATIENT, "créatinine"))]
-    assert "creatinine" in found and "glucose" not in found
-    assert with_trends(settings, lambda t: t.analytes(PATIENT, "cholestérol zz")) == []
+    assert glucose.label == "Glycémie" and glucose.count == 3
+    assert glucose.last.observation_id == two_labs["glucose"]  # 2026-03-10, her newest
+    for typed, keys in (("glycémie", ["glucose"]), ("GLYCEMIE", ["glucose"]), ("glucose", ["glucose"]),
+                        ("Glyc", ["glucose", "hba1c"])):  # the start of "hémoglobine glyquée" too
+        assert sorted(a.key for a in with_trends(settings, lambda t: t.analytes(her, typed))) == keys, typed
+    assert [a.key for a in with_trends(settings, lambda t: t.analytes(her, "créatinine"))] == ["creatinine"]
+    assert with_trends(settings, lambda t: t.analytes(her, "cholestérol zz")) == []
 
 
-def test_every_call_is_audited_and_an_unknown_analyte_is_a_404(two_labs, settings) -> None:
-    before = len(audit_events(settings, PATIENT))
-    series_of(settings, "glucose")
-    with_trends(settings, lambda trends: trends.analytes(PATIENT, "glyc"))
-    events = audit_events(settings, PATIENT)
-    assert len(events) == before + 2
+def test_every_call_is_audited_and_an_unknown_analyte_is_a_404(two_labs, settings, her) -> None:
+    before = {e["id"] for e in audit_events(settings, her)}
+    with_trends(settings, lambda trends: trends.series(her, "glucose"))
+    with_trends(settings, lambda trends: trends.analytes(her, "glyc"))
+    events = [e for e in audit_events(settings, her) if e["id"] not in before]
+    assert len(events) == 2
     assert all(e["subtype"][0]["code"] == "search-type" and e["outcome"] == "0" for e in events)
-    assert {two_labs["glucose_subject"], two_labs["lab_file"]} & {e["what"]["reference"] for event in events for e in event.get("entity", []) if "what" in e}
+    named = {e["what"]["reference"] for event in events for e in event.get("entity", []) if "what" in e}
+    assert named == {two_labs["glucose_subject"], two_labs["lab_file"]}  # her files, no one else's
     for key in ("not-an-analyte", "9999-9", "code-bm90IGEgY29kZQ", "GLY"):
         with pytest.raises(FhirError) as missing:
-            series_of(settings, key)
+            with_trends(settings, lambda trends: trends.series(her, key))
         assert isinstance(missing.value, NotFound) and "Aucun résultat" in str(missing.value)
     doctor = Caller("prescriber", "dr.lambert", frozenset(), rpps="10003456786")
     with pytest.raises(FhirError) as refused:
@@ -273,43 +294,41 @@ def entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     return [e["resource"] for e in bundle.get("entry", [])]
 
 
-def test_lastn_gives_the_last_results_of_each_code(two_labs, as_user, fhir) -> None:
-    patient = as_user("patient.dupont")
-    codes = f"{LOINC}|2345-7,{LOINC}|14749-6,{LOINC}|2160-0"
-    every = entries(lastn(patient, code=codes, max=100))
-    assert {two_labs["glucose"], two_labs["other_glucose"], two_labs["creatinine"]} <= {o["id"] for o in every}
-    last = entries(lastn(patient, code=codes))  # max=1 by default: the latest of each code
-    for code in ("2345-7", "14749-6", "2160-0"):
-        same = [o for o in every if o["code"]["coding"][0]["code"] == code]
-        newest = max(o["effectiveDateTime"] for o in same)
-        kept = [o for o in last if o["code"]["coding"][0]["code"] == code]
-        assert kept and all(o["effectiveDateTime"] == newest for o in kept), code
-    dates = [o["effectiveDateTime"] for o in last]
-    assert dates == sorted(dates, key=lambda d: datetime.fromisoformat(d), reverse=True)  # newest first
+def ids_of(bundle: dict[str, Any]) -> list[str]:
+    return [e["resource"]["id"] for e in bundle.get("entry", [])]
 
-    # The prescriber's software: the patient named, by category.
-    subject = fhir.get(f"Observation/{two_labs['glucose']}").json()["subject"]["reference"]
+
+def test_lastn_gives_the_last_results_of_each_code(two_labs, her_api, fhir) -> None:
+    codes = f"{LOINC}|2345-7,{LOINC}|14749-6,{LOINC}|2160-0"
+    glucose, earlier, other, creatinine = (two_labs[k] for k in ("glucose", "earlier_glucose", "other_glucose",
+                                                                   "creatinine"))
+    assert set(ids_of(lastn(her_api, code=codes, max=100))) == {glucose, earlier, other, creatinine}
+    last = entries(lastn(her_api, code=codes))  # max=1 by default: the latest of each code, newest first
+    assert {o["id"] for o in last[:2]} == {glucose, creatinine} and [o["id"] for o in last[2:]] == [other]
+    dates = [o["effectiveDateTime"] for o in last]  # 2026-03-10 twice, then 2025-09-02
+    assert dates == sorted(dates, key=lambda d: datetime.fromisoformat(d), reverse=True)
+
+    # The prescriber's software: the patient named, by category; his prescriptions' results only.
+    subject = fhir.get(f"Observation/{glucose}").json()["subject"]["reference"]
     by_category = entries(lastn(fhir, patient=subject, category="laboratory", max=100))
-    assert two_labs["glucose"] in {o["id"] for o in by_category}
+    assert {o["id"] for o in by_category} == {glucose, earlier, creatinine, two_labs["hba1c"]}
     assert all(o["subject"]["reference"] == subject for o in by_category)
 
     assert fhir.get("Observation/$lastn", params={"code": codes}).status_code == 400  # whose?
-    assert patient.get("Observation/$lastn", params={"max": "0", "code": codes}).status_code == 400
-    assert patient.get("Observation/$lastn", params={"patient": subject}).status_code == 400  # which codes?
+    assert her_api.get("Observation/$lastn", params={"max": "0", "code": codes}).status_code == 400
+    assert her_api.get("Observation/$lastn", params={"patient": subject}).status_code == 400  # which codes?
 
 
-def test_search_by_patient_code_and_date_sorted_by_date(two_labs, as_user) -> None:
-    patient = as_user("patient.dupont")
-    files = {two_labs["lab_file"], patient.get(f"Observation/{two_labs['glucose']}").json()["subject"]["reference"]}
-    found = search(patient, "Observation", patient=",".join(sorted(files)),
-                   code=f"{LOINC}|2345-7,{LOINC}|14749-6", date="ge2025-01-01", _sort="date", _count=100)
-    dates = [datetime.fromisoformat(e["resource"]["effectiveDateTime"]) for e in found["entry"]]
-    assert dates == sorted(dates)
-    ids = [e["resource"]["id"] for e in found["entry"]]
-    assert ids.index(two_labs["other_glucose"]) < ids.index(two_labs["glucose"])  # 2025-09 before 2026-03
-    newest_first = search(patient, "Observation", code=f"{LOINC}|2345-7,{LOINC}|14749-6", _sort="-date")
-    dates = [datetime.fromisoformat(e["resource"]["effectiveDateTime"]) for e in newest_first["entry"]]
-    assert dates == sorted(dates, reverse=True)
+def test_search_by_patient_code_and_date_sorted_by_date(two_labs, her_api) -> None:
+    files = ",".join(sorted({two_labs["lab_file"], two_labs["glucose_subject"]}))  # the lab's, the prescriber's
+    codes = f"{LOINC}|2345-7,{LOINC}|14749-6"
+    oldest_first = [two_labs["other_glucose"], two_labs["earlier_glucose"], two_labs["glucose"]]
+    found = search(her_api, "Observation", patient=files, code=codes, date="ge2025-01-01", _sort="date", _count=100)
+    assert ids_of(found) == oldest_first  # 2025-09, 2025-11, 2026-03
+    newest_first = search(her_api, "Observation", code=codes, _sort="-date")
+    assert ids_of(newest_first) == oldest_first[::-1]
+    since = search(her_api, "Observation", code=codes, date="ge2025-10-01", _sort="-date")
+    assert ids_of(since) == oldest_first[:0:-1]
 
 
 def test_the_capability_statement_declares_lastn(fhir) -> None:
@@ -318,36 +337,36 @@ def test_the_capability_statement_declares_lastn(fhir) -> None:
                                          "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn"}]
 
 
+def what_she_sees(api: httpx.Client, settings: Settings, her: Caller, observation_id: str,
+                  codes: str) -> dict[str, Any]:
+    """Whether she finds the result by a search, by $lastn, in her trend, by reading it; and how
+    many glucose results her trends count."""
+    series = with_trends(settings, lambda trends: trends.series(her, "glucose"))
+    counted = next(a.count for a in with_trends(settings, lambda trends: trends.analytes(her)) if a.key == "glucose")
+    return {"search": observation_id in ids_of(search(api, "Observation", code=codes, _count=500)),
+            "lastn": observation_id in ids_of(lastn(api, code=codes, max=500)),
+            "series": observation_id in by_id(series),
+            "read": api.get(f"Observation/{observation_id}").status_code == 200, "count": counted}
+
+
 def test_a_hidden_result_appears_nowhere_until_released(
-        two_labs, fhir, lab_middleware, desk, biologist, doctor, web_root, settings, as_user, rng_module) -> None:
-    patient = as_user("patient.dupont")
+        two_labs, fhir, lab_middleware, desk, biologist, doctor, web_root, settings, her, her_api, person,
+        rng) -> None:
     codes = f"{LOINC}|2345-7"
-    count = count_of(settings, "glucose")
-    # Measured now: her newest 2345-7 whatever other tests gave her before (their results are
-    # dated in the past), so that $lastn's one per code is exactly this one once released.
-    now = datetime.now(PARIS).replace(microsecond=0).isoformat()
     task_id, [hidden] = shared_order(
-        fhir, desk, biologist, lab_middleware, web_root, rng_module, [GLUCOSE_EXAM],
-        [(GLUCOSE_EXAM[0], "2345-7", 1.32, "g/L", {"effectiveDateTime": now})], hidden=True)
+        fhir, desk, biologist, lab_middleware, web_root, rng, person, [GLUCOSE_EXAM],
+        [(GLUCOSE_EXAM[0], "2345-7", 1.32, "g/L", {"effectiveDateTime": at(2026, 4, 20)})], hidden=True)
     assert fhir.get(f"Observation/{hidden}").json()["meta"]["security"][0]["code"] == "INVISIBLE_PATIENT"
 
-    def seen() -> dict[str, bool]:
-        return {"search": hidden in {e["resource"]["id"] for e in search(patient, "Observation", code=codes,
-                                                                          _count=500).get("entry", [])},
-                "lastn": hidden in {o["id"] for o in entries(lastn(patient, code=codes, max=500))},
-                "series": hidden in by_id(series_of(settings, "glucose")),
-                "read": patient.get(f"Observation/{hidden}").status_code == 200}
-
-    assert seen() == dict.fromkeys(("search", "lastn", "series", "read"), False)
-    assert hidden not in {o["id"] for o in entries(lastn(patient, code=codes))}
-    assert count_of(settings, "glucose") == count
+    unseen = dict.fromkeys(("search", "lastn", "series", "read"), False)
+    assert what_she_sees(her_api, settings, her, hidden, codes) == {**unseen, "count": 3}
+    assert ids_of(lastn(her_api, code=codes)) == [two_labs["glucose"]]
 
     page = doctor.get(f"{web_root}/prescripteur/prescriptions/{task_id}")
     released = submit(doctor, page, f"/prescripteur/prescriptions/{task_id}/levee-masquage", {})
     assert released.status_code == 200
-    assert seen() == dict.fromkeys(("search", "lastn", "series", "read"), True)
-    assert count_of(settings, "glucose") == count + 1
-    point = by_id(series_of(settings, "glucose"))[hidden]
+    assert what_she_sees(her_api, settings, her, hidden, codes) == {**dict.fromkeys(unseen, True), "count": 4}
+    point = by_id(with_trends(settings, lambda trends: trends.series(her, "glucose")))[hidden]
     assert (point.value, point.unit, point.original_value, point.original_unit) == (
         Decimal("7.33"), "mmol/L", Decimal("1.32"), "g/L")
-    assert [o["id"] for o in entries(lastn(patient, code=codes))] == [hidden]
+    assert ids_of(lastn(her_api, code=codes)) == [hidden]  # 2026-04-20: now her newest 2345-7

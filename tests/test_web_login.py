@@ -1,14 +1,13 @@
 """People log in to bilan's pages through the OpenID provider, and log out of both."""
 
 import time
-from datetime import date
 
 import httpx
 import pytest
 
-from bilan.demo.prescriptions import Person, patient_resource
-from bilan.prescription.ins import INS_NIR_TEST
+from bilan.demo.prescriptions import patient_resource
 from tests.helpers import search
+from tests.people import DUPONT
 from tests.servers import running
 from tests.web import follow, form, log_in
 
@@ -30,8 +29,8 @@ def test_login_opens_a_session(web_root: str, server: str, username: str, shown:
 
 def test_logout_needs_the_form_token_and_ends_both_sessions(web_root: str, server: str,
                                                             as_user, fhir) -> None:
-    dupont = patient_resource(Person("Dupont", ["Marie"], "female", date(1979, 3, 12), "279035121518989"))
-    fhir.post("Patient", json=dupont, headers={"If-None-Exist": f"identifier={INS_NIR_TEST}|279035121518989"})
+    fhir.post("Patient", json=patient_resource(DUPONT),
+              headers={"If-None-Exist": f"identifier={DUPONT.ins_system}|{DUPONT.ins}"})
     browser, home = log_in(web_root, "patient.dupont")
 
     forged = browser.post(f"{web_root}/auth/logout")  # no CSRF token: a cross-site post
@@ -47,7 +46,8 @@ def test_logout_needs_the_form_token_and_ends_both_sessions(web_root: str, serve
     again = follow(browser, browser.get(f"{web_root}/auth/login"))
     assert "Identifiant" in again.text  # the provider asks for the password again
 
-    trail = search(as_user("patient.dupont"), "AuditEvent", subtype="login,logout")
+    # Her two newest: this login and logout (other tests log her in too, earlier).
+    trail = search(as_user("patient.dupont"), "AuditEvent", subtype="login,logout", _sort="-date", _count=2)
     assert {e["resource"]["subtype"][0]["code"] for e in trail["entry"]} == {"login", "logout"}
 
 

@@ -1,7 +1,6 @@
 """Answering in the format the client asked for: FHIR JSON by default, XML on request."""
 
 import base64
-from datetime import timezone
 from email.utils import format_datetime
 from typing import Any, Mapping
 
@@ -41,7 +40,7 @@ def asks_for_fhir(request: Request[Any, Any, Any]) -> bool:
 
 def binary_response(stored: Stored) -> Response[bytes]:
     """A Binary's content in its own media type (FHIR R4 3.1.0.1.2, Binary read)."""
-    content = stored.content or {}
+    content = stored.content
     return Response(base64.b64decode(content.get("data", "")), status_code=200,
                     media_type=content.get("contentType", "application/octet-stream"),
                     headers=version_headers(stored))
@@ -61,7 +60,7 @@ def fhir_response(request: Request[Any, Any, Any], body: dict[str, Any] | None, 
 def version_headers(stored: Stored, base_url: str | None = None) -> dict[str, str]:
     headers = {
         "ETag": etag(stored),
-        "Last-Modified": format_datetime(stored.last_updated.replace(tzinfo=timezone.utc), usegmt=True),
+        "Last-Modified": format_datetime(stored.last_updated, usegmt=True),
     }
     if base_url is not None:
         headers["Location"] = (f"{base_url}/{stored.resource_type}/{stored.id}"

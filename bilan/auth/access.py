@@ -2,7 +2,7 @@
 
 - A prescriber (or practice software acting for one) sees the prescriptions they wrote, their
   patients, the context and results of those prescriptions.
-- Lab staff (reception, biologist) and lab middleware see the prescriptions addressed to their
+- Lab staff (reception, technician, biologist) and lab middleware see the prescriptions addressed to their
   lab and what hangs off them.
 - A patient sees only their own data, and of their results and reports only those shared in
   their space and not hidden until released (bilan/results/masking.py).

@@ -1,4 +1,4 @@
-"""Who is calling: a person (prescriber, reception, biologist, patient) or practice software or
+"""Who is calling: a person (prescriber, reception, technician, biologist, patient) or practice software or
 lab middleware acting for a prescriber or a lab, as read from a verified access token."""
 
 from dataclasses import dataclass
@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 from bilan.fhir.outcomes import Forbidden, Issue
 
-Kind = Literal["prescriber", "reception", "biologist", "patient", "practice-software",
+Kind = Literal["prescriber", "reception", "technician", "biologist", "patient", "practice-software",
                "lab-middleware"]
-PEOPLE: tuple[Kind, ...] = ("prescriber", "reception", "biologist", "patient")
+PEOPLE: tuple[Kind, ...] = ("prescriber", "reception", "technician", "biologist", "patient")
+LAB_PEOPLE: tuple[Kind, ...] = ("reception", "technician", "biologist")
 MACHINES: tuple[Kind, ...] = ("practice-software", "lab-middleware")
 
 
@@ -33,7 +34,12 @@ class Caller:
 
     @property
     def for_lab(self) -> bool:
-        return self.kind in ("reception", "biologist", "lab-middleware")
+        return self.kind in (*LAB_PEOPLE, "lab-middleware")
+
+    @property
+    def signer(self) -> str:
+        """Who signs a step of the lab's work: the person (RPPS, else their account), not the lab."""
+        return f"{self.kind}:{self.rpps or self.subject}"
 
     @property
     def label(self) -> str:
@@ -55,7 +61,7 @@ def caller_from_claims(claims: dict[str, Any], address: str | None) -> Caller:
                       address=address)
     if kind == "prescriber" and claims.get("rpps"):
         return Caller("prescriber", str(claims["sub"]), scopes, rpps=claims["rpps"], address=address)
-    if kind in ("reception", "biologist") and claims.get("lab_finess"):
+    if kind in LAB_PEOPLE and claims.get("lab_finess"):
         return Caller(kind, str(claims["sub"]), scopes, rpps=claims.get("rpps"),
                       lab_finess=claims["lab_finess"], address=address)
     if kind == "patient" and claims.get("ins"):

@@ -18,6 +18,7 @@ ROLE_WRITES: dict[str, tuple[str, ...]] = {
     "prescriber": PRESCRIPTION,
     "practice-software": (*PRESCRIPTION, "DocumentReference", "List"),  # reports from the DMP
     "reception": ("Patient", "Task", "Specimen", "Communication"),
+    "technician": ("Task", "Specimen", "Observation", "Communication"),
     "biologist": ("Patient", "Task", "Specimen", "ServiceRequest", "Observation",
                   "DiagnosticReport", "DocumentReference", "List", "Communication"),
     "lab-middleware": ("Observation", "Specimen", "Task", "DiagnosticReport", "DocumentReference",
@@ -54,21 +55,24 @@ UNIQUE_IDENTIFIERS: dict[str, tuple[str, ...]] = {
 KEPT_WHILE_REFERRED = ("Patient", *DIRECTORY)
 
 # Domain actions, by who may take them.
-LAB_STAFF: tuple[Kind, ...] = ("reception", "biologist")
+LAB_STAFF: tuple[Kind, ...] = ("reception", "technician", "biologist")
+LAB: tuple[Kind, ...] = (*LAB_STAFF, "lab-middleware")
 ACTIONS: dict[str, tuple[tuple[Kind, ...], str]] = {
     "reception": (LAB_STAFF, "Seul le personnel du laboratoire a accès à la réception."),
-    "results-desk": (("reception", "biologist", "lab-middleware"), "Réservé au laboratoire."),
+    "results-desk": (LAB, "Réservé au laboratoire."),
+    # Reception reads the results desk (to answer a caller) but validates nothing.
+    "validate-technically": (("technician", "biologist"),
+                             "Seuls un technicien ou un biologiste valident techniquement un résultat."),
     "validate-biologically": (("biologist",), "Seul un biologiste valide ou corrige un résultat validé."),
-    "enter-results": (("biologist",), "Votre rôle ne permet pas d'enregistrer des résultats."),
+    "enter-results": (("technician", "biologist"), "Votre rôle ne permet pas d'enregistrer des résultats."),
     "adapt": (("biologist",), "Seul un biologiste peut adapter une prescription."),
     "answer-adaptation": (("prescriber", "practice-software"),
                           "Seul le prescripteur accepte ou refuse une adaptation."),
     "issue": (("biologist",), "Seul un biologiste émet le compte rendu."),
     "release": (("prescriber", "practice-software", "biologist"),
                 "Seuls le prescripteur et le biologiste lèvent le masquage."),
-    "follow-order": (("prescriber", "practice-software", "reception", "biologist", "lab-middleware"),
-                     "Réservé aux professionnels."),
-    "deliveries": (("reception", "biologist", "lab-middleware"), "Réservé au laboratoire."),
+    "follow-order": (("prescriber", "practice-software", *LAB), "Réservé aux professionnels."),
+    "deliveries": (LAB, "Réservé au laboratoire."),
     # Trends are the patient's own: for anyone else they would mix several patients.
     "trends": (("patient",), "Les courbes de résultats sont réservées au patient concerné."),
 }

@@ -18,7 +18,12 @@ from bilan.demo.prescriptions import (
     bundle,
     patient_resource,
 )
-from bilan.demo.results import load_past_reports, load_reports_from_elsewhere
+from bilan.demo.results import (
+    IN_PROGRESS,
+    load_past_reports,
+    load_reports_from_elsewhere,
+    load_work_in_progress,
+)
 from bilan.prescription.catalogue import read_csv
 from bilan.prescription.identity import LAB_PATIENT
 from bilan.prescription.practitioners import RPPS
@@ -73,11 +78,14 @@ async def load_demo(settings: Settings) -> None:
         lab_file = await load_past_reports(records, transactions, QUALIFIED[0], PRESCRIBERS[0], LAB_IDENTIFIER,
                                            LAB_FINESS, BIOLOGIST_RPPS, web_root(settings))
         await load_reports_from_elsewhere(records, lab_file, LAB_FINESS, BIOLOGIST_RPPS)
+        await load_work_in_progress(records, transactions, QUALIFIED[0], PRESCRIBERS[0], LAB_IDENTIFIER,
+                                    LAB_FINESS, BIOLOGIST_RPPS)
     finally:
         await engine.dispose()
     print(f"demo data loaded: {count} catalogue entries, 1 lab with {len(LAB_FILES)} patient files, "
           f"{len(PRESCRIBERS)} prescribers, {len(QUALIFIED)} patients, {len(QUALIFIED) + 1} prescriptions, "
-          f"{QUALIFIED[0].given[0]} {QUALIFIED[0].family}'s past reports (3 from this lab, 3 from others)")
+          f"{QUALIFIED[0].given[0]} {QUALIFIED[0].family}'s past reports (3 from this lab, 3 from others) "
+          f"and {len(IN_PROGRESS)} orders in the lab's queues")
 
 
 def lab_directory() -> list[tuple[dict[str, Any], str]]:

@@ -1,8 +1,9 @@
 """Past reports for the demo: Marie Dupont's last three check-ups at the demo lab, taken through
 the same steps as at the lab (import at reception, results from the analysers, biological
-validation, issue), and the three ANS example reports as documents from other labs. Loading
-again changes nothing: an order already imported is left as it is, and a document already
-imported is found by its identifier."""
+validation, issue), the three ANS example reports as documents from other labs, and the lab's
+work in progress for its queues (results to validate, a report to issue, a prescriber's
+message). Loading again changes nothing: an order already imported is left as it is, and a
+document already imported is found by its identifier."""
 
 import base64
 from datetime import datetime, timedelta, timezone
@@ -11,6 +12,7 @@ from typing import Any
 from bilan.auth.caller import Caller
 from bilan.demo.prescriptions import EXAMS, Person, Prescriber, PrescriptionSpec, bundle
 from bilan.prescription import tracking
+from bilan.prescription.messaging import KINDS_SYSTEM
 from bilan.prescription.reception import NEW_FILE, Reception
 from bilan.records.service import Records
 from bilan.records.transaction import Transactions
@@ -57,7 +59,7 @@ async def load_past_reports(records: Records, transactions: Transactions, patien
             same = [c.reference for c in found.candidates if c.traits.ins == found.patient.ins]
             await reception.import_prescription(desk, row.task_id, same[0] if same else NEW_FILE)
             await _report(records, reception, results, issuing, (desk, middleware, biologist), row.task_id, n, when)
-        lab_file = tracking.lab_file_of((await records.read(desk, "Task", row.task_id)).content or {})
+        lab_file = tracking.lab_file_of((await records.read(desk, "Task", row.task_id)).content)
     return lab_file
 
 
@@ -66,14 +68,62 @@ async def _report(records: Records, reception: Reception, results: ResultsDesk, 
     """The analysers' results of check-up n, validated and issued."""
     desk, middleware, biologist = callers
     found = await reception.open(desk, task_id)
-    ids = []
     for asked, reported, unit, values in CHECKUPS:
         request = next(e for e in found.exams if e.code == asked)
-        saved = await records.create(middleware, _result(request.reference, found.row.patient, reported,
-                                                         values[n], unit, when))
-        ids.append(saved.stored.id)
-    await results.decide(biologist, task_id, "biologique", ids, "")
+        await records.create(middleware, _result(request.reference, found.row.patient, reported, values[n], unit, when))
+    await _validate_all(results, biologist, task_id)
     await issuing.issue(biologist, task_id, Choices())
+
+
+async def _validate_all(results: ResultsDesk, biologist: Caller, task_id: str) -> None:
+    """Biological validation of every open result of the order, calculated ones included."""
+    await results.decide(biologist, task_id, "biologique", [r.id for r in await results.results(biologist, task_id)
+                                                          if r.open], "")
+
+
+# The lab's work in progress: (number, day, whether validated, the prescriber's message).
+IN_PROGRESS = [
+    ("DEMO-2026-9100", datetime(2026, 12, 1, 7, 30, tzinfo=timezone.utc), False,
+     "Merci de m'appeler si la glycémie dépasse 7 mmol/L."),
+    ("DEMO-2026-9101", datetime(2026, 12, 2, 7, 45, tzinfo=timezone.utc), True, ""),
+]
+
+
+async def load_work_in_progress(records: Records, transactions: Transactions, patient: Person,
+                                prescriber: Prescriber, lab: tuple[str, str], lab_finess: str,
+                                biologist_rpps: str) -> None:
+    """Orders of the demo patient still at the lab: results awaiting validation with a message
+    from the prescriber, and validated results whose report is not issued yet."""
+    desk = Caller("reception", "demo-loader", frozenset(), lab_finess=lab_finess)
+    biologist = Caller("biologist", "demo-loader", frozenset(), rpps=biologist_rpps, lab_finess=lab_finess)
+    middleware = Caller("lab-middleware", "demo-loader", frozenset({"system/*.*"}), lab_finess=lab_finess)
+    software = Caller("practice-software", "demo-loader", frozenset({"system/*.*"}), rpps=prescriber.rpps)
+    reception, results = Reception(records), ResultsDesk(records)
+    labels = dict(EXAMS)
+    exams = sorted({(asked, labels.get(asked, asked)) for asked, *_ in CHECKUPS})
+    for number, when, validated, message in IN_PROGRESS:
+        await transactions.process(None, bundle(PrescriptionSpec(
+            patient=patient, prescriber=prescriber, requisition=number, exams=exams, lab=lab,
+            authored=when.replace(hour=6), clinical_question="Contrôle glycémique")))
+        [row] = await reception.worklist(desk, number)
+        if row.status != "received":
+            continue
+        found = await reception.open(desk, row.task_id)
+        same = [c.reference for c in found.candidates if c.traits.ins == found.patient.ins]
+        await reception.import_prescription(desk, row.task_id, same[0] if same else NEW_FILE)
+        found = await reception.open(desk, row.task_id)
+        for asked, reported, unit, values in CHECKUPS:
+            request = next(e for e in found.exams if e.code == asked)
+            await records.create(middleware, _result(request.reference, found.row.patient, reported,
+                                                      values[-1], unit, when))
+        if validated:
+            await _validate_all(results, biologist, row.task_id)
+        if message:
+            await records.create(software, {
+                "resourceType": "Communication", "status": "completed",
+                "category": [{"coding": [{"system": KINDS_SYSTEM, "code": "message"}]}],
+                "partOf": [{"reference": f"Task/{row.task_id}"}],
+                "payload": [{"contentString": message}]})
 
 
 async def load_reports_from_elsewhere(records: Records, patient: str, lab_finess: str,

@@ -1,5 +1,6 @@
 """Bundles bilan answers with: searchset, history and transaction-response."""
 
+from datetime import datetime
 from typing import Any, Protocol, Sequence
 from urllib.parse import urlencode
 
@@ -16,11 +17,11 @@ class StoredLike(Protocol):
     @property
     def version_id(self) -> int: ...
     @property
-    def last_updated(self) -> Any: ...
+    def last_updated(self) -> datetime: ...
     @property
     def deleted(self) -> bool: ...
     @property
-    def content(self) -> dict[str, Any] | None: ...
+    def content(self) -> dict[str, Any]: ...
 
 
 def etag(stored: StoredLike) -> str:
@@ -97,7 +98,7 @@ def history(base_url: str, path: str, total: int, offset: int, count: int,
             "response": {"status": "410 Gone" if v.deleted else ("201 Created" if method == "POST" else "200 OK"),
                          "etag": etag(v), "lastModified": instant(v.last_updated)},
         }
-        if v.content is not None:
+        if not v.deleted:
             entry["resource"] = v.content
         entries.append(entry)
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history", "total": total,

@@ -1,4 +1,7 @@
-"""FHIR date, dateTime and instant values as half-open UTC ranges [start, end)."""
+"""FHIR date, dateTime and instant values as half-open UTC ranges [start, end).
+
+Every time in bilan's code is an aware UTC datetime; Paris time is for display only
+(bilan/french.py)."""
 
 import re
 from datetime import datetime, timedelta, timezone
@@ -12,9 +15,14 @@ _DATE = re.compile(
 def date_range(text: str) -> tuple[datetime, datetime]:
     """The instants a FHIR date/dateTime covers, e.g. '2024' -> [2024-01-01, 2025-01-01).
 
-    Values without a time zone are read as UTC. Returned datetimes are naive UTC.
+    Values without a time zone are read as UTC. Returned datetimes are aware UTC.
     Raises ValueError on a value that is not a FHIR date.
     """
+    start, end = _naive_range(text)
+    return start.replace(tzinfo=timezone.utc), end.replace(tzinfo=timezone.utc)
+
+
+def _naive_range(text: str) -> tuple[datetime, datetime]:
     match = _DATE.match(text.strip())
     if not match:
         raise ValueError(f"{text!r} is not a FHIR date or dateTime")
@@ -47,10 +55,15 @@ def date_range(text: str) -> tuple[datetime, datetime]:
     return start, start + step
 
 
+OLDEST = datetime.min.replace(tzinfo=timezone.utc)  # sorts before any real moment
+
+
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(timezone.utc)
 
 
 def instant(moment: datetime) -> str:
-    """A naive UTC datetime as a FHIR instant."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """An aware datetime as a FHIR instant, in UTC."""
+    if moment.tzinfo is None:
+        raise ValueError(f"an instant needs a time zone: {moment!r}")
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

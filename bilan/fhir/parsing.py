@@ -3,6 +3,8 @@
 import json
 import math
 import re
+import sys
+from decimal import Decimal
 from typing import Any, cast
 
 import orjson
@@ -30,6 +32,9 @@ FHIR_NS = "http://hl7.org/fhir"
 XHTML_NS = "http://www.w3.org/1999/xhtml"  # the narrative's div, and what is inside it
 XINCLUDE_NS = "http://www.w3.org/2001/XInclude"
 LARGEST_INTEGER = 2**63 - 1  # what every store and serialiser can hold
+# A decimal keeps its digits as a Decimal (FHIR: 1.950 is not 1.95); one beyond a double's range
+# would still break any float arithmetic on it, so it is refused as an infinity is.
+LARGEST_DECIMAL = Decimal(sys.float_info.max)
 
 
 def media_kind(content_type: str | None) -> str | None:
@@ -63,12 +68,20 @@ def _parse_json(body: bytes) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        if "infinity" in str(exc):  # a number beyond a double: say which element holds it
+        # A number beyond a double, or JavaScript's NaN and Infinity (not JSON, but what a
+        # faulty instrument's software writes): say which element holds it.
+        if "infinity" in str(exc) or _NOT_FINITE.search(body):
             _locate_infinity(body)
         raise bad_request(f"The body is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
         raise bad_request("The body must be a JSON object with a resourceType", "resourceType")
-    return data
+    # orjson checked the body (and says best what is wrong with it); read again, its decimals
+    # keep the digits they were sent with, which a float loses ("1.950" would become 1.95).
+    exact: dict[str, Any] = json.loads(body, parse_float=Decimal)
+    return exact
+
+
+_NOT_FINITE = re.compile(rb"[:\[,]\s*-?(NaN|Infinity)\s*[,\]}]")
 
 
 def _locate_infinity(body: bytes) -> None:
@@ -100,6 +113,8 @@ def check_values(data: Any, prefix: str) -> None:
         elif isinstance(value, int) and abs(value) > LARGEST_INTEGER:
             raise _out_of_range(path)
         elif isinstance(value, float) and not math.isfinite(value):
+            raise _out_of_range(path)
+        elif isinstance(value, Decimal) and not (value.is_finite() and abs(value) <= LARGEST_DECIMAL):
             raise _out_of_range(path)
 
 
@@ -276,7 +291,14 @@ def to_dict(model: pydantic.BaseModel) -> dict[str, Any]:
 
 
 def to_json(resource: dict[str, Any]) -> bytes:
-    return orjson.dumps(resource)
+    return orjson.dumps(resource, default=json_decimal)
+
+
+def json_decimal(value: Any) -> orjson.Fragment:
+    """A Decimal as the JSON number it is, digits kept (orjson's `default`)."""
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(str(value).encode())
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def to_xml(resource: dict[str, Any]) -> bytes:

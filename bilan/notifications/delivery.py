@@ -22,10 +22,10 @@ from functools import partial
 
 import aiosmtplib
 import httpx
-import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bilan.fhir.dates import utc_now
+from bilan.fhir.parsing import to_json
 from bilan.notifications import mail
 from bilan.notifications.outbox import (
     EMAIL,
@@ -177,7 +177,7 @@ class DeliveryWorker:
         headers = [(name, value) for name, value in request.get("headers") or []]
         body = b""
         if request.get("body") is not None:
-            body = orjson.dumps(request["body"])
+            body = to_json(request["body"])  # a FHIR body: its decimals keep their digits
             headers.append(("Content-Type", request.get("content_type") or "application/fhir+json"))
         try:
             response = await self._http.request(request["method"], request["url"],

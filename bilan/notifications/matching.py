@@ -43,7 +43,7 @@ class Notifier:
         self.base_url = base_url
 
     async def on_saved(self, work: Work, stored: list[Stored]) -> None:
-        changed = [s for s in stored if s.content is not None and not s.deleted
+        changed = [s for s in stored if not s.deleted
                    and s.resource_type not in subscriptions.UNNOTIFIED]
         if not changed:
             return
@@ -102,7 +102,7 @@ def about(version: Stored) -> str | None:
     if version.resource_type == "Task":
         return f"Task/{version.id}"
     if version.resource_type == "Communication":
-        for part in (version.content or {}).get("partOf") or []:
+        for part in version.content.get("partOf") or []:
             target = reference_target(part)
             if target and target[0] == "Task":
                 return f"Task/{target[1]}"

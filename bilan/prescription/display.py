@@ -4,6 +4,7 @@ clinical context, in French."""
 from dataclasses import dataclass
 from typing import Any
 
+from bilan import french
 from bilan.prescription.exams import (
     FLAG_NOT_REIMBURSABLE,
     FLAG_PREVENTION,
@@ -74,7 +75,8 @@ def _value(resource: dict[str, Any]) -> str:
         return str(resource["valueString"])
     if "valueQuantity" in resource:
         quantity = resource["valueQuantity"]
-        return f"{quantity.get('value', '')} {quantity.get('unit') or quantity.get('code', '')}".strip()
+        shown = quantity.get("unit") or french.unit(quantity.get("code"))
+        return " ".join(part for part in (french.number(quantity.get("value")), shown) if part)
     if "valueBoolean" in resource:
         return "Oui" if resource["valueBoolean"] else "Non"
     concept = resource.get("valueCodeableConcept")

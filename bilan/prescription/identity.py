@@ -5,6 +5,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from bilan import french
 from bilan.prescription.ins import (
     BIRTH_PLACE,
     IDENTITY_RELIABILITY,
@@ -32,12 +33,11 @@ class Traits:
     @property
     def name(self) -> str:
         """As a lab shows it: birth name in capitals, then the first given name."""
-        return " ".join(filter(None, [self.family.upper(), self.given[0] if self.given else ""]))
+        return french.person_name(self.family, self.given[:1])
 
     @property
     def birth_date_fr(self) -> str:
-        year, month, day = (self.birth_date.split("-") + ["", ""])[:3]
-        return f"{day}/{month}/{year}" if day else self.birth_date
+        return french.date(self.birth_date)
 
     @property
     def status_label(self) -> str:

@@ -5,6 +5,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bilan import french
 from bilan.auth.access import ORGANIZATION_ID
 from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import Forbidden, Issue, conflict
@@ -132,7 +133,7 @@ class PrescriptionIntake:
             "requisition_system": system, "requisition_value": value, "requester": requester,
             "lab_finess": lab[1] if lab else worklist.NOT_ADDRESSED, "received_at": now,
             "task_id": task_id, "patient": first["subject"]["reference"],
-            "patient_name": " ".join([patient.family.upper(), *patient.given]),
+            "patient_name": french.person_name(patient.family, patient.given),
             "birth_date": patient.birth_date or None, "sex": patient.sex or None,
             "ins": patient.ins or None, "identity_status": patient.status,
             "prescriber_name": prescriber[0], "exam_count": len(requests),

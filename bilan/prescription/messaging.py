@@ -101,7 +101,7 @@ def _invalid(message: str, field: str, kind: type[FhirError] = Invalid) -> FhirE
 class Messaging:
     def __init__(self, records: Records, mail_link: str):
         self.records = records
-        self.mail_link = mail_link  # where a prescriber reads the thread, for the e-mail
+        self.mail_link = mail_link  # bilan's web root, for the links in e-mails
         self.records.guards.setdefault("Communication", []).append(self.guard)
 
     async def conversation(self, caller: Caller, task_id: str) -> Conversation:
@@ -148,7 +148,7 @@ class Messaging:
             repo = work.repo
             work.allow("adapt", [f"Task/{task_id}"], "update")
             task = await tracking.order_task(work, task_id, "update")
-            content = task.content or {}
+            content = task.content
             if content.get("status") not in ("accepted", "in-progress"):
                 raise _invalid("Importez la prescription avant de l'adapter.", "Task.status", Conflict)
             originals = [b["reference"] for b in content.get("basedOn", [])]
@@ -173,7 +173,7 @@ class Messaging:
             raise _invalid("A message belongs to the thread of one prescription: partOf names its Task",
                            "Communication.partOf")
         task = await repo.read_reference(tasks[0])
-        if task is None or task.content is None:
+        if task is None or task.deleted:
             raise _invalid(f"{tasks[0]} does not exist", "Communication.partOf")
         await self.records.check_read(repo, caller, "create", task, "Communication.partOf[0]")
         kind, content = kind_of(message), task.content
@@ -192,8 +192,8 @@ class Messaging:
         return completed
 
     async def on_saved(self, work: Work, stored: list[Stored]) -> None:
-        """Act on new messages: an answer applies to its adaptation; a message to a prescriber
-        is mailed to them."""
+        """Act on new messages: an answer applies to its adaptation; a message is mailed to its
+        recipient (the prescriber, or the lab when the prescriber writes)."""
         for item in stored:
             if item.resource_type != "Communication" or item.version_id != 1 or not item.content:
                 continue
@@ -211,13 +211,13 @@ class Messaging:
         if len(changes) != 1:
             raise _invalid("An answer is about one adaptation of this prescription (about: its "
                            "ServiceRequest)", "Communication.about")
-        if adaptation.answer_of(changes[0].content or {}) != "pending":
+        if adaptation.answer_of(changes[0].content) != "pending":
             raise _invalid("Cette adaptation a déjà reçu une réponse.", "Communication.about", Conflict)
 
     async def _apply_answer(self, work: Work, message: dict[str, Any], agreed: bool) -> None:
         """The prescriber's answer (checked by the guard) applies to the lab's adaptation."""
         for change in await self._about_changes(work.repo, message):
-            await work.write([Write("ServiceRequest", change.id, adaptation.answered(change.content or {}, agreed),
+            await work.write([Write("ServiceRequest", change.id, adaptation.answered(change.content, agreed),
                                     "PUT", change.version_id)], system=True)
         for part in message.get("partOf", []):
             task_id = part.get("reference", "").removeprefix("Task/")
@@ -233,9 +233,9 @@ class Messaging:
         """The Task says whether an adaptation waits for the prescriber (bilan's bookkeeping)."""
         repo = work.repo
         task = await repo.read("Task", task_id)
-        if task is None or task.content is None:
+        if task is None or task.deleted:
             return
-        pending = any(adaptation.answer_of(s.content or {}) == "pending"
+        pending = any(adaptation.answer_of(s.content) == "pending"
                       for s in await adapted_requests(repo, self.records.base_url, task.content))
         label = PENDING_LABEL if pending else tracking.LABELS.get(task.content.get("status", ""), "")
         if (task.content.get("businessStatus") or {}).get("text") != label:
@@ -244,31 +244,33 @@ class Messaging:
             await work.write([Write("Task", task.id, content, "PUT", task.version_id)], system=True)
 
     async def _mail(self, repo: Repository, message: Stored) -> None:
-        content = message.content or {}
+        content = message.content
         for recipient in content.get("recipient", []):
             address = await mail_address(repo, recipient.get("reference", ""))
             if not address:
                 continue
             task = next((p["reference"] for p in content.get("partOf", [])), "")
             number = await _requisition(repo, task)
+            to_lab = recipient.get("reference", "").startswith("Organization/")
+            who, page = ("Le prescripteur", "reception") if to_lab else ("Le laboratoire", "prescripteur")
             await outbox.enqueue_mail(
                 repo.conn, address, f"bilan — {KINDS.get(kind_of(content), 'Message')} "
                                     f"(prescription n° {number})",
-                f"Le laboratoire vous a écrit au sujet de la prescription n° {number} :\n\n"
-                f"{_text(content)}\n\nRépondre : {self.mail_link}/prescripteur/prescriptions/"
+                f"{who} vous a écrit au sujet de la prescription n° {number} :\n\n"
+                f"{_text(content)}\n\nRépondre : {self.mail_link}/{page}/prescriptions/"
                 f"{task.removeprefix('Task/')}\n",
                 resource=f"Communication/{message.id}", about=task or None, now=utc_now())
 
     async def _thread(self, repo: Repository, task: Stored) -> Conversation:
-        content = task.content or {}
+        content = task.content
         query = parse_search("Communication", [("part-of", f"Task/{task.id}"), ("_sort", "sent")],
                              default_count=500, max_count=500)
         result = await store_search.search(repo.conn, query, self.records.base_url)
         lab = (content.get("owner") or {}).get("reference")
-        messages = [Message(s.id, (s.content or {}).get("sent", ""),
-                            (s.content or {}).get("sender", {}).get("reference") == lab,
-                            kind_of(s.content or {}), _text(s.content or {}),
-                            next((r["reference"] for r in (s.content or {}).get("inResponseTo", [])), None))
+        messages = [Message(s.id, s.content.get("sent", ""),
+                            s.content.get("sender", {}).get("reference") == lab,
+                            kind_of(s.content), _text(s.content),
+                            next((r["reference"] for r in s.content.get("inResponseTo", [])), None))
                     for s in result.matches]
         requests = await adapted_requests(repo, self.records.base_url, content)
         originals = [b["reference"] for b in content.get("basedOn", [])]
@@ -299,11 +301,11 @@ async def adapted_requests(repo: Repository, base_url: str, task: dict[str, Any]
 
 
 def _based_on(request: Stored) -> list[str]:
-    return [b.get("reference", "") for b in (request.content or {}).get("basedOn", [])]
+    return [b.get("reference", "") for b in request.content.get("basedOn", [])]
 
 
 def _change(stored: Stored, asked: dict[str, dict[str, Any]]) -> Change:
-    request = stored.content or {}
+    request = stored.content
     change = adaptation.change_of(request)
     base = [asked[r.removeprefix("ServiceRequest/")] for r in _based_on(stored)
             if r.removeprefix("ServiceRequest/") in asked]
@@ -344,7 +346,7 @@ async def _prescribed(repo: Repository, originals: list[str], original: str) -> 
     if original not in originals:
         raise _invalid("Choisissez l'examen prescrit concerné.", "original")
     found = await repo.read_reference(original)
-    if found is None or found.content is None:
+    if found is None or found.deleted:
         raise _invalid("Choisissez l'examen prescrit concerné.", "original")
     return found.content
 
@@ -357,9 +359,9 @@ async def _catalogue_code(repo: Repository, local_code: str) -> tuple[str, str]:
 
 
 async def mail_address(repo: Repository, reference: str) -> str | None:
-    """The e-mail (MSSanté) address of a Practitioner, or of a PractitionerRole and then its
-    Practitioner."""
-    if not reference.startswith(("Practitioner/", "PractitionerRole/")):
+    """The e-mail (MSSanté) address of a Practitioner, of a PractitionerRole and then its
+    Practitioner, or of an Organization (the lab's)."""
+    if not reference.startswith(("Practitioner/", "PractitionerRole/", "Organization/")):
         return None
     found = await repo.read_reference(reference)
     content = found.content if found and found.content else {}
@@ -373,4 +375,4 @@ async def mail_address(repo: Repository, reference: str) -> str | None:
 
 async def _requisition(repo: Repository, task: str) -> str:
     found = await repo.read_reference(task)
-    return ((found.content or {}).get("groupIdentifier") or {}).get("value", "") if found else ""
+    return (found.content.get("groupIdentifier") or {}).get("value", "") if found else ""

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from bilan import french
 from bilan.fhir.outcomes import Issue
 from bilan.fhir.terminology import NATIONAL_ID as NATIONAL_ID  # the systems live in terminology (auth reads them too)
 from bilan.fhir.terminology import RPPS as RPPS
@@ -32,5 +33,4 @@ def check_practitioner(practitioner: dict[str, Any], prefix: str) -> list[Issue]
 def display_name(practitioner: dict[str, Any]) -> str:
     """Title, given names and family name in capitals ("Dr Claire LAMBERT"); "" if none."""
     name = (practitioner.get("name") or [{}])[0]
-    words = [*name.get("prefix", []), *name.get("given", []), (name.get("family") or "").upper()]
-    return " ".join(w for w in words if w)
+    return french.professional_name(name.get("family") or "", name.get("given", []), name.get("prefix", []))

@@ -5,8 +5,8 @@ the order along. Every step reads and writes in one audited transaction."""
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from bilan import french
 from bilan.auth import access, policy
 from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
@@ -26,7 +26,6 @@ from bilan.storage.compartments import owned_by
 from bilan.storage.counters import next_value
 from bilan.storage.repository import Repository, Stored, Write
 
-LAB_TIME = ZoneInfo("Europe/Paris")  # accession numbers follow the lab's calendar day
 NEW_FILE = "new"
 
 
@@ -98,7 +97,7 @@ class PrescriptionFile:
         """How the lab may still end this prescription: rejected, cancelled, or neither."""
         if self.row.status == "received" and self.row.lab_finess == worklist.NOT_ADDRESSED:
             return []  # the patient may take it to another lab
-        status = (self.task.content or {}).get("status", "")
+        status = self.task.content.get("status", "")
         return [s for s in tracking.NEEDS_REASON if s in tracking.NEXT.get(status, ())]
 
     @property
@@ -145,7 +144,7 @@ class Reception:
             lab_file = await self._lab_file(work, found, file_choice)
             accession = await _accession(repo, caller.lab_finess or "", now)
             task = tracking.with_opposition(tracking.accepted(
-                found.task.content or {}, now, await self._lab(repo, caller), caller.lab_finess or "",
+                found.task.content, now, await self._lab(repo, caller), caller.lab_finess or "",
                 accession, lab_file), opposes)
             # Taking the order is the reception rule's (worklist_row: addressed to this lab or to none),
             # before the order is the lab's to read; what hangs off it is then the lab's own.
@@ -161,10 +160,10 @@ class Reception:
         async with self.records.work(caller) as work:
             repo = work.repo
             found = await self._imported(work, task_id, "update")
-            task = tracking.moved(found.task.content or {}, "in-progress", work.now)
+            task = tracking.moved(found.task.content, "in-progress", work.now)
             writes = [Write("Task", found.task.id, task, "PUT", found.task.version_id)]
-            for specimen in await order_specimens(repo, self.records.base_url, caller, found.task.content or {}):
-                content = dict(specimen.content or {}, status="available",
+            for specimen in await order_specimens(repo, self.records.base_url, caller, found.task.content):
+                content = dict(specimen.content, status="available",
                                collection={"collectedDateTime": task["lastModified"]})
                 writes.append(Write("Specimen", specimen.id, content, "PUT", specimen.version_id))
             await work.write(writes)
@@ -181,7 +180,7 @@ class Reception:
                     "Cette prescription n'est adressée à aucun laboratoire : le patient peut la "
                     "présenter ailleurs. Importez-la avant de l'annuler.", "business-rule")])
             found = await self._file(repo, caller, row)
-            task = tracking.moved(found.task.content or {}, status, work.now, reason)
+            task = tracking.moved(found.task.content, status, work.now, reason)
             if row.status == "received":
                 task["owner"] = {"reference": await self._lab(repo, caller)}
             # as for the import: the reception rule (worklist_row) lets the lab close what it may take
@@ -213,7 +212,7 @@ class Reception:
 
     async def _file(self, repo: Repository, caller: Caller, row: WorklistRow) -> PrescriptionFile:
         task = await repo.read("Task", row.task_id)
-        if task is None or task.content is None:
+        if task is None or task.deleted:
             raise tracking.unknown_prescription()
         requests = await _contents(repo, [b["reference"] for b in task.content.get("basedOn", [])])
         entries = await catalogue.orderable(repo.conn, (e for r in requests for e in _codes(r)))
@@ -247,14 +246,14 @@ class Reception:
             query = parse_search("Patient", params, default_count=20, max_count=20)
             result = await store_search.search(repo.conn, query, self.records.base_url, lambda _t: mine)
             found.update((s.id, s) for s in result.matches)
-        return [Candidate(f"Patient/{s.id}", identity.file_number(s.content or {}, caller.lab_finess or ""),
-                          identity.traits(s.content or {}),
-                          identity.compare(traits, identity.traits(s.content or {})))
+        return [Candidate(f"Patient/{s.id}", identity.file_number(s.content, caller.lab_finess or ""),
+                          identity.traits(s.content),
+                          identity.compare(traits, identity.traits(s.content)))
                 for s in found.values()]
 
     async def _order(self, repo: Repository, caller: Caller, row: WorklistRow, task: Stored,
                      exams: list[Exam]) -> Order | None:
-        content = task.content or {}
+        content = task.content
         reference = tracking.lab_file_of(content)
         lab_file = await repo.read_reference(reference)
         file_content = lab_file.content if lab_file and lab_file.content else {}
@@ -265,7 +264,7 @@ class Reception:
             reason=(content.get("statusReason") or {}).get("text", ""), lab_file=reference,
             lab_file_number=identity.file_number(file_content, row.order_lab or ""),
             lab_traits=identity.traits(file_content),
-            samples=[_sample(s.content or {}, exams) for s in specimens])
+            samples=[_sample(s.content, exams) for s in specimens])
 
     async def _lab_file(self, work: Work, found: PrescriptionFile, choice: str) -> str:
         """The lab's patient file for this order: the one the agent confirmed, or a new one.
@@ -345,7 +344,7 @@ async def _prescriber(repo: Repository, reference: str) -> tuple[str, str]:
 
 async def _accession(repo: Repository, lab_finess: str, now: datetime) -> str:
     """The order's number: the lab's calendar day and a daily sequence, e.g. 261124-0007."""
-    day = now.astimezone(LAB_TIME).strftime("%y%m%d")
+    day = french.in_paris(now).strftime("%y%m%d")  # the lab's calendar day
     return f"{day}-{await next_value(repo.conn, f'accession:{lab_finess}:{day}'):04d}"
 
 
@@ -358,7 +357,7 @@ async def order_specimens(repo: Repository, base_url: str, caller: Caller,
     query = parse_search("Specimen", [("request", requests)], default_count=100, max_count=100)
     mine = owned_by("Specimen", policy.owner_key(caller) or "")
     result = await store_search.search(repo.conn, query, base_url, lambda _t: mine)
-    return sorted(result.matches, key=lambda s: _barcode(s.content or {}))
+    return sorted(result.matches, key=lambda s: _barcode(s.content))
 
 
 def _new_specimens(found: PrescriptionFile, accession: str, lab_file: str, lab_finess: str) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bilan import french
 from bilan.prescription.identity import fold
 from bilan.storage import worklist as store
 
@@ -49,11 +50,7 @@ class WorklistRow:
 
     @property
     def birth_date_fr(self) -> str:
-        birth_date = self.birth_date or ""
-        if not _FULL_DATE.match(birth_date):
-            return birth_date  # none, or only a year (and month)
-        year, month, day = birth_date.split("-")
-        return f"{day}/{month}/{year}"
+        return french.date(self.birth_date)
 
 
 def words(text: str) -> list[str]:
@@ -72,8 +69,7 @@ def terms(row: dict[str, Any], prescriber_words: Iterable[str]) -> set[str]:
         if value:
             found.add(value)
     if _FULL_DATE.match(row.get("birth_date") or ""):
-        year, month, day = row["birth_date"].split("-")
-        found.add(f"{day}/{month}/{year}")
+        found.add(french.date(row["birth_date"]))
     return {term[:_TERM_MAX] for term in found if term}
 
 

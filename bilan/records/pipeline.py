@@ -162,18 +162,16 @@ class Work:
     async def _authorise(self, caller: Caller, write: Write, stored: Stored | None) -> None:
         path = write.path or write.resource_type
         policy.check_type(caller, write.resource_type)
-        live = stored is not None and not stored.deleted and stored.content is not None
-        if live:
-            assert stored is not None
-            await self.records.check_read(self.repo, caller, "update", stored)
+        live = stored if stored is not None and not stored.deleted else None
+        if live is not None:
+            await self.records.check_read(self.repo, caller, "update", live)
         if write.content is None:
-            if live:
+            if live is not None:
                 policy.check_delete(write.resource_type,
                                     await self.repo.referrers(write.resource_type, write.id), path)
             return
-        if live:
-            assert stored is not None and stored.content is not None
-            policy.check_change(caller, write.resource_type, stored.content, write.content,
+        if live is not None:
+            policy.check_change(caller, write.resource_type, live.content, write.content,
                                 await self.repo.owner(write.resource_type, write.id), path)
 
     def _validated(self, content: dict[str, Any], path: str | None) -> dict[str, Any]:
@@ -190,7 +188,11 @@ class Work:
             content = self._validated(content, write.path)
         content = _caller_labels_dropped(content, stored, write)
         if not write.guarded:
-            content = await self.guarded(content)
+            try:
+                content = await self.guarded(content)
+            except FhirError as error:  # said where the resource sits: Bundle.entry[1].resource...
+                error.issues = [_placed(issue, write) for issue in error.issues]
+                raise
         return replace(write, content=_visibility(content, stored, write))
 
     async def _access_rows(self, caller: Caller | None, saved: list[Stored],
@@ -198,9 +200,9 @@ class Work:
         """The rows access derives from facts fixed at intake (bilan/auth/access.py)."""
         rows: list[tuple[str, str, str, str]] = []
         for stored in saved:
-            content = stored.content
-            if content is None:
+            if stored.deleted:
                 continue
+            content = stored.content
             before = current.get((stored.resource_type, stored.id))
             created = before is None or before.deleted
             path = paths[(stored.resource_type, stored.id)]
@@ -211,7 +213,7 @@ class Work:
                          for name, value in ((REQUESTER_ROW, rpps), (LAB_ROW, finess)) if value]
             elif stored.resource_type == "Task":
                 owner = content.get("owner")
-                if not created and before is not None and (before.content or {}).get("owner") == owner:
+                if not created and before is not None and before.content.get("owner") == owner:
                     continue
                 finess = await self._finess([owner] if owner else [])
                 if caller is not None and caller.for_lab and owner and finess != caller.lab_finess:
@@ -245,17 +247,17 @@ class Work:
     async def _rpps(self, reference: str) -> list[str]:
         found = await self._lookup(reference)
         if found is not None and found.resource_type == "PractitionerRole":
-            found = await self._lookup(((found.content or {}).get("practitioner") or {}).get("reference", ""))
+            found = await self._lookup((found.content.get("practitioner") or {}).get("reference", ""))
         if found is None or found.resource_type != "Practitioner":
             return []
-        return [str(i.get("value")) for i in (found.content or {}).get("identifier", [])
+        return [str(i.get("value")) for i in found.content.get("identifier", [])
                 if i.get("system") == RPPS and i.get("value")]
 
     async def _finess(self, organizations: list[Any]) -> str | None:
         for item in organizations:
             reference = item.get("reference", "") if isinstance(item, dict) else ""
             found = await self._lookup(reference) if reference.startswith("Organization/") else None
-            for ident in (found.content or {}).get("identifier", []) if found else []:
+            for ident in found.content.get("identifier", []) if found else []:
                 value = str(ident.get("value", ""))
                 if ident.get("system") == ORGANIZATION_ID and value.startswith("1"):
                     return value[1:]
@@ -297,6 +299,14 @@ class Work:
                         f"{ident['system']}|{ident.get('value')} already identifies another "
                         f"{write.resource_type} of bilan's directory",
                         f"{write.path or write.resource_type}.identifier[{index}]")
+
+
+def _placed(issue: Issue, write: Write) -> Issue:
+    """A guard's issue about "Observation.x" as "<where the write sits>.x"."""
+    where, own = write.path, f"{write.resource_type}."
+    if not where or where == write.resource_type or not (issue.expression or "").startswith(own):
+        return issue
+    return replace(issue, expression=f"{where}.{(issue.expression or '')[len(own):]}")
 
 
 def _caller_labels_dropped(content: dict[str, Any], stored: Stored | None,

@@ -141,7 +141,7 @@ class Records:
             raise NotFound([Issue("This attachment is neither inline nor a Binary of bilan's",
                                         "not-found")])
         binary = await self.read(caller, "Binary", url.removeprefix("Binary/"))
-        return base64.b64decode((binary.content or {}).get("data", ""))
+        return base64.b64decode(binary.content.get("data", ""))
 
     async def vread(self, caller: Caller | None, resource_type: str, resource_id: str,
                     version: str) -> Stored:
@@ -274,7 +274,7 @@ class Records:
         """A live resource inside the caller's transaction, once check_read let it through;
         None when it does not exist or was deleted."""
         found = await repo.read(resource_type, resource_id)
-        if found is None or found.deleted or found.content is None:
+        if found is None or found.deleted:
             return None
         await self.check_read(repo, caller, interaction, found)
         return found

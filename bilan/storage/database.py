@@ -1,5 +1,7 @@
 """The async engine: SQLite (embedded default) or PostgreSQL, with the same behaviour."""
 
+import json
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -11,7 +13,19 @@ from bilan.settings import Settings
 
 
 def _json_dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return orjson.dumps(value, default=_decimal).decode()
+
+
+def _decimal(value: Any) -> orjson.Fragment:
+    """A Decimal as the JSON number it is: a result's 1.950 is stored as 1.950."""
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(str(value).encode())
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json_loads(text: str | bytes) -> Any:
+    """Decimals read back as Decimal, digits kept (a float would read 1.950 as 1.95)."""
+    return json.loads(text, parse_float=Decimal)
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -21,7 +35,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         settings.database_url,
         json_serializer=_json_dumps,
-        json_deserializer=orjson.loads,
+        json_deserializer=_json_loads,
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
         pool_pre_ping=True,
@@ -47,7 +61,7 @@ def _sqlite_engine(database_url: str) -> AsyncEngine:
     engine = create_async_engine(
         database_url,
         json_serializer=_json_dumps,
-        json_deserializer=orjson.loads,
+        json_deserializer=_json_loads,
         connect_args={"timeout": 30},
     )
 

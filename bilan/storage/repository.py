@@ -26,12 +26,14 @@ KEPT_ROWS = (OWNER, "_requester", "_lab")
 
 @dataclass(frozen=True)
 class Stored:
+    """A stored version. A deletion's content is empty: `deleted` says it is one."""
+
     resource_type: str
     id: str
     version_id: int
     last_updated: datetime
     deleted: bool
-    content: dict[str, Any] | None
+    content: dict[str, Any]
     method: str = ""
 
 
@@ -68,7 +70,7 @@ class StaleVersion(Exception):
 
 def stored_from_row(row: Any, method: str = "") -> Stored:
     return Stored(row.resource_type, row.id, row.version_id, row.last_updated, row.deleted,
-                  row.content, method)
+                  row.content or {}, method)
 
 
 class Repository:
@@ -116,13 +118,13 @@ class Repository:
         deleted resource."""
         key = literal(reference)
         found = await self.read(*key) if key else None
-        return found if found is not None and not found.deleted and found.content is not None else None
+        return found if found is not None and not found.deleted else None
 
     async def read_references(self, references: Iterable[str]) -> list[Stored]:
         """read_reference for several, in one query; those found, in the order asked."""
         keys = [k for k in (literal(r) for r in references) if k]
         found = await self.read_many(keys)
-        return [found[k] for k in dict.fromkeys(keys) if k in found and found[k].content is not None]
+        return [found[k] for k in dict.fromkeys(keys) if k in found and not found[k].deleted]
 
     async def read_version(self, resource_type: str, resource_id: str, version_id: int) -> Stored | None:
         v = resource_versions.c
@@ -168,9 +170,9 @@ class Repository:
             return stored
         for write in writes:
             version = (write.expected_version or 0) + 1
-            content = write.content
-            if content is not None:
-                content = dict(content, id=write.id)
+            content: dict[str, Any] = {}
+            if write.content is not None:
+                content = dict(write.content, id=write.id)
                 content["meta"] = dict(content.get("meta") or {}, versionId=str(version),
                                        lastUpdated=instant(now))
             stored.append(Stored(write.resource_type, write.id, version, now,
@@ -185,7 +187,7 @@ class Repository:
                 .where(resources.c.resource_type == s.resource_type, resources.c.id == s.id,
                        resources.c.version_id == w.expected_version)
                 .values(version_id=s.version_id, last_updated=now, deleted=s.deleted,
-                        content=s.content)
+                        content=_content_column(s))
             )
             if result.rowcount != 1:
                 raise StaleVersion(s.resource_type, s.id)
@@ -198,7 +200,7 @@ class Repository:
             {"resource_type": s.resource_type, "resource_id": s.id, "name": r.name,
              "system": r.system, "value": r.value, "exact": r.exact,
              "date_start": r.start, "date_end": r.end}
-            for s in stored if s.content is not None
+            for s in stored if not s.deleted
             for r in extract(s.content)
         ]
         if owner:
@@ -282,7 +284,11 @@ class Repository:
 
 def _resource_row(s: Stored) -> dict[str, Any]:
     return {"resource_type": s.resource_type, "id": s.id, "version_id": s.version_id,
-            "last_updated": s.last_updated, "deleted": s.deleted, "content": s.content}
+            "last_updated": s.last_updated, "deleted": s.deleted, "content": _content_column(s)}
+
+
+def _content_column(s: Stored) -> dict[str, Any] | None:
+    return None if s.deleted else s.content
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

@@ -1,5 +1,8 @@
 """The tables. Every schema change also gets an Alembic revision in migrations/versions."""
 
+from datetime import datetime, timezone
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -12,11 +15,32 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
 
 metadata = MetaData()
+
+
+class Instant(TypeDecorator[datetime]):
+    """An instant: aware UTC in code, stored as UTC in a column without a time zone (the same
+    on SQLite, which has none, and PostgreSQL). A naive datetime is refused, not guessed."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"a naive datetime cannot be stored as an instant: {value!r}")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
 
 Json = JSON().with_variant(JSONB(), "postgresql")
 
@@ -27,7 +51,7 @@ resources = Table(
     Column("resource_type", String(64), primary_key=True),
     Column("id", String(64), primary_key=True),
     Column("version_id", Integer, nullable=False),
-    Column("last_updated", DateTime, nullable=False),
+    Column("last_updated", Instant, nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
     Column("content", Json, nullable=True),
     Index("ix_resources_type_updated", "resource_type", "last_updated"),
@@ -40,7 +64,7 @@ resource_versions = Table(
     Column("resource_type", String(64), primary_key=True),
     Column("id", String(64), primary_key=True),
     Column("version_id", Integer, primary_key=True),
-    Column("last_updated", DateTime, nullable=False),
+    Column("last_updated", Instant, nullable=False),
     Column("method", String(8), nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
     Column("content", Json, nullable=True),
@@ -57,8 +81,8 @@ search_index = Table(
     Column("system", String(256), nullable=True),
     Column("value", String(256), nullable=True),
     Column("exact", String(256), nullable=True),
-    Column("date_start", DateTime, nullable=True),
-    Column("date_end", DateTime, nullable=True),
+    Column("date_start", Instant, nullable=True),
+    Column("date_end", Instant, nullable=True),
     # Partial, so that a lookup by value can never be planned on the date index (and back),
     # even before PostgreSQL has statistics on a new table.
     Index("ix_search_value", "resource_type", "name", "value",
@@ -77,7 +101,7 @@ prescriptions = Table(
     Column("requester", String(140), primary_key=True),
     Column("patient", String(140), nullable=False),
     Column("exam_codes", Text, nullable=False),
-    Column("received_at", DateTime, nullable=False),
+    Column("received_at", Instant, nullable=False),
     Column("response", JSON, nullable=False),
 )
 
@@ -96,6 +120,10 @@ catalogue = Table(
     Column("ucum", String(32), nullable=True),
     Column("ref_low", String(16), nullable=True),
     Column("ref_high", String(16), nullable=True),
+    # What a living patient's result can be, in `ucum` (results beyond are refused); for all
+    # patients: limits per sex or age, should they ever differ, would be rows of their own.
+    Column("plausible_low", String(16), nullable=True),
+    Column("plausible_high", String(16), nullable=True),
     Column("alt_ucum", String(32), nullable=True),
     Column("factor_to_alt", String(16), nullable=True),
     Column("sensitive", Boolean, nullable=False, default=False),
@@ -111,7 +139,7 @@ worklist = Table(
     Column("requisition_value", String(128), nullable=False),
     Column("requester", String(140), nullable=False),
     Column("lab_finess", String(16), nullable=False),  # the lab it is addressed to; "" for none
-    Column("received_at", DateTime, nullable=False),
+    Column("received_at", Instant, nullable=False),
     Column("task_id", String(64), nullable=False),
     Column("patient", String(140), nullable=False),
     Column("patient_name", String(256), nullable=False),
@@ -141,7 +169,7 @@ worklist_terms = Table(
     Column("term", String(64).with_variant(String(64, collation="C"), "postgresql"), primary_key=True),
     Column("lab_finess", String(16), nullable=False),
     Column("status", String(16), nullable=False),  # the row's, so that a search by state
-    Column("received_at", DateTime, nullable=False),  # never reads the lab's whole history
+    Column("received_at", Instant, nullable=False),  # never reads the lab's whole history
     Index("ix_worklist_terms_lab_term", "lab_finess", "term", "received_at"),
     Index("ix_worklist_terms_lab_status_term", "lab_finess", "status", "term"),
 )
@@ -160,11 +188,11 @@ outbox = Table(
     Column("payload", JSON, nullable=False),  # what to send (method, headers, body / subject, text)
     Column("status", String(16), nullable=False),  # pending, delivered, failed
     Column("attempts", Integer, nullable=False),
-    Column("next_attempt_at", DateTime, nullable=False),
-    Column("lease_until", DateTime, nullable=True),  # a worker is sending it until then
+    Column("next_attempt_at", Instant, nullable=False),
+    Column("lease_until", Instant, nullable=True),  # a worker is sending it until then
     Column("last_error", Text, nullable=True),
-    Column("created_at", DateTime, nullable=False),
-    Column("delivered_at", DateTime, nullable=True),
+    Column("created_at", Instant, nullable=False),
+    Column("delivered_at", Instant, nullable=True),
     Index("ix_outbox_due", "status", "next_attempt_at"),
     Index("ix_outbox_about", "about"),
 )
@@ -184,9 +212,9 @@ web_sessions = Table(
     metadata,
     Column("id", String(64), primary_key=True),  # sha256 of the cookie's token, in hex
     Column("data", JSON, nullable=False),  # who is logged in, or a login under way
-    Column("created_at", DateTime, nullable=False),
-    Column("last_seen_at", DateTime, nullable=False),  # idle timeout counts from here
-    Column("expires_at", DateTime, nullable=False),  # absolute end, whatever the activity
+    Column("created_at", Instant, nullable=False),
+    Column("last_seen_at", Instant, nullable=False),  # idle timeout counts from here
+    Column("expires_at", Instant, nullable=False),  # absolute end, whatever the activity
     Column("revoked", Boolean, nullable=False),  # logged out: refused from then on
     Index("ix_web_sessions_expires", "expires_at"),
 )

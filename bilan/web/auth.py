@@ -10,6 +10,7 @@ from bilan.auth.oidc import OidcClient
 from bilan.auth.tokens import InvalidToken
 from bilan.fhir.outcomes import FhirError, Forbidden, Issue, Unauthenticated
 from bilan.records.service import Records
+from bilan.results.queues import TITLES, LabQueues
 from bilan.settings import Settings, web_root
 from bilan.web.session import current_user, open_session, web_caller
 
@@ -24,8 +25,11 @@ class AuthController(Controller):
     path = "/"
 
     @get("/")
-    async def home(self, request: AnyRequest, settings: NamedDependency[Settings]) -> Template:
-        return Template("home.html", context={"user": current_user(request, settings)})
+    async def home(self, request: AnyRequest, settings: NamedDependency[Settings],
+                   queues: NamedDependency[LabQueues]) -> Template:
+        user = current_user(request, settings)
+        waiting = await queues.queues(web_caller(request, user)) if user and user.may("results-desk") else None
+        return Template("home.html", context={"user": user, "queues": waiting, "titles": TITLES})
 
     @get("/auth/login")
     async def login(self, request: AnyRequest, oidc: NamedDependency[OidcClient]) -> Redirect:

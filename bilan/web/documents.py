@@ -49,7 +49,7 @@ async def _content(request: AnyRequest, document_id: str, settings: Settings, re
                    kind: str) -> bytes:
     _, caller = logged_in(request, settings, "Connectez-vous pour consulter ce compte rendu.")
     document = await records.read(caller, "DocumentReference", document_id)
-    for content in (document.content or {}).get("content", []):
+    for content in document.content.get("content", []):
         attachment = content.get("attachment") or {}
         if attachment.get("contentType") in (kind, "text/xml" if kind == CDA_TYPE else kind):
             return await records.attachment(caller, attachment)

@@ -43,8 +43,8 @@ class PrescriberController(Controller):
         query = parse_search("Task", [("_sort", "-modified"), ("_include", "Task:patient")],
                              default_count=50, max_count=50)
         found = await records.search(caller, query, "_sort=-modified&_include=Task:patient")
-        patients = {f"Patient/{p.id}": traits(p.content or {}) for p in found.included}
-        tasks = [t.content or {} for t in found.matches]
+        patients = {f"Patient/{p.id}": traits(p.content) for p in found.included}
+        tasks = [t.content for t in found.matches]
         rows = [{"task": t, "patient": patients.get((t.get("for") or {}).get("reference", "")),
                  "label": tracking.LABELS.get(t.get("status", ""), "")} for t in tasks]
         return Template("prescriber/list.html", context={"user": user, "rows": rows})

@@ -19,11 +19,14 @@ from bilan.prescription.messaging import Messaging
 from bilan.prescription.reception import NEW_FILE, Reception
 from bilan.results.desk import ResultsDesk
 from bilan.results.issuing import Choices, Issuing
+from bilan.results.queues import ANSWERS, ISSUE, TITLES, VALIDATE, LabQueues
 from bilan.settings import Settings
 from bilan.web.session import WebUser, logged_in
 
 AnyRequest = Request[Any, Any, Any]
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+# Where each queue is worked, from the order's page.
+QUEUE_PAGES = {VALIDATE: "resultats", ISSUE: "resultats#compte-rendu", ANSWERS: "#echanges"}
 FILTERS = {"received": "À importer", "imported": "Importées", "cancelled": "Refusées ou annulées",
            "": "Toutes"}
 
@@ -52,6 +55,14 @@ class ReceptionController(Controller):
             return HTMXBlockTemplate(template_name="reception/worklist.html", block_name="results",
                                      context=context)
         return Template("reception/worklist.html", context=context)
+
+    @get("/a-traiter")
+    async def queues(self, request: AnyRequest, settings: NamedDependency[Settings],
+                     queues: NamedDependency[LabQueues]) -> Template:
+        user, caller = signed_in(request, settings)
+        return Template("reception/queues.html",
+                        context={"user": user, "queues": await queues.queues(caller), "titles": TITLES,
+                                 "pages": QUEUE_PAGES})
 
     @get("/prescriptions/{task_id:str}")
     async def prescription(self, request: AnyRequest, task_id: FromPath[str],

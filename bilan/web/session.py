@@ -15,12 +15,14 @@ from litestar.enums import ScopeType
 from litestar.middleware.session.base import BaseBackendConfig, BaseSessionBackend
 from litestar.types import Empty, Message, Scopes, ScopeSession
 
+from bilan.auth import policy
 from bilan.auth.caller import Caller, caller_from_claims
 from bilan.fhir.outcomes import Issue, Unauthenticated
 from bilan.settings import Settings
 from bilan.storage.sessions import WebSessions
 
 ROLE_LABELS = {"prescriber": "prescripteur", "reception": "accueil du laboratoire",
+               "technician": "technicien de laboratoire",
                "biologist": "biologiste", "patient": "patient"}
 _LOADED = "bilan.session"  # scope key: (token, data) of the live session the request came with
 
@@ -101,6 +103,10 @@ class WebUser:
     @property
     def role_label(self) -> str:
         return ROLE_LABELS.get(self.role, self.role)
+
+    def may(self, action: str) -> bool:
+        """Whether the pages offer a domain action (policy.ACTIONS); the service decides anyway."""
+        return self.role in policy.ACTIONS[action][0]
 
 
 def open_session(request: Request[Any, Any, Any], claims: dict[str, Any], id_token: str) -> None:

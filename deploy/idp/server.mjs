@@ -38,6 +38,9 @@ const USERS = {
   'accueil.martin': {
     sub: 'staff-accueil-martin', role: 'reception', lab_finess: '750100001', given_name: 'Julie', family_name: 'Martin',
   },
+  'tech.bernard': {
+    sub: 'staff-tech-bernard', role: 'technician', lab_finess: '750100001', given_name: 'Sophie', family_name: 'Bernard',
+  },
   'bio.durand': {
     sub: 'psc-810000000017', role: 'biologist', rpps: '10000000017', lab_finess: '750100001', given_name: 'Luc', family_name: 'Durand',
   },

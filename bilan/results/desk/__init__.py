@@ -1,15 +1,17 @@
 """Results in and the lab's desk: results as analysers and staff write them (the Observation
-guard: a checked UCUM unit, a computed interpretation flag), results typed by hand exam by exam,
-the delta check against the patient's previous result, and technical then biological validation.
+guard: a checked UCUM unit, a value a patient can have, a computed interpretation flag), results
+typed by hand exam by exam, the delta check against the patient's previous result, and
+technical then biological validation.
 
 Offered to the other rooms and to the pages: the intake guard, manual entry, the results desk,
-an order's validated results, and the two vocabularies every room reads (`interpretation`:
-HL7 interpretation flags; `units`: UCUM checks and conversions)."""
+an order's validated results, and the vocabularies every room reads (`interpretation`:
+HL7 interpretation flags; `units`: UCUM checks and conversions; `typed`: French numbers as
+typed and censored values, "<0,5")."""
 
-from bilan.results.desk import interpretation, units
+from bilan.results.desk import calculations, interpretation, typed, units
 from bilan.results.desk.entry import FIELDS, ResultEntry, Typed
 from bilan.results.desk.intake import ResultsIntake
 from bilan.results.desk.validation import OPEN, ResultsDesk, order_results
 
-__all__ = ["FIELDS", "OPEN", "ResultEntry", "ResultsDesk", "ResultsIntake", "Typed", "interpretation",
-           "order_results", "units"]
+__all__ = ["FIELDS", "OPEN", "calculations", "ResultEntry", "ResultsDesk", "ResultsIntake", "Typed", "interpretation",
+           "order_results", "typed", "units"]

@@ -12,9 +12,10 @@ shown, not typed over; an open one is shown with its value, and changing it make
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from bilan import french
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import instant
@@ -33,8 +34,9 @@ from bilan.prescription import (
 )
 from bilan.records.pipeline import Work
 from bilan.records.service import Records, new_id
-from bilan.results.desk import units
-from bilan.results.desk.intake import UCUM, plausible
+from bilan.results.desk import plausibility, typed, units
+from bilan.results.desk.intake import UCUM
+from bilan.results.desk.signatures import signed
 from bilan.results.desk.validation import OPEN, STATUS_LABELS, order_results
 from bilan.storage import catalogue
 from bilan.storage.repository import Repository, StaleVersion, Stored, Write
@@ -114,6 +116,7 @@ class _Measured:
     unit: str
     low: Decimal | None
     high: Decimal | None
+    comparator: str | None = None  # "<", "<=", ">=", ">": a censored value ("<0,5")
 
 
 @dataclass(frozen=True)
@@ -142,17 +145,22 @@ class ResultEntry:
             await work.repo.lock_many([f"result-entry:{task_id}"])  # two agents typing one order
             order = await self._order(work, task_id, "create")
             now, writes, issues = work.now, [], []
+            rows = await catalogue.results_by_loinc(work.repo.conn, {line.loinc for line in order.form.lines})
+            written: dict[str, _Measured] = {}
             for line in order.form.lines:
-                typed = values.get(line.key)
-                if line.locked or typed is None or not typed.value.strip() or _unchanged(line, typed):
+                entered = values.get(line.key)
+                if line.locked or entered is None or not entered.value.strip() or _unchanged(line, entered):
                     continue
                 try:
+                    measured = _measured(line, entered, [r for r in rows if r["loinc"] == line.loinc])
                     observation = await _prepared(work, line,
-                                                  _observation(order, line, _measured(line, typed), now))
+                                                  _observation(order, line, measured, caller.signer, now))
                 except FhirError as error:
                     issues.extend(error.issues)
                     continue
+                written[line.key] = measured
                 writes.append(_write(line, observation))
+            issues.extend(_unbalanced(order.form.lines, written))
             if issues:
                 raise Invalid(issues)
             if not writes:
@@ -172,7 +180,7 @@ class ResultEntry:
         assert caller is not None
         row = await worklist_row(work, task_id, interaction, "enter-results")
         task = await self.records.read_for(repo, caller, interaction, "Task", task_id)
-        if task is None or task.content is None:
+        if task is None or task.deleted:
             raise tracking.unknown_prescription()
         content = task.content
         imported = row.status == "imported" and row.order_lab == caller.lab_finess
@@ -191,12 +199,12 @@ class ResultEntry:
                       patients_of(content) | ({lab_file} if lab_file else set()), form)
 
     async def _exams(self, repo: Repository, caller: Caller, task: Stored) -> list[ExamEntry]:
-        requests = await self._in_effect(repo, task.content or {})
+        requests = await self._in_effect(repo, task.content)
         entries = await catalogue.orderable(repo.conn, (c for r in requests for c in loinc_codes(r)))
         panels = await catalogue.panel_results(repo.conn, [e["local_code"] for e in entries.values()
                                                   if e["kind"] == "panel"])
         results = _latest(await order_results(repo, self.records.base_url, caller, task))
-        specimens = await order_specimens(repo, self.records.base_url, caller, task.content or {})
+        specimens = await order_specimens(repo, self.records.base_url, caller, task.content)
         exams = []
         for request in requests:
             entry = next((entries[c] for c in loinc_codes(request) if c in entries), None)
@@ -248,7 +256,7 @@ def _latest(results: list[Stored]) -> dict[tuple[str, str], Stored]:
     """The latest result of each (request, LOINC), leaving aside rejected ones."""
     latest: dict[tuple[str, str], Stored] = {}
     for stored in sorted(results, key=lambda s: s.last_updated):
-        content = stored.content or {}
+        content = stored.content
         if content.get("status") in SET_ASIDE:
             continue
         for based_on in content.get("basedOn", []):
@@ -260,10 +268,10 @@ def _latest(results: list[Stored]) -> dict[tuple[str, str], Stored]:
 def _specimen_for(specimens: list[Stored], request: str, entry: dict[str, Any]) -> Stored | None:
     """The tube drawn for the exam; for one the lab added, a tube of the kind it needs."""
     def requests(specimen: Stored) -> set[str]:
-        return {r.get("reference", "") for r in (specimen.content or {}).get("request", [])}
+        return {r.get("reference", "") for r in specimen.content.get("request", [])}
 
     def tube(specimen: Stored) -> str:
-        return str((((specimen.content or {}).get("container") or [{}])[0].get("type") or {}).get("text", ""))
+        return str(((specimen.content.get("container") or [{}])[0].get("type") or {}).get("text", ""))
 
     return (next((s for s in specimens if request in requests(s)), None)
             or next((s for s in specimens if tube(s) == tube_for(entry).label), None))
@@ -271,17 +279,18 @@ def _specimen_for(specimens: list[Stored], request: str, entry: dict[str, Any]) 
 
 def _line(request: str, row: dict[str, Any], result: Stored | None, specimen: Stored | None) -> Line:
     """A line as the form starts it: the open or validated result if any, else the catalogue."""
-    content = (result.content or {}) if result else {}
+    content = result.content if result else {}
     quantity = content.get("valueQuantity") or {}
     unit = quantity.get("code") or row["ucum"]
     low, high = _range_of(content)
     if low is None and high is None and unit == row["ucum"]:
         low, high = row.get("ref_low"), row.get("ref_high")
-    collection = ((specimen.content or {}) if specimen else {}).get("collection") or {}
+    collection = (specimen.content if specimen else {}).get("collection") or {}
     return Line(
         key=f"{request.removeprefix('ServiceRequest/')}-{row['loinc']}", request=request, loinc=row["loinc"],
         loinc_display=row["loinc_display"], label=row["label_fr"], ucum=row["ucum"], unit=unit,
-        low=_fr(low), high=_fr(high), value=_fr(quantity.get("value")), status=content.get("status", ""),
+        low=french.number(low), high=french.number(high), status=content.get("status", ""),
+        value=typed.comparator_text(quantity.get("comparator")) + french.number(quantity.get("value")),
         result=result, specimen=f"Specimen/{specimen.id}" if specimen else "",
         collected=collection.get("collectedDateTime", ""))
 
@@ -294,57 +303,86 @@ def _range_of(content: dict[str, Any]) -> tuple[Any, Any]:
     return None, None
 
 
-def _unchanged(line: Line, typed: Typed) -> bool:
+def _unchanged(line: Line, entered: Typed) -> bool:
     """Whether an open result's line comes back as the form showed it."""
     if line.result is None:
         return False
     try:
-        return (_number(typed.value), typed.unit.strip(), _number(typed.low), _number(typed.high)) == \
-            (_number(line.value), line.unit, _number(line.low), _number(line.high))
+        return (_as_read(entered.value, entered.low, entered.high), entered.unit.strip()) == \
+            (_as_read(line.value, line.low, line.high), line.unit)
     except ValueError:
         return False
 
 
-def _measured(line: Line, typed: Typed) -> _Measured:
+def _as_read(value: str, low: str, high: str) -> tuple[str | None, ...]:
+    """A line's numbers with their digits: "1,950" for an open 1,95 is a new value."""
+    comparator, number = typed.censored(value)
+    return comparator, *(None if n is None else str(n) for n in (number, typed.number(low), typed.number(high)))
+
+
+def _measured(line: Line, entered: Typed, rows: list[dict[str, Any]]) -> _Measured:
+    """What was typed on a line, read and checked: numbers, a unit, a value a living patient
+    can have (the catalogue's plausible limits for the analyte, `rows`)."""
     issues: list[Issue] = []
 
-    def number(text: str, field: str, message: str) -> Decimal | None:
+    def read(field: str, text: str, not_a_number: str) -> tuple[str | None, Decimal | None]:
         try:
-            return _number(text)
-        except ValueError:
-            issues.append(Issue(message, "value", expression=line.field(field)))
-            return None
+            return typed.censored(text) if field == "valeur" else (None, typed.number(text))
+        except typed.Unmeasurable:
+            message = "Ce nombre n'est pas un résultat possible (trop grand, ou pas un nombre fini) : vérifiez la saisie."
+        except typed.NotANumber:
+            message = not_a_number
+        issues.append(Issue(message, "value", expression=line.field(field)))
+        return None, None
 
-    value = number(typed.value, "valeur", "Saisissez un nombre (par exemple 5,2).")
-    low = number(typed.low, "bas", "Saisissez un nombre, ou laissez vide.")
-    high = number(typed.high, "haut", "Saisissez un nombre, ou laissez vide.")
-    unit = typed.unit.strip()
+    comparator, value = read("valeur", entered.value,
+                             "Saisissez un nombre (par exemple 5,2), ou une limite (par exemple <0,5 ou >1000).")
+    low = read("bas", entered.low, "Saisissez un nombre, ou laissez vide.")[1]
+    high = read("haut", entered.high, "Saisissez un nombre, ou laissez vide.")[1]
+    unit = entered.unit.strip()
     if not unit:
         issues.append(Issue("Indiquez l'unité (UCUM, par exemple mmol/L).", "required",
                             expression=line.field("unite")))
+    elif value is not None:
+        found = plausibility.beyond(value, unit, rows)
+        if found is not None:
+            issues.append(Issue(plausibility.in_french(found, comparator, value, unit), "value",
+                                expression=line.field("valeur")))
     if low is not None and high is not None and low > high:
         issues.append(Issue("La valeur de référence basse dépasse la haute.", "value",
                             expression=line.field("bas")))
     if issues or value is None:
         raise Invalid(issues)
-    return _Measured(value, unit, low, high)
+    return _Measured(value, unit, low, high, comparator)
 
 
-def _number(text: Any) -> Decimal | None:
-    """A number as French pages write it ("5,2", "1 200"); None for nothing typed."""
-    cleaned = "".join(str(text or "").split()).replace(",", ".")
-    if not cleaned:
-        return None
-    try:
-        number = Decimal(cleaned)
-    except InvalidOperation:
-        raise ValueError(text) from None
-    if not plausible(number):  # "1e309", "nan", twenty nines: a typo, never a result
-        raise ValueError(text)
-    return number
+def _unbalanced(lines: list[Line], written: Mapping[str, _Measured]) -> list[Issue]:
+    """A differential typed now adds up with the rest of its exam (the lines not typed again
+    keep their stored value); each line typed now that is part of a wrong sum says so."""
+    issues: list[Issue] = []
+    exams: dict[str, list[Line]] = {}
+    for line in lines:
+        exams.setdefault(line.request, []).append(line)
+    for exam in exams.values():
+        typed_now = [line for line in exam if line.key in written and line.loinc in plausibility.DIFFERENTIAL]
+        if not typed_now:
+            continue
+        results: dict[str, tuple[Decimal, str]] = {}
+        for line in exam:
+            stored = ((line.result.content or {}) if line.result else {}).get("valueQuantity") or {}
+            if line.key in written and written[line.key].comparator is None:
+                results[line.loinc] = (written[line.key].value, written[line.key].unit)
+            elif line.key not in written and stored.get("value") is not None and not stored.get("comparator"):
+                results[line.loinc] = (Decimal(str(stored["value"])), str(stored.get("code") or ""))
+        for problem in plausibility.differential(results):
+            message = plausibility.unbalanced_in_french(problem)
+            issues.extend(Issue(message, "business-rule", expression=line.field("valeur")) for line in typed_now
+                          if line.loinc in problem.codes
+                          or (problem.kind == "count" and line.loinc in plausibility.LEUKOCYTES))
+    return issues
 
 
-def _observation(order: _Order, line: Line, measured: _Measured, now: datetime) -> dict[str, Any]:
+def _observation(order: _Order, line: Line, measured: _Measured, by: str, now: datetime) -> dict[str, Any]:
     observation: dict[str, Any] = {
         "resourceType": "Observation", "status": "registered", "category": [LABORATORY],
         "code": {"coding": [{"system": LOINC, "code": line.loinc, "display": line.loinc_display}],
@@ -354,8 +392,9 @@ def _observation(order: _Order, line: Line, measured: _Measured, now: datetime) 
         "effectiveDateTime": line.collected or instant(now),
         "issued": instant(now),
         "performer": [{"reference": order.performer}],
-        "valueQuantity": _quantity(measured.value, measured.unit),
+        "valueQuantity": _quantity(measured.value, measured.unit, measured.comparator),
     }
+    observation = signed(observation, "entered", by, now)
     if line.specimen:
         observation["specimen"] = {"reference": line.specimen}
     if measured.low is not None or measured.high is not None:
@@ -372,15 +411,17 @@ def _write(line: Line, observation: dict[str, Any]) -> Write:
     back to `registered`, for the desk to validate again)."""
     if line.result is None:
         return Write("Observation", new_id(), observation, "POST", validated=True, guarded=True)
-    kept = {k: v for k, v in (line.result.content or {}).items() if k in ("identifier", "note")}
+    kept = {k: v for k, v in line.result.content.items() if k in ("identifier", "note")}
     return Write("Observation", line.result.id, {**observation, **kept}, "PUT", line.result.version_id,
                  validated=True, guarded=True)
 
 
-def _quantity(number: Decimal, unit: str) -> dict[str, Any]:
-    exponent = number.as_tuple().exponent  # "5,0" stays 5.0: the digits typed are kept
-    value: int | float = int(number) if isinstance(exponent, int) and exponent >= 0 else float(number)
-    return {"value": value, "unit": unit, "system": UCUM, "code": unit}
+def _quantity(number: Decimal, unit: str, comparator: str | None = None) -> dict[str, Any]:
+    """The number as typed, digits kept ("1,950" stays 1.950, "5,0" 5.0), stored as a Decimal."""
+    quantity: dict[str, Any] = {"value": number}
+    if comparator:
+        quantity["comparator"] = comparator
+    return {**quantity, "unit": unit, "system": UCUM, "code": unit}
 
 
 def _in_french(issue: Issue, line: Line, unit: str) -> Issue:
@@ -397,7 +438,3 @@ def _in_french(issue: Issue, line: Line, unit: str) -> Issue:
     if "referenceRange" in where:
         return Issue("Valeurs de référence illisibles.", issue.code, expression=line.field("bas"))
     return Issue(f"Résultat refusé : {issue.diagnostics}", issue.code, expression=line.field("valeur"))
-
-
-def _fr(number: Any) -> str:
-    return "" if number is None else str(number).replace(".", ",")

@@ -1,5 +1,13 @@
-"""Results as the lab writes them (analysers' middleware, lab staff): a checked UCUM unit, and
-the interpretation flag computed from the reference range when the instrument gives none.
+"""Results as the lab writes them (analysers' middleware, lab staff): a checked UCUM unit, a
+value a living patient can have, and the interpretation flag computed from the reference
+range when the instrument gives none.
+
+The value must be a number a measure can be (finite, below typed.LARGEST_RESULT) and within
+the catalogue's plausible limits for the analyte (bilan/results/desk/plausibility.py). A
+censored value ("<0.5", FHIR valueQuantity.comparator) is judged by its bound and flagged by
+what it says of the true value. Whether the leukocyte differential adds up is a matter of the
+order's results together: the results desk checks it (results sent one by one may disagree
+until the last arrives).
 
 The reference range is the result's own, else the catalogue's for the analyte when the result
 is in the catalogue's unit. Observations written by prescribers (clinical context) are left
@@ -12,14 +20,13 @@ from typing import Any
 from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import Invalid, Issue
 from bilan.prescription import loinc_codes
-from bilan.results.desk import interpretation, units
+from bilan.results.desk import interpretation, plausibility, units
+from bilan.results.desk.typed import LARGEST_RESULT, measurable
 from bilan.storage import catalogue
 from bilan.storage.repository import Repository
 
 UCUM = "http://unitsofmeasure.org"
-# No lab value reaches this in any unit bilan reads (cells/L are written 10*9/L): a result at
-# or beyond it is a typo or an instrument fault, and would not survive float arithmetic intact.
-LARGEST_RESULT = Decimal("1e9")
+VALUE = "Observation.valueQuantity.value"
 INTERPRETATION = interpretation.CODE_SYSTEM_URI
 COMPUTED = {"system": "https://bilan.sante.fr/fhir/CodeSystem/result-flag", "code": "computed",
             "display": "Interprétation calculée par bilan à partir des valeurs de référence"}
@@ -33,13 +40,20 @@ class ResultsIntake:
             return observation
         quantity = observation["valueQuantity"]
         unit = _unit_of(quantity)
-        value = _decimal(quantity.get("value"), "Observation.valueQuantity.value")
+        value = _decimal(quantity.get("value"), VALUE)
+        comparator = _comparator_of(quantity)
         entries = await catalogue.results_by_loinc(repo.conn, loinc_codes(observation))
         _check_dimension(entries, unit)
+        _check_limits(value, comparator, unit, entries)
+        if value.is_zero() and value.is_signed():  # -0 is 0
+            observation = {**observation, "valueQuantity": {**quantity, "value": value.copy_abs()}}
         if observation.get("interpretation"):
             return observation
         low, high = _range(observation, entries, unit)
-        code = interpretation.flag(value, low, high) if (low, high) != (None, None) else None
+        try:
+            code = interpretation.flag_censored(comparator, value, low, high) if (low, high) != (None, None) else None
+        except ValueError as error:  # a range whose low limit is above its high one
+            raise Invalid([Issue(str(error), "value", expression="Observation.referenceRange")]) from None
         if code is None:
             return observation
         completed = {**observation, "interpretation": [{"coding": [
@@ -62,21 +76,27 @@ def _unit_of(quantity: dict[str, Any]) -> str:
     return code
 
 
+def _comparator_of(quantity: dict[str, Any]) -> str | None:
+    comparator = quantity.get("comparator")
+    if comparator is not None and comparator not in interpretation.COMPARATORS:
+        raise Invalid([Issue(f"A result's comparator is one of {', '.join(interpretation.COMPARATORS)}, "
+                             f"not {str(comparator)[:20]!r}", "code-invalid",
+                             expression="Observation.valueQuantity.comparator")])
+    return comparator if isinstance(comparator, str) else None
+
+
 def _decimal(value: Any, path: str) -> Decimal:
+    if isinstance(value, bool):
+        raise Invalid([Issue("A result needs a numeric value", "value", expression=path)])
     try:
         number = Decimal(str(value))
     except (InvalidOperation, ValueError):
         raise Invalid([Issue("A result needs a numeric value", "value", expression=path)]) from None
-    if not plausible(number):
+    if not measurable(number):
         raise Invalid([Issue(f"{path} must be a finite number below {LARGEST_RESULT:,.0f} in "
                                     f"absolute value, not {str(value)[:40]}: check what was typed "
                                     "or sent", "value", expression=path)])
     return number
-
-
-def plausible(number: Decimal) -> bool:
-    """Whether a measured value (or a reference limit) can be a real lab result."""
-    return number.is_finite() and abs(number) < LARGEST_RESULT
 
 
 def _check_dimension(entries: list[dict[str, Any]], unit: str) -> None:
@@ -90,6 +110,18 @@ def _check_dimension(entries: list[dict[str, Any]], unit: str) -> None:
             raise Invalid([Issue(
                 f"{entry['label_fr']} is reported in {entry['ucum']} (or a unit convertible to it), "
                 f"not {unit}", "code-invalid", expression="Observation.valueQuantity.code")]) from None
+
+
+def _check_limits(value: Decimal, comparator: str | None, unit: str, entries: list[dict[str, Any]]) -> None:
+    """Within the catalogue's plausible limits for the analyte (a censored value by its bound)."""
+    found = plausibility.beyond(value, unit, entries)
+    if found is None:
+        return
+    limits = " to ".join(str(limit) if limit is not None else "-" for limit in (found.low, found.high))
+    given = f"{comparator or ''}{value} {unit}"
+    raise Invalid([Issue(
+        f"{found.label}: {given} is not a value a living patient can have (plausible limits {limits} "
+        f"{found.unit}): check the sample, the instrument or what was typed", "value", expression=VALUE)])
 
 
 def _range(observation: dict[str, Any], entries: list[dict[str, Any]],
@@ -110,7 +142,6 @@ def _range(observation: dict[str, Any], entries: list[dict[str, Any]],
 def _range_element(low: Decimal | None, high: Decimal | None, unit: str) -> dict[str, Any]:
     element: dict[str, Any] = {"text": "Valeurs de référence du laboratoire"}
     for name, value in (("low", low), ("high", high)):
-        if value is not None:
-            element[name] = {"value": float(value), "unit": unit, "system": UCUM, "code": unit}
+        if value is not None:  # the catalogue's digits, kept: "3.90" stays 3.90
+            element[name] = {"value": value, "unit": unit, "system": UCUM, "code": unit}
     return element
-

@@ -89,6 +89,37 @@ def flag(value: Decimal, low: Decimal | None, high: Decimal | None,
     return NORMAL
 
 
+COMPARATORS = ("<", "<=", ">=", ">")  # FHIR QuantityComparator: a value censored at a bound
+
+
+def flag_censored(comparator: str | None, bound: Decimal, low: Decimal | None, high: Decimal | None,
+                  critical_low: Decimal | None = None, critical_high: Decimal | None = None) -> str | None:
+    """The flag of a censored value ("<0.5": the true value is below 0.5): the one every value
+    it may be shares, else None (no conclusion). "<0.5" with a low limit of 1 is L; "<0.5"
+    with a low limit of 0.3 says nothing. Without a comparator, `flag`."""
+    if comparator is None:
+        return flag(bound, low, high, critical_low, critical_high)
+    if comparator not in COMPARATORS:
+        raise ValueError(f"{comparator!r} is not a FHIR quantity comparator ({', '.join(COMPARATORS)})")
+    _check_limits(low, high, critical_low, critical_high)
+    limits = [limit for limit in (critical_low, low, high, critical_high) if limit is not None]
+    below = comparator.startswith("<")
+    # `flag` only grows with the value, so the values between the two ends share a flag
+    # when both ends have it: the far end beyond every limit, the near end at the bound (or
+    # just beside it, before the next limit, when the bound itself is excluded).
+    far = min([*limits, bound]) - 1 if below else max([*limits, bound]) + 1
+    near = bound if comparator.endswith("=") else _beside(bound, limits, below)
+    ends = {flag(point, low, high, critical_low, critical_high) for point in (far, near)}
+    return ends.pop() if len(ends) == 1 else None
+
+
+def _beside(bound: Decimal, limits: list[Decimal], below: bool) -> Decimal:
+    """A value just below (or above) the bound, nearer to it than any limit."""
+    gaps = [bound - limit if below else limit - bound for limit in limits]
+    step = min((gap for gap in gaps if gap > 0), default=Decimal(2)) / 2
+    return bound - step if below else bound + step
+
+
 def flag_qualitative(result: str, expected: Collection[str]) -> str:
     """N when a qualitative result is one of the expected answers (say NEG), A otherwise."""
     if not expected:

@@ -112,8 +112,9 @@ def suggest_unit(code: str) -> str | None:
 
 
 def convert(value: Decimal, from_unit: str, to_unit: str, analyte_loinc: str,
-            catalogue_rows: Iterable[Mapping[str, Any]]) -> Decimal:
-    """`value` in `to_unit`, keeping the significant digits of `value`.
+            catalogue_rows: Iterable[Mapping[str, Any]], exact: bool = False) -> Decimal:
+    """`value` in `to_unit`, keeping the significant digits of `value` (unless `exact`: for a
+    calculation's inputs, rounded once at its end).
 
     Units of one dimension convert by their scales (g/L, mg/L, g/dL; mmol/L, umol/L); across
     dimensions (mmol/L to g/L) only through the analyte's catalogue row, where
@@ -121,19 +122,20 @@ def convert(value: Decimal, from_unit: str, to_unit: str, analyte_loinc: str,
     """
     source, target = _read(from_unit), _read(to_unit)
     if source.dimension == target.dimension:
-        return _significant(value * source.scale / target.scale, value)
+        converted = value * source.scale / target.scale
+        return converted if exact else _significant(converted, value)
     for row in catalogue_rows:
         if row.get("loinc") != analyte_loinc or not row.get("alt_ucum") or not row.get("factor_to_alt"):
             continue
         unit, alt = _read(row["ucum"]), _read(row["alt_ucum"])
         factor = Decimal(str(row["factor_to_alt"]))
         if (source.dimension, target.dimension) == (unit.dimension, alt.dimension):
-            exact = value * source.scale / unit.scale * factor * alt.scale / target.scale
+            converted = value * source.scale / unit.scale * factor * alt.scale / target.scale
         elif (source.dimension, target.dimension) == (alt.dimension, unit.dimension):
-            exact = value * source.scale / alt.scale / factor * unit.scale / target.scale
+            converted = value * source.scale / alt.scale / factor * unit.scale / target.scale
         else:
             continue
-        return _significant(exact, value)
+        return converted if exact else _significant(converted, value)
     raise IncompatibleUnits(
         f"{from_unit} and {to_unit} measure different things and the catalogue gives no factor "
         f"between them for LOINC {analyte_loinc}")

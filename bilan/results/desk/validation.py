@@ -6,21 +6,23 @@ validation `preliminary`; biological validation `final` (by a biologist only); r
 re-run or not done: `cancelled` (not done carries a dataAbsentReason).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from bilan import french
 from bilan.auth import access
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
-from bilan.fhir.dates import date_range, instant
+from bilan.fhir.dates import OLDEST, date_range, instant
 from bilan.fhir.outcomes import Conflict, Invalid, Issue
 from bilan.fhir.query import parse_search
 from bilan.prescription import adapted_requests, tracking
 from bilan.records.service import Records
-from bilan.results.desk import interpretation, units
+from bilan.results.desk import interpretation, plausibility, typed, units
 from bilan.results.desk.delta import DeltaResult, delta_check
+from bilan.results.desk.signatures import Signature, signatures, signed
 from bilan.storage import catalogue
 from bilan.storage import search as store_search
 from bilan.storage.repository import Repository, Stored, Write
@@ -28,9 +30,10 @@ from bilan.storage.repository import Repository, Stored, Write
 LOINC = "http://loinc.org"
 OPEN = ("registered", "preliminary")
 CORRECTABLE = ("final", "amended", "corrected")  # validated: a change is a correction
-STATUS_LABELS = {"registered": "Reçu de l'automate", "preliminary": "Validé techniquement",
+STATUS_LABELS = {"registered": "À valider", "preliminary": "Validé techniquement",
                  "final": "Validé biologiquement", "amended": "Corrigé", "corrected": "Corrigé",
                  "cancelled": "Annulé", "entered-in-error": "Erreur de saisie"}
+STEPS = {"technique": "technical", "biologique": "biological", "repasser": "rerun", "annuler": "not-done"}
 NOT_DONE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
                         "code": "not-performed", "display": "Not Performed"}]}
 
@@ -54,10 +57,17 @@ class Row:
     status: str
     previous: Previous | None
     notes: tuple[str, ...]
+    signatures: tuple[Signature, ...] = ()
+    warnings: tuple[str, ...] = ()  # what the biologist must check first (a differential over 100 %)
 
     @property
     def status_label(self) -> str:
         return STATUS_LABELS.get(self.status, self.status)
+
+    @property
+    def origin(self) -> str:
+        """Where the value came from: typed at the desk or received from an analyser."""
+        return "Saisie manuelle" if any(s.step == "entered" for s in self.signatures) else "Automate"
 
     @property
     def open(self) -> bool:
@@ -77,7 +87,10 @@ class ResultsDesk:
             repo = work.repo
             task = await tracking.order_task(work, task_id, "read", "results-desk")
             found = await order_results(repo, self.records.base_url, caller, task)
-            rows = [await self._row(repo, caller, s) for s in found]
+            unbalanced = _unbalanced(found)
+            rows = [replace(await self._row(repo, caller, s), warnings=tuple(
+                plausibility.unbalanced_in_french(problem) for problem, ids in unbalanced if s.id in ids))
+                for s in found]
             work.note("read", patients=patients_of(task.content),
                       touched=[f"Observation/{s.id}" for s in found])
         return rows
@@ -96,37 +109,45 @@ class ResultsDesk:
             raise Invalid([Issue("Cochez le seul résultat à corriger.", "value", expression="resultats")])
         async with self.records.work(caller) as work:
             repo = work.repo
-            if action in ("biologique", "corriger"):
-                work.allow("validate-biologically", [f"Task/{task_id}"], "update")
+            work.allow("validate-biologically" if action in ("biologique", "corriger") else "validate-technically",
+                       [f"Task/{task_id}"], "update")
             task = await tracking.order_task(work, task_id, "update", "results-desk")
             mine = {s.id: s for s in await order_results(repo, self.records.base_url, caller, task)}
             now, writes = work.now, []
             for result_id in ids:
                 stored = mine.get(result_id)
                 allowed = CORRECTABLE if action == "corriger" else OPEN
-                if stored is None or (stored.content or {}).get("status") not in allowed:
+                if stored is None or stored.content.get("status") not in allowed:
                     raise Conflict([Issue("Ce résultat n'est plus à valider : rechargez la page.",
                                                 "conflict", expression="resultats")])
                 if action == "corriger":
-                    content = _corrected(stored.content or {}, value, comment, caller.label, now)
+                    content = _corrected(stored.content, value, comment, caller.signer, now)
                 else:
-                    content = _decided(stored.content or {}, action, comment, caller.label, now)
+                    content = _decided(stored.content, action, comment, caller.signer, now)
                 writes.append(Write("Observation", stored.id, content, "PUT", stored.version_id))
+            if action == "corriger":
+                await _check_plausible(repo, content)
+            if action == "biologique":
+                for problem, in_it in _unbalanced(list(mine.values())):
+                    if in_it & set(ids):
+                        raise Invalid([Issue(f"{plausibility.unbalanced_in_french(problem)} Corrigez ou faites "
+                                             "repasser avant la validation biologique.", "business-rule",
+                                             expression="resultats")])
             await work.write(writes)
 
     async def _row(self, repo: Repository, caller: Caller, stored: Stored) -> Row:
-        content = stored.content or {}
+        content = stored.content
         flag = next((c.get("code", "") for i in content.get("interpretation", []) for c in i.get("coding", [])), "")
         return Row(
             id=stored.id, label=_label(content), value=_value(content), flag=flag,
             flag_label=interpretation.LABELS.get(flag, flag), reference=_reference(content),
             status=content.get("status", ""), previous=await self._previous(repo, caller, stored),
-            notes=tuple(n.get("text", "") for n in content.get("note", [])))
+            notes=tuple(n.get("text", "") for n in content.get("note", [])), signatures=signatures(content))
 
     async def _previous(self, repo: Repository, caller: Caller, stored: Stored) -> Previous | None:
         """The patient's last validated result of the same analyte before this one, and the
         delta check between them (in this result's unit)."""
-        content = stored.content or {}
+        content = stored.content
         quantity, codes = content.get("valueQuantity"), _loinc(content)
         subject = (content.get("subject") or {}).get("reference")
         if not quantity or not codes or not subject:
@@ -138,7 +159,7 @@ class ResultsDesk:
                                           lambda t: access.visible(caller, t))
         when = _moment(content)
         for earlier in found.matches:
-            other = earlier.content or {}
+            other = earlier.content
             if earlier.id == stored.id or not other.get("valueQuantity") or _moment(other) >= when:
                 continue
             value, unit = Decimal(str(other["valueQuantity"]["value"])), other["valueQuantity"].get("code", "")
@@ -149,6 +170,8 @@ class ResultsDesk:
             except units.UnitError:
                 return Previous(value, unit, other.get("effectiveDateTime", ""), None)
             days = (when - _moment(other)).total_seconds() / 86400
+            if quantity.get("comparator") or other["valueQuantity"].get("comparator"):
+                return Previous(value, unit, other.get("effectiveDateTime", ""), None)  # "<0,5": no change to measure
             return Previous(value, unit, other.get("effectiveDateTime", ""),
                             delta_check(Decimal(str(quantity["value"])), compared, days, codes[0], unit=here))
         return None
@@ -156,18 +179,18 @@ class ResultsDesk:
 
 async def order_results(repo: Repository, base_url: str, caller: Caller, task: Stored) -> list[Stored]:
     """The results of an order: based on its prescribed exams or on the lab's adaptations."""
-    originals = [b["reference"] for b in (task.content or {}).get("basedOn", [])]
-    adapted = [f"ServiceRequest/{s.id}" for s in await adapted_requests(repo, base_url, task.content or {})]
+    originals = [b["reference"] for b in task.content.get("basedOn", [])]
+    adapted = [f"ServiceRequest/{s.id}" for s in await adapted_requests(repo, base_url, task.content)]
     query = parse_search("Observation", [("based-on", ",".join([*originals, *adapted]))],
                          default_count=500, max_count=500)
     found = await store_search.search(repo.conn, query, base_url, lambda t: access.visible(caller, t))
-    return sorted(found.matches, key=lambda s: (_label(s.content or {}), s.last_updated))
+    return sorted(found.matches, key=lambda s: (_label(s.content), s.last_updated))
 
 
 def _decided(content: dict[str, Any], action: str, comment: str, author: str, now: datetime) -> dict[str, Any]:
     status = {"technique": "preliminary", "biologique": "final", "repasser": "cancelled",
               "annuler": "cancelled"}[action]
-    decided = {**content, "status": status}
+    decided = signed({**content, "status": status}, STEPS[action], author, now)
     text = {"repasser": f"Rejeté pour nouvelle analyse : {comment.strip()}",
             "annuler": f"Non réalisé : {comment.strip()}"}.get(action, comment.strip())
     if text:
@@ -184,18 +207,57 @@ def _corrected(content: dict[str, Any], value: str, reason: str, author: str, no
     if not quantity:
         raise Invalid([Issue("Seul un résultat numérique se corrige ici.", "value", expression="resultats")])
     try:
-        number = Decimal(value.strip().replace(",", "."))
-    except InvalidOperation:
-        raise Invalid([Issue("Saisissez la nouvelle valeur (un nombre, par exemple 5,2).", "value",
-                                    expression="valeur")]) from None
+        comparator, number = typed.censored(value)
+    except typed.Unmeasurable:
+        raise Invalid([Issue("Ce nombre n'est pas un résultat possible (trop grand, ou pas un nombre fini) : "
+                             "vérifiez la saisie.", "value", expression="valeur")]) from None
+    except typed.NotANumber:
+        number = None
+    if number is None:
+        raise Invalid([Issue("Saisissez la nouvelle valeur (un nombre, par exemple 5,2, ou une limite, <0,5).",
+                             "value", expression="valeur")])
     previous = f"{_value(content)}"
     corrected = {key: item for key, item in content.items() if key != "interpretation"}
     corrected["meta"] = {**content.get("meta", {}), "tag": [t for t in content.get("meta", {}).get("tag", [])
                                                           if t.get("code") != "computed"]}
-    corrected.update(status="corrected", valueQuantity={**quantity, "value": float(number)})
+    kept = {key: item for key, item in quantity.items() if key not in ("value", "comparator")}
+    corrected.update(status="corrected", valueQuantity={"value": number, **({"comparator": comparator} if comparator
+                                                                            else {}), **kept})
     corrected["note"] = [*content.get("note", []), {"authorString": author, "time": instant(now),
                                                      "text": f"Corrigé (était {previous}) : {reason.strip()}"}]
-    return corrected
+    return signed(corrected, "corrected", author, now)
+
+
+async def _check_plausible(repo: Repository, content: dict[str, Any]) -> None:
+    """A corrected value is one a living patient can have (the catalogue's limits)."""
+    quantity = content["valueQuantity"]
+    value, unit = Decimal(str(quantity["value"])), str(quantity.get("code") or "")
+    found = plausibility.beyond(value, unit, await catalogue.results_by_loinc(repo.conn, _loinc(content)))
+    if found is not None:
+        raise Invalid([Issue(plausibility.in_french(found, quantity.get("comparator"), value, unit), "value",
+                             expression="valeur")])
+
+
+def _unbalanced(results: list[Stored]) -> list[tuple[plausibility.Unbalanced, set[str]]]:
+    """The differentials of an order that do not add up (per exam, the latest result of each
+    code, rejected ones aside), each with the ids of the results in it."""
+    exams: dict[str, dict[str, Stored]] = {}
+    for stored in sorted(results, key=lambda s: s.last_updated):
+        content = stored.content
+        if content.get("status") in ("cancelled", "entered-in-error"):
+            continue
+        for code in set(_loinc(content)) & plausibility.DIFFERENTIAL:
+            for based_on in content.get("basedOn", []):
+                exams.setdefault(str(based_on.get("reference")), {})[code] = stored
+    found = []
+    for latest in exams.values():
+        values = {code: (Decimal(str(q["value"])), str(q.get("code") or "")) for code, stored in latest.items()
+                  if (q := stored.content.get("valueQuantity") or {}).get("value") is not None
+                  and not q.get("comparator")}
+        for problem in plausibility.differential(values):
+            codes = set(problem.codes) | (plausibility.LEUKOCYTES if problem.kind == "count" else set())
+            found.append((problem, {latest[code].id for code in codes if code in latest}))
+    return found
 
 
 def _loinc(content: dict[str, Any]) -> list[str]:
@@ -211,7 +273,8 @@ def _label(content: dict[str, Any]) -> str:
 def _value(content: dict[str, Any]) -> str:
     quantity = content.get("valueQuantity")
     if quantity:
-        return f"{str(quantity.get('value', '')).replace('.', ',')} {quantity.get('code', '')}".strip()
+        return typed.comparator_text(quantity.get("comparator")) + french.quantity(quantity.get("value"),
+                                                                                   quantity.get("code"))
     return str(content.get("valueString") or (content.get("valueCodeableConcept") or {}).get("text") or "—")
 
 
@@ -219,14 +282,10 @@ def _reference(content: dict[str, Any]) -> str:
     for element in content.get("referenceRange", []):
         low, high = (element.get("low") or {}).get("value"), (element.get("high") or {}).get("value")
         if low is not None or high is not None:
-            return f"{_fr(low)} – {_fr(high)}"
+            return f"{french.number(low)} – {french.number(high)}"
     return ""
-
-
-def _fr(number: Any) -> str:
-    return "" if number is None else str(number).replace(".", ",")
 
 
 def _moment(content: dict[str, Any]) -> datetime:
     text = content.get("effectiveDateTime") or content.get("issued") or (content.get("meta") or {}).get("lastUpdated")
-    return date_range(text)[0] if text else datetime.min
+    return date_range(text)[0] if text else OLDEST

@@ -9,7 +9,7 @@ will not do is reported as aborted."""
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -152,7 +152,7 @@ def result_of(content: dict[str, Any], catalogue: dict[str, dict[str, Any]]) -> 
     low = high = None
     if "valueQuantity" in content:
         quantity = content["valueQuantity"]
-        value = Quantity(Decimal(str(quantity["value"])), quantity.get("code", ""))
+        value = Quantity(Decimal(str(quantity["value"])), quantity.get("code", ""), quantity.get("comparator"))
         low, high = _range(content, value.unit)
     elif "valueCodeableConcept" in content:
         coding = (content["valueCodeableConcept"].get("coding") or [{}])[0]
@@ -229,8 +229,5 @@ def _range(content: dict[str, Any], unit: str) -> tuple[Decimal | None, Decimal 
 
 
 def moment(text: str | None) -> datetime | None:
-    """An aware instant (the search layer's dates are naive UTC)."""
-    if not text:
-        return None
-    start = date_range(text)[0]
-    return start if start.tzinfo else start.replace(tzinfo=timezone.utc)
+    """The instant a FHIR date or dateTime starts at."""
+    return date_range(text)[0] if text else None

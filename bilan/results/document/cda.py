@@ -14,7 +14,8 @@ from typing import Any
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from bilan.results.desk import interpretation
+from bilan import french
+from bilan.results.desk import interpretation, typed
 from bilan.results.document.report import (
     Address,
     Battery,
@@ -298,6 +299,8 @@ def _result(result: Result, chapter: Chapter, ids: "_Ids") -> tuple[Any, list[An
 
 
 def _value(value: Quantity | Code | str | None) -> Any:
+    if isinstance(value, Quantity) and value.comparator:
+        return _censored(value)
     if isinstance(value, Quantity):
         return E.value({_TYPE: "PQ"}, value=_decimal(value.value), unit=value.unit)
     if isinstance(value, Code):
@@ -306,6 +309,15 @@ def _value(value: Quantity | Code | str | None) -> Any:
     if isinstance(value, str):
         return E.value({_TYPE: "ST"}, value)
     return None
+
+
+def _censored(value: Quantity) -> Any:
+    """"<0.5" as CDA R2 says it: an interval with one bound, excluded for < and >, included for
+    <= and >= (as the ANS CR-BIO examples write a MIC, "<0,128 µg/ml": IVL_PQ, high 0.128,
+    inclusive false)."""
+    bound = "high" if (value.comparator or "").startswith("<") else "low"
+    inclusive = "true" if (value.comparator or "").endswith("=") else "false"
+    return E.value({_TYPE: "IVL_PQ"}, E(bound, value=_decimal(value.value), unit=value.unit, inclusive=inclusive))
 
 
 def _reference_range(result: Result) -> Any:
@@ -408,7 +420,14 @@ def _ii(tag: str, identifier: Identifier) -> Any:
 
 
 def _ts(tag: str, moment: datetime) -> Any:
-    return E(tag, value=moment.strftime("%Y%m%d%H%M%S%z"))
+    """An instant as HL7 TS on Paris clocks with its offset (20261124140500+0100): every time
+    of the document, header, entries and narrative, reads the same way."""
+    return E(tag, value=french.in_paris(moment).strftime("%Y%m%d%H%M%S%z"))
+
+
+def _decimal(value: Decimal) -> str:
+    """A PQ value: the digits given, a decimal point, no exponent."""
+    return format(value, "f")
 
 
 def _code(tag: str, code: Code) -> Any:
@@ -445,22 +464,10 @@ class _Ids:
 
 # Narrative text (French, as printed)
 
-def _decimal(value: Decimal) -> str:
-    return format(value, "f")
-
-
-def _number_fr(value: Decimal) -> str:
-    return _decimal(value).replace(".", ",")
-
-
-def _unit_fr(unit: str) -> str:
-    return unit.replace("10*", "10^").replace("umol", "µmol").replace("ug", "µg")
-
-
 def value_text(result: Result) -> str:
     value = result.value
     if isinstance(value, Quantity):
-        return f"{_number_fr(value.value)} {_unit_fr(value.unit)}"
+        return typed.comparator_text(value.comparator) + french.quantity(value.value, value.unit)
     if isinstance(value, Code):
         return value.display
     return value if isinstance(value, str) else "Non réalisé"
@@ -469,11 +476,11 @@ def value_text(result: Result) -> str:
 def range_text(result: Result) -> str:
     low, high = result.low, result.high
     if low is not None and high is not None:
-        return f"{_number_fr(low)} – {_number_fr(high)}"
+        return f"{french.number(low)} – {french.number(high)}"
     if high is not None:
-        return f"< {_number_fr(high)}"
+        return f"< {french.number(high)}"
     if low is not None:
-        return f"> {_number_fr(low)}"
+        return f"> {french.number(low)}"
     return ""
 
 
@@ -485,8 +492,8 @@ def _specimen_text(specimen: Specimen) -> str:
 
 
 def _when(moment: datetime) -> str:
-    return moment.strftime("%d/%m/%Y à %H:%M")
+    return french.datetime(moment, at=True)
 
 
 def _full_name(who: Practitioner) -> str:
-    return f"{who.given} {who.family}"
+    return french.professional_name(who.family, who.given)

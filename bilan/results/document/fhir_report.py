@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from bilan.fhir.references import literal
@@ -205,16 +204,10 @@ def _value(value: Quantity | Code | str | None) -> dict[str, Any]:
 
 
 def _quantity(quantity: Quantity) -> dict[str, Any]:
-    return {"value": _number(quantity.value), "unit": quantity.unit, "system": UCUM,
+    # The Decimal as reported: bilan's JSON writes it with its digits (1.950 stays 1.950).
+    comparator = {"comparator": quantity.comparator} if quantity.comparator else {}
+    return {"value": quantity.value, **comparator, "unit": quantity.unit, "system": UCUM,
             "code": quantity.unit}
-
-
-def _number(value: Decimal) -> int | float:
-    # JSON numbers: an integer stays one; FHIR JSON cannot keep a decimal's trailing zeros anyway.
-    exponent = value.as_tuple().exponent  # a str ('n', 'N', 'F') only for NaN and infinities
-    if value == value.to_integral_value() and isinstance(exponent, int) and exponent >= 0:
-        return int(value)
-    return float(value)
 
 
 def _concept(system: str, code: str, display: str) -> dict[str, Any]:

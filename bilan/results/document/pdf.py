@@ -11,7 +11,6 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 from xml.sax.saxutils import escape
-from zoneinfo import ZoneInfo
 
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_CENTER
@@ -29,6 +28,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from bilan import french
 from bilan.fhir.terminology import INS_NIA
 from bilan.results.desk import interpretation
 
@@ -44,7 +44,6 @@ from bilan.results.document.report import (
     Result,
 )
 
-PARIS = ZoneInfo("Europe/Paris")
 # Flags that say "as expected": printed plainly, the others stand out.
 UNREMARKABLE = frozenset({"N", "NEG", "ND", "NR", "EXP", "S"})
 SEXES = {"F": "Féminin", "M": "Masculin", "U": "Inconnu"}
@@ -119,7 +118,7 @@ def _patient(patient: Patient) -> Paragraph:
     lines = [f"<b>Nom de naissance : {escape(patient.birth_family.upper())}</b>",
              f"Prénoms : {escape(' '.join(patient.birth_given))}",
              f"Sexe : {SEXES[patient.sex]}",
-             f"Date de naissance : {patient.birth_date:%d/%m/%Y}"]
+             f"Date de naissance : {french.date(patient.birth_date)}"]
     if patient.ins_in_header and patient.ins:  # only a qualified identity shows its INS
         kind = "NIA" if patient.ins_system == INS_NIA else "NIR"
         lines.append(f"INS ({kind}) : {escape(patient.ins)}")
@@ -131,7 +130,7 @@ def _patient(patient: Patient) -> Paragraph:
 def _request(report: LabReport) -> Paragraph:
     lines = [f"Prescripteur : Dr {escape(_name(report.prescriber))}"]
     if report.prescribed_at:
-        lines.append(f"Prescrit le : {report.prescribed_at.astimezone(PARIS):%d/%m/%Y}")
+        lines.append(f"Prescrit le : {french.date(report.prescribed_at)}")
     lines.append(f"N° de prescription : {escape(_identifier(report.order_id))}")
     if report.request_id:
         lines.append(f"N° de demande : {escape(_identifier(report.request_id))}")
@@ -259,11 +258,11 @@ def _lines(lines: list[str]) -> Paragraph:
 
 
 def _when(moment: datetime) -> str:
-    return moment.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M")
+    return french.datetime(moment, at=True)
 
 
 def _name(who: Practitioner) -> str:
-    return f"{who.given} {who.family.upper()}"
+    return french.professional_name(who.family, who.given)
 
 
 def _identifier(identifier: Identifier) -> str:

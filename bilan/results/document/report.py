@@ -110,13 +110,18 @@ class Patient:
 
 @dataclass(frozen=True)
 class Quantity:
-    value: Decimal
+    value: Decimal  # the digits reported: 1.950 is not 1.95
     unit: str  # UCUM, as bilan spells it (units.check_unit)
+    comparator: str | None = None  # "<", "<=", ">=", ">": censored at `value` ("<0.5")
 
     def __post_init__(self) -> None:
         problem = units.check_unit(self.unit)
         if problem:
             raise ReportError(problem)
+        if self.comparator is not None and self.comparator not in interpretation.COMPARATORS:
+            raise ReportError(f"{self.comparator!r} is not a quantity comparator")
+        if not self.value.is_finite():
+            raise ReportError(f"{self.value} is not a measured value")
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ warning: a report from elsewhere may be imperfect and still worth showing in a h
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from zoneinfo import ZoneInfo
 
 from lxml import etree
 
+from bilan.french import PARIS
 from bilan.results.desk import units
 from bilan.results.document import Identifier, conformance
 
@@ -34,7 +34,7 @@ ISOLATE_ORGANIZER = "1.3.6.1.4.1.19376.1.3.1.5"
 # libxml2 refuses a text node over 10 MB without huge_tree, which the PDF copy must fit in.
 MAX_BYTES = 10 * 1024 * 1024
 # What a time without offset is taken to mean: CR-BIOs reaching bilan come from French labs.
-ASSUMED_ZONE = ZoneInfo("Europe/Paris")
+ASSUMED_ZONE = PARIS
 
 _NS = {"h": V3}
 _DOCTYPE = tuple("<!DOCTYPE".encode(codec) for codec in ("utf-8", "utf-16-le", "utf-16-be"))
@@ -362,9 +362,12 @@ class _Reader:
 
     def decimal(self, text: str | None, where: str) -> Decimal:
         try:
-            return Decimal(text or "")
+            number = Decimal(text or "")
         except InvalidOperation:
-            raise UnreadableReport(f"{where}: {text!r} is not a number") from None
+            number = Decimal("NaN")
+        if not number.is_finite():  # NaN, INF: no measure, and no JSON number either
+            raise UnreadableReport(f"{where}: {text!r} is not a number")
+        return number
 
     def integer(self, text: str | None) -> int | None:
         if text is None:

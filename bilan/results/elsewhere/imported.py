@@ -92,7 +92,7 @@ class ImportedReports:
                 await self._import(work, item)
 
     async def _import(self, work: Work, item: Stored) -> None:
-        repo, content = work.repo, item.content or {}
+        repo, content = work.repo, item.content
         read = read_cr_bio(document_of(content) or b"", check=False)
         patient = content["subject"]["reference"]
         identifier = document_identifier(read.document_id)
@@ -132,7 +132,7 @@ class ImportedReports:
         """A replaced import (same owner) is superseded and its results withdrawn: the lab
         replaced the whole document, and a trend must not show both versions."""
         old = await repo.read_reference(target)
-        if (old is None or old.content is None or old.resource_type != "DocumentReference"
+        if (old is None or old.deleted or old.resource_type != "DocumentReference"
                 or not _tagged(old.content)
                 or old.content.get("status") != "current"
                 or await repo.owner("DocumentReference", old.id) != owner):
@@ -142,7 +142,7 @@ class ImportedReports:
         query = parse_search("Observation", [("derived-from", target)],
                              default_count=MOST_RESULTS, max_count=MOST_RESULTS)
         for result in (await store_search.search(repo.conn, query, self.base_url)).matches:
-            content = result.content or {}
+            content = result.content
             if content.get("status") == "entered-in-error" or not _tagged(content):
                 continue
             note = {"text": f"Retiré : le compte rendu a été remplacé ({by})."}
@@ -214,7 +214,7 @@ async def _patient(repo: Repository, caller: Caller | None,
 
 def _check_identity(read: ReadReport, patient: Stored) -> None:
     """A document with an INS goes to the Patient with that INS, when the Patient has one."""
-    known = {(i.get("system"), i.get("value")) for _, i in ins_identifiers(patient.content or {})}
+    known = {(i.get("system"), i.get("value")) for _, i in ins_identifiers(patient.content)}
     ins = read.patient.ins
     if ins and known and (f"urn:oid:{read.patient.ins_root}", ins) not in known:
         raise _unprocessable(f"The document is about the patient with INS {ins}; "
@@ -393,7 +393,7 @@ def _interval(value: Interval) -> dict[str, Any]:
 
 def _quantity(number: Decimal, unit: str | None, comparator: str | None = None) -> dict[str, Any]:
     """UCUM system and code only for a unit bilan reads as UCUM; else the unit as written."""
-    quantity: dict[str, Any] = {"value": _number(number)}
+    quantity: dict[str, Any] = {"value": number}  # the digits the lab printed: 1.950 stays 1.950
     if comparator:
         quantity["comparator"] = comparator
     if unit:
@@ -441,11 +441,6 @@ def _token(identifier: dict[str, str]) -> str:
     return f"{identifier['system']}|{identifier['value']}"
 
 
-def _number(value: Decimal) -> int | float:
-    exponent = value.as_tuple().exponent  # a str ('n', 'N', 'F') only for NaN and infinities
-    if value == value.to_integral_value() and isinstance(exponent, int) and exponent >= 0:
-        return int(value)
-    return float(value)
 
 
 def _datetime(moment: datetime) -> str:
@@ -458,4 +453,3 @@ def _pruned(element: dict[str, Any]) -> dict[str, Any]:
 
 def _unprocessable(diagnostics: str, expression: str, code: str = "invalid") -> FhirError:
     return Invalid([Issue(diagnostics, code, expression=expression)])
-

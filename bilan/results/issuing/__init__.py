@@ -4,6 +4,6 @@ delivered to the prescriber, the patient's space and the DMP, all in one transac
 masking and sharing choices (bilan/results/masking.py holds the labels)."""
 
 from bilan.results.issuing.documents import CDA_TYPE, PDF_TYPE
-from bilan.results.issuing.issuing import RELEASE, Choices, Issuing
+from bilan.results.issuing.issuing import RELEASE, Choices, Issuing, issued_documents
 
-__all__ = ["CDA_TYPE", "PDF_TYPE", "RELEASE", "Choices", "Issuing"]
+__all__ = ["CDA_TYPE", "PDF_TYPE", "RELEASE", "Choices", "Issuing", "issued_documents"]

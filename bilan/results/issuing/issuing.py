@@ -17,13 +17,13 @@ A document that does not conform is not issued: the refusal lists every problem.
 
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
+from bilan.french import PARIS
 from bilan.notifications import outbox
 from bilan.prescription import adapted_requests, directory, identity, mail_address, order_specimens, tracking
 from bilan.records.service import Records, new_id
@@ -34,7 +34,6 @@ from bilan.results.issuing import documents
 from bilan.storage import catalogue
 from bilan.storage.repository import Repository, Stored, Write
 
-PARIS = ZoneInfo("Europe/Paris")
 TASK_OUTPUT = "https://bilan.sante.fr/fhir/CodeSystem/task-output"
 # What an order's Task.output holds, by code: each issued version, and the one DiagnosticReport.
 REPORT_OUTPUT, RESULTS_OUTPUT = "report", "results"
@@ -99,14 +98,14 @@ class Issuing:
         async with self.records.work(caller) as work:
             repo = work.repo
             task = await tracking.order_task(work, task_id, "read", "follow-order")
-            versions = [_version(n, s) for n, s in enumerate(await self._documents(repo, task.content or {}), 1)]
+            versions = [_version(n, s) for n, s in enumerate(await issued_documents(repo, task.content), 1)]
             results = await order_results(repo, self.records.base_url, caller, task)
-            codes = {c["code"]: r.id for r in results for c in (r.content or {}).get("code", {}).get("coding", [])}
+            codes = {c["code"]: r.id for r in results for c in r.content.get("code", {}).get("coding", [])}
             rows = await catalogue.results_by_loinc(repo.conn, codes)
             sensitive = frozenset(codes[row["loinc"]] for row in rows if row.get("sensitive") is True)
-            masked = frozenset(r.id for r in results if masking.hidden_from_patient(r.content or {}))
+            masked = frozenset(r.id for r in results if masking.hidden_from_patient(r.content))
             work.note("read", patients=patients_of(task.content), touched=[f"Task/{task_id}"])
-        return Overview(versions, sensitive, tracking.opposed(task.content or {}), masked)
+        return Overview(versions, sensitive, tracking.opposed(task.content), masked)
 
     async def issue(self, caller: Caller, task_id: str, choices: Choices) -> str:
         """Issue the next version of the order's report; the DocumentReference id."""
@@ -114,24 +113,24 @@ class Issuing:
             repo = work.repo
             work.allow("issue", [f"Task/{task_id}"], "create")
             task = await tracking.order_task(work, task_id, "update", "follow-order")
-            content = task.content or {}
+            content = task.content
             if content.get("status") not in ("accepted", "in-progress", "completed"):
                 raise Conflict([Issue("Le compte rendu ne s'émet que pour une demande importée et "
                                             "en cours au laboratoire.", "business-rule", expression="compte-rendu")])
             now = work.now
             results = await order_results(repo, self.records.base_url, caller, task)
-            decided = [r for r in results if (r.content or {}).get("status") in (*assembly.DECIDED, "cancelled")]
-            if not any((r.content or {}).get("status") in assembly.DECIDED for r in decided):
+            decided = [r for r in results if r.content.get("status") in (*assembly.DECIDED, "cancelled")]
+            if not any(r.content.get("status") in assembly.DECIDED for r in decided):
                 raise Invalid([Issue("Aucun résultat validé biologiquement : rien à émettre.",
                                             "business-rule", expression="compte-rendu")])
-            complete = not any((r.content or {}).get("status") in OPEN for r in results)
-            previous = await self._documents(repo, content)
+            complete = not any(r.content.get("status") in OPEN for r in results)
+            previous = await issued_documents(repo, content)
             # A mask stays on every new version until explicitly lifted (release).
             choices = replace(choices, hidden=choices.hidden | {
-                r.id for r in decided if masking.hidden_from_patient(r.content or {})})
+                r.id for r in decided if masking.hidden_from_patient(r.content)})
             _check_changed(previous, results, choices)
             lab_file = await repo.read_reference(tracking.lab_file_of(content))
-            if lab_file is None or lab_file.content is None:
+            if lab_file is None or lab_file.deleted:
                 raise Conflict([Issue("Le dossier patient du laboratoire est introuvable.", "not-found",
                                             expression="compte-rendu")])
             requests = await self._requests(repo, content)
@@ -166,16 +165,16 @@ class Issuing:
             work.allow("release", [f"Task/{task_id}"], "update")
             task = (await self.records.read_for(repo, caller, "update", "Task", task_id)
                     if caller else await repo.read("Task", task_id))
-            if task is None or task.content is None:
+            if task is None or task.deleted:
                 raise tracking.unknown_prescription()
             reports = await self._reports(repo, task.content)
             results = await repo.read_references(r["reference"] for s in reports
-                                                 for r in (s.content or {}).get("result", []))
-            hidden = [s for s in [*results, *await self._documents(repo, task.content), *reports]
+                                                 for r in s.content.get("result", []))
+            hidden = [s for s in [*results, *await issued_documents(repo, task.content), *reports]
                       if s.content and masking.hidden_from_patient(s.content)]
             # The explicit lifting of the masks, the one write that may drop INVISIBLE_PATIENT:
             # the release rule (work.allow above) authorises it, not the right to write reports.
-            await work.write([Write(s.resource_type, s.id, masking.released(s.content or {}), "PUT", s.version_id,
+            await work.write([Write(s.resource_type, s.id, masking.released(s.content), "PUT", s.version_id,
                                     labelled=True, unmask=True) for s in hidden], system=True)
             work.note("update", patients=patients_of(task.content),
                       touched=[f"{s.resource_type}/{s.id}" for s in hidden], detail=f"Levée du masquage : {reason}")
@@ -187,13 +186,6 @@ class Issuing:
             await self.release(None, item.target.removeprefix("Task/"))
         except FhirError as error:
             raise RuntimeError(error.issues[0].diagnostics) from None
-
-    async def _documents(self, repo: Repository, task: dict[str, Any]) -> list[Stored]:
-        """The order's issued versions (DocumentReference), first to last."""
-        refs = [o["valueReference"]["reference"] for o in task.get("output", [])
-                if _is_output(o, REPORT_OUTPUT)
-                and o.get("valueReference", {}).get("reference", "").startswith("DocumentReference/")]
-        return [s for s in await repo.read_references(refs) if s.content]
 
     async def _reports(self, repo: Repository, task: dict[str, Any]) -> list[Stored]:
         """The order's DiagnosticReport (one, a version per issued document)."""
@@ -209,27 +201,27 @@ class Issuing:
                       requests: list[Stored], decided: list[Stored], previous: list[Stored],
                       complete: bool, now: datetime) -> tuple[LabReport, dict[str, Any]]:
         """The LabReport of this version and the references the FHIR resources need."""
-        content = task.content or {}
-        by_ref = {f"ServiceRequest/{s.id}": {**(s.content or {}), "id": s.id} for s in requests}
+        content = task.content
+        by_ref = {f"ServiceRequest/{s.id}": {**s.content, "id": s.id} for s in requests}
         lab = await repo.read_reference((content.get("owner") or {}).get("reference", ""))
         first = next(iter(by_ref.values()), {})
         prescriber = await directory.practitioner_of(repo, (first.get("requester") or {}).get("reference", ""))
         biologist = await self._biologist(repo, caller)
-        specimens = [s.content or {} for s in await order_specimens(repo, self.records.base_url, caller, content)]
-        codes = {c.get("code") for s in [*decided, *requests] for c in (s.content or {}).get("code", {}).get("coding", [])}
+        specimens = [s.content for s in await order_specimens(repo, self.records.base_url, caller, content)]
+        codes = {c.get("code") for s in [*decided, *requests] for c in s.content.get("code", {}).get("coding", [])}
         entries: dict[str, dict[str, Any]] = {}
         for row in await catalogue.results_by_loinc(repo.conn, {c for c in codes if c}):
             entries.setdefault(row["loinc"], row)
-        stored = [assembly.StoredResult(r.content or {}, by_ref.get(_based_on(r, by_ref), {})) for r in decided]
+        stored = [assembly.StoredResult(r.content, by_ref.get(_based_on(r, by_ref), {})) for r in decided]
         set_id = _set_id(previous) or str(uuid.uuid4())
-        replaces = (previous[-1].content or {}).get("masterIdentifier", {}).get("value", "") if previous else ""
+        replaces = previous[-1].content.get("masterIdentifier", {}).get("value", "") if previous else ""
         collected = [assembly.moment((s.get("collection") or {}).get("collectedDateTime")) for s in specimens]
         received = max((c for c in collected if c), default=now)
         try:
             report = LabReport(
                 document_id=Identifier(str(uuid.uuid4()).upper()), set_id=Identifier(set_id.upper()),
-                version=len(previous) + 1, effective_time=now.astimezone(PARIS),
-                patient=assembly.patient(lab_file.content or {}, caller.lab_finess or ""),
+                version=len(previous) + 1, effective_time=now,
+                patient=assembly.patient(lab_file.content, caller.lab_finess or ""),
                 lab=assembly.organization(lab.content if lab and lab.content else {}),
                 biologist=assembly.biologist(biologist), validated_at=_validated_at(decided, now),
                 prescriber=assembly.practitioner(prescriber),
@@ -237,7 +229,7 @@ class Issuing:
                                     (content.get("groupIdentifier") or {}).get("value")),
                 request_id=Identifier(assembly.oid_for(f"{tracking.ACCESSION}/{caller.lab_finess}"),
                                       tracking.accession_of(content)),
-                received_at=received.astimezone(PARIS),
+                received_at=received,
                 prescribed_at=_authored(by_ref),
                 chapters=assembly.chapters(stored, entries, specimens),
                 pdf=_PLACEHOLDER_PDF,
@@ -259,23 +251,23 @@ class Issuing:
             raise Invalid([Issue(f"Le biologiste (RPPS {caller.rpps}) n'est pas dans l'annuaire de "
                                         "bilan : le compte rendu doit nommer qui l'a validé.", "not-found",
                                         expression="biologiste")])
-        return {**(found.content or {}), "id": found.id}
+        return {**found.content, "id": found.id}
 
     def _writes(self, task: Stored, issued: documents.Issued, decided: list[Stored], hidden: set[str] | frozenset[str],
                 previous: list[Stored], report: Stored | None, now: datetime) -> list[Write]:
-        content = task.content or {}
+        content = task.content
         writes = [Write("Binary", id_, binary, "POST") for id_, binary in documents.binaries(issued)]
         writes.append(Write("DocumentReference", issued.document_id, documents.document_reference(issued), "POST",
                             labelled=True))
         if previous:
             last = previous[-1]
-            writes.append(Write("DocumentReference", last.id, {**(last.content or {}), "status": "superseded"},
+            writes.append(Write("DocumentReference", last.id, {**last.content, "status": "superseded"},
                                 "PUT", last.version_id))
         shared = masking.PATIENT_SPACE in issued.tags
         for result in decided:
             labels = {masking.INVISIBLE_PATIENT} if result.id in hidden else set()
             writes.append(Write("Observation", result.id, masking.with_labels(
-                result.content or {}, labels, {masking.PATIENT_SPACE} if shared else set()), "PUT", result.version_id,
+                result.content, labels, {masking.PATIENT_SPACE} if shared else set()), "PUT", result.version_id,
                 labelled=True))
         report_id = report.id if report else new_id()
         diagnostic = documents.diagnostic_report(issued, [f"Observation/{r.id}" for r in decided])
@@ -317,8 +309,7 @@ class Issuing:
                                  {"method": "POST", "url": self.dmp_url, "body": bundle},
                                  resource=document, about=about, now=now)
         if masking.INVISIBLE_PATIENT in issued.security and choices.release_on:
-            # Stored times are naive UTC (utc_now): midnight in Paris, as UTC.
-            due = datetime.combine(choices.release_on, time(0, 0), PARIS).astimezone(timezone.utc).replace(tzinfo=None)
+            due = datetime.combine(choices.release_on, time(0, 0), PARIS)  # midnight in Paris
             await outbox.enqueue(repo.conn, RELEASE, about, {"release_on": choices.release_on.isoformat()},
                                  resource=document, about=about, now=now, due=due)
 
@@ -337,7 +328,7 @@ def _check_changed(previous: list[Stored], results: list[Stored], choices: Choic
         return
     last = previous[-1]
     changed = any(r.last_updated > last.last_updated for r in results)
-    hidden_before = {r.id for r in results if masking.hidden_from_patient(r.content or {})}
+    hidden_before = {r.id for r in results if masking.hidden_from_patient(r.content)}
     if not changed and choices.hidden <= hidden_before and not choices.hide_report:
         raise Conflict([Issue("Rien n'a changé depuis la dernière version du compte rendu : "
                                     "aucune nouvelle version n'est émise.", "business-rule",
@@ -365,7 +356,7 @@ def _issued(report: LabReport, cda: bytes, refs: dict[str, Any], task_id: str,
 
 
 def _version(number: int, stored: Stored) -> Version:
-    content = stored.content or {}
+    content = stored.content
     return Version(stored.id, number, content.get("date", ""), content.get("status", ""),
                    documents.partial(content), masking.hidden_from_patient(content),
                    next((e.get("valueString") for e in content.get("extension", [])
@@ -374,7 +365,7 @@ def _version(number: int, stored: Stored) -> Version:
 
 def _set_id(previous: list[Stored]) -> str | None:
     for stored in previous[:1]:
-        for ident in (stored.content or {}).get("identifier", []):
+        for ident in stored.content.get("identifier", []):
             if (ident.get("type") or {}).get("text") == "setId":
                 return str(ident.get("value", "")).removeprefix("urn:uuid:")
     return None
@@ -384,7 +375,7 @@ def report_status(previous: list[Stored], complete: bool) -> str:
     """partial while results remain to validate; corrected after a complete version; else final."""
     if not complete:
         return "partial"
-    was_final = any(not documents.partial(s.content or {}) for s in previous)
+    was_final = any(not documents.partial(s.content) for s in previous)
     return "corrected" if was_final else "final"
 
 
@@ -394,6 +385,14 @@ def _output(code: str, reference: str) -> dict[str, Any]:
             "valueReference": {"reference": reference}}
 
 
+async def issued_documents(repo: Repository, task: dict[str, Any]) -> list[Stored]:
+    """The order's issued report versions (DocumentReference), first to last."""
+    refs = [o["valueReference"]["reference"] for o in task.get("output", [])
+            if _is_output(o, REPORT_OUTPUT)
+            and o.get("valueReference", {}).get("reference", "").startswith("DocumentReference/")]
+    return await repo.read_references(refs)
+
+
 def _is_output(output: dict[str, Any], code: str) -> bool:
     """Whether a Task.output is of this kind, by its code (never its text)."""
     return any(c.get("system") == TASK_OUTPUT and c.get("code") == code
@@ -401,16 +400,14 @@ def _is_output(output: dict[str, Any], code: str) -> bool:
 
 
 def _based_on(result: Stored, requests: dict[str, dict[str, Any]]) -> str:
-    return next((b["reference"] for b in (result.content or {}).get("basedOn", []) if b.get("reference") in requests), "")
+    return next((b["reference"] for b in result.content.get("basedOn", []) if b.get("reference") in requests), "")
 
 
 def _validated_at(decided: list[Stored], now: datetime) -> datetime:
-    moments = [s.last_updated if s.last_updated.tzinfo else s.last_updated.replace(tzinfo=timezone.utc)
-               for s in decided]
-    return max(moments, default=now).astimezone(PARIS)
+    return max((s.last_updated for s in decided), default=now)
 
 
 def _authored(requests: dict[str, dict[str, Any]]) -> datetime | None:
     moments = [m for r in requests.values() if (m := assembly.moment(r.get("authoredOn"))) is not None]
-    return min(moments).astimezone(PARIS) if moments else None
+    return min(moments) if moments else None
 

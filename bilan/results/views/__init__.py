@@ -2,9 +2,9 @@
 results, who accessed their data), trends per analyte across labs and units and their SVG
 charts, and Observation/$lastn. Everything is read as the caller, through the access rules."""
 
-from bilan.results.views.chart import number, point_label, trend_svg
+from bilan.results.views.chart import point_label, trend_svg
 from bilan.results.views.lastn import last_n
 from bilan.results.views.patient_space import PatientSpace
 from bilan.results.views.trends import Analyte, Trends
 
-__all__ = ["Analyte", "PatientSpace", "Trends", "last_n", "number", "point_label", "trend_svg"]
+__all__ = ["Analyte", "PatientSpace", "Trends", "last_n", "point_label", "trend_svg"]

@@ -10,13 +10,13 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from html import escape
-from zoneinfo import ZoneInfo
 
+from bilan import french
+from bilan.results.desk import typed
 from bilan.results.views.trends import Point, Series
 
 WIDTH, HEIGHT = 480, 260
 LEFT, RIGHT, TOP, BOTTOM = 52, 12, 16, 36
-PARIS = ZoneInfo("Europe/Paris")
 _FLAGS = {"H": "élevé", "HH": "très élevé", "L": "bas", "LL": "très bas", "A": "anormal", "AA": "très anormal"}
 
 
@@ -38,7 +38,7 @@ def trend_svg(series: Series) -> str:
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" class="trend" '
              f'role="img" aria-labelledby="chart-title chart-desc">',
-             f'<title id="chart-title">{escape(series.label)} ({escape(series.unit)})</title>',
+             f'<title id="chart-title">{escape(french.label_with_unit(series.label, series.unit))}</title>',
              f'<desc id="chart-desc">{escape(_description(series))}</desc>',
              '<style>.tip{display:none;font:14px sans-serif}.point:hover .tip,.point:focus .tip{display:inline}'
              '.point:focus{outline:none}.point:focus circle,.point:focus rect{stroke:#000;stroke-width:3}</style>']
@@ -59,15 +59,11 @@ def trend_svg(series: Series) -> str:
 
 def point_label(point: Point) -> str:
     """"12/03/2026 : 7,2 mmol/L, élevé" (the original value too when it was converted)."""
-    text = f"{point.when.astimezone(PARIS):%d/%m/%Y} : {number(point.value)} {point.unit}"
+    text = f"{french.date(point.when)} : {typed.comparator_text(point.comparator)}{french.quantity(point.value, point.unit)}"
     if point.original_unit != point.unit:
-        text += f" (rendu {number(point.original_value)} {point.original_unit})"
+        text += f" (rendu {french.quantity(point.original_value, point.original_unit)})"
     flag = _FLAGS.get(point.flag or "") or ("hors des valeurs de référence" if point.out_of_range else "")
     return f"{text}, {flag}" if flag else text
-
-
-def number(value: Decimal) -> str:
-    return format(value.normalize() if value == value.to_integral() else value, "f").replace(".", ",")
 
 
 def _point(point: Point, cx: float, cy: float) -> str:
@@ -90,12 +86,12 @@ def _axes(bottom: Decimal, top: Decimal, points: tuple[Point, ...], y: Callable[
     for n in range(5):
         value = bottom + (top - bottom) * n / 4
         parts.append(f'<text x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end" font-size="13" '
-                     f'font-family="sans-serif">{number(_round(value))}</text>')
-    first, last = points[0].when.astimezone(PARIS), points[-1].when.astimezone(PARIS)
-    parts.append(f'<text x="{LEFT}" y="{HEIGHT - 16}" font-size="13" font-family="sans-serif">{first:%d/%m/%Y}</text>')
+                     f'font-family="sans-serif">{french.number(_tick(value))}</text>')
+    first, last = french.date(points[0].when), french.date(points[-1].when)
+    parts.append(f'<text x="{LEFT}" y="{HEIGHT - 16}" font-size="13" font-family="sans-serif">{first}</text>')
     if last != first:
         parts.append(f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 16}" text-anchor="end" font-size="13" '
-                     f'font-family="sans-serif">{last:%d/%m/%Y}</text>')
+                     f'font-family="sans-serif">{last}</text>')
     return parts
 
 
@@ -104,22 +100,25 @@ def _padded(low: Decimal, high: Decimal) -> tuple[Decimal, Decimal]:
     return low - span / 10, high + span / 10
 
 
-def _round(value: Decimal) -> Decimal:
-    return value.quantize(Decimal("0.01")) if abs(value) < 10 else value.quantize(Decimal("0.1"))
+def _tick(value: Decimal) -> Decimal:
+    """An axis graduation (not a result: rounding it hides nothing), without useless zeros."""
+    rounded = value.quantize(Decimal("0.01")) if abs(value) < 10 else value.quantize(Decimal("0.1"))
+    return rounded.to_integral() if rounded == rounded.to_integral() else rounded
 
 
 def _range(series: Series) -> str:
-    low = number(series.low) if series.low is not None else ""
-    high = number(series.high) if series.high is not None else ""
+    low, high, shown = french.number(series.low), french.number(series.high), french.unit(series.unit)
     if low and high:
-        return f"{low} à {high} {series.unit}"
-    return f"au moins {low} {series.unit}" if low else f"au plus {high} {series.unit}"
+        text = f"{low} à {high}"
+    else:
+        text = f"au moins {low}" if low else f"au plus {high}"
+    return f"{text} {shown}" if shown else text
 
 
 def _description(series: Series) -> str:
     out = sum(1 for p in series.points if p.out_of_range)
-    text = f"{len(series.points)} résultats du {series.points[0].when.astimezone(PARIS):%d/%m/%Y} au " \
-           f"{series.points[-1].when.astimezone(PARIS):%d/%m/%Y}"
+    text = f"{len(series.points)} résultats du {french.date(series.points[0].when)} au " \
+           f"{french.date(series.points[-1].when)}"
     if series.low is not None or series.high is not None:
         text += f", valeurs de référence {_range(series)}"
     return text + (f", dont {out} hors des valeurs de référence." if out else ".") + \

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bilan.auth import access, policy
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
-from bilan.fhir.dates import date_range
+from bilan.fhir.dates import OLDEST, date_range
 from bilan.fhir.outcomes import FhirError, bad_request
 from bilan.fhir.query import SearchQuery, parse_search, parse_token_value
 from bilan.fhir.searchparams import params_for
@@ -33,7 +33,6 @@ from bilan.storage.repository import Stored
 
 SCAN = 5000  # results read to choose from; a narrower request beyond that
 UNSUPPORTED = ("_count", "_offset", "_sort", "_include", "_revinclude", "_summary")
-_OLDEST = datetime.min
 
 
 async def last_n(records: Records, caller: Caller, params: list[tuple[str, str]],
@@ -115,16 +114,16 @@ def _patient_id(value: str, base_url: str) -> str | None:
 
 def _last(matches: list[Stored], most: int) -> list[Stored]:
     """`most` per code group, newest first, with the ties at the cut."""
-    groups = _groups([s.content or {} for s in matches])
+    groups = _groups([s.content for s in matches])
     by_group: dict[int, list[tuple[datetime, int]]] = {}
     for index, stored in enumerate(matches):
-        by_group.setdefault(groups[index], []).append((_effective(stored.content or {}), index))
+        by_group.setdefault(groups[index], []).append((_effective(stored.content), index))
     kept: list[int] = []
     for members in by_group.values():
         members.sort(key=lambda m: m[0], reverse=True)
         cut = members[min(most, len(members)) - 1][0]
         kept += [index for when, index in members if when >= cut]
-    ordered = sorted(kept, key=lambda index: _effective(matches[index].content or {}), reverse=True)
+    ordered = sorted(kept, key=lambda index: _effective(matches[index].content), reverse=True)
     return [matches[index] for index in ordered]
 
 
@@ -158,6 +157,6 @@ def _effective(content: dict[str, Any]) -> datetime:
     text = (content.get("effectiveDateTime") or content.get("effectiveInstant")
             or (content.get("effectivePeriod") or {}).get("start"))
     try:
-        return date_range(text)[0] if text else _OLDEST
+        return date_range(text)[0] if text else OLDEST
     except ValueError:
-        return _OLDEST
+        return OLDEST

@@ -3,12 +3,13 @@ awaits their consultation (when the lab chose to say so), and who accessed their
 words. Everything is read as the patient, through the access rules, and audited."""
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from bilan.auth import access
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
+from bilan.fhir.dates import OLDEST
 from bilan.fhir.query import parse_search
 from bilan.prescription import directory, display_name
 from bilan.records.service import Records
@@ -61,7 +62,7 @@ class PatientSpace:
             work.note("search-type", touched=[f"DocumentReference/{s.id}" for s in found],
                       patients={p for s in found for p in patients_of(s.content)},
                       query="DocumentReference?status=current")
-        return sorted(lines, key=lambda line: line.when or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
+        return sorted(lines, key=lambda line: line.when or OLDEST, reverse=True)
 
     async def awaiting(self, caller: Caller) -> list[str]:
         """The labs that said a report of theirs awaits the patient's consultation with their
@@ -77,7 +78,7 @@ class PatientSpace:
                 with_token("DocumentReference", "status", None, "current")))
             query = parse_search("DocumentReference", [], default_count=50, max_count=50)
             found = await store_search.search(repo.conn, query, self.records.base_url, lambda _t: announced)
-            labs = {await self._organization(repo, (s.content or {}).get("custodian")) for s in found.matches}
+            labs = {await self._organization(repo, s.content.get("custodian")) for s in found.matches}
         return sorted(lab or "Votre laboratoire" for lab in labs)
 
     async def trail(self, caller: Caller) -> list[TrailLine]:
@@ -86,7 +87,7 @@ class PatientSpace:
             repo = work.repo
             found = await self._search(repo, caller, "AuditEvent", [("_sort", "-date")], count=200)
             names: dict[str, str] = {}
-            lines = [await self._trail_line(repo, s.content or {}, names) for s in found]
+            lines = [await self._trail_line(repo, s.content, names) for s in found]
             work.note("search-type", query="AuditEvent?_sort=-date")
         return lines
 
@@ -98,7 +99,7 @@ class PatientSpace:
         return result.matches
 
     async def _line(self, repo: Repository, stored: Stored) -> ReportLine:
-        content = stored.content or {}
+        content = stored.content
         imported = any(t.get("code") == "imported" for t in (content.get("meta") or {}).get("tag", []))
         report = await self._report(repo, stored.id, content)
         status = {"partial": "Partiel", "corrected": "Corrigé", "amended": "Corrigé"}.get(
@@ -117,7 +118,7 @@ class PatientSpace:
         task = next((r["reference"] for r in (content.get("context") or {}).get("related", [])
                      if r.get("reference", "").startswith("Task/")), None)
         stored = await repo.read_reference(task) if task else None
-        for output in (stored.content or {}).get("output", []) if stored else []:
+        for output in stored.content.get("output", []) if stored else []:
             ref = (output.get("valueReference") or {}).get("reference", "")
             if ref.startswith("DiagnosticReport/"):
                 found = await repo.read_reference(ref)
@@ -127,7 +128,7 @@ class PatientSpace:
     async def _prescriber(self, repo: Repository, report: dict[str, Any] | None) -> str:
         for based_on in (report or {}).get("basedOn", [])[:1]:
             request = await repo.read_reference(based_on.get("reference", ""))
-            requester = ((request.content or {}).get("requester") or {}).get("reference", "") if request else ""
+            requester = (request.content.get("requester") or {}).get("reference", "") if request else ""
             return display_name(await directory.practitioner_of(repo, requester))
         return ""
 
@@ -137,7 +138,7 @@ class PatientSpace:
         if reference.get("display"):
             return str(reference["display"])
         found = await repo.read_reference(reference.get("reference", ""))
-        return str((found.content or {}).get("name", "")) if found else ""
+        return str(found.content.get("name", "")) if found else ""
 
     async def _trail_line(self, repo: Repository, event: dict[str, Any], names: dict[str, str]) -> TrailLine:
         agent = (event.get("agent") or [{}])[0]
@@ -167,8 +168,8 @@ class PatientSpace:
 
     async def _practitioner(self, repo: Repository, rpps: str) -> str:
         found = await directory.practitioner_by_rpps(repo, self.records.base_url, rpps)
-        return display_name(found.content or {}) if found else ""
+        return display_name(found.content) if found else ""
 
     async def _lab(self, repo: Repository, finess: str) -> str:
         found = await directory.organization_by_finess(repo, self.records.base_url, finess)
-        return str((found.content or {}).get("name", "")) if found else ""
+        return str(found.content.get("name", "")) if found else ""

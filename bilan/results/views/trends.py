@@ -10,7 +10,7 @@ result that cannot be converted is kept apart, never drawn on the chart.
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable
 
@@ -187,7 +187,7 @@ class _Reading:
 
 
 def _reading(stored: Stored) -> _Reading | None:
-    content = stored.content or {}
+    content = stored.content
     quantity = content.get("valueQuantity") or {}
     codings = analytes.codings(content)
     if content.get("status") not in DECIDED or quantity.get("value") is None:
@@ -215,13 +215,9 @@ def _moment(content: dict[str, Any]) -> datetime | None:
     if not text:
         return None
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return date_range(text)[0]  # its start, for a partial date such as 2014-04
     except ValueError:
-        try:
-            moment = date_range(text)[0]  # a partial date: 2014-04
-        except ValueError:
-            return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return None
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -346,7 +342,7 @@ async def _labs(repo: Repository, readings: list[_Reading]) -> dict[str, str]:
         found = {f"Organization/{s.id}": s for s in await repo.read_references(referred.values())}
         for result_id, reference in referred.items():
             if result_id not in named and reference in found:
-                named[result_id] = (found[reference].content or {}).get("name", "")
+                named[result_id] = found[reference].content.get("name", "")
     unnamed = [r.id for r in readings if r.id not in named]
     if unnamed:
         named.update(await _recording_labs(repo, unnamed))

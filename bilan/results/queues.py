@@ -1,0 +1,110 @@
+"""The lab's work queues: what waits for the lab, order by order, across the rooms.
+
+- results to validate (received or typed, not yet validated biologically);
+- reports to issue (results validated since the last issued version, none left open);
+- prescribers' messages the lab has not answered (the thread's last word is the prescriber's).
+
+Each queue is read as the caller, through the access rules, from the lab's imported orders."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bilan.auth.caller import Caller
+from bilan.fhir.dates import OLDEST, date_range
+from bilan.fhir.query import parse_search
+from bilan.prescription import worklist
+from bilan.prescription.worklist import WorklistRow
+from bilan.records.pipeline import Work
+from bilan.records.service import Records
+from bilan.results.desk import OPEN, order_results
+from bilan.results.issuing import issued_documents
+from bilan.storage import search as store_search
+from bilan.storage.repository import Stored
+
+VALIDATE, ISSUE, ANSWERS = "a-valider", "a-emettre", "reponses"
+TITLES = {VALIDATE: "Résultats à valider", ISSUE: "Comptes rendus à émettre",
+          ANSWERS: "Messages des prescripteurs"}
+VALIDATED = ("final", "amended", "corrected")
+ORDERS_READ = 500  # the lab's most recent imported orders the queues look at
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """One order in a queue, with what waits and since when."""
+
+    task_id: str
+    number: str
+    patient: str
+    detail: str
+    since: datetime
+
+
+@dataclass
+class Queues:
+    items: dict[str, list[Waiting]] = field(default_factory=lambda: {key: [] for key in TITLES})
+
+    def count(self, key: str) -> int:
+        return len(self.items[key])
+
+
+class LabQueues:
+    def __init__(self, records: Records):
+        self.records = records
+
+    async def queues(self, caller: Caller) -> Queues:
+        async with self.records.work(caller) as work:
+            work.allow("results-desk", interaction="search-type")
+            rows = await worklist.search(work.conn, caller.lab_finess or "", "", "imported", limit=ORDERS_READ)
+            tasks = await work.repo.read_references(f"Task/{row.task_id}" for row in rows)
+            by_task = {row.task_id: row for row in rows}
+            found = Queues()
+            for task in tasks:
+                if task.content.get("status") in ("accepted", "in-progress", "completed"):
+                    await self._place(work, caller, task, by_task[task.id], found)
+            await self._answers(work, tasks, by_task, found)
+            work.note("search-type", patients={r.patient for r in rows}, query="queues")
+        for waiting in found.items.values():
+            waiting.sort(key=lambda w: w.since)
+        return found
+
+    async def _place(self, work: Work, caller: Caller, task: Stored, row: WorklistRow, found: Queues) -> None:
+        results = await order_results(work.repo, self.records.base_url, caller, task)
+        open_ = [r for r in results if r.content.get("status") in OPEN]
+        if open_:
+            found.items[VALIDATE].append(_waiting(row, f"{len(open_)} résultat(s)", min(r.last_updated for r in open_)))
+            return
+        validated = [r for r in results if r.content.get("status") in VALIDATED]
+        if not validated:
+            return
+        documents = await issued_documents(work.repo, task.content)
+        last_issued = max((d.last_updated for d in documents), default=OLDEST)
+        pending = [r for r in validated if r.last_updated > last_issued]
+        if pending:
+            detail = "Nouvelle version" if documents else "Première émission"
+            found.items[ISSUE].append(_waiting(row, detail, min(r.last_updated for r in pending)))
+
+    async def _answers(self, work: Work, tasks: list[Stored], rows: dict[str, WorklistRow], found: Queues) -> None:
+        if not tasks:
+            return
+        query = parse_search("Communication", [("part-of", ",".join(f"Task/{t.id}" for t in tasks)),
+                                               ("_sort", "sent")], default_count=5000, max_count=5000)
+        threads: dict[str, list[dict[str, Any]]] = {}
+        for message in (await store_search.search(work.conn, query, self.records.base_url)).matches:
+            for part in message.content.get("partOf", []):
+                threads.setdefault(part.get("reference", "").removeprefix("Task/"), []).append(message.content)
+        for task in tasks:
+            lab = (task.content.get("owner") or {}).get("reference")
+            thread = threads.get(task.id, [])
+            if thread and (thread[-1].get("sender") or {}).get("reference") != lab:
+                last = thread[-1]
+                text = next((p.get("contentString", "") for p in last.get("payload", [])), "")
+                found.items[ANSWERS].append(_waiting(rows[task.id], text, _sent(last)))
+
+
+def _waiting(row: WorklistRow, detail: str, since: datetime) -> Waiting:
+    return Waiting(row.task_id, row.requisition_value, row.patient_name, detail, since)
+
+
+def _sent(message: dict[str, Any]) -> datetime:
+    return date_range(message["sent"])[0] if message.get("sent") else OLDEST
