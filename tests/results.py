@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import httpx
+import pypdfium2 as pdfium
 
 from bilan.demo.prescriptions import EXAMS
 from tests.helpers import search
@@ -134,3 +135,12 @@ def reported(fhir, lab_middleware, desk, biologist, web_root, rng, exams: list[t
 def glucose(value: float) -> dict[str, Any]:
     """A glucose value in mmol/L, as `reported` takes it."""
     return {"valueQuantity": {"value": value, "unit": "mmol/L", "system": UCUM, "code": "mmol/L"}}
+
+
+def pdf_text(pdf: bytes) -> str:
+    """The text of a PDF, page after page."""
+    document = pdfium.PdfDocument(pdf)
+    try:
+        return "\n".join(page.get_textpage().get_text_range() for page in document)
+    finally:
+        document.close()

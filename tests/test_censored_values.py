@@ -9,7 +9,6 @@ from html import unescape
 from typing import Any
 
 import httpx
-import pypdfium2 as pdfium
 import pytest
 from lxml import etree
 
@@ -19,20 +18,12 @@ from bilan.results.document import conformance
 from tests.helpers import expressions
 from tests.orders import addressed, imported, imported_for, prescribed
 from tests.people import DUPONT
-from tests.results import binary, decide, documents, entry_path, issue, line, result, results_of
+from tests.results import binary, decide, documents, entry_path, issue, line, pdf_text, result, results_of
 from tests.web import submit
 
 TSH, CRP, FERRITIN = EXAMS[4], EXAMS[5], EXAMS[9]
 V3 = {"h": "urn:hl7-org:v3", "xsi": "http://www.w3.org/2001/XMLSchema-instance"}
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
-
-
-def pdf_text(pdf: bytes) -> str:
-    document = pdfium.PdfDocument(pdf)
-    try:
-        return "\n".join(page.get_textpage().get_text_range() for page in document)
-    finally:
-        document.close()
 
 
 def raw(api: httpx.Client, observation_id: str) -> str:

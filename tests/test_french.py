@@ -7,7 +7,6 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
-import pypdfium2 as pdfium
 import pytest
 from lxml import etree
 
@@ -17,7 +16,7 @@ from bilan.results.document.cda import cda_document
 from bilan.results.document.pdf import report_pdf
 from bilan.results.document.report import Chapter
 from tests.lab_reports import at, quantity, report
-from tests.results import GLUCOSE, documents, glucose, reported
+from tests.results import GLUCOSE, documents, glucose, pdf_text, reported
 from tests.web import log_in
 
 CATALOGUE = Path(__file__).parent.parent / "bilan" / "data" / "catalogue" / "catalogue.csv"
@@ -32,14 +31,6 @@ PRINTED = {
     "pg": "pg", "pmol/L": "pmol/L", "s": "s", "ug/L": "µg/L", "ug/dL": "µg/dL", "ug/mL": "µg/mL",
     "umol/L": "µmol/L", "{INR}": "", "{ratio}": "",
 }
-
-
-def pdf_text(pdf: bytes) -> str:
-    document = pdfium.PdfDocument(pdf)
-    try:
-        return "\n".join(page.get_textpage().get_text_range() for page in document)
-    finally:
-        document.close()
 
 
 @pytest.mark.parametrize(("value", "shown"), [
