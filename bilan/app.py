@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         engine = create_engine(settings)
         built = build_services(engine, settings)
         services.update(records=built.records, transactions=built.transactions,
-                        messaging=built.messaging, reception=Reception(built.records),
+                        messaging=built.messaging, reception=Reception(built.records, settings.partner_lab_finess),
                         desk=ResultsDesk(built.records),
                         issuing=Issuing(built.records, settings.dmp_url, web_root(settings)),
                         space=PatientSpace(built.records), trends=Trends(built.records),

@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
                        "http://127.0.0.1:9400)")
     load = commands.add_parser("catalogue", help="load the lab's exam catalogue from a CSV")
     load.add_argument("path", type=Path, nargs="?", help="CSV file (default: BILAN_CATALOGUE_PATH)")
+    load.add_argument("--ranges", type=Path, help="CSV of its reference ranges by sex and age "
+                      "(default: the ranges.csv beside the catalogue, when there is one)")
     return parser
 
 
@@ -84,7 +86,7 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "migrate":
         asyncio.run(_migrate())
     elif args.command == "catalogue":
-        asyncio.run(_load_catalogue(args.path or get_settings().catalogue_path))
+        asyncio.run(_load_catalogue(args.path or get_settings().catalogue_path, args.ranges))
     elif args.command == "demo":
         _demo(args)
     else:
@@ -177,14 +179,14 @@ async def _migrate() -> None:
         await engine.dispose()
 
 
-async def _load_catalogue(path: Path) -> None:
+async def _load_catalogue(path: Path, ranges: Path | None = None) -> None:
     from bilan.prescription.catalogue import read_csv
     from bilan.storage import catalogue
 
     await _migrate()
     engine = create_engine(get_settings())
     try:
-        count = await catalogue.load(engine, read_csv(path))
+        count = await catalogue.load(engine, read_csv(path, ranges))
     finally:
         await engine.dispose()
     print(f"{count} catalogue entries loaded from {path}")

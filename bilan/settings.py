@@ -71,6 +71,9 @@ class Settings(BaseSettings):
                            description="Sender address of bilan's notification e-mails.")
     dmp_url: str = Field(default="", description="The shared record's (DMP) MHD endpoint: issued "
                          "reports are POSTed there as Provide Document Bundles; empty: not sent.")
+    partner_lab_finess: str = Field(default="690100235", description="FINESS of the partner lab the "
+                                    "exams missing from the catalogue are sent to, with their tubes and a "
+                                    "transfer slip; it must be in bilan's directory (default: the demo's).")
     outbox_poll_seconds: float = Field(default=1.0, description="How often the delivery worker "
                                        "looks for due notifications.")
     outbox_max_attempts: int = Field(default=20, description="Delivery attempts before a "

@@ -90,3 +90,10 @@ def adaptations(fhir: httpx.Client, original: dict[str, Any]) -> list[dict[str, 
 def answer_of(request: dict[str, Any]) -> str:
     parts = next(e["extension"] for e in request["extension"] if e["url"] == ADAPTATION)
     return next(p["valueCode"] for p in parts if p["url"] == "answer")
+
+
+def collected(desk: httpx.Client, web_root: str, task_id: str) -> None:
+    """The desk records the order's tubes as collected (its "Prélèvement effectué" button)."""
+    page = desk.get(f"{web_root}/reception/prescriptions/{task_id}")
+    done = submit(desk, page, f"/reception/prescriptions/{task_id}/prelevement", {})
+    assert done.status_code == 200, done.text

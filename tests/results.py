@@ -3,12 +3,14 @@ and the issued report (its versions, its CDA and PDF, where it was sent)."""
 
 import base64
 import json
+import random
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
 import pypdfium2 as pdfium
 
-from bilan.demo.prescriptions import EXAMS
+from bilan.demo.prescriptions import EXAMS, GIVEN_F, GIVEN_M, Person, make_ins
 from tests.helpers import search
 from tests.orders import addressed, imported_for, prescribed
 from tests.people import DUPONT
@@ -144,3 +146,13 @@ def pdf_text(pdf: bytes) -> str:
         return "\n".join(page.get_textpage().get_text_range() for page in document)
     finally:
         document.close()
+
+
+def patient_aged(rng: random.Random, gender: str, years: float, on: date = date(2026, 11, 24)) -> Person:
+    """A patient of their own (name and INS from the test's `rng`) of this sex, aged `years` and
+    a few days on the day `on` (results.py's samples are taken on 24/11/2026): for ranges by sex
+    and age."""
+    born = on - timedelta(days=int(years * 365.25) + rng.randint(1, 25))
+    given = rng.sample(GIVEN_F if gender == "female" else GIVEN_M, 2)
+    return Person(rng.choice(["Martin", "Bernard", "Dubois", "Moreau", "Laurent"]), given, gender, born,
+                  make_ins(rng, gender, born))

@@ -12,7 +12,7 @@ from bilan.demo.prescriptions import EXAMS, REQUISITION_SYSTEM, bundle
 from bilan.fhir.query import MAX_PARAMETERS, MAX_REPEATS, MAX_VALUE_LENGTH, MAX_VALUES
 from tests.deliveries import subscribe
 from tests.helpers import diagnostics, entry_index, expressions, issues, post_bundle
-from tests.orders import addressed, imported, prescribed, send, worklist
+from tests.orders import addressed, collected, imported, prescribed, send, worklist
 from tests.results import entry_path, glucose_result, line, results_of
 from tests.web import csrf_token
 
@@ -59,6 +59,7 @@ def test_a_nul_character_is_refused_in_a_body_a_search_an_id_and_a_form(
     assert page.status_code == 400 and "caractère nul" in page.text, page.text
 
     task_id = imported(fhir, desk, web_root, addressed(rng, exams=[GLUCOSE]))
+    collected(desk, web_root, task_id)
     request = prescribed(fhir, task_id, GLUCOSE[0])
     form = biologist.get(f"{web_root}{entry_path(task_id)}")
     typed = line(request, GLUCOSE[0], "5,2", "mmol/L\u0000")
@@ -161,6 +162,7 @@ def test_a_result_out_of_any_plausible_range_is_refused(fhir, lab_middleware, de
     assert lab_middleware.post("Observation", json=glucose_result(request, 7.2, "mmol/L")).status_code == 201
 
     task_id = imported(fhir, desk, web_root, addressed(rng, exams=[GLUCOSE]))
+    collected(desk, web_root, task_id)
     request = prescribed(fhir, task_id, GLUCOSE[0])
     page = biologist.get(f"{web_root}{entry_path(task_id)}")
     name = f"valeur-{request['id']}-{GLUCOSE[0]}"

@@ -16,7 +16,7 @@ from bilan.demo.prescriptions import EXAMS
 from bilan.results.desk import interpretation, typed
 from bilan.results.document import conformance
 from tests.helpers import expressions
-from tests.orders import addressed, imported, imported_for, prescribed
+from tests.orders import addressed, collected, imported, imported_for, prescribed
 from tests.people import DUPONT
 from tests.results import binary, decide, documents, entry_path, issue, line, pdf_text, result, results_of
 from tests.web import submit
@@ -52,6 +52,7 @@ def cda_observation(root: etree._Element, loinc: str) -> etree._Element:
 def test_typed_digits_and_limits_reach_fhir_the_cda_and_the_pdf(
         fhir, desk, biologist, web_root, rng) -> None:
     task_id = imported_for(fhir, desk, web_root, addressed(rng, exams=[TSH, CRP, FERRITIN], patient=DUPONT))
+    collected(desk, web_root, task_id)
     tsh, crp, ferritin = (prescribed(fhir, task_id, code) for code, _ in (TSH, CRP, FERRITIN))
     page = biologist.get(f"{web_root}{entry_path(task_id)}")
     results = submit(biologist, page, entry_path(task_id), {
@@ -132,6 +133,7 @@ def test_an_analyser_sends_censored_values_and_gets_the_flag_they_imply(
 
 def test_censored_values_typed_with_their_french_signs(fhir, desk, biologist, web_root, rng) -> None:
     task_id = imported(fhir, desk, web_root, addressed(rng, exams=[CRP, FERRITIN]))
+    collected(desk, web_root, task_id)
     crp, ferritin = prescribed(fhir, task_id, CRP[0]), prescribed(fhir, task_id, FERRITIN[0])
     page = biologist.get(f"{web_root}{entry_path(task_id)}")
     saved = submit(biologist, page, entry_path(task_id), {

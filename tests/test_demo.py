@@ -6,7 +6,7 @@ from bilan.app import build_services
 from bilan.auth.caller import Caller
 from bilan.demo.load import load_demo
 from bilan.fhir.query import parse_search
-from bilan.results.queues import ANSWERS, ISSUE, VALIDATE, LabQueues
+from bilan.results.queues import ANSWERS, CRITICAL, ISSUE, VALIDATE, LabQueues
 from bilan.results.views.patient_space import PatientSpace
 from bilan.settings import Settings
 from bilan.storage.database import create_engine
@@ -40,5 +40,7 @@ def test_the_demo_loads_and_each_party_sees_its_share(own_database: Settings) ->
     assert tasks >= 5  # four prescriptions and the one addressed to no lab, and past orders
     assert lamberts_requests > 0
     assert dupont_reports >= 6  # her past reports: three from this lab, three from others
-    # The lab's queues have work: results to validate with the prescriber's message, a report to issue.
-    assert queues == {VALIDATE: ["DEMO-2026-9100"], ISSUE: ["DEMO-2026-9101"], ANSWERS: ["DEMO-2026-9100"]}
+    # The lab's queues have work: results to validate, one critical (its call to record), with the
+    # prescriber's message, a report to issue.
+    assert queues == {CRITICAL: ["DEMO-2026-9100"], VALIDATE: ["DEMO-2026-9100"], ISSUE: ["DEMO-2026-9101"],
+                      ANSWERS: ["DEMO-2026-9100"]}

@@ -24,7 +24,7 @@ from bilan.storage.database import create_engine
 from bilan.storage.migrate import MIGRATIONS, downgrade, upgrade
 from bilan.storage.tables import catalogue as catalogue_table
 from tests.helpers import diagnostics, expressions, post_bundle, run
-from tests.orders import addressed, imported, prescribed
+from tests.orders import addressed, collected, imported, prescribed
 from tests.results import decide, entry_path, line, result, results_of
 from tests.web import csrf_token, submit
 
@@ -97,6 +97,7 @@ def test_a_faulty_analyser_gets_a_422_naming_the_value_and_nothing_is_stored(
 def test_a_careless_user_is_told_next_to_the_field_and_keeps_what_was_typed(
         fhir, desk, biologist, web_root, rng) -> None:
     task_id = imported(fhir, desk, web_root, addressed(rng, exams=[GLUCOSE, IONO]))
+    collected(desk, web_root, task_id)
     glucose, iono = prescribed(fhir, task_id, GLUCOSE[0]), prescribed(fhir, task_id, IONO[0])
     page = biologist.get(f"{web_root}{entry_path(task_id)}")
     sodium, potassium = f"valeur-{iono['id']}-{SODIUM}", f"valeur-{iono['id']}-{POTASSIUM}"
@@ -134,6 +135,7 @@ def test_a_careless_user_is_told_next_to_the_field_and_keeps_what_was_typed(
 
 def test_a_differential_that_cannot_add_up_is_refused_when_typed(fhir, desk, biologist, web_root, rng) -> None:
     task_id = imported(fhir, desk, web_root, addressed(rng, exams=[NFS]))
+    collected(desk, web_root, task_id)
     nfs = prescribed(fhir, task_id, NFS[0])
     page = biologist.get(f"{web_root}{entry_path(task_id)}")
 

@@ -144,9 +144,11 @@ def test_the_readme_story_is_true_step_by_step(demo: str, people: dict[str, http
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
     assert cda.status_code == 200 and b"ClinicalDocument" in cda.content
 
-    # The lab's home page counts what waits: DEMO-2026-9100's results (and Dr Lambert's message),
-    # DEMO-2026-9101's report to issue.
+    # The lab's home page counts what waits: DEMO-2026-9100's results (a critical one, and Dr
+    # Lambert's message), DEMO-2026-9101's report to issue.
     home = biologist.get(f"{demo}/")
+    assert re.search(r'Valeurs critiques à appeler</a> <span class="badge urgent" id="compte-valeurs-critiques">1<',
+                     home.text)
     assert re.search(r'Résultats à valider</a> <span class="badge urgent" id="compte-a-valider">1<', home.text)
     queues = biologist.get(link(home, "Résultats à valider"))
     waiting = queues.text.split('id="a-emettre"')
@@ -161,5 +163,13 @@ def test_the_readme_story_is_true_step_by_step(demo: str, people: dict[str, http
     checked = submit(technician, to_validate, to_validate.url.path, {"action": "technique", "resultats": chosen})
     assert checked.status_code == 200 and "Validé techniquement par technician:staff-tech-bernard" in checked.text
     page = biologist.get(str(to_validate.url))
+    # Its glucose is critical (HH): bio.durand records his call to Dr Lambert before validating.
+    assert submit(biologist, page, page.url.path, {"action": "biologique", "resultats": chosen}).status_code == 409
+    critical = re.search(r'name="resultat" value="([^"]+)"', page.text).group(1)
+    when = re.search(r'name="quand" value="([^"]+)"', page.text).group(1)
+    called = submit(biologist, page, f"{page.url.path}/appel", {
+        "resultat": critical, "qui": "Dr Claire Lambert", "quand": when, "moyen": "telephone",
+        "propos": "Glycémie à 26,8 mmol/L transmise ; la patiente est adressée aux urgences."})
+    assert called.status_code == 200 and "Appel tracé : Dr Claire Lambert" in called.text
     done = submit(biologist, page, page.url.path, {"action": "biologique", "resultats": chosen})
     assert done.status_code == 200 and "Validé biologiquement par biologist:10000000017" in done.text

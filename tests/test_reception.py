@@ -16,7 +16,8 @@ from tests.orders import addressed, listed, open_by_number, send, task_of, workl
 from tests.web import log_in, submit
 
 CATALOGUE_LABELS = {"58410-2": "Numération formule sanguine (hémogramme)", "40193-5": "Glycémie à jeun",
-                    "57698-3": "Bilan lipidique (EAL)", "24326-1": "Ionogramme sanguin"}
+                    "57698-3": "Bilan lipidique (EAL)", "24326-1": "Ionogramme sanguin",
+                    "2458-8": "Immunoglobulines A"}  # not in the catalogue: the prescription's name
 ACCESSION = re.compile(r"Dossier de prélèvement n° (\d{6}-\d{4})")
 
 
@@ -86,9 +87,15 @@ def test_import_makes_the_labs_order_and_the_prescriber_follows_it(fhir, lab_mid
     assert [e["resource"]["status"] for e in versions["entry"]] == ["accepted", "requested"]
 
     specimens = search(lab_middleware, "Specimen", request=",".join(requests))["entry"]
-    tubes = {s["resource"]["container"][0]["type"]["text"]: s["resource"] for s in specimens}
+    # IgA, which the lab does not perform, has a tube of its own: it travels to the partner lab.
+    [sent] = [s["resource"] for s in specimens if s["resource"].get("extension")]
+    assert sent["container"][0]["type"]["text"] == "Tube sec avec gel (bouchon jaune)"
+    assert "Immunoglobulines A" in sent["note"][0]["text"]
+    tubes = {s["resource"]["container"][0]["type"]["text"]: s["resource"] for s in specimens
+             if s["resource"] is not sent and not s["resource"].get("extension")}
     assert set(tubes) == {"Tube EDTA (bouchon violet)", "Tube fluorure (bouchon gris)",
                           "Tube sec avec gel (bouchon jaune)"}  # lipids and ions share one tube
+    tubes["sent"] = sent
     assert all(t["accessionIdentifier"]["value"].startswith(accession + "-") for t in tubes.values())
     lab_file = next(i["valueReference"]["reference"] for i in task["input"])
     assert {t["subject"]["reference"] for t in tubes.values()} == {lab_file}
@@ -102,7 +109,7 @@ def test_import_makes_the_labs_order_and_the_prescriber_follows_it(fhir, lab_mid
     expected = {t["accessionIdentifier"]["value"]: [CATALOGUE_LABELS[c] for c in _requested(lab_middleware, t)]
                 for t in tubes.values()}
     assert sorted(map(sorted, expected.values())) == [
-        ["Bilan lipidique (EAL)", "Ionogramme sanguin"], ["Glycémie à jeun"],
+        ["Bilan lipidique (EAL)", "Ionogramme sanguin"], ["Glycémie à jeun"], ["Immunoglobulines A"],
         ["Numération formule sanguine (hémogramme)"]]
     for specimen in specimens:
         rewritten = {**specimen["resource"], "note": [{"text": "Hémolysé ?"}]}

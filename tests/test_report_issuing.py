@@ -33,6 +33,7 @@ from tests.results import (
     decide,
     documents,
     issue,
+    pdf_text,
     posted,
     prescriber_mail,
     report_of,
@@ -274,3 +275,44 @@ def test_only_the_biologist_s_explicit_release_with_its_reason_lifts_a_mask(
     trail = search(patient, "AuditEvent", patient=subject, _sort="-date", _count=200)  # hers: other tests' too
     reasons = [e["resource"].get("outcomeDesc", "") for e in trail.get("entry", [])]
     assert "Levée du masquage : Résultat expliqué à la patiente par téléphone" in reasons
+
+
+def test_the_biologists_conclusion_is_in_the_cda_the_pdf_and_the_report_and_makes_a_new_version(
+        fhir, lab_middleware, desk, biologist, web_root, rng) -> None:
+    task_id = imported(fhir, desk, web_root, addressed(rng, exams=[GLUCOSE]))
+    request = prescribed(fhir, task_id, GLUCOSE[0])
+    decide(biologist, web_root, task_id, "biologique", [posted(lab_middleware, result(request, GLUCOSE[0], 7.4, "mmol/L"))])
+    assert issue(biologist, web_root, task_id).status_code == 200
+    again = issue(biologist, web_root, task_id)
+    assert again.status_code == 409  # nothing new: no new version
+
+    conclusion = "Hyperglycémie à jeun : à contrôler, HbA1c conseillée."
+    assert issue(biologist, web_root, task_id, conclusion=conclusion).status_code == 200
+    first, second = documents(fhir, task_id)
+    assert second["docStatus"] == "amended" or second["relatesTo"][0]["code"] == "replaces"
+    cda = binary(fhir, second["content"][0]["attachment"])
+    assert conformance.problems(cda) == []
+    section = etree.fromstring(cda).xpath("//h:section[h:code/@code='55112-7']", namespaces=V3)
+    assert len(section) == 1 and conclusion in "".join(section[0].itertext())
+    assert report_of(fhir, task_id)["conclusion"] == conclusion
+    pdf = binary(fhir, second["content"][1]["attachment"])
+    assert conclusion in pdf_text(pdf) and "Conclusion du biologiste" in pdf_text(pdf)
+    assert issue(biologist, web_root, task_id, conclusion=conclusion).status_code == 409  # the same again
+
+
+def test_the_pdf_prints_the_previous_result_beside_the_new_one(
+        fhir, lab_middleware, desk, biologist, web_root, rng) -> None:
+    spec = addressed(rng, exams=[GLUCOSE])
+    first = imported(fhir, desk, web_root, spec)
+    earlier = result(prescribed(fhir, first, GLUCOSE[0]), GLUCOSE[0], 5.4, "mmol/L",
+                     effectiveDateTime="2026-05-12T08:00:00+02:00")
+    decide(biologist, web_root, first, "biologique", [posted(lab_middleware, earlier)])
+    again = imported_for(fhir, desk, web_root, addressed(rng, exams=[GLUCOSE], patient=spec.patient))
+    decide(biologist, web_root, again, "biologique", [posted(lab_middleware, result(
+        prescribed(fhir, again, GLUCOSE[0]), GLUCOSE[0], 7.0, "mmol/L"))])
+    assert "5,4 mmol/L" in biologist.get(f"{web_root}/reception/prescriptions/{again}/resultats").text
+    assert issue(biologist, web_root, again).status_code == 200
+
+    [document] = documents(fhir, again)
+    text = " ".join(pdf_text(binary(fhir, document["content"][1]["attachment"])).split())  # cells wrap
+    assert "Antériorité" in text and "7,0 mmol/L" in text and "5,4 mmol/L (12/05/2026)" in text

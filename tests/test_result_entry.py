@@ -7,8 +7,8 @@ import httpx
 
 from bilan.demo.prescriptions import EXAMS
 from tests.helpers import search
-from tests.orders import adapt, addressed, imported, prescribed, send, task_of
-from tests.results import entry_path, line, results_of
+from tests.orders import adapt, addressed, collected, imported, prescribed, send, task_of
+from tests.results import entry_path, line, patient_aged, results_of
 from tests.web import submit
 
 NFS, GLUCOSE, FERRITIN = EXAMS[0], EXAMS[1], EXAMS[9]
@@ -29,7 +29,8 @@ def results_row(page: httpx.Response, label: str) -> str:
 
 
 def test_typed_results_start_from_the_catalogue_and_get_their_flag(fhir, biologist, desk, web_root, rng) -> None:
-    task_id = imported(fhir, desk, web_root, addressed(rng, exams=[NFS, GLUCOSE, IGA]))
+    woman = patient_aged(rng, "female", 40)  # haemoglobin's range is by sex and age (12 - 16 g/dL for her)
+    task_id = imported(fhir, desk, web_root, addressed(rng, exams=[NFS, GLUCOSE, IGA], patient=woman))
     nfs, glucose = prescribed(fhir, task_id, NFS[0]), prescribed(fhir, task_id, GLUCOSE[0])
     submit(desk, desk.get(f"{web_root}/reception/prescriptions/{task_id}"),
            f"/reception/prescriptions/{task_id}/prelevement", {})
@@ -39,7 +40,7 @@ def test_typed_results_start_from_the_catalogue_and_get_their_flag(fhir, biologi
     key = f"{glucose['id']}-{GLUCOSE[0]}"
     assert [field(page, f"{name}-{key}") for name in ("unite", "bas", "haut")] == ["mmol/L", "3,9", "6,1"]
     assert field(page, f"unite-{nfs['id']}-{LEUKOCYTES}") == "10*9/L"  # the panel, one line per result
-    assert field(page, f"bas-{nfs['id']}-{HEMOGLOBIN}") == "11,5"
+    assert field(page, f"bas-{nfs['id']}-{HEMOGLOBIN}") == "12"
     assert f'<label for="valeur-{key}">Glycémie à jeun (mmol/L)</label>' in page.text
     assert "Immunoglobulines A" in page.text and "À transmettre" in page.text
 
@@ -82,6 +83,7 @@ def test_typed_results_start_from_the_catalogue_and_get_their_flag(fhir, biologi
 
 def test_a_refused_line_stores_nothing_and_says_why_next_to_its_field(fhir, biologist, desk, web_root, rng) -> None:
     task_id = imported(fhir, desk, web_root, addressed(rng, exams=[NFS, GLUCOSE]))
+    collected(desk, web_root, task_id)
     nfs, glucose = prescribed(fhir, task_id, NFS[0]), prescribed(fhir, task_id, GLUCOSE[0])
     page = biologist.get(f"{web_root}{entry_path(task_id)}")
     good = line(glucose, GLUCOSE[0], "5,0", "mmol/L", "3,9", "6,1")
@@ -107,6 +109,7 @@ def test_a_refused_line_stores_nothing_and_says_why_next_to_its_field(fhir, biol
 def test_the_exams_are_those_in_effect_after_the_biologists_adaptation(
         fhir, lab_middleware, biologist, desk, web_root, rng) -> None:
     task_id = imported(fhir, desk, web_root, addressed(rng, exams=[GLUCOSE, FERRITIN]))
+    collected(desk, web_root, task_id)
     ferritin = prescribed(fhir, task_id, FERRITIN[0])
     adapt(biologist, web_root, task_id, change="replace", original=f"ServiceRequest/{ferritin['id']}",
           code="CRP", reason="clinical-context", proceed="oui")
@@ -151,3 +154,22 @@ def test_only_the_labs_result_writers_type_results_of_an_open_order(
     closed = submit(biologist, page, entry_path(task_id), line(glucose, GLUCOSE[0], "5", "mmol/L"))
     assert closed.status_code == 409 and results_of(fhir, glucose) == []
 
+
+
+def test_results_wait_for_the_tubes_to_be_collected_or_for_a_reason(fhir, desk, biologist, web_root, rng) -> None:
+    task_id = imported(fhir, desk, web_root, addressed(rng, exams=[GLUCOSE]))
+    glucose = prescribed(fhir, task_id, GLUCOSE[0])
+    page = biologist.get(f"{web_root}{entry_path(task_id)}")
+    assert "Motif de saisie sans prélèvement enregistré" in page.text
+
+    refused = submit(biologist, page, entry_path(task_id), line(glucose, GLUCOSE[0], "5,2", "mmol/L"))
+    assert refused.status_code == 422
+    assert re.search(rf'id="valeur-{glucose["id"]}-{GLUCOSE[0]}-erreur"[^>]*>Prélèvement non enregistré', refused.text)
+    assert field(refused, f"valeur-{glucose['id']}-{GLUCOSE[0]}") == "5,2"  # what was typed is kept
+    assert results_of(fhir, glucose) == []
+
+    kept = submit(biologist, page, entry_path(task_id), {**line(glucose, GLUCOSE[0], "5,2", "mmol/L"),
+                                                         "motif_sans_prelevement": "Tube apporté par l'infirmière"})
+    assert kept.url.path.endswith("/resultats"), kept.text
+    [stored] = results_of(fhir, glucose)
+    assert stored["note"][0]["text"] == "Saisi sans prélèvement enregistré : Tube apporté par l'infirmière"

@@ -27,9 +27,10 @@ ROLE_WRITES: dict[str, tuple[str, ...]] = {
 }
 
 # Who a person or an organisation is: only the resource's owner (who created it) or bilan's
-# directory (resources bilan loaded itself) may change these, since others rely on them.
+# directory (resources bilan loaded itself) may change these, since others rely on them. A
+# Patient's links say which other records are the same person (patient_links.py).
 IDENTIFYING: dict[str, tuple[str, ...]] = {
-    "Patient": ("identifier", "name", "birthDate", "gender"),
+    "Patient": ("identifier", "name", "birthDate", "gender", "link"),
     "Practitioner": ("identifier", "name"),
     "PractitionerRole": ("identifier", "practitioner", "organization"),
     "Organization": ("identifier", "name"),
@@ -69,12 +70,15 @@ ACTIONS: dict[str, tuple[tuple[Kind, ...], str]] = {
     "answer-adaptation": (("prescriber", "practice-software"),
                           "Seul le prescripteur accepte ou refuse une adaptation."),
     "issue": (("biologist",), "Seul un biologiste émet le compte rendu."),
+    "call-critical": (("biologist",), "Seul un biologiste trace l'appel d'une valeur critique au prescripteur."),
     "release": (("prescriber", "practice-software", "biologist"),
                 "Seuls le prescripteur et le biologiste lèvent le masquage."),
     "follow-order": (("prescriber", "practice-software", *LAB), "Réservé aux professionnels."),
     "deliveries": (LAB, "Réservé au laboratoire."),
-    # Trends are the patient's own: for anyone else they would mix several patients.
+    # Trends are the patient's own: for anyone else they would mix several patients, unless
+    # they name one (patient-trends: the records of that person they may read).
     "trends": (("patient",), "Les courbes de résultats sont réservées au patient concerné."),
+    "patient-trends": (("prescriber", "practice-software", *LAB), "Réservé aux professionnels."),
 }
 
 
@@ -112,8 +116,13 @@ def owner_key(caller: Caller | None) -> str | None:
     if caller.for_prescriber:
         return f"rpps:{caller.rpps}"
     if caller.for_lab:
-        return f"lab:{caller.lab_finess}"
+        return lab_key(caller.lab_finess or "")
     return None
+
+
+def lab_key(finess: str) -> str:
+    """Whose the resources a lab's staff or software create are (its tubes, its patient files)."""
+    return f"lab:{finess}"
 
 
 def check_change(caller: Caller, resource_type: str, stored: dict[str, Any], new: dict[str, Any],

@@ -36,6 +36,7 @@ from bilan.storage.repository import Write
 LAB_FINESS = "750100001"
 LAB_IDENTIFIER = ("urn:oid:1.2.250.1.71.4.2.2", f"1{LAB_FINESS}")
 LAB_CRITERIA = f"identifier={LAB_IDENTIFIER[0]}|{LAB_IDENTIFIER[1]}"
+PARTNER_FINESS = "690100235"  # the partner lab (Settings.partner_lab_finess)
 BIOLOGIST_RPPS = "10000000017"  # bio.durand at the demo OpenID provider
 
 PRESCRIBERS = [
@@ -89,8 +90,9 @@ async def load_demo(settings: Settings) -> None:
 
 
 def lab_directory() -> list[tuple[dict[str, Any], str]]:
-    """The demo lab and its biologist, with the criteria that find them again: the lab's FINESS
-    is the one the demo lab accounts and middleware act for, the biologist is bio.durand."""
+    """The demo lab, its biologist and its partner lab, with the criteria that find them again:
+    the lab's FINESS is the one the demo lab accounts and middleware act for, the biologist is
+    bio.durand, the partner lab performs the exams the demo catalogue lacks."""
     lab = {
         "resourceType": "Organization",
         "identifier": [{"system": LAB_IDENTIFIER[0], "value": LAB_IDENTIFIER[1]}],
@@ -108,7 +110,17 @@ def lab_directory() -> list[tuple[dict[str, Any], str]]:
         "qualification": [{"code": {"coding": [{"system": "urn:oid:1.2.250.1.213.1.1.4.5", "code": "SM03",
                                                  "display": "Biologie médicale"}]}}],
     }
-    return [(lab, LAB_CRITERIA), (biologist, f"identifier={RPPS}|{BIOLOGIST_RPPS}")]
+    partner = {  # the lab the demo lab sends what its catalogue lacks to (settings.partner_lab_finess)
+        "resourceType": "Organization",
+        "identifier": [{"system": LAB_IDENTIFIER[0], "value": f"1{PARTNER_FINESS}"}],
+        "type": lab["type"],
+        "name": "Laboratoire de biologie spécialisée Lyon Gerland",
+        "telecom": [{"system": "phone", "value": "0472000000"},
+                    {"system": "email", "value": "transmissions@labo-lyon-gerland.mssante.fr"}],
+        "address": [{"line": ["40 avenue Tony Garnier"], "postalCode": "69007", "city": "LYON"}],
+    }
+    return [(lab, LAB_CRITERIA), (biologist, f"identifier={RPPS}|{BIOLOGIST_RPPS}"),
+            (partner, f"identifier={LAB_IDENTIFIER[0]}|1{PARTNER_FINESS}")]
 
 
 # The lab's own patient files, as its software holds them: one with a traits mismatch against

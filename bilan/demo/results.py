@@ -1,8 +1,8 @@
 """Past reports for the demo: Marie Dupont's last three check-ups at the demo lab, taken through
 the same steps as at the lab (import at reception, results from the analysers, biological
 validation, issue), the three ANS example reports as documents from other labs, and the lab's
-work in progress for its queues (results to validate, a report to issue, a prescriber's
-message). Loading again changes nothing: an order already imported is left as it is, and a
+work in progress for its queues (a critical value to call, results to validate, a report to
+issue, a prescriber's message). Loading again changes nothing: an order already imported is left as it is, and a
 document already imported is found by its identifier."""
 
 import base64
@@ -81,11 +81,13 @@ async def _validate_all(results: ResultsDesk, biologist: Caller, task_id: str) -
                                                           if r.open], "")
 
 
-# The lab's work in progress: (number, day, whether validated, the prescriber's message).
-IN_PROGRESS = [
+# The lab's work in progress: (number, day, whether validated, the prescriber's message, the
+# results that differ from her last check-up by LOINC). DEMO-2026-9100's glucose is critical
+# (HH, above 25 mmol/L): it waits for the biologist's call to the prescriber.
+IN_PROGRESS: list[tuple[str, datetime, bool, str, dict[str, float]]] = [
     ("DEMO-2026-9100", datetime(2026, 12, 1, 7, 30, tzinfo=timezone.utc), False,
-     "Merci de m'appeler si la glycémie dépasse 7 mmol/L."),
-    ("DEMO-2026-9101", datetime(2026, 12, 2, 7, 45, tzinfo=timezone.utc), True, ""),
+     "Merci de m'appeler si la glycémie dépasse 7 mmol/L.", {"40193-5": 26.8}),
+    ("DEMO-2026-9101", datetime(2026, 12, 2, 7, 45, tzinfo=timezone.utc), True, "", {}),
 ]
 
 
@@ -101,7 +103,7 @@ async def load_work_in_progress(records: Records, transactions: Transactions, pa
     reception, results = Reception(records), ResultsDesk(records)
     labels = dict(EXAMS)
     exams = sorted({(asked, labels.get(asked, asked)) for asked, *_ in CHECKUPS})
-    for number, when, validated, message in IN_PROGRESS:
+    for number, when, validated, message, changed in IN_PROGRESS:
         await transactions.process(None, bundle(PrescriptionSpec(
             patient=patient, prescriber=prescriber, requisition=number, exams=exams, lab=lab,
             authored=when.replace(hour=6), clinical_question="Contrôle glycémique")))
@@ -115,7 +117,7 @@ async def load_work_in_progress(records: Records, transactions: Transactions, pa
         for asked, reported, unit, values in CHECKUPS:
             request = next(e for e in found.exams if e.code == asked)
             await records.create(middleware, _result(request.reference, found.row.patient, reported,
-                                                      values[-1], unit, when))
+                                                      changed.get(reported, values[-1]), unit, when))
         if validated:
             await _validate_all(results, biologist, row.task_id)
         if message:

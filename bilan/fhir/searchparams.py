@@ -53,6 +53,8 @@ PARAMS: tuple[SearchParam, ...] = (
     _p("Patient", "name", "string", "name.family", "name.given", "name.text", doc="Any part of a name"),
     _p("Patient", "birthdate", "date", "birthDate"),
     _p("Patient", "gender", "token", "gender"),
+    _p("Patient", "link", "reference", "link.other", targets=("Patient", "RelatedPerson"),
+       doc="The patient records this one says are the same person"),
     _p("Practitioner", "identifier", "token", "identifier", doc="RPPS or national id"),
     _p("Practitioner", "family", "string", "name.family"),
     _p("Practitioner", "name", "string", "name.family", "name.given", "name.text"),

@@ -99,6 +99,24 @@ def answered(request: dict[str, Any], agreed: bool) -> dict[str, Any]:
             "extension": [*extensions, {"url": ADAPTATION, "extension": parts}]}
 
 
+def in_effect(prescribed: list[dict[str, Any]], adapted: list[dict[str, Any]],
+              suspended: bool = False) -> list[dict[str, Any]]:
+    """The order's exams once the adaptations apply: the prescribed ones (active) that no
+    cancellation or replacement in effect removed, then the lab's additions and replacements in
+    effect. A cancellation waiting for the prescriber's answer suspends its exam: left out,
+    unless `suspended` (its tube is drawn all the same, in case the prescriber disagrees)."""
+    dropped: set[str] = set()
+    for request in adapted:
+        change, status = change_of(request), request.get("status")
+        if change == "replace" and status == "active":
+            dropped |= {r.get("reference", "") for r in request.get("replaces", [])}
+        if change == "cancel" and (status == "revoked" or (status == "on-hold" and not suspended)):
+            dropped |= {b.get("reference", "") for b in request.get("basedOn", [])}
+    kept = [r for r in prescribed
+            if r.get("status") == "active" and f"ServiceRequest/{r.get('id')}" not in dropped]
+    return kept + [r for r in adapted if change_of(r) in ("add", "replace") and r.get("status") == "active"]
+
+
 def is_adaptation(request: dict[str, Any]) -> bool:
     return any(e.get("url") == ADAPTATION for e in request.get("extension", []))
 

@@ -4,7 +4,8 @@ biologist's adaptations that open or extend it.
 A thread is the FHIR Communications `partOf` the prescription's Task. Whoever writes them
 (the web pages, the prescriber's software through the FHIR API), the same guard checks them
 and completes them, and the same observer acts on them once stored: an answer to an
-adaptation puts it in effect or drops it, and a message to a prescriber is mailed to them.
+adaptation puts it in effect (and the order's tubes follow: order.py) or drops it, and a
+message to a prescriber is mailed to them.
 """
 
 from dataclasses import dataclass
@@ -18,8 +19,9 @@ from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
 from bilan.fhir.query import parse_search
 from bilan.fhir.references import literal
 from bilan.notifications import outbox
-from bilan.prescription import adaptation, tracking
+from bilan.prescription import adaptation, tracking, worklist
 from bilan.prescription.identity import Traits, traits
+from bilan.prescription.order import adapted_requests, keep_in_step
 from bilan.records.pipeline import Work
 from bilan.records.service import Records, new_id
 from bilan.storage import catalogue
@@ -28,7 +30,12 @@ from bilan.storage.repository import Repository, Stored, Write
 
 KINDS_SYSTEM = "https://bilan.sante.fr/fhir/CodeSystem/message-kind"
 KINDS = {"message": "Message", "adaptation": "Adaptation de la prescription",
-         "agreement": "Accord", "disagreement": "Désaccord"}
+         "agreement": "Accord", "disagreement": "Désaccord",
+         # A critical result: the biologist's call traced, and the urgent word to the prescriber
+         # (bilan/results/desk/critical.py).
+         "critical-call": "Appel pour valeur critique", "critical-value": "Valeur critique"}
+CRITICAL_KINDS = ("critical-call", "critical-value")
+URGENT = ("urgent", "asap", "stat")  # Communication.priority above routine: "URGENT" in the mail
 ANSWER_KINDS = {"agreement": True, "disagreement": False}
 PENDING_LABEL = "Adaptation en attente de l'accord du prescripteur"
 
@@ -163,6 +170,8 @@ class Messaging:
                 **message, "about": [{"reference": f"Task/{task_id}"},
                                      {"reference": f"ServiceRequest/{request_id}"}],
             }, "POST")])
+            if proceed:  # in effect at once: the tubes follow
+                await keep_in_step(work, content, caller.lab_finess or "")
             await self._mark_pending(work, task_id)
 
     async def guard(self, repo: Repository, caller: Caller | None, message: dict[str, Any]) -> dict[str, Any]:
@@ -181,6 +190,8 @@ class Messaging:
             await self._check_answer(repo, caller, message, content)
         elif kind == "adaptation" and caller is not None:
             policy.check_action(caller, "adapt", "Communication.category")
+        elif kind in CRITICAL_KINDS and caller is not None:
+            policy.check_action(caller, "call-critical", "Communication.category")
         from_lab = caller.for_lab if caller is not None else kind == "adaptation"
         lab, prescriber = content.get("owner"), content.get("requester")
         other = prescriber if from_lab else lab  # no lab yet: a prescription nobody imported
@@ -221,7 +232,15 @@ class Messaging:
                                     "PUT", change.version_id)], system=True)
         for part in message.get("partOf", []):
             task_id = part.get("reference", "").removeprefix("Task/")
+            await self._tubes_follow(work, task_id)
             await self._mark_pending(work, task_id)
+
+    async def _tubes_follow(self, work: Work, task_id: str) -> None:
+        """An answer may put a change in effect: the order's tubes follow, and stay the lab's."""
+        task = await work.repo.read("Task", task_id)
+        row = await worklist.by_task(work.conn, task_id)
+        if task is not None and not task.deleted and row is not None and row.order_lab:
+            await keep_in_step(work, task.content, row.order_lab)
 
     async def _about_changes(self, repo: Repository, message: dict[str, Any]) -> list[Stored]:
         keys = [k for k in (literal(r.get("reference", "")) for r in message.get("about", []))
@@ -253,8 +272,9 @@ class Messaging:
             number = await _requisition(repo, task)
             to_lab = recipient.get("reference", "").startswith("Organization/")
             who, page = ("Le prescripteur", "reception") if to_lab else ("Le laboratoire", "prescripteur")
+            urgent = "URGENT — " if content.get("priority") in URGENT else ""
             await outbox.enqueue_mail(
-                repo.conn, address, f"bilan — {KINDS.get(kind_of(content), 'Message')} "
+                repo.conn, address, f"bilan — {urgent}{KINDS.get(kind_of(content), 'Message')} "
                                     f"(prescription n° {number})",
                 f"{who} vous a écrit au sujet de la prescription n° {number} :\n\n"
                 f"{_text(content)}\n\nRépondre : {self.mail_link}/{page}/prescriptions/"
@@ -287,17 +307,6 @@ class Messaging:
         """The catalogue's orderable exams (what a biologist may add or put instead)."""
         async with self.records.work(None) as work:
             return await catalogue.orderables(work.conn)
-
-
-async def adapted_requests(repo: Repository, base_url: str, task: dict[str, Any]) -> list[Stored]:
-    """The lab's requests adapting a prescription (its Task's), oldest first."""
-    originals = ",".join(b["reference"] for b in task.get("basedOn", []))
-    if not originals:
-        return []
-    query = parse_search("ServiceRequest", [("based-on", originals)], default_count=500, max_count=500)
-    found = await store_search.search(repo.conn, query, base_url)
-    return sorted((s for s in found.matches if s.content and adaptation.is_adaptation(s.content)),
-                  key=lambda s: s.last_updated)
 
 
 def _based_on(request: Stored) -> list[str]:

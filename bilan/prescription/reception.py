@@ -9,14 +9,17 @@ from typing import Any
 from bilan import french
 from bilan.auth import access, policy
 from bilan.auth.caller import Caller
+from bilan.fhir.dates import instant
 from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
 from bilan.fhir.query import parse_search
-from bilan.prescription import directory, display, identity, tracking, worklist
+from bilan.prescription import directory, display, identity, patient_links, tracking, transfer, worklist
+from bilan.prescription import order as lab_order
 from bilan.prescription.display import Exam
 from bilan.prescription.identity import Comparison, Traits
 from bilan.prescription.labels import Label
+from bilan.prescription.order import OrderState
 from bilan.prescription.practitioners import display_name
-from bilan.prescription.tubes import SPECIMEN_TYPES, Tube, tube_for
+from bilan.prescription.transfer import SentTube, TransferSlip
 from bilan.prescription.worklist import WorklistRow
 from bilan.records.pipeline import Denied, Work
 from bilan.records.service import Records, new_id
@@ -49,6 +52,7 @@ class Sample:
     tube: str
     exams: tuple[str, ...]
     collected: str | None
+    partner: str = ""  # the partner lab it is sent to, by name; "" when the lab does its exams
 
 
 @dataclass(frozen=True)
@@ -61,11 +65,32 @@ class Order:
     lab_file: str
     lab_file_number: str
     lab_traits: Traits
-    samples: list[Sample]
+    samples: list[Sample]  # the tubes to draw (or drawn) for exams still asked
+    state: OrderState = OrderState((), ())
 
     @property
     def open(self) -> bool:
         return self.status in tracking.NEXT
+
+    @property
+    def exams(self) -> tuple[Exam, ...]:
+        """The exams to collect, once the biologist's adaptations apply."""
+        return self.state.exams
+
+    @property
+    def reprint(self) -> list[tuple[str, str]]:
+        """(barcode, what changed) of the labels to print again; [] when they are up to date."""
+        return self.state.reprint
+
+    @property
+    def to_collect(self) -> bool:
+        """A tube is still to draw (a new one after the first samples, or all of them)."""
+        return self.status in ("accepted", "in-progress") and any(not s.collected for s in self.samples)
+
+    @property
+    def sent(self) -> bool:
+        """Tubes go to a partner lab that bilan's directory names: a transfer slip can be made."""
+        return any(t.partner for t in self.state.printable)
 
 
 @dataclass(frozen=True)
@@ -89,7 +114,10 @@ class PrescriptionFile:
 
     @property
     def to_forward(self) -> list[Exam]:
-        """Exams the lab does not perform: to send on to another lab."""
+        """Exams the lab does not perform: to send on to its partner lab (once imported, those
+        still asked)."""
+        if self.order is not None:
+            return self.order.state.forwarded
         return [e for e in self.exams if not e.in_catalogue]
 
     @property
@@ -106,8 +134,9 @@ class PrescriptionFile:
 
 
 class Reception:
-    def __init__(self, records: Records):
+    def __init__(self, records: Records, partner_finess: str = ""):
         self.records = records
+        self.partner_finess = partner_finess  # the lab the exams not in the catalogue are sent to
 
     async def worklist(self, caller: Caller, text: str = "", status: str | None = None) -> list[WorklistRow]:
         """The lab's prescriptions matching what was typed, newest first."""
@@ -150,22 +179,27 @@ class Reception:
             # before the order is the lab's to read; what hangs off it is then the lab's own.
             await work.write([Write("Task", found.task.id, task, "PUT", found.task.version_id)],
                              system=True)
-            await work.write([Write("Specimen", new_id(), s, "POST")
-                              for s in _new_specimens(found, accession, lab_file, caller.lab_finess or "")])
+            await lab_order.keep_in_step(work, {**task, "id": found.task.id}, caller.lab_finess or "",
+                                         await self._partner(repo), system=False)
+            await _link(work, lab_file, found.row.patient)
             await worklist.set_status(repo.conn, row.id, "imported", caller.lab_finess)
             _note(work, "read", found)
 
     async def collect(self, caller: Caller, task_id: str) -> None:
-        """The samples were taken: the order is in progress."""
+        """The samples were taken: the order is in progress. Once it is, a tube added since (an
+        adaptation in effect) is recorded as taken the same way."""
         async with self.records.work(caller) as work:
-            repo = work.repo
             found = await self._imported(work, task_id, "update")
-            task = tracking.moved(found.task.content, "in-progress", work.now)
-            writes = [Write("Task", found.task.id, task, "PUT", found.task.version_id)]
-            for specimen in await order_specimens(repo, self.records.base_url, caller, found.task.content):
-                content = dict(specimen.content, status="available",
-                               collection={"collectedDateTime": task["lastModified"]})
-                writes.append(Write("Specimen", specimen.id, content, "PUT", specimen.version_id))
+            assert found.order is not None
+            tubes = [t for t in found.order.state.printable if not t.collected]
+            writes = []
+            if found.task.content.get("status") != "in-progress" or not tubes:
+                task = tracking.moved(found.task.content, "in-progress", work.now)
+                writes.append(Write("Task", found.task.id, task, "PUT", found.task.version_id))
+            for tube in tubes:
+                content = dict(tube.specimen.content, status="available",
+                               collection={"collectedDateTime": instant(work.now)})
+                writes.append(Write("Specimen", tube.specimen.id, content, "PUT", tube.specimen.version_id))
             await work.write(writes)
 
     async def close(self, caller: Caller, task_id: str, status: str, reason: str) -> None:
@@ -190,18 +224,53 @@ class Reception:
             _note(work, "read", found)
 
     async def labels(self, caller: Caller, task_id: str) -> list[Label]:
+        """The labels of the tubes to draw, as the order now stands; handing them out for print
+        records the print on each tube (what clears « Étiquettes à réimprimer »)."""
         async with self.records.work(caller) as work:
             found = await self._imported(work, task_id, "read")
             _note(work, "read", found)
-        order = found.order
-        assert order is not None
-        if not order.samples:
-            raise Conflict([Issue("Aucun tube à étiqueter : tous les examens sont à transmettre.",
-                                        "business-rule")])
+            order = found.order
+            assert order is not None
+            if not order.samples:
+                raise Conflict([Issue("Aucun tube à étiqueter : aucun examen n'est plus demandé.",
+                                      "business-rule")])
+            await work.write(lab_order.printed(order.state, work.now))
         traits = order.lab_traits
         return [Label(barcode=s.barcode, accession=order.accession, patient=traits.name,
                       birth_date=traits.birth_date_fr, sex=identity.SEX_LABELS.get(traits.sex, ""),
                       tube=s.tube, exams=", ".join(s.exams)) for s in order.samples]
+
+    async def transfer_slips(self, caller: Caller, task_id: str) -> list[TransferSlip]:
+        """The transfer slip of each partner lab the order sends tubes to."""
+        async with self.records.work(caller) as work:
+            repo = work.repo
+            found = await self._imported(work, task_id, "read")
+            _note(work, "read", found)
+            order = found.order
+            assert order is not None
+            sent = [t for t in order.state.printable if t.partner]
+            if not sent:
+                raise Conflict([Issue("Aucun tube à transmettre à un laboratoire partenaire.", "business-rule")])
+            lab = await repo.read_reference(await self._lab(repo, caller))
+            partners = {f"Organization/{s.id}": s.content
+                        for s in await repo.read_references(dict.fromkeys(t.partner for t in sent)) if s.content}
+            if not partners:
+                raise Conflict([Issue("Le laboratoire partenaire est introuvable dans l'annuaire.", "not-found")])
+        sender = transfer.party(lab.content if lab and lab.content else {})
+        request = (("Prescription n°", found.row.requisition_value), ("Dossier de prélèvement n°", order.accession),
+                   ("Prescripteur", ", ".join(p for p in (found.prescriber, found.prescriber_place) if p)),
+                   ("Prescrit le", french.date(found.authored) if found.authored else ""))
+        slips = []
+        for partner, content in partners.items():
+            tubes = [t for t in sent if t.partner == partner]
+            slips.append(TransferSlip(
+                accession=order.accession, sender=sender, partner=transfer.party(content),
+                patient=_slip_patient(order), request=request,
+                tubes=tuple(SentTube(t.barcode, t.tube, tuple(f"{e.label} (LOINC {e.code})" for e in t.exams),
+                                     french.datetime(t.collected) if t.collected else "") for t in tubes),
+                context=tuple(found.context), notes=tuple(found.notes),
+                urgent=any(e.urgent for t in tubes for e in t.exams)))
+        return slips
 
     async def _imported(self, work: Work, task_id: str, interaction: str) -> PrescriptionFile:
         assert work.caller is not None
@@ -224,7 +293,7 @@ class Reception:
         traits = identity.traits(patient.content if patient and patient.content else {})
         first = requests[0] if requests else {}
         prescriber, place = await _prescriber(repo, (first.get("requester") or {}).get("reference", ""))
-        order = await self._order(repo, caller, row, task, exams) if row.status != "received" else None
+        order = await self._order(repo, caller, row, task) if row.status != "received" else None
         return PrescriptionFile(
             row=row, task=task, patient=traits, prescriber=prescriber, prescriber_place=place,
             authored=first.get("authoredOn", ""), exams=exams,
@@ -251,20 +320,21 @@ class Reception:
                           identity.compare(traits, identity.traits(s.content)))
                 for s in found.values()]
 
-    async def _order(self, repo: Repository, caller: Caller, row: WorklistRow, task: Stored,
-                     exams: list[Exam]) -> Order | None:
+    async def _order(self, repo: Repository, caller: Caller, row: WorklistRow, task: Stored) -> Order | None:
         content = task.content
         reference = tracking.lab_file_of(content)
         lab_file = await repo.read_reference(reference)
         file_content = lab_file.content if lab_file and lab_file.content else {}
-        specimens = await order_specimens(repo, self.records.base_url, caller, content)
+        state = await lab_order.state(repo, self.records.base_url, row.order_lab or caller.lab_finess or "",
+                                      content)
         return Order(
             task_id=task.id, accession=tracking.accession_of(content), status=content.get("status", ""),
             status_label=tracking.LABELS.get(content.get("status", ""), ""),
             reason=(content.get("statusReason") or {}).get("text", ""), lab_file=reference,
             lab_file_number=identity.file_number(file_content, row.order_lab or ""),
             lab_traits=identity.traits(file_content),
-            samples=[_sample(s.content, exams) for s in specimens])
+            samples=[Sample(t.barcode, t.tube, tuple(e.label for e in t.exams), t.collected, t.partner_name)
+                     for t in state.printable], state=state)
 
     async def _lab_file(self, work: Work, found: PrescriptionFile, choice: str) -> str:
         """The lab's patient file for this order: the one the agent confirmed, or a new one.
@@ -295,6 +365,15 @@ class Reception:
                                         "enregistré dans bilan.", "not-found")])
         return f"Organization/{found.id}"
 
+    async def _partner(self, repo: Repository) -> dict[str, str] | None:
+        """The partner lab, as a tube sent to it names it; None when bilan's directory does not
+        hold the one the settings name (the tubes are made all the same, naming no lab)."""
+        found = (await directory.organization_by_finess(repo, self.records.base_url, self.partner_finess)
+                 if self.partner_finess else None)
+        if found is None:
+            return None
+        return {"reference": f"Organization/{found.id}", "display": found.content.get("name", "")}
+
 
 
 async def worklist_row(work: Work, task_id: str, interaction: str, action: str = "reception") -> WorklistRow:
@@ -312,6 +391,18 @@ async def worklist_row(work: Work, task_id: str, interaction: str, action: str =
     except FhirError as error:
         raise Denied(caller, interaction, error, [f"Task/{task_id}"], [row.patient]) from None
     return row
+
+
+async def _link(work: Work, lab_file: str, prescribed: str) -> None:
+    """The identity check's decision, kept: the lab's file links to the prescription's Patient
+    (patient_links.py). Written on the lab's own file only, once the order is the lab's (the
+    prescription's Patient is then the lab's to read, even when it was addressed to no lab).
+    Two imports into one file at once (two prescriptions of one person) take turns."""
+    await work.repo.lock_many([lab_file])
+    stored = await work.repo.read_reference(lab_file)
+    content = patient_links.linked(stored.content, prescribed) if stored and prescribed else None
+    if stored is not None and content is not None:
+        await work.write([Write("Patient", stored.id, content, "PUT", stored.version_id)])
 
 
 def _note(work: Work, interaction: str, found: PrescriptionFile) -> None:
@@ -350,48 +441,14 @@ async def _accession(repo: Repository, lab_finess: str, now: datetime) -> str:
 
 async def order_specimens(repo: Repository, base_url: str, caller: Caller,
                           task: dict[str, Any]) -> list[Stored]:
-    """The order's tubes, as the lab stored them at import."""
-    requests = ",".join(b["reference"] for b in task.get("basedOn", []))
-    if not requests:
-        return []
-    query = parse_search("Specimen", [("request", requests)], default_count=100, max_count=100)
-    mine = owned_by("Specimen", policy.owner_key(caller) or "")
-    result = await store_search.search(repo.conn, query, base_url, lambda _t: mine)
-    return sorted(result.matches, key=lambda s: _barcode(s.content))
+    """The order's tubes, as the caller's lab stored them (for its prescribed and adapted exams)."""
+    return await lab_order.order_specimens(repo, base_url, caller.lab_finess or "", task)
 
 
-def _new_specimens(found: PrescriptionFile, accession: str, lab_file: str, lab_finess: str) -> list[dict[str, Any]]:
-    """One Specimen (tube) per kind of tube the performed exams need."""
-    tubes: dict[str, tuple[Tube, list[Exam]]] = {}
-    for exam in found.exams:
-        if exam.in_catalogue:
-            tube = tube_for({"local_code": exam.local_code, "specimen": exam.specimen,
-                             "chapter_loinc": exam.chapter})
-            tubes.setdefault(tube.key, (tube, []))[1].append(exam)
-    return [{
-        "resourceType": "Specimen",
-        "accessionIdentifier": {"system": f"{tracking.ACCESSION}/{lab_finess}",
-                                "value": f"{accession}-{n:02d}"},
-        "type": {"coding": [{"system": SPECIMEN_TYPES, "code": tube.specimen_code,
-                             "display": tube.specimen_label}], "text": tube.specimen_label},
-        "subject": {"reference": lab_file},
-        "request": [{"reference": e.reference} for e in exams],
-        "container": [{"type": {"text": tube.label},
-                       **({"additiveCodeableConcept": {"text": tube.additive}} if tube.additive else {})}],
-        "note": [{"text": ", ".join(e.label for e in exams)}],  # for people; read from request
-    } for n, (tube, exams) in enumerate(tubes.values(), start=1)]
-
-
-def _sample(specimen: dict[str, Any], exams: list[Exam]) -> Sample:
-    """A tube as the desk shows it: its exams are the requests it was drawn for."""
-    container = (specimen.get("container") or [{}])[0]
-    labels = {e.reference: e.label for e in exams}
-    drawn_for = [r.get("reference", "") for r in specimen.get("request", [])]
-    return Sample(barcode=_barcode(specimen),
-                  tube=(container.get("type") or {}).get("text", ""),
-                  exams=tuple(labels[r] for r in drawn_for if r in labels),
-                  collected=(specimen.get("collection") or {}).get("collectedDateTime"))
-
-
-def _barcode(specimen: dict[str, Any]) -> str:
-    return str((specimen.get("accessionIdentifier") or {}).get("value", ""))
+def _slip_patient(order: Order) -> tuple[tuple[str, str], ...]:
+    """The patient's traits on a transfer slip: the INS only under a qualified identity."""
+    traits = order.lab_traits
+    return (("Nom de naissance", traits.family.upper()), ("Prénoms", " ".join(traits.given)),
+            ("Sexe", identity.SEX_LABELS.get(traits.sex, "")), ("Né(e) le", traits.birth_date_fr),
+            ("INS", traits.ins if traits.status == "QUAL" else ""),
+            ("Identité", traits.status_label), ("Dossier du laboratoire n°", order.lab_file_number))

@@ -1,6 +1,7 @@
 """Which tube each exam is collected in, from the catalogue's specimen type and chapter (the
 usual practice of a French city lab)."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,13 @@ TUBES = {tube.key: tube for tube in (
 
 # Exams whose tube is not the one their specimen type suggests.
 BY_EXAM = {"VS": "vs", "GLY": "fluoride"}
+# An exam sent to the partner lab is not in the catalogue: its LOINC name's system axis (after
+# " in ": "IgA [Mass/volume] in Serum or Plasma") gives the sample when the prescription carries
+# that name, the first word found here winning; otherwise a serum tube, what most exams sent out
+# (serologies, proteins, hormones, vitamins) are done on. The slip names the tube, for the desk
+# to check against the partner's guide to its exams.
+SYSTEM_AXIS = (("urine", "urine"), ("serum", "serum"), ("blood", "edta"))
+FORWARDED_DEFAULT = "serum"
 
 
 def tube_for(entry: dict[str, Any]) -> Tube:
@@ -44,3 +52,16 @@ def tube_for(entry: dict[str, Any]) -> Tube:
     if specimen == "plasma":
         return TUBES["citrate" if entry.get("chapter_loinc") == COAGULATION else "heparin"]
     return TUBES["serum"]
+
+
+def tube_for_forwarded(names: Iterable[str]) -> Tube:
+    """The tube for an exam the lab sends to its partner, from the names the prescription gives it."""
+    for name in names:
+        words = name.lower()
+        if " in " not in words:
+            continue
+        system = words.rpartition(" in ")[2]
+        for word, key in SYSTEM_AXIS:
+            if word in system:
+                return TUBES[key]
+    return TUBES[FORWARDED_DEFAULT]

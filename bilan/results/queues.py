@@ -1,5 +1,7 @@
 """The lab's work queues: what waits for the lab, order by order, across the rooms.
 
+- critical values to call (a result flagged LL or HH whose call to the prescriber is not
+  recorded: the most urgent, first);
 - results to validate (received or typed, not yet validated biologically);
 - reports to issue (results validated since the last issued version, none left open);
 - prescribers' messages the lab has not answered (the thread's last word is the prescriber's).
@@ -17,14 +19,14 @@ from bilan.prescription import worklist
 from bilan.prescription.worklist import WorklistRow
 from bilan.records.pipeline import Work
 from bilan.records.service import Records
-from bilan.results.desk import OPEN, order_results
+from bilan.results.desk import OPEN, critical, order_results
 from bilan.results.issuing import issued_documents
 from bilan.storage import search as store_search
 from bilan.storage.repository import Stored
 
-VALIDATE, ISSUE, ANSWERS = "a-valider", "a-emettre", "reponses"
-TITLES = {VALIDATE: "Résultats à valider", ISSUE: "Comptes rendus à émettre",
-          ANSWERS: "Messages des prescripteurs"}
+CRITICAL, VALIDATE, ISSUE, ANSWERS = "valeurs-critiques", "a-valider", "a-emettre", "reponses"
+TITLES = {CRITICAL: "Valeurs critiques à appeler", VALIDATE: "Résultats à valider",
+          ISSUE: "Comptes rendus à émettre", ANSWERS: "Messages des prescripteurs"}
 VALIDATED = ("final", "amended", "corrected")
 ORDERS_READ = 500  # the lab's most recent imported orders the queues look at
 
@@ -58,18 +60,26 @@ class LabQueues:
             rows = await worklist.search(work.conn, caller.lab_finess or "", "", "imported", limit=ORDERS_READ)
             tasks = await work.repo.read_references(f"Task/{row.task_id}" for row in rows)
             by_task = {row.task_id: row for row in rows}
+            threads = await self._threads(work, tasks)
             found = Queues()
             for task in tasks:
                 if task.content.get("status") in ("accepted", "in-progress", "completed"):
-                    await self._place(work, caller, task, by_task[task.id], found)
-            await self._answers(work, tasks, by_task, found)
+                    await self._place(work, caller, task, by_task[task.id], threads.get(task.id, []), found)
+            self._answers(tasks, by_task, threads, found)
             work.note("search-type", patients={r.patient for r in rows}, query="queues")
         for waiting in found.items.values():
             waiting.sort(key=lambda w: w.since)
         return found
 
-    async def _place(self, work: Work, caller: Caller, task: Stored, row: WorklistRow, found: Queues) -> None:
+    async def _place(self, work: Work, caller: Caller, task: Stored, row: WorklistRow, thread: list[Stored],
+                     found: Queues) -> None:
         results = await order_results(work.repo, self.records.base_url, caller, task)
+        uncalled = critical.uncalled(results, critical.calls_in(thread))
+        if uncalled:
+            labels = await critical.names(work.repo, uncalled)
+            found.items[CRITICAL].append(_waiting(row, " ; ".join(critical.described(r.content, labels)
+                                                                   for r in uncalled),
+                                                  min(r.last_updated for r in uncalled)))
         open_ = [r for r in results if r.content.get("status") in OPEN]
         if open_:
             found.items[VALIDATE].append(_waiting(row, f"{len(open_)} résultat(s)", min(r.last_updated for r in open_)))
@@ -84,18 +94,23 @@ class LabQueues:
             detail = "Nouvelle version" if documents else "Première émission"
             found.items[ISSUE].append(_waiting(row, detail, min(r.last_updated for r in pending)))
 
-    async def _answers(self, work: Work, tasks: list[Stored], rows: dict[str, WorklistRow], found: Queues) -> None:
+    async def _threads(self, work: Work, tasks: list[Stored]) -> dict[str, list[Stored]]:
+        """Each order's thread, by Task id, oldest message first."""
         if not tasks:
-            return
+            return {}
         query = parse_search("Communication", [("part-of", ",".join(f"Task/{t.id}" for t in tasks)),
                                                ("_sort", "sent")], default_count=5000, max_count=5000)
-        threads: dict[str, list[dict[str, Any]]] = {}
+        threads: dict[str, list[Stored]] = {}
         for message in (await store_search.search(work.conn, query, self.records.base_url)).matches:
             for part in message.content.get("partOf", []):
-                threads.setdefault(part.get("reference", "").removeprefix("Task/"), []).append(message.content)
+                threads.setdefault(part.get("reference", "").removeprefix("Task/"), []).append(message)
+        return threads
+
+    def _answers(self, tasks: list[Stored], rows: dict[str, WorklistRow], threads: dict[str, list[Stored]],
+                 found: Queues) -> None:
         for task in tasks:
             lab = (task.content.get("owner") or {}).get("reference")
-            thread = threads.get(task.id, [])
+            thread = [m.content for m in threads.get(task.id, [])]
             if thread and (thread[-1].get("sender") or {}).get("reference") != lab:
                 last = thread[-1]
                 text = next((p.get("contentString", "") for p in last.get("payload", [])), "")

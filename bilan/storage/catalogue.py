@@ -1,7 +1,9 @@
 """The lab's exam catalogue table (read from its CSV by bilan/prescription/catalogue.py): the
 entries a prescription, a result or a trend looks up, as dicts of the table's columns.
 
-An entry is a panel, a single test (both orderable) or a result reported inside a panel.
+An entry is a panel, a single test (both orderable) or a result reported inside a panel. Its
+reference ranges by sex and age band are rows of their own (`catalogue_ranges`), replaced with
+it.
 """
 
 from typing import Any, Iterable
@@ -9,16 +11,33 @@ from typing import Any, Iterable
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bilan.storage.tables import catalogue
+from bilan.storage.tables import catalogue, catalogue_ranges
 
 c = catalogue.c
 
 
 async def replace(conn: AsyncConnection, rows: list[dict[str, Any]]) -> int:
+    """The whole catalogue, its range rows (each entry's "ranges") included."""
+    await conn.execute(delete(catalogue_ranges))
     await conn.execute(delete(catalogue))
     if rows:
-        await conn.execute(insert(catalogue), rows)
+        await conn.execute(insert(catalogue), [{k: v for k, v in row.items() if k != "ranges"} for row in rows])
+    bands = [band for row in rows for band in row.get("ranges") or []]
+    if bands:
+        await conn.execute(insert(catalogue_ranges), bands)
     return len(rows)
+
+
+async def ranges(conn: AsyncConnection, local_codes: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """The range rows of these entries (sex, age band, limits), by local code."""
+    codes = set(local_codes)
+    if not codes:
+        return {}
+    r = catalogue_ranges.c
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in await conn.execute(select(catalogue_ranges).where(r.local_code.in_(codes)).order_by(r.id)):
+        found.setdefault(row.local_code, []).append(dict(row._mapping))
+    return found
 
 
 async def known_loinc(conn: AsyncConnection, codes: Iterable[str]) -> set[str]:

@@ -124,9 +124,26 @@ catalogue = Table(
     # patients: limits per sex or age, should they ever differ, would be rows of their own.
     Column("plausible_low", String(16), nullable=True),
     Column("plausible_high", String(16), nullable=True),
+    # Beyond these (in `ucum`) a result is critical (HH/LL): the biologist calls the prescriber.
+    Column("critical_low", String(16), nullable=True),
+    Column("critical_high", String(16), nullable=True),
     Column("alt_ucum", String(32), nullable=True),
     Column("factor_to_alt", String(16), nullable=True),
     Column("sensitive", Boolean, nullable=False, default=False),
+)
+
+# The catalogue's reference ranges by sex and age band (loaded with it from ranges.csv): the
+# range a result is judged by is the patient's, the entry's ref_low/ref_high when no row fits.
+catalogue_ranges = Table(
+    "catalogue_ranges",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("local_code", String(32), nullable=False, index=True),
+    Column("sex", String(8), nullable=False),  # female, male or any
+    Column("age_min_years", String(8), nullable=True),  # inclusive; none: from birth
+    Column("age_max_years", String(8), nullable=True),  # exclusive; none: no upper bound
+    Column("ref_low", String(16), nullable=True),
+    Column("ref_high", String(16), nullable=True),
 )
 
 # The lab reception's worklist: one row per received prescription, with what the front desk

@@ -12,7 +12,7 @@ from bilan.api.statuses import status_of
 from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import FhirError
 from bilan.records.service import Records
-from bilan.results.desk import FIELDS, ResultEntry, Typed
+from bilan.results.desk import FIELDS, UNCOLLECTED, ResultEntry, Typed
 from bilan.settings import Settings
 from bilan.web.reception import AnyRequest, Form, shown_on_page, signed_in
 from bilan.web.session import WebUser
@@ -48,7 +48,7 @@ class EntryController(Controller):
         user, caller = signed_in(request, settings)
         typed = typed_lines(data)
         try:
-            await entry.save(caller, task_id, typed)
+            await entry.save(caller, task_id, typed, data.get(UNCOLLECTED, ""))
         except FhirError as error:
             return await _page(user, caller, entry, task_id, error, typed)
         return Redirect(f"/reception/prescriptions/{task_id}/resultats")
@@ -63,4 +63,4 @@ async def _page(user: WebUser, caller: Caller, entry: ResultEntry, task_id: str,
         errors.setdefault(issue.expression or "general", issue.diagnostics)
     return Template("reception/entry.html", status_code=status_of(error) if error else 200,
                     context={"user": user, "form": await entry.form(caller, task_id),
-                             "errors": errors, "typed": typed or {}})
+                             "errors": errors, "typed": typed or {}, "uncollected": UNCOLLECTED})

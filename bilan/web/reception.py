@@ -12,21 +12,25 @@ from litestar.response import Redirect, Response, Template
 
 from bilan.api.statuses import status_of
 from bilan.auth.caller import Caller
+from bilan.fhir.dates import utc_now
 from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
+from bilan.french import in_paris
 from bilan.prescription import adaptation
 from bilan.prescription.labels import labels_pdf
 from bilan.prescription.messaging import Messaging
 from bilan.prescription.reception import NEW_FILE, Reception
-from bilan.results.desk import ResultsDesk
+from bilan.prescription.transfer import transfer_pdf
+from bilan.results.desk import ResultsDesk, critical
 from bilan.results.issuing import Choices, Issuing
-from bilan.results.queues import ANSWERS, ISSUE, TITLES, VALIDATE, LabQueues
+from bilan.results.queues import ANSWERS, CRITICAL, ISSUE, TITLES, VALIDATE, LabQueues
 from bilan.settings import Settings
 from bilan.web.session import WebUser, logged_in
 
 AnyRequest = Request[Any, Any, Any]
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 # Where each queue is worked, from the order's page.
-QUEUE_PAGES = {VALIDATE: "resultats", ISSUE: "resultats#compte-rendu", ANSWERS: "#echanges"}
+QUEUE_PAGES = {CRITICAL: "resultats#valeurs-critiques", VALIDATE: "resultats", ISSUE: "resultats#compte-rendu",
+               ANSWERS: "#echanges"}
 FILTERS = {"received": "À importer", "imported": "Importées", "cancelled": "Refusées ou annulées",
            "": "Toutes"}
 
@@ -153,6 +157,20 @@ class ReceptionController(Controller):
             return await self._results_page(user, caller, desk, reception, issuing, task_id, error)
         return Redirect(f"/reception/prescriptions/{task_id}/resultats")
 
+    @post("/prescriptions/{task_id:str}/resultats/appel")
+    async def critical_call(self, request: AnyRequest, task_id: FromPath[str], data: Form,
+                            settings: NamedDependency[Settings], desk: NamedDependency[ResultsDesk],
+                            reception: NamedDependency[Reception],
+                            issuing: NamedDependency[Issuing]) -> Template | Redirect:
+        """The biologist records the call to the prescriber about a critical result."""
+        user, caller = signed_in(request, settings)
+        try:
+            await desk.call(caller, task_id, data.get("resultat", ""), data.get("qui", ""), data.get("quand", ""),
+                            data.get("moyen", ""), data.get("propos", ""))
+        except FhirError as error:
+            return await self._results_page(user, caller, desk, reception, issuing, task_id, error, data)
+        return Redirect(f"/reception/prescriptions/{task_id}/resultats#valeurs-critiques")
+
     @post("/prescriptions/{task_id:str}/compte-rendu")
     async def issue(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
                     desk: NamedDependency[ResultsDesk], reception: NamedDependency[Reception],
@@ -178,7 +196,8 @@ class ReceptionController(Controller):
         return Redirect(f"/reception/prescriptions/{task_id}/resultats#compte-rendu")
 
     async def _results_page(self, user: WebUser, caller: Caller, desk: ResultsDesk, reception: Reception,
-                            issuing: Issuing, task_id: str, error: FhirError | None = None) -> Template:
+                            issuing: Issuing, task_id: str, error: FhirError | None = None,
+                            call: dict[str, str] | None = None) -> Template:
         shown_on_page(error)
         found = await reception.open(caller, task_id)
         rows = await desk.results(caller, task_id)
@@ -186,7 +205,8 @@ class ReceptionController(Controller):
         problems = [i.diagnostics for i in error.issues if i.expression == "compte-rendu"] if error else []
         return Template("reception/results.html", status_code=status_of(error) if error else 200,
                         context={"user": user, "file": found, "rows": rows, "overview": overview,
-                                 "problems": problems, "errors": field_errors(error)})
+                                 "problems": problems, "errors": field_errors(error), "call": call or {},
+                                 "now": in_paris(utc_now()).strftime("%Y-%m-%dT%H:%M"), "media": critical.MEDIA})
 
     @get("/prescriptions/{task_id:str}/etiquettes.pdf")
     async def labels(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
@@ -195,6 +215,15 @@ class ReceptionController(Controller):
         labels = await reception.labels(caller, task_id)
         return Response(labels_pdf(labels), media_type="application/pdf", headers={
             "Content-Disposition": f'inline; filename="etiquettes-{labels[0].accession}.pdf"',
+            "Cache-Control": "no-store"})
+
+    @get("/prescriptions/{task_id:str}/bordereau.pdf")
+    async def transfer_slip(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
+                            reception: NamedDependency[Reception]) -> Response[bytes]:
+        _, caller = signed_in(request, settings)
+        slips = await reception.transfer_slips(caller, task_id)
+        return Response(transfer_pdf(slips), media_type="application/pdf", headers={
+            "Content-Disposition": f'inline; filename="bordereau-{slips[0].accession}.pdf"',
             "Cache-Control": "no-store"})
 
     @get("/prescriptions/{task_id:str}/fiche")
@@ -234,7 +263,7 @@ def issue_choices(form: Any) -> Choices:
     return Choices(hidden=frozenset(str(v) for v in form.getall("masquer", [])),
                    hide_report=bool(form.get("masquer_tout")), release_on=release_on,
                    announce=bool(form.get("annonce")), hidden_from_professionals=bool(form.get("masque_ps")),
-                   secret_connection=bool(form.get("connexion_secrete")))
+                   secret_connection=bool(form.get("connexion_secrete")), conclusion=form.get("conclusion", ""))
 
 
 def shown_on_page(error: FhirError | None) -> None:

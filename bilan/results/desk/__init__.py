@@ -4,14 +4,15 @@ typed by hand exam by exam, the delta check against the patient's previous resul
 technical then biological validation.
 
 Offered to the other rooms and to the pages: the intake guard, manual entry, the results desk,
-an order's validated results, and the vocabularies every room reads (`interpretation`:
+an order's validated results, its critical results still to call (`critical`), and the
+vocabularies every room reads (`interpretation`:
 HL7 interpretation flags; `units`: UCUM checks and conversions; `typed`: French numbers as
 typed and censored values, "<0,5")."""
 
-from bilan.results.desk import calculations, interpretation, typed, units
-from bilan.results.desk.entry import FIELDS, ResultEntry, Typed
+from bilan.results.desk import calculations, critical, interpretation, typed, units
+from bilan.results.desk.entry import FIELDS, UNCOLLECTED, ResultEntry, Typed
 from bilan.results.desk.intake import ResultsIntake
-from bilan.results.desk.validation import OPEN, ResultsDesk, order_results
+from bilan.results.desk.validation import OPEN, ResultsDesk, order_results, person_history, previous_result
 
-__all__ = ["FIELDS", "OPEN", "calculations", "ResultEntry", "ResultsDesk", "ResultsIntake", "Typed", "interpretation",
-           "order_results", "typed", "units"]
+__all__ = ["FIELDS", "OPEN", "UNCOLLECTED", "calculations", "critical", "ResultEntry", "ResultsDesk", "ResultsIntake", "Typed", "interpretation",
+           "order_results", "person_history", "previous_result", "typed", "units"]

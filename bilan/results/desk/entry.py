@@ -18,7 +18,7 @@ from typing import Any
 from bilan import french
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
-from bilan.fhir.dates import instant
+from bilan.fhir.dates import instant, utc_now
 from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
 from bilan.fhir.terminology import LOINC
 from bilan.prescription import (
@@ -34,7 +34,7 @@ from bilan.prescription import (
 )
 from bilan.records.pipeline import Work
 from bilan.records.service import Records, new_id
-from bilan.results.desk import plausibility, typed, units
+from bilan.results.desk import plausibility, ranges, typed, units
 from bilan.results.desk.intake import UCUM
 from bilan.results.desk.signatures import signed
 from bilan.results.desk.validation import OPEN, STATUS_LABELS, order_results
@@ -46,6 +46,7 @@ SET_ASIDE = ("cancelled", "entered-in-error")  # rejected or wrong: the line is 
 LABORATORY = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
                           "code": "laboratory", "display": "Laboratory"}]}
 FIELDS = ("valeur", "unite", "bas", "haut")  # a line's form fields: "<field>-<line key>"
+UNCOLLECTED = "motif_sans_prelevement"  # the form's field: why results are typed before collection
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Line:
     result: Stored | None = None
     specimen: str = ""
     collected: str = ""
+    applicable: ranges.Applicable | None = None  # the patient's range the form started from
 
     @property
     def locked(self) -> bool:
@@ -98,6 +100,11 @@ class EntryForm:
     @property
     def lines(self) -> list[Line]:
         return [line for exam in self.exams for line in exam.lines]
+
+    @property
+    def uncollected(self) -> bool:
+        """Whether a line to type has no tube recorded as collected."""
+        return any(not line.locked and not line.collected for line in self.lines)
 
 
 @dataclass(frozen=True)
@@ -138,9 +145,11 @@ class ResultEntry:
                 f"Task/{task_id}", *(f"Observation/{line.result.id}" for line in order.form.lines if line.result)])
         return order.form
 
-    async def save(self, caller: Caller, task_id: str, values: Mapping[str, Typed]) -> list[str]:
+    async def save(self, caller: Caller, task_id: str, values: Mapping[str, Typed],
+                   uncollected_reason: str = "") -> list[str]:
         """Store the lines typed (new, or changed from their open result); the ids stored.
-        Any refused line refuses them all, each issue naming its field."""
+        Any refused line refuses them all, each issue naming its field. A result whose tube is not
+        recorded as collected needs the reason it is typed anyway, kept in its note."""
         async with self.records.work(caller) as work:
             await work.repo.lock_many([f"result-entry:{task_id}"])  # two agents typing one order
             order = await self._order(work, task_id, "create")
@@ -151,10 +160,18 @@ class ResultEntry:
                 entered = values.get(line.key)
                 if line.locked or entered is None or not entered.value.strip() or _unchanged(line, entered):
                     continue
+                if not line.collected and not uncollected_reason.strip():
+                    issues.append(Issue("Prélèvement non enregistré : enregistrez-le sur la page de la prescription, "
+                                        "ou indiquez ci-dessous pourquoi vous saisissez sans lui.", "business-rule",
+                                        expression=line.field("valeur")))
+                    continue
                 try:
                     measured = _measured(line, entered, [r for r in rows if r["loinc"] == line.loinc])
-                    observation = await _prepared(work, line,
-                                                  _observation(order, line, measured, caller.signer, now))
+                    observation = _observation(order, line, measured, caller.signer, now)
+                    if not line.collected:
+                        observation["note"] = [{"authorString": caller.signer, "time": instant(now),
+                                                "text": f"Saisi sans prélèvement enregistré : {uncollected_reason.strip()}"}]
+                    observation = await _prepared(work, line, observation)
                 except FhirError as error:
                     issues.extend(error.issues)
                     continue
@@ -193,18 +210,21 @@ class ResultEntry:
             task_id=task.id, requisition=(content.get("groupIdentifier") or {}).get("value", ""),
             accession=tracking.accession_of(content),
             patient=identity.traits(patient.content if patient and patient.content else {}),
-            exams=await self._exams(repo, caller, task))
+            exams=await self._exams(repo, caller, task, patient.content if patient and patient.content else {}))
         return _Order(lab_file or (content.get("for") or {}).get("reference", ""),
                       (content.get("owner") or {}).get("reference", ""),
                       patients_of(content) | ({lab_file} if lab_file else set()), form)
 
-    async def _exams(self, repo: Repository, caller: Caller, task: Stored) -> list[ExamEntry]:
+    async def _exams(self, repo: Repository, caller: Caller, task: Stored,
+                     patient: dict[str, Any]) -> list[ExamEntry]:
         requests = await self._in_effect(repo, task.content)
         entries = await catalogue.orderable(repo.conn, (c for r in requests for c in loinc_codes(r)))
         panels = await catalogue.panel_results(repo.conn, [e["local_code"] for e in entries.values()
                                                   if e["kind"] == "panel"])
         results = _latest(await order_results(repo, self.records.base_url, caller, task))
         specimens = await order_specimens(repo, self.records.base_url, caller, task.content)
+        bands = await catalogue.ranges(repo.conn, [r["local_code"] for p in panels.values() for r in p]
+                                       + [e["local_code"] for e in entries.values()])
         exams = []
         for request in requests:
             entry = next((entries[c] for c in loinc_codes(request) if c in entries), None)
@@ -215,27 +235,18 @@ class ResultEntry:
             rows = [r for r in (panels.get(entry["local_code"], []) if entry["kind"] == "panel" else [entry])
                     if r.get("ucum")]
             specimen = _specimen_for(specimens, exam.reference, entry)
-            lines = tuple(_line(exam.reference, row, results.get((exam.reference, row["loinc"])), specimen)
-                          for row in rows)
+            lines = tuple(_line(exam.reference, row, results.get((exam.reference, row["loinc"])), specimen,
+                                patient, bands.get(row["local_code"], [])) for row in rows)
             exams.append(ExamEntry(exam.label, lines,
                                    "" if lines else "Résultat qualitatif : pas de saisie chiffrée."))
         return exams
 
     async def _in_effect(self, repo: Repository, task: dict[str, Any]) -> list[dict[str, Any]]:
-        """The prescribed exams still to do, then the lab's additions and replacements in effect."""
+        """The prescribed exams still to do, then the lab's additions and replacements in effect
+        (a suspended exam is not typed: its cancellation waits for the prescriber)."""
         adapted = [s.content for s in await adapted_requests(repo, self.records.base_url, task) if s.content]
-        dropped: set[str] = set()
-        for request in adapted:
-            change, status = adaptation.change_of(request), request.get("status")
-            if change == "replace" and status == "active":
-                dropped |= {r.get("reference", "") for r in request.get("replaces", [])}
-            if change == "cancel" and status in ("revoked", "on-hold"):  # cancelled, or suspended
-                dropped |= {b.get("reference", "") for b in request.get("basedOn", [])}
         originals = await repo.read_references([b["reference"] for b in task.get("basedOn", [])])
-        prescribed = [s.content for s in originals if s.content and s.content.get("status") == "active"
-                      and f"ServiceRequest/{s.id}" not in dropped]
-        return prescribed + [r for r in adapted
-                             if adaptation.change_of(r) in ("add", "replace") and r.get("status") == "active"]
+        return adaptation.in_effect([s.content for s in originals if s.content], adapted)
 
 
 async def _prepared(work: Work, line: Line, observation: dict[str, Any]) -> dict[str, Any]:
@@ -277,22 +288,26 @@ def _specimen_for(specimens: list[Stored], request: str, entry: dict[str, Any]) 
             or next((s for s in specimens if tube(s) == tube_for(entry).label), None))
 
 
-def _line(request: str, row: dict[str, Any], result: Stored | None, specimen: Stored | None) -> Line:
-    """A line as the form starts it: the open or validated result if any, else the catalogue."""
+def _line(request: str, row: dict[str, Any], result: Stored | None, specimen: Stored | None,
+          patient: dict[str, Any], bands: list[dict[str, Any]]) -> Line:
+    """A line as the form starts it: the open or validated result if any, else the catalogue's
+    range for the patient (sex, age on the day of collection)."""
     content = result.content if result else {}
     quantity = content.get("valueQuantity") or {}
     unit = quantity.get("code") or row["ucum"]
+    collection = (specimen.content if specimen else {}).get("collection") or {}
+    applicable = ranges.patient_range(row, bands, patient, ranges.sample_day(
+        {"effectiveDateTime": collection.get("collectedDateTime") or instant(utc_now())}))
     low, high = _range_of(content)
     if low is None and high is None and unit == row["ucum"]:
-        low, high = row.get("ref_low"), row.get("ref_high")
-    collection = (specimen.content if specimen else {}).get("collection") or {}
+        low, high = applicable.low, applicable.high
     return Line(
         key=f"{request.removeprefix('ServiceRequest/')}-{row['loinc']}", request=request, loinc=row["loinc"],
         loinc_display=row["loinc_display"], label=row["label_fr"], ucum=row["ucum"], unit=unit,
         low=french.number(low), high=french.number(high), status=content.get("status", ""),
         value=typed.comparator_text(quantity.get("comparator")) + french.number(quantity.get("value")),
         result=result, specimen=f"Specimen/{specimen.id}" if specimen else "",
-        collected=collection.get("collectedDateTime", ""))
+        collected=collection.get("collectedDateTime", ""), applicable=applicable)
 
 
 def _range_of(content: dict[str, Any]) -> tuple[Any, Any]:
@@ -397,7 +412,11 @@ def _observation(order: _Order, line: Line, measured: _Measured, by: str, now: d
     observation = signed(observation, "entered", by, now)
     if line.specimen:
         observation["specimen"] = {"reference": line.specimen}
-    if measured.low is not None or measured.high is not None:
+    applicable = line.applicable
+    if applicable and applicable.banded and not applicable.empty and measured.unit == line.ucum and (
+            measured.low, measured.high) == (applicable.low, applicable.high):
+        observation["referenceRange"] = [ranges.element(applicable, measured.unit)]  # says whom it is for
+    elif measured.low is not None or measured.high is not None:
         element: dict[str, Any] = {"text": "Valeurs de référence du laboratoire"}
         for name, limit in (("low", measured.low), ("high", measured.high)):
             if limit is not None:

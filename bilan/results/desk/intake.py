@@ -9,9 +9,11 @@ what it says of the true value. Whether the leukocyte differential adds up is a 
 order's results together: the results desk checks it (results sent one by one may disagree
 until the last arrives).
 
-The reference range is the result's own, else the catalogue's for the analyte when the result
-is in the catalogue's unit. Observations written by prescribers (clinical context) are left
-as they are.
+The reference range is the result's own, else the catalogue's for the analyte and the patient
+(their sex and age on the day of the sample: bilan/results/desk/ranges.py) when the result is
+in the catalogue's unit. A value beyond the catalogue's critical limits is flagged LL or HH,
+whatever the instrument's flag (bilan/results/desk/critical.py). Observations written by
+prescribers (clinical context) are left as they are.
 """
 
 from decimal import Decimal, InvalidOperation
@@ -20,7 +22,9 @@ from typing import Any
 from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import Invalid, Issue
 from bilan.prescription import loinc_codes
-from bilan.results.desk import interpretation, plausibility, units
+from bilan.results.desk import interpretation, plausibility, ranges, units
+from bilan.results.desk.critical import critical_flag
+from bilan.results.desk.critical import flag as flag_of
 from bilan.results.desk.typed import LARGEST_RESULT, measurable
 from bilan.storage import catalogue
 from bilan.storage.repository import Repository
@@ -47,21 +51,27 @@ class ResultsIntake:
         _check_limits(value, comparator, unit, entries)
         if value.is_zero() and value.is_signed():  # -0 is 0
             observation = {**observation, "valueQuantity": {**quantity, "value": value.copy_abs()}}
-        if observation.get("interpretation"):
+        # Beyond the critical limits, LL or HH whatever the instrument's flag says.
+        critical = critical_flag(value, comparator, unit, entries)
+        reported = flag_of(observation)
+        if reported and (critical is None or reported == critical):
             return observation
-        low, high = _range(observation, entries, unit)
+        applicable = _own_range(observation, unit) or await _patient_range(repo, observation, entries, unit)
         try:
-            code = interpretation.flag_censored(comparator, value, low, high) if (low, high) != (None, None) else None
+            ranged = (interpretation.flag_censored(comparator, value, applicable.low, applicable.high)
+                      if not applicable.empty else None)
         except ValueError as error:  # a range whose low limit is above its high one
             raise Invalid([Issue(str(error), "value", expression="Observation.referenceRange")]) from None
+        code = critical or ranged
         if code is None:
             return observation
         completed = {**observation, "interpretation": [{"coding": [
             {"system": INTERPRETATION, "code": code, "display": interpretation.label(code)}]}]}
+        tags = observation.get("meta", {}).get("tag", [])
         completed["meta"] = {**observation.get("meta", {}),
-                             "tag": [*observation.get("meta", {}).get("tag", []), COMPUTED]}
-        if not observation.get("referenceRange"):
-            completed["referenceRange"] = [_range_element(low, high, unit)]
+                             "tag": [*tags, *([] if any(t.get("code") == COMPUTED["code"] for t in tags) else [COMPUTED])]}
+        if not observation.get("referenceRange") and not applicable.empty:
+            completed["referenceRange"] = [ranges.element(applicable, unit)]
         return completed
 
 
@@ -124,24 +134,26 @@ def _check_limits(value: Decimal, comparator: str | None, unit: str, entries: li
         f"{found.unit}): check the sample, the instrument or what was typed", "value", expression=VALUE)])
 
 
-def _range(observation: dict[str, Any], entries: list[dict[str, Any]],
-           unit: str) -> tuple[Decimal | None, Decimal | None]:
-    """The result's own reference range (in its unit), else the catalogue's."""
+def _own_range(observation: dict[str, Any], unit: str) -> ranges.Applicable | None:
+    """The result's own reference range, in its unit (an instrument's, or typed at the desk)."""
     for element in observation.get("referenceRange", []):
         low, high = element.get("low") or {}, element.get("high") or {}
         if low.get("code", unit) == unit and high.get("code", unit) == unit:
-            return (_decimal(low["value"], "Observation.referenceRange.low") if "value" in low else None,
-                    _decimal(high["value"], "Observation.referenceRange.high") if "value" in high else None)
-    for entry in entries:
-        if entry.get("ucum") == unit and (entry.get("ref_low") or entry.get("ref_high")):
-            return (Decimal(entry["ref_low"]) if entry.get("ref_low") else None,
-                    Decimal(entry["ref_high"]) if entry.get("ref_high") else None)
-    return None, None
+            return ranges.Applicable(
+                _decimal(low["value"], "Observation.referenceRange.low") if "value" in low else None,
+                _decimal(high["value"], "Observation.referenceRange.high") if "value" in high else None)
+    return None
 
 
-def _range_element(low: Decimal | None, high: Decimal | None, unit: str) -> dict[str, Any]:
-    element: dict[str, Any] = {"text": "Valeurs de référence du laboratoire"}
-    for name, value in (("low", low), ("high", high)):
-        if value is not None:  # the catalogue's digits, kept: "3.90" stays 3.90
-            element[name] = {"value": value, "unit": unit, "system": UCUM, "code": unit}
-    return element
+async def _patient_range(repo: Repository, observation: dict[str, Any], entries: list[dict[str, Any]],
+                         unit: str) -> ranges.Applicable:
+    """The catalogue's range for this patient (sex, age on the day of the sample), when the
+    result is in the catalogue's unit; none otherwise (never a converted guess)."""
+    entry = next((e for e in entries if e.get("ucum") == unit), None)
+    if entry is None:
+        return ranges.Applicable(None, None)
+    rows = (await catalogue.ranges(repo.conn, [entry["local_code"]])).get(entry["local_code"], [])
+    subject = str((observation.get("subject") or {}).get("reference", ""))
+    patient = await repo.read_reference(subject) if rows and subject.startswith("Patient/") else None
+    return ranges.patient_range(entry, rows, patient.content if patient and not patient.deleted else None,
+                                ranges.sample_day(observation))

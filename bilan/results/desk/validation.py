@@ -18,9 +18,10 @@ from bilan.auth.caller import Caller
 from bilan.fhir.dates import OLDEST, date_range, instant
 from bilan.fhir.outcomes import Conflict, Invalid, Issue
 from bilan.fhir.query import parse_search
-from bilan.prescription import adapted_requests, tracking
-from bilan.records.service import Records
-from bilan.results.desk import interpretation, plausibility, typed, units
+from bilan.prescription import adapted_requests, same_person, tracking
+from bilan.records.service import Records, new_id
+from bilan.results.desk import critical, interpretation, plausibility, typed, units
+from bilan.results.desk.critical import Call
 from bilan.results.desk.delta import DeltaResult, delta_check
 from bilan.results.desk.signatures import Signature, signatures, signed
 from bilan.storage import catalogue
@@ -59,6 +60,14 @@ class Row:
     notes: tuple[str, ...]
     signatures: tuple[Signature, ...] = ()
     warnings: tuple[str, ...] = ()  # what the biologist must check first (a differential over 100 %)
+    critical: bool = False  # flagged LL or HH: the prescriber is called before validation
+    calls: tuple[Call, ...] = ()  # the calls recorded about it
+    called: bool = False  # a call covers its present value
+    described: str = ""  # a critical result as its call names it: "Potassium 6,9 mmol/L (HH)"
+
+    @property
+    def to_call(self) -> bool:
+        return self.critical and not self.called
 
     @property
     def status_label(self) -> str:
@@ -88,10 +97,16 @@ class ResultsDesk:
             task = await tracking.order_task(work, task_id, "read", "results-desk")
             found = await order_results(repo, self.records.base_url, caller, task)
             unbalanced = _unbalanced(found)
-            rows = [replace(await self._row(repo, caller, s), warnings=tuple(
-                plausibility.unbalanced_in_french(problem) for problem, ids in unbalanced if s.id in ids))
+            history = await person_history(repo, self.records.base_url, caller, task, found)
+            calls = await critical.order_calls(repo, self.records.base_url, task)
+            labels = await critical.names(repo, [s for s in found if critical.is_critical(s.content)])
+            rows = [replace(await self._row(repo, caller, s, history), warnings=tuple(
+                plausibility.unbalanced_in_french(problem) for problem, ids in unbalanced if s.id in ids),
+                critical=critical.is_critical(s.content), calls=tuple(calls.get(s.id, [])),
+                called=critical.called(s, calls),
+                described=critical.described(s.content, labels) if critical.is_critical(s.content) else "")
                 for s in found]
-            work.note("read", patients=patients_of(task.content),
+            work.note("read", patients=patients_of(task.content) | {p for refs in history.values() for p in refs},
                       touched=[f"Observation/{s.id}" for s in found])
         return rows
 
@@ -128,6 +143,11 @@ class ResultsDesk:
             if action == "corriger":
                 await _check_plausible(repo, content)
             if action == "biologique":
+                uncalled = critical.uncalled(list(mine.values()), await critical.order_calls(
+                    repo, self.records.base_url, task))
+                if uncalled:
+                    raise Conflict([critical.refusal(uncalled, "la validation biologique",
+                                                     await critical.names(repo, uncalled))])
                 for problem, in_it in _unbalanced(list(mine.values())):
                     if in_it & set(ids):
                         raise Invalid([Issue(f"{plausibility.unbalanced_in_french(problem)} Corrigez ou faites "
@@ -135,46 +155,88 @@ class ResultsDesk:
                                              expression="resultats")])
             await work.write(writes)
 
-    async def _row(self, repo: Repository, caller: Caller, stored: Stored) -> Row:
+    async def call(self, caller: Caller, task_id: str, result_id: str, who: str, when: str, how: str,
+                   said: str) -> None:
+        """The biologist's call to the prescriber about a critical result: traced in the order's
+        thread (who was reached, when, how, what was said) with an urgent message to the
+        prescriber, both through the write path (audited), and noted with its detail."""
+        async with self.records.work(caller) as work:
+            repo = work.repo
+            task = await tracking.order_task(work, task_id, "create", "call-critical")
+            who, moment = critical.checked_call(result_id, who, when, how, said, work.now)
+            results = {s.id: s for s in await order_results(repo, self.records.base_url, caller, task)}
+            stored = results.get(result_id)
+            if stored is None or not critical.is_critical(stored.content):
+                raise Conflict([Issue("Ce résultat n'est pas une valeur critique à appeler : rechargez la page.",
+                                      "conflict", expression="resultats")])
+            if critical.called(stored, await critical.order_calls(repo, self.records.base_url, task)):
+                raise Conflict([Issue("L'appel de cette valeur critique est déjà tracé : rechargez la page.",
+                                      "conflict", expression="resultats")])
+            labels = await critical.names(repo, [stored])
+            trace, alert = critical.messages({**task.content, "id": task.id}, stored, who, moment, how, said,
+                                             caller.signer, work.now, labels)
+            saved = await work.write([Write("Communication", new_id(), trace, "POST"),
+                                      Write("Communication", new_id(), alert, "POST")])
+            work.note("create", patients=patients_of(task.content) | patients_of(stored.content),
+                      touched=[*(f"Communication/{s.id}" for s in saved), f"Observation/{stored.id}"],
+                      detail=f"Appel pour valeur critique : {critical.described(stored.content, labels)}, "
+                             f"{who} joint ({critical.MEDIA[how][2]})")
+
+    async def _row(self, repo: Repository, caller: Caller, stored: Stored, history: dict[str, list[str]]) -> Row:
         content = stored.content
         flag = next((c.get("code", "") for i in content.get("interpretation", []) for c in i.get("coding", [])), "")
         return Row(
             id=stored.id, label=_label(content), value=_value(content), flag=flag,
             flag_label=interpretation.LABELS.get(flag, flag), reference=_reference(content),
-            status=content.get("status", ""), previous=await self._previous(repo, caller, stored),
+            status=content.get("status", ""), previous=await previous_result(repo, self.records.base_url, caller, stored, history),
             notes=tuple(n.get("text", "") for n in content.get("note", [])), signatures=signatures(content))
 
-    async def _previous(self, repo: Repository, caller: Caller, stored: Stored) -> Previous | None:
-        """The patient's last validated result of the same analyte before this one, and the
-        delta check between them (in this result's unit)."""
-        content = stored.content
-        quantity, codes = content.get("valueQuantity"), _loinc(content)
-        subject = (content.get("subject") or {}).get("reference")
-        if not quantity or not codes or not subject:
-            return None
-        query = parse_search("Observation", [("patient", subject), ("code", f"{LOINC}|{codes[0]}"),
-                                             ("status", "final,amended,corrected"), ("_sort", "-date")],
-                             default_count=10, max_count=10)
-        found = await store_search.search(repo.conn, query, self.records.base_url,
-                                          lambda t: access.visible(caller, t))
-        when = _moment(content)
-        for earlier in found.matches:
-            other = earlier.content
-            if earlier.id == stored.id or not other.get("valueQuantity") or _moment(other) >= when:
-                continue
-            value, unit = Decimal(str(other["valueQuantity"]["value"])), other["valueQuantity"].get("code", "")
-            here = quantity.get("code", "")
-            try:
-                rows = await catalogue.results_by_loinc(repo.conn, codes)
-                compared = value if unit == here else units.convert(value, unit, here, codes[0], rows)
-            except units.UnitError:
-                return Previous(value, unit, other.get("effectiveDateTime", ""), None)
-            days = (when - _moment(other)).total_seconds() / 86400
-            if quantity.get("comparator") or other["valueQuantity"].get("comparator"):
-                return Previous(value, unit, other.get("effectiveDateTime", ""), None)  # "<0,5": no change to measure
-            return Previous(value, unit, other.get("effectiveDateTime", ""),
-                            delta_check(Decimal(str(quantity["value"])), compared, days, codes[0], unit=here))
+
+async def person_history(repo: Repository, base_url: str, caller: Caller, task: Stored,
+                         results: list[Stored]) -> dict[str, list[str]]:
+    """For each patient the order's results are about, the Patient records of the same person
+    the caller may read (the order's lab file and what it links to, the same qualified INS):
+    where the previous results are."""
+    lab_file = tracking.lab_file_of(task.content)
+    subjects = {str((s.content.get("subject") or {}).get("reference", "")) for s in results}
+    return {subject: await same_person(repo, base_url, caller, subject, lab_file) or [subject]
+            for subject in sorted(subjects - {""})}
+
+
+async def previous_result(repo: Repository, base_url: str, caller: Caller, stored: Stored,
+                          history: dict[str, list[str]]) -> Previous | None:
+    """The patient's last validated result of the same analyte before this one, among all
+    the records of the person (`history`: the lab's file, each prescriber's Patient, reports
+    from other labs), and the delta check between them (in this result's unit)."""
+    content = stored.content
+    quantity, codes = content.get("valueQuantity"), _loinc(content)
+    subject = (content.get("subject") or {}).get("reference")
+    if not quantity or not codes or not subject:
         return None
+    patients = ",".join(history.get(subject) or [subject])
+    query = parse_search("Observation", [("patient", patients), ("code", f"{LOINC}|{codes[0]}"),
+                                         ("status", "final,amended,corrected"), ("_sort", "-date")],
+                         default_count=10, max_count=10)
+    found = await store_search.search(repo.conn, query, base_url,
+                                      lambda t: access.visible(caller, t))
+    when = _moment(content)
+    for earlier in found.matches:
+        other = earlier.content
+        if earlier.id == stored.id or not other.get("valueQuantity") or _moment(other) >= when:
+            continue
+        value, unit = Decimal(str(other["valueQuantity"]["value"])), other["valueQuantity"].get("code", "")
+        here = quantity.get("code", "")
+        try:
+            rows = await catalogue.results_by_loinc(repo.conn, codes)
+            compared = value if unit == here else units.convert(value, unit, here, codes[0], rows)
+        except units.UnitError:
+            return Previous(value, unit, other.get("effectiveDateTime", ""), None)
+        days = (when - _moment(other)).total_seconds() / 86400
+        if quantity.get("comparator") or other["valueQuantity"].get("comparator"):
+            return Previous(value, unit, other.get("effectiveDateTime", ""), None)  # "<0,5": no change to measure
+        return Previous(value, unit, other.get("effectiveDateTime", ""),
+                        delta_check(Decimal(str(quantity["value"])), compared, days, codes[0], unit=here))
+    return None
 
 
 async def order_results(repo: Repository, base_url: str, caller: Caller, task: Stored) -> list[Stored]:

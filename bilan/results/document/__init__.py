@@ -7,7 +7,19 @@ check against the ANS kit, and the human view through the ANS stylesheet (`displ
 from bilan.results.document import assembly, conformance, display, fhir_report
 from bilan.results.document.cda import cda_document
 from bilan.results.document.pdf import report_pdf
-from bilan.results.document.report import Battery, Chapter, Code, Identifier, LabReport, Quantity, ReportError, Result
+from bilan.results.document.report import (
+    Battery,
+    Chapter,
+    Code,
+    Earlier,
+    Forwarded,
+    Identifier,
+    LabReport,
+    Quantity,
+    ReportError,
+    Result,
+)
 
-__all__ = ["Battery", "Chapter", "Code", "Identifier", "LabReport", "Quantity", "ReportError", "Result", "assembly",
+__all__ = ["Battery", "Chapter", "Code", "Earlier", "Forwarded", "Identifier", "LabReport", "Quantity", "ReportError", "Result",
+           "assembly",
            "cda_document", "conformance", "display", "fhir_report", "report_pdf"]

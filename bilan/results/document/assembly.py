@@ -8,7 +8,7 @@ will not do is reported as aborted."""
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
@@ -26,6 +26,8 @@ from bilan.results.document.report import (
     Battery,
     Chapter,
     Code,
+    Earlier,
+    Forwarded,
     Identifier,
     Organization,
     Patient,
@@ -59,9 +61,11 @@ def oid_for(system: str) -> str:
 
 @dataclass(frozen=True)
 class StoredResult:
-    """A result Observation with the request it answers (the request's catalogue entries)."""
+    """A result Observation with the request it answers (the request's catalogue entries), and
+    the patient's previous result of the analyte when there is one."""
     content: dict[str, Any]
     request: dict[str, Any]
+    earlier: Earlier | None = None
 
 
 def patient(lab_file: dict[str, Any], lab_finess: str) -> Patient:
@@ -113,6 +117,7 @@ def chapters(results: Iterable[StoredResult], catalogue: dict[str, dict[str, Any
         result = result_of(item.content, catalogue)
         if result is None:
             continue
+        result = replace(result, earlier=item.earlier)
         entry = catalogue.get(result.code) or catalogue.get(_code(item.request)) or {}
         chapter = entry.get("chapter_loinc") or OTHER_CHAPTER
         key = _code(item.request)
@@ -177,6 +182,13 @@ def adaptation_text(requests: Iterable[dict[str, Any]], labels: dict[str, str]) 
         lines.append(f"{change} : {labels.get(_code(request), exam)}"
                      + (f" ({reason})" if reason else "") + (f" - {answer}" if answer else ""))
     return ". ".join(lines) + "." if lines else None
+
+
+def forwarded(exam: str, partner: dict[str, Any], pending: bool) -> Forwarded:
+    """An exam sent to the partner lab (its directory Organization, {} when unknown)."""
+    finess = next((str(i.get("value", ""))[1:] for i in partner.get("identifier", [])
+                   if i.get("system") == "urn:oid:1.2.250.1.71.4.2.2"), "")
+    return Forwarded(exam, partner.get("name", ""), finess, pending)
 
 
 @cache

@@ -212,8 +212,8 @@ def _encounter(report: LabReport) -> Any:
 def _body(report: LabReport) -> Any:
     ids = _Ids()
     sections = [_chapter_section(report, chapter, ids) for chapter in report.chapters]
-    if report.adaptation:
-        sections.append(_adaptation_section(report.adaptation))
+    if report.conclusion or report.adaptation or report.forwarded:
+        sections.append(_comment_section(report))
     sections.append(_pdf_section(report))
     return E.component(E.structuredBody(*[E.component(s) for s in sections]))
 
@@ -362,14 +362,31 @@ def _comment_act(reference: str) -> Any:
         classCode="ACT", moodCode="EVN")
 
 
-def _adaptation_section(text: str) -> Any:
-    """FR-Commentaire-non-code: the one free-text level-1 section a CR-BIO allows."""
+def _comment_section(report: LabReport) -> Any:
+    """FR-Commentaire-non-code, the one free-text level-1 section a CR-BIO allows: the
+    biologist's conclusion, then what they changed in the prescription, then the exams sent to
+    the partner lab."""
+    parts: list[Any] = []
+    if report.conclusion:
+        parts.append(E.paragraph(E.content("Conclusion : ", styleCode="Bold"), report.conclusion))
+    if report.adaptation:
+        if report.conclusion:
+            parts.append(E.paragraph(E.content("Adaptation de la prescription :", styleCode="Bold")))
+        parts.extend(E.paragraph(line) for line in report.adaptation.splitlines() if line.strip())
+    title = ("Conclusion du biologiste" if not report.adaptation
+             else "Adaptation de la prescription par le biologiste" if not report.conclusion
+             else "Conclusion et adaptation de la prescription par le biologiste")
+    if report.forwarded:  # exams sent to the partner lab: which lab, and whether a result is to come
+        sent = "Examens transmis à un laboratoire partenaire"
+        if parts:
+            parts.append(E.paragraph(E.content(f"{sent} :", styleCode="Bold")))
+        parts.extend(E.paragraph(f.text) for f in report.forwarded)
+        title = f"{title} ; {sent[0].lower()}{sent[1:]}" if report.conclusion or report.adaptation else sent
     return E.section(
         _template("1.3.6.1.4.1.19376.1.4.1.2.16"), _template("2.16.840.1.113883.10.12.201"),
         _template("1.2.250.1.213.1.1.2.73"),
         _loinc("code", "55112-7", "Commentaire"),
-        E.title("Adaptation de la prescription par le biologiste"),
-        E.text(*[E.paragraph(line) for line in text.splitlines() if line.strip()]))
+        E.title(title), E.text(*parts))
 
 
 def _pdf_section(report: LabReport) -> Any:

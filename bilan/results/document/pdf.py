@@ -30,7 +30,7 @@ from reportlab.platypus import (
 
 from bilan import french
 from bilan.fhir.terminology import INS_NIA
-from bilan.results.desk import interpretation
+from bilan.results.desk import interpretation, typed
 
 # The CDA narrative's wording, so that the copy says what the structured document says.
 from bilan.results.document.cda import TITLE, range_text, value_text
@@ -50,6 +50,7 @@ SEXES = {"F": "Féminin", "M": "Masculin", "U": "Inconnu"}
 MARGIN = 18 * mm
 FOOTER = 16 * mm
 WIDTHS = (60 * mm, 36 * mm, 44 * mm, 34 * mm)  # examen, résultat, interprétation, référence
+WIDTHS_EARLIER = (54 * mm, 30 * mm, 30 * mm, 28 * mm, 32 * mm)  # the same, and the antériorité
 
 _BASE = ParagraphStyle("base", fontName="Helvetica", fontSize=9, leading=11.5)
 STYLES = {
@@ -87,6 +88,13 @@ def _story(report: LabReport) -> Iterator[Flowable]:
     if report.adaptation:
         yield Paragraph("Adaptation de la prescription", STYLES["chapter"])
         yield _paragraph(report.adaptation, "note")
+    if report.conclusion:
+        yield Paragraph("Conclusion du biologiste", STYLES["chapter"])
+        yield _paragraph(report.conclusion, "text")
+    if report.forwarded:
+        yield Paragraph("Examens transmis à un laboratoire partenaire", STYLES["chapter"])
+        for sent in report.forwarded:
+            yield _paragraph(sent.text, "note")
     if not report.complete:
         yield _paragraph("Compte rendu partiel : d'autres résultats sont en attente.", "warning")
     yield Spacer(0, 6 * mm)
@@ -175,22 +183,24 @@ def _tables(items: tuple[Result | Battery, ...]) -> Iterator[Table]:
 
 
 def _table(battery: str | None, results: list[Result]) -> Table:
-    rows: list[list[Any]] = [[Paragraph(h, STYLES["head"]) for h in
-                              ("Examen", "Résultat", "Interprétation", "Valeurs de référence")]]
+    earlier = any(r.earlier for r in results)
+    heads = ("Examen", "Résultat", "Interprétation", "Valeurs de référence", *(("Antériorité",) if earlier else ()))
+    rows: list[list[Any]] = [[Paragraph(h, STYLES["head"]) for h in heads]]
+    blank = [""] * (len(heads) - 1)
     style: list[tuple[Any, ...]] = [
         ("LINEBELOW", (0, 0), (-1, 0), 0.5, colors.grey),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
         ("TOPPADDING", (0, 0), (-1, -1), 1.5), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5)]
     if battery:
-        rows.append([Paragraph(f"<b>{escape(battery)}</b>", STYLES["cell"]), "", "", ""])
+        rows.append([Paragraph(f"<b>{escape(battery)}</b>", STYLES["cell"]), *blank])
         style.append(("SPAN", (0, 1), (-1, 1)))
     for result in results:
-        rows.append(_row(result, indent=bool(battery)))
+        rows.append(_row(result, indent=bool(battery))[:len(heads)])
         if result.comment:
-            rows.append([_paragraph(result.comment, "comment"), "", "", ""])
+            rows.append([_paragraph(result.comment, "comment"), *blank])
             style.append(("SPAN", (0, len(rows) - 1), (-1, len(rows) - 1)))
     # A battery longer than a page repeats its name under the headings.
-    table = Table(rows, colWidths=WIDTHS, repeatRows=2 if battery else 1)
+    table = Table(rows, colWidths=WIDTHS_EARLIER if earlier else WIDTHS, repeatRows=2 if battery else 1)
     table.setStyle(TableStyle(style))
     return table
 
@@ -203,7 +213,17 @@ def _row(result: Result, indent: bool) -> list[Paragraph]:
     flag = f"{escape(code)} {escape(interpretation.LABELS[code])}" if flagged and code else ""
     reference = range_text(result)
     return [name, Paragraph(escape(value_text(result)), style), Paragraph(flag, style),
-            Paragraph(escape(f"({reference})") if reference else "", STYLES["cell"])]
+            Paragraph(escape(f"({reference})") if reference else "", STYLES["cell"]),
+            Paragraph(escape(_earlier(result)), STYLES["cell"])]
+
+
+def _earlier(result: Result) -> str:
+    """The previous result and its day, as the lab prints antériorités."""
+    earlier = result.earlier
+    if earlier is None:
+        return ""
+    value = typed.comparator_text(earlier.value.comparator) + french.quantity(earlier.value.value, earlier.value.unit)
+    return f"{value} ({french.date(earlier.observed_at)})" if earlier.observed_at else value
 
 
 # Footer on every page: who validated, the version, "page x / y"

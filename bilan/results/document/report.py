@@ -135,6 +135,7 @@ class Result:
     status: ResultStatus = "completed"
     comment: str | None = None  # the biologist's comment on this result
     observed_at: datetime | None = None
+    earlier: "Earlier | None" = None  # the patient's previous result of the analyte (antériorité)
 
     def __post_init__(self) -> None:
         _loinc(self.code)
@@ -148,6 +149,14 @@ class Result:
         if (self.value is None) != (self.status == "aborted"):
             raise ReportError(f"{self.code}: a completed result has a value, an aborted one none")
         _aware(self.observed_at, f"{self.code} observed_at")
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """The patient's previous validated result of the same analyte, across their records."""
+
+    value: Quantity
+    observed_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -189,6 +198,25 @@ class Chapter:
 
 
 @dataclass(frozen=True)
+class Forwarded:
+    """An exam the lab sent to its partner lab, which performs it."""
+
+    exam: str  # its name
+    lab: str  # the partner lab's name; "" when bilan's directory does not name it
+    finess: str
+    pending: bool  # its result has not come back (validated) yet
+
+    @property
+    def text(self) -> str:
+        """What the report says of it."""
+        who = f"au laboratoire partenaire {self.lab}" if self.lab else "à un laboratoire partenaire"
+        who += f" (FINESS {self.finess})" if self.finess else ""
+        if self.pending:
+            return f"{self.exam} : examen transmis {who}, résultat à suivre."
+        return f"{self.exam} : examen transmis {who}, qui l'a réalisé."
+
+
+@dataclass(frozen=True)
 class LabReport:
     document_id: Identifier  # this version
     set_id: Identifier  # shared by every version
@@ -210,6 +238,8 @@ class LabReport:
     adaptation: str | None = None  # what the biologist changed in the prescription, and why
     replaces: Identifier | None = None  # the document id of the version this one corrects
     complete: bool = True  # False: a partial report, results still to come
+    conclusion: str | None = None  # the biologist's conclusion on the whole report
+    forwarded: tuple[Forwarded, ...] = ()  # exams sent to the partner lab
 
     def __post_init__(self) -> None:
         if self.version < 1:
@@ -225,6 +255,8 @@ class LabReport:
             raise ReportError("the CR-BIO names the responsible biologist's profession/specialty")
         if not self.pdf.startswith(b"%PDF-"):
             raise ReportError("the copy of the report must be a PDF")
+        if self.complete and any(f.pending for f in self.forwarded):
+            raise ReportError("a report waiting for a partner lab's result is partial")
         for name in ("effective_time", "validated_at", "received_at", "prescribed_at"):
             _aware(getattr(self, name), name)
 

@@ -123,8 +123,8 @@ def diagnostic_report(issued: Issued, results: list[str]) -> dict[str, Any]:
                            "title": fhir_report.REPORT_CODE[1]}],
     }
     comments = [c.comment for c in report.chapters if c.comment]
-    if comments:
-        resource["conclusion"] = " ".join(comments)
+    if report.conclusion or comments:
+        resource["conclusion"] = report.conclusion or " ".join(comments)
     return masking.with_labels(resource, set(issued.security), set(issued.tags))
 
 

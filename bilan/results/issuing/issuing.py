@@ -25,11 +25,30 @@ from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
 from bilan.french import PARIS
 from bilan.notifications import outbox
-from bilan.prescription import adapted_requests, directory, identity, mail_address, order_specimens, tracking
+from bilan.prescription import (
+    adapted_requests,
+    directory,
+    identity,
+    mail_address,
+    order_specimens,
+    order_state,
+    tracking,
+)
 from bilan.records.service import Records, new_id
 from bilan.results import masking
-from bilan.results.desk import OPEN, order_results
-from bilan.results.document import Identifier, LabReport, ReportError, assembly, cda_document, conformance, report_pdf
+from bilan.results.desk import OPEN, critical, order_results, person_history, previous_result
+from bilan.results.document import (
+    Earlier,
+    Forwarded,
+    Identifier,
+    LabReport,
+    Quantity,
+    ReportError,
+    assembly,
+    cda_document,
+    conformance,
+    report_pdf,
+)
 from bilan.results.issuing import documents
 from bilan.storage import catalogue
 from bilan.storage.repository import Repository, Stored, Write
@@ -51,6 +70,7 @@ class Choices:
     announce: bool = False  # tell the patient a result awaits their consultation
     hidden_from_professionals: bool = False
     secret_connection: bool = False
+    conclusion: str = ""  # the biologist's conclusion, in the report (CDA, PDF, DiagnosticReport)
 
 
 @dataclass(frozen=True)
@@ -123,19 +143,28 @@ class Issuing:
             if not any(r.content.get("status") in assembly.DECIDED for r in decided):
                 raise Invalid([Issue("Aucun résultat validé biologiquement : rien à émettre.",
                                             "business-rule", expression="compte-rendu")])
-            complete = not any(r.content.get("status") in OPEN for r in results)
+            # Complete once no result waits for validation, nor any exam for its partner lab.
+            forwarded = await self._forwarded(repo, caller, content, results)
+            complete = not any(r.content.get("status") in OPEN for r in results) and not any(
+                f.pending for f in forwarded)
             previous = await issued_documents(repo, content)
             # A mask stays on every new version until explicitly lifted (release).
             choices = replace(choices, hidden=choices.hidden | {
                 r.id for r in decided if masking.hidden_from_patient(r.content)})
-            _check_changed(previous, results, choices)
+            reports = await self._reports(repo, content)
+            _check_changed(previous, results, choices, reports[-1].content.get("conclusion", "") if reports else "")
+            uncalled = critical.uncalled(results, await critical.order_calls(repo, self.records.base_url, task))
+            if uncalled:  # the prescriber hears of a critical value by a call, before any report
+                raise Conflict([replace(critical.refusal(uncalled, "l'émission du compte rendu",
+                                                         await critical.names(repo, uncalled)),
+                                        expression="compte-rendu")])
             lab_file = await repo.read_reference(tracking.lab_file_of(content))
             if lab_file is None or lab_file.deleted:
                 raise Conflict([Issue("Le dossier patient du laboratoire est introuvable.", "not-found",
                                             expression="compte-rendu")])
             requests = await self._requests(repo, content)
             report, refs = await self._report(repo, caller, task, lab_file, requests, decided, previous,
-                                              complete, now)
+                                              complete, now, choices.conclusion, forwarded)
             cda = cda_document(report)
             problems = conformance.problems(cda)
             if problems:
@@ -145,7 +174,6 @@ class Issuing:
             status = report_status(previous, complete)
             issued = _issued(report, cda, refs, task.id, choices, refusal, previous, status)
             hidden = choices.hidden if not choices.hide_report else {r.id for r in decided}
-            reports = await self._reports(repo, content)
             writes = self._writes(task, issued, decided, hidden, previous, reports[0] if reports else None, now)
             # The CDA and PDF are bilan's own documents (nobody writes Binary through the API).
             await work.write([w for w in writes if w.resource_type == "Binary"], system=True)
@@ -193,13 +221,22 @@ class Issuing:
                 if o.get("valueReference", {}).get("reference", "").startswith("DiagnosticReport/")]
         return [s for s in await repo.read_references(refs) if s.content]
 
+    async def _earlier(self, repo: Repository, caller: Caller, result: Stored,
+                       history: dict[str, list[str]]) -> Earlier | None:
+        """The antériorité the report prints beside a result."""
+        found = await previous_result(repo, self.records.base_url, caller, result, history)
+        if found is None:
+            return None
+        return Earlier(Quantity(found.value, found.unit), assembly.moment(found.when))
+
     async def _requests(self, repo: Repository, task: dict[str, Any]) -> list[Stored]:
         prescribed = await repo.read_references(b["reference"] for b in task.get("basedOn", []))
         return [*prescribed, *await adapted_requests(repo, self.records.base_url, task)]
 
     async def _report(self, repo: Repository, caller: Caller, task: Stored, lab_file: Stored,
                       requests: list[Stored], decided: list[Stored], previous: list[Stored],
-                      complete: bool, now: datetime) -> tuple[LabReport, dict[str, Any]]:
+                      complete: bool, now: datetime, conclusion: str,
+                      forwarded: tuple[Forwarded, ...] = ()) -> tuple[LabReport, dict[str, Any]]:
         """The LabReport of this version and the references the FHIR resources need."""
         content = task.content
         by_ref = {f"ServiceRequest/{s.id}": {**s.content, "id": s.id} for s in requests}
@@ -212,7 +249,9 @@ class Issuing:
         entries: dict[str, dict[str, Any]] = {}
         for row in await catalogue.results_by_loinc(repo.conn, {c for c in codes if c}):
             entries.setdefault(row["loinc"], row)
-        stored = [assembly.StoredResult(r.content, by_ref.get(_based_on(r, by_ref), {})) for r in decided]
+        history = await person_history(repo, self.records.base_url, caller, task, decided)
+        stored = [assembly.StoredResult(r.content, by_ref.get(_based_on(r, by_ref), {}),
+                                        await self._earlier(repo, caller, r, history)) for r in decided]
         set_id = _set_id(previous) or str(uuid.uuid4())
         replaces = previous[-1].content.get("masterIdentifier", {}).get("value", "") if previous else ""
         collected = [assembly.moment((s.get("collection") or {}).get("collectedDateTime")) for s in specimens]
@@ -235,7 +274,7 @@ class Issuing:
                 pdf=_PLACEHOLDER_PDF,
                 adaptation=assembly.adaptation_text(by_ref.values(), {k: v["label_fr"] for k, v in entries.items()}),
                 replaces=Identifier(replaces.removeprefix("urn:uuid:").upper()) if replaces else None,
-                complete=complete)
+                complete=complete, conclusion=conclusion.strip() or None, forwarded=forwarded)
             report = replace(report, pdf=report_pdf(report))
         except (ReportError, ValueError) as error:
             raise Invalid([Issue(f"Le compte rendu ne peut pas être établi : {error}", "invariant",
@@ -244,6 +283,19 @@ class Issuing:
                 "lab": f"Organization/{lab.id}" if lab else "", "biologist": f"Practitioner/{biologist['id']}",
                 "requests": tuple(by_ref), "results": [f"Observation/{r.id}" for r in decided]}
         return report, refs
+
+    async def _forwarded(self, repo: Repository, caller: Caller, task: dict[str, Any],
+                         results: list[Stored]) -> tuple[Forwarded, ...]:
+        """The exams the lab sent to its partner lab, each pending until a result of it (the
+        partner's, posted by the lab's middleware) is validated or said not done."""
+        order = await order_state(repo, self.records.base_url, caller.lab_finess or "", task)
+        answered = {b.get("reference") for r in results for b in r.content.get("basedOn", [])
+                    if r.content.get("status") in assembly.DECIDED
+                    or (r.content.get("status") == "cancelled" and r.content.get("dataAbsentReason"))}
+        partners = {f"Organization/{s.id}": s.content
+                    for s in await repo.read_references(dict.fromkeys(p for _e, p in order.sent if p))}
+        return tuple(assembly.forwarded(exam.label, partners.get(partner, {}), exam.reference not in answered)
+                     for exam, partner in order.sent)
 
     async def _biologist(self, repo: Repository, caller: Caller) -> dict[str, Any]:
         found = await directory.practitioner_by_rpps(repo, self.records.base_url, caller.rpps or "")
@@ -321,15 +373,16 @@ def _release_reason(caller: Caller | None) -> str:
     return "Consultation d'annonce faite par le prescripteur" if caller.for_prescriber else ""
 
 
-def _check_changed(previous: list[Stored], results: list[Stored], choices: Choices) -> None:
-    """A new version says something new: a result changed since the last one, or a result
-    newly hidden. Issuing the same report again is refused."""
+def _check_changed(previous: list[Stored], results: list[Stored], choices: Choices, conclusion: str) -> None:
+    """A new version says something new: a result changed since the last one, a result newly
+    hidden, or a new conclusion. Issuing the same report again is refused."""
     if not previous:
         return
     last = previous[-1]
     changed = any(r.last_updated > last.last_updated for r in results)
     hidden_before = {r.id for r in results if masking.hidden_from_patient(r.content)}
-    if not changed and choices.hidden <= hidden_before and not choices.hide_report:
+    concluded = bool(choices.conclusion.strip()) and choices.conclusion.strip() != conclusion
+    if not changed and not concluded and choices.hidden <= hidden_before and not choices.hide_report:
         raise Conflict([Issue("Rien n'a changé depuis la dernière version du compte rendu : "
                                     "aucune nouvelle version n'est émise.", "business-rule",
                                     expression="compte-rendu")])

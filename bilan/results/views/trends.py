@@ -22,6 +22,8 @@ from bilan.auth.caller import Caller
 from bilan.fhir.dates import date_range
 from bilan.fhir.outcomes import Issue, NotFound
 from bilan.fhir.text import normalise
+from bilan.prescription import same_person
+from bilan.records.pipeline import Work
 from bilan.records.service import Records
 from bilan.results.desk import units
 from bilan.results.document import fhir_report
@@ -88,16 +90,17 @@ class Trends:
     def __init__(self, records: Records):
         self.records = records
 
-    async def analytes(self, caller: Caller, text: str = "") -> list[Analyte]:
+    async def analytes(self, caller: Caller, text: str = "", patient: str | None = None) -> list[Analyte]:
         """The caller's (patient's) analytes with results, optionally filtered by a search text
         matched accent- and case-insensitively on the French label and synonyms ("glycémie",
-        "glycemie", "glucose", "cholestérol"...), sorted by chapter then label."""
+        "glycemie", "glucose", "cholestérol"...), sorted by chapter then label. A professional
+        names the `patient` ("Patient/id"): the person's whole history they may read."""
         params = [("status", ",".join(DECIDED))]
         async with self.records.work(caller) as work:
             repo = work.repo
-            work.allow("trends", interaction="search-type")
+            whose = await _person(work, self.records.base_url, caller, patient)
             await custom_plans(repo.conn)
-            found = await visible_results(repo.conn, self.records.base_url, caller)
+            found = await visible_results(repo.conn, self.records.base_url, caller, patients=whose)
             readings = [r for r in map(_reading, found) if r is not None]
             entries = await catalogue.entries_by_loinc(
                 repo.conn, analytes.related_loinc(c for r in readings for c in r.codings))
@@ -114,17 +117,17 @@ class Trends:
         made = [_summary(_series(described[key], rs, labs)) for key, rs in wanted.items()]
         return sorted(made, key=lambda a: (normalise(a.chapter_label), normalise(a.label), a.key))
 
-    async def series(self, caller: Caller, key: str) -> Series:
-        """One analyte's results over time for the caller; FhirError 404 (French message) for an
-        analyte with no visible result."""
+    async def series(self, caller: Caller, key: str, patient: str | None = None) -> Series:
+        """One analyte's results over time for the caller (a professional names the `patient`,
+        as for `analytes`); FhirError 404 (French message) for an analyte with no visible result."""
         async with self.records.work(caller) as work:
             repo = work.repo
-            work.allow("trends", interaction="search-type")
+            whose = await _person(work, self.records.base_url, caller, patient)
             await custom_plans(repo.conn)
             codes, entries = await analytes.codes_of_key(repo.conn, key)
             params = [("code", ",".join(f"{system or ''}|{code}" for system, code in codes)),
                       ("status", ",".join(DECIDED))]
-            found = await visible_results(repo.conn, self.records.base_url, caller, codes) if codes else []
+            found = await visible_results(repo.conn, self.records.base_url, caller, codes, whose) if codes else []
             readings = [r for r in map(_reading, found)
                         if r is not None and analytes.key_of(r.codings, entries) == key]
             labs = await _labs(repo, readings)
@@ -137,17 +140,33 @@ class Trends:
 
 
 async def visible_results(conn: AsyncConnection, base_url: str, caller: Caller,
-                          codes: list[analytes.Coding] | None = None) -> list[Stored]:
-    """The caller's results (of these codes) that she may see, in no particular order.
+                          codes: list[analytes.Coding] | None = None,
+                          patients: list[str] | None = None) -> list[Stored]:
+    """The caller's results (of these codes; about these Patient ids, else her own records)
+    that she may see, in no particular order.
 
     One query: her candidate results under the access rules every search applies
     (`access.readable`), without the count a FHIR search adds.
     """
     tokens: list[Token] | None = None if codes is None else [(system or "", code) for system, code in codes]
-    candidates = await own_results(conn, caller, tokens)
+    candidates = await own_results(conn, caller, tokens, patients)
     if not candidates:
         return []
     return await patient_results.observations(conn, candidates, access.readable(caller, "Observation"))
+
+
+async def _person(work: Work, base_url: str, caller: Caller, patient: str | None) -> list[str] | None:
+    """Whose results a trend reads: the patient caller's own records (None: by her INS); for a
+    professional, the Patient ids of the person `patient` names that they may read (their
+    records of her linked by the lab, the same qualified INS: prescription.same_person)."""
+    if caller.kind == "patient" or patient is None:
+        work.allow("trends", interaction="search-type")
+        return None
+    work.allow("patient-trends", [patient], "search-type")
+    found = await same_person(work.repo, base_url, caller, patient)
+    if not found:
+        raise NotFound([Issue("Ce patient est introuvable.", "not-found")])
+    return [reference.split("/", 1)[1] for reference in found]
 
 
 async def own_results(conn: AsyncConnection, caller: Caller, codes: list[Token] | None,
