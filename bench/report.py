@@ -9,11 +9,13 @@ The benchmark
      fall outside it, flagged L or H by `interpretation.flag`), different for every document;
   2. renders each report's PDF with `pdf.report_pdf` and puts it in the report, as the lab does
      before issuing: timed as (d), reported but not part of the target;
-  3. per document, times (a) `cda.cda_document` and (b) `conformance.problems` (parsing, the
-     CDA_extended.xsd schema and the CR-BIO 2024.01 schematron), and checks that the document
-     has no problem: any problem stops the benchmark with exit code 1;
-  4. warms up first with --warmup documents, not counted; the first validation of the process
-     loads the schema and compiles the schematron, which is shown apart;
+  3. per document, times (a) `cda.cda_document` and (b) `conformance.check`, the ANS pipeline
+     (parsing, the CDA_extended.xsd schema and the kit's six schematrons run by Saxon-HE), and
+     checks that the document has no error and no warning: any stops the benchmark with exit
+     code 1;
+  4. first compiles the pipeline (`conformance.warm`: the kit's schematron compiler on the six
+     schematrons, then Saxon compiling the six XSLTs; once a process), timed and shown apart,
+     then warms up with --warmup documents, not counted;
   5. prints mean, p50, p95 and max of (a), (b), (a)+(b) and (d), and the documents' size.
 
 Run it from the project root:
@@ -21,8 +23,9 @@ Run it from the project root:
     .venv/bin/python bench/report.py
     .venv/bin/python bench/report.py --documents 500 --results 45
 
-Target on the 2-core reference machine: (a)+(b) p95 < 50 ms a document. The exit code is 1 when
-the target is missed or a document does not conform.
+Target on the 2-core reference machine: (a)+(b) p95 < 1 s a document (the ANS pipeline costs
+about 0.3 s; issuing runs it off the event loop). The exit code is 1 when the target is missed or
+a document does not conform.
 """
 
 from __future__ import annotations
@@ -48,8 +51,8 @@ from lxml import etree
 from bilan.prescription.catalogue import read_csv
 from bilan.prescription.ins import INS_NIR_TEST
 from bilan.results.desk.interpretation import flag
+from bilan.results.document import conformance
 from bilan.results.document.cda import cda_document
-from bilan.results.document.conformance import problems
 from bilan.results.document.pdf import report_pdf
 from bilan.results.document.report import (
     MEDICAL_BIOLOGY,
@@ -68,7 +71,7 @@ from bilan.results.document.report import (
 )
 from bilan.settings import Settings
 
-TARGET_MS = 50.0
+TARGET_MS = 1000.0
 PANELS = ("NFS", "IONO", "FREN", "TPINR", "BH", "EAL", "TCA", "ECBU")  # the order results are taken in
 CHAPTERS = {"18723-7": "Hématologie", "18719-5": "Biochimie", "18720-3": "Hémostase",
             "18725-2": "Microbiologie"}
@@ -88,7 +91,7 @@ T = TypeVar("T")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--documents", type=int, default=200, help="measured documents (default 200)")
+    parser.add_argument("--documents", type=int, default=50, help="measured documents (default 50)")
     parser.add_argument("--results", type=int, default=30, help="results per document (default 30)")
     parser.add_argument("--warmup", type=int, default=5, help="documents first, not counted (default 5)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
@@ -202,10 +205,11 @@ def issue(draft: LabReport, timings: Timings) -> None:
     pdf, pdf_ms = timed(lambda: report_pdf(draft))
     report = dataclasses.replace(draft, pdf=pdf)
     document, generate_ms = timed(lambda: cda_document(report))
-    found, validate_ms = timed(lambda: problems(document))
-    if found:
-        print(f"\ndocument {report.document_id.root}: {len(found)} problems", file=sys.stderr)
-        for problem in found[:SHOWN_PROBLEMS]:
+    found, validate_ms = timed(lambda: conformance.check(document))
+    if not found.conforms:
+        print(f"\ndocument {report.document_id.root}: {len(found.errors)} errors, {len(found.warnings)} warnings",
+              file=sys.stderr)
+        for problem in [*found.errors, *found.warnings][:SHOWN_PROBLEMS]:
             print(f"  {problem}", file=sys.stderr)
         raise SystemExit(1)
     timings.pdf.append(pdf_ms)
@@ -229,24 +233,26 @@ def figures(values: list[float]) -> str:
             f"p95 {percentile(ordered, 0.95):6.1f}  max {ordered[-1]:6.1f}  ms")
 
 
-def print_report(args: argparse.Namespace, timings: Timings, cold: Timings, results: list[Result]) -> bool:
+def print_report(args: argparse.Namespace, timings: Timings, cold: Timings, results: list[Result],
+                 compile_ms: float) -> bool:
     """Print the figures; True when the target is met."""
     flagged = sum(1 for result in results if result.interpretation in ("L", "H"))
     warm_validate = percentile(sorted(timings.validate), 0.50)
     rows = [
         ("machine", f"{os.cpu_count()} CPUs, Python {platform.python_version()}, lxml "
                     f"{etree.__version__} (libxml2 {'.'.join(map(str, etree.LIBXML_VERSION))}, "
-                    f"libxslt {'.'.join(map(str, etree.LIBXSLT_VERSION))})"),
+                    f"libxslt {'.'.join(map(str, etree.LIBXSLT_VERSION))}), {conformance.engine()}"),
         ("documents", f"{args.documents} measured (+{args.warmup} warm-up), all conforming"),
         ("results", f"{args.results} a document, {flagged / len(results):.0%} of them flagged L or H"),
         ("CDA size", f"mean {statistics.fmean(timings.sizes) / 1024:.0f} KiB "
                      f"(max {max(timings.sizes) / 1024:.0f} KiB), of which the PDF "
                      f"{statistics.fmean(timings.pdf_sizes) / 1024:.0f} KiB before base64"),
-        ("first validation", f"{cold.validate[0]:.0f} ms: schema load and schematron compile, "
-                             f"once a process, ~{cold.validate[0] - warm_validate:.0f} ms"),
+        ("pipeline compile", f"{compile_ms:.0f} ms: the six schematrons, once a process"),
+        ("first validation", f"{cold.validate[0]:.0f} ms (schema load and first runs, "
+                             f"~{cold.validate[0] - warm_validate:.0f} ms more than the next ones)"),
         ("first PDF, generate", f"{cold.pdf[0]:.0f} ms, {cold.generate[0]:.0f} ms"),
         ("(a) generate", figures(timings.generate)),
-        ("(b) XSD+schematron", figures(timings.validate)),
+        ("(b) ANS pipeline", figures(timings.validate)),
         ("(c) (a)+(b)", figures(timings.together)),
         ("(d) PDF", figures(timings.pdf)),
     ]
@@ -270,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     panels = {row["local_code"]: row for row in catalogue if row["kind"] == "panel"}
     rows = catalogue_results(catalogue, args.results)
     drafts = [draft_report(rows, panels, rng, number) for number in range(args.warmup + args.documents)]
+    print("compiling the ANS pipeline ...", flush=True)
+    _, compile_ms = timed(conformance.warm)
     print(f"{len(drafts)} reports of {args.results} results in "
           f"{', '.join(chapter.display for chapter in drafts[0].chapters)}; warming up ...", flush=True)
     cold, timings = Timings(), Timings()
@@ -281,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     measured_results = [result for draft in drafts[args.warmup:] for chapter in draft.chapters
                         for battery in chapter.items if isinstance(battery, Battery)
                         for result in battery.results]
-    return 0 if print_report(args, timings, cold, measured_results) else 1
+    return 0 if print_report(args, timings, cold, measured_results, compile_ms) else 1
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from bilan.auth.oidc import OidcClient
 from bilan.auth.tokens import TokenVerifier
 from bilan.notifications.delivery import DeliveryWorker
 from bilan.notifications.matching import Notifier
+from bilan.notifications.mhd import MhdClient
 from bilan.notifications.subscriptions import activate, check_subscription
 from bilan.prescription.exams import check_request
 from bilan.prescription.ins import check_patient
@@ -37,8 +38,8 @@ from bilan.records.service import Records
 from bilan.records.transaction import Transactions
 from bilan.records.validation import Rule, Validator
 from bilan.results.desk import ResultsDesk, ResultsIntake, calculations
-from bilan.results.elsewhere import ImportedReports
-from bilan.results.issuing import RELEASE, Issuing
+from bilan.results.elsewhere import ImportedReports, SharedRecord
+from bilan.results.issuing import DMP, RELEASE, DmpFeed, Issuing
 from bilan.results.queues import LabQueues
 from bilan.results.views import PatientSpace, Trends
 from bilan.settings import Settings, audience, get_settings, web_root
@@ -46,6 +47,7 @@ from bilan.storage.database import create_engine
 from bilan.storage.sessions import WebSessions
 from bilan.web import filters
 from bilan.web.auth import AuthController
+from bilan.web.catalogue import CatalogueController
 from bilan.web.documents import DocumentsController
 from bilan.web.entry import EntryController
 from bilan.web.errors import error_page
@@ -53,6 +55,7 @@ from bilan.web.patient import PatientController
 from bilan.web.prescriber import PrescriberController
 from bilan.web.reception import ReceptionController
 from bilan.web.session import ServerSessionConfig
+from bilan.web.shared_record import SharedRecordController
 
 TEMPLATES = Path(__file__).parent / "web" / "templates"
 STATIC = Path(__file__).parent / "web" / "static"
@@ -80,6 +83,12 @@ class Services(NamedTuple):
     records: Records
     transactions: Transactions
     messaging: Messaging
+    dmp_feed: DmpFeed
+
+
+def dmp_client(settings: Settings) -> MhdClient:
+    """The shared record's (DMP) MHD interface, with the lab's credentials."""
+    return MhdClient(settings.dmp_url, settings.dmp_username, settings.dmp_password, settings.dmp_token)
 
 
 def build_services(engine: AsyncEngine, settings: Settings) -> Services:
@@ -91,7 +100,9 @@ def build_services(engine: AsyncEngine, settings: Settings) -> Services:
     records.guards.setdefault("Observation", []).append(ResultsIntake().guard)
     records.observers.append(calculations.on_saved)  # eGFR, LDL: written again with their inputs
     ImportedReports(base_url).attach(records)  # CR-BIOs from elsewhere: DocumentReference -> results
-    return Services(records, Transactions(records, [PrescriptionIntake()]), messaging)
+    feed = DmpFeed(records, dmp_client(settings), settings.dmp_history_months)
+    records.observers.append(feed.on_saved)  # an INS qualified, an opposition changed: the DMP follows
+    return Services(records, Transactions(records, [PrescriptionIntake()]), messaging, feed)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -105,7 +116,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         services.update(records=built.records, transactions=built.transactions,
                         messaging=built.messaging, reception=Reception(built.records, settings.partner_lab_finess),
                         desk=ResultsDesk(built.records),
-                        issuing=Issuing(built.records, settings.dmp_url, web_root(settings)),
+                        issuing=Issuing(built.records, settings.dmp_url, web_root(settings), built.dmp_feed),
+                        shared_record=SharedRecord(built.records, dmp_client(settings)),
                         space=PatientSpace(built.records), trends=Trends(built.records),
                         queues=LabQueues(built.records))
         services["sessions"] = WebSessions(engine, settings)
@@ -115,7 +127,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             services["oidc"] = OidcClient(verifier, settings.oidc_client_id,
                                           settings.oidc_client_secret,
                                           f"{web_root(settings)}/auth/callback")
-            delivery = DeliveryWorker(engine, settings, jobs={RELEASE: services["issuing"].release_due})
+            delivery = DeliveryWorker(engine, settings, jobs={RELEASE: services["issuing"].release_due,
+                                                            DMP: built.dmp_feed.send})
             delivery.start()
             try:
                 yield
@@ -129,7 +142,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     secure = web_root(settings).startswith("https://")
     return Litestar(
         route_handlers=[FhirController, smart_configuration, AuthController, ReceptionController, PrescriberController,
-                        EntryController, DocumentsController, PatientController,
+                        EntryController, CatalogueController, DocumentsController, PatientController,
+                        SharedRecordController,
                         create_static_files_router("/static", [STATIC], send_as_attachment=False), favicon],
         lifespan=[lifespan],
         state=State({"settings": settings}),
@@ -141,6 +155,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "messaging": service("messaging"),
             "desk": service("desk"),
             "issuing": service("issuing"),
+            "shared_record": service("shared_record"),
             "space": service("space"),
             "trends": service("trends"),
             "queues": service("queues"),

@@ -1,4 +1,4 @@
-"""The `bilan` command: serve, demo, migrate, catalogue.
+"""The `bilan` command: serve, demo, migrate, catalogue (load or export).
 
 A failure is told in one sentence on stderr with a non-zero exit code, never as a traceback
 (BILAN_LOG_LEVEL=DEBUG logs it).
@@ -12,6 +12,7 @@ import secrets
 import signal
 import socket
 import sys
+from datetime import date
 from pathlib import Path
 from types import FrameType
 
@@ -19,6 +20,7 @@ import httpx
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from bilan.demo.dmp import demo_stand_in
 from bilan.demo.idp import local_provider
 from bilan.demo.mail import local_relay
 from bilan.serving import serve
@@ -54,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bilan", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for name, helptext in (("serve", "start the HTTP service (migrations applied first)"),
-                           ("demo", "load the demo data, start its OpenID provider and mail relay, serve")):
+                           ("demo", "load the demo data, start its OpenID provider, mail relay and DMP "
+                                    "stand-in, serve")):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("--host", default="127.0.0.1")
         sub.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
@@ -73,10 +76,15 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--key", type=Path, help="private JWK (default: the demo key of the client)")
     token.add_argument("--issuer", help="the OpenID provider (default BILAN_OIDC_ISSUER or "
                        "http://127.0.0.1:9400)")
-    load = commands.add_parser("catalogue", help="load the lab's exam catalogue from a CSV")
+    history = commands.add_parser("dmp-history", help="queue to the DMP the lab's reports issued since a date "
+                                  "that it does not have yet (each at most once); a running bilan sends them")
+    history.add_argument("--since", required=True, type=date.fromisoformat, metavar="YYYY-MM-DD")
+    load = commands.add_parser("catalogue", help="load the lab's exam catalogue from a CSV, or export it")
     load.add_argument("path", type=Path, nargs="?", help="CSV file (default: BILAN_CATALOGUE_PATH)")
     load.add_argument("--ranges", type=Path, help="CSV of its reference ranges by sex and age "
                       "(default: the ranges.csv beside the catalogue, when there is one)")
+    load.add_argument("--export", type=Path, metavar="DIR", help="write the stored catalogue to "
+                      "DIR/catalogue.csv and DIR/ranges.csv (what the load reads) instead of loading one")
     return parser
 
 
@@ -85,10 +93,17 @@ def _run(args: argparse.Namespace) -> None:
         print(_dev_token(args.issuer or get_settings().oidc_issuer, args.client, args.scope, args.key))
     elif args.command == "migrate":
         asyncio.run(_migrate())
+    elif args.command == "catalogue" and args.export is not None:
+        if args.path is not None or args.ranges is not None:
+            raise CommandError("bilan catalogue --export DIR writes the stored catalogue: it takes no CSV "
+                               "to load (nor --ranges).")
+        asyncio.run(_export_catalogue(args.export))
     elif args.command == "catalogue":
         asyncio.run(_load_catalogue(args.path or get_settings().catalogue_path, args.ranges))
     elif args.command == "demo":
         _demo(args)
+    elif args.command == "dmp-history":
+        asyncio.run(_dmp_history(args.since))
     else:
         _stop_on_signals()
         _check_free(args.host, args.port, "bilan's HTTP port", "--port")
@@ -139,7 +154,10 @@ def _demo(args: argparse.Namespace) -> None:
     _check_free(settings.smtp_host, settings.smtp_port, "the demo mail relay",
                 "--smtp-port or BILAN_SMTP_PORT")
     asyncio.run(_load_demo())
-    with local_provider(args.host, args.port), local_relay():
+    dmp_port = int(os.environ.get("BILAN_DMP_PORT", "8390"))
+    if not os.environ.get("BILAN_DMP_URL"):
+        _check_free(args.host, dmp_port, "the DMP stand-in", "BILAN_DMP_PORT")
+    with local_provider(args.host, args.port), local_relay(), demo_stand_in(args.host, dmp_port):
         _serve(args.host, args.port, args.workers)
 
 
@@ -190,6 +208,48 @@ async def _load_catalogue(path: Path, ranges: Path | None = None) -> None:
     finally:
         await engine.dispose()
     print(f"{count} catalogue entries loaded from {path}")
+
+
+async def _export_catalogue(folder: Path) -> None:
+    from bilan.prescription.catalogue import RANGES_FILE
+    from bilan.prescription.lab_catalogue import CATALOGUE_FILE, catalogue_files
+
+    paths = [folder / CATALOGUE_FILE, folder / RANGES_FILE]
+    taken = [str(p) for p in paths if p.exists()]
+    if taken:  # never over a lab's own files (bilan/data/catalogue is bilan's)
+        raise CommandError(f"{' and '.join(taken)} already exist{'s' if len(taken) == 1 else ''}; "
+                           "export into another folder.")
+    await _migrate()
+    engine = create_engine(get_settings())
+    try:
+        async with engine.connect() as conn:
+            files = await catalogue_files(conn)
+    finally:
+        await engine.dispose()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in files.named().items():
+            (folder / name).write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise CommandError(f"Cannot write the catalogue into {folder}: {error.strerror or error}.") from error
+    print(f"{files.count} catalogue entries exported to {paths[0]} and {paths[1]}")
+
+
+async def _dmp_history(since: date) -> None:
+    from bilan.app import build_services
+
+    settings = get_settings()
+    if not settings.dmp_url:
+        raise CommandError("No DMP is configured: set BILAN_DMP_URL (and its credentials) first.")
+    await _migrate()
+    engine = create_engine(settings)
+    try:
+        built = build_services(engine, settings)
+        async with built.records.work(None) as work:
+            count = await built.dmp_feed.queue_history(work.repo, work.now, since=since)
+    finally:
+        await engine.dispose()
+    print(f"{count} report(s) issued since {since.isoformat()} queued for the DMP; a running bilan sends them")
 
 
 async def _load_demo() -> None:

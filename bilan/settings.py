@@ -70,7 +70,13 @@ class Settings(BaseSettings):
     mail_from: str = Field(default="bilan@labo-paris-est.mssante.fr",
                            description="Sender address of bilan's notification e-mails.")
     dmp_url: str = Field(default="", description="The shared record's (DMP) MHD endpoint: issued "
-                         "reports are POSTed there as Provide Document Bundles; empty: not sent.")
+                         "reports are POSTed there as Provide Document Bundles, and the biologist consults "
+                         "the patient's documents there (docs/dmp.md); empty: neither.")
+    dmp_username: str | None = Field(default=None, description="Login at the DMP (HTTP Basic), if it wants one.")
+    dmp_password: str | None = Field(default=None, description="Password at the DMP (HTTP Basic).")
+    dmp_token: str | None = Field(default=None, description="Bearer token for the DMP, if it wants one instead.")
+    dmp_history_months: int = Field(default=12, description="How far back the lab's reports go to the DMP when "
+                                    "a patient's INS becomes qualified or their opposition is withdrawn.")
     partner_lab_finess: str = Field(default="690100235", description="FINESS of the partner lab the "
                                     "exams missing from the catalogue are sent to, with their tubes and a "
                                     "transfer slip; it must be in bilan's directory (default: the demo's).")

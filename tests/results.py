@@ -4,6 +4,7 @@ and the issued report (its versions, its CDA and PDF, where it was sent)."""
 import base64
 import json
 import random
+import re
 from datetime import date, timedelta
 from typing import Any
 
@@ -94,10 +95,11 @@ def binary(api: httpx.Client, attachment: dict[str, Any]) -> bytes:
 
 
 def cda_in(body: bytes) -> bytes:
-    """The CDA inside an MHD provide-document bundle, as the shared record receives it."""
+    """The CDA inside an MHD provide-document bundle, as the shared record receives it (nothing
+    for the DMP's other calls: a metadata update carries no document)."""
     bundle = json.loads(body)
-    return base64.b64decode(next(e["resource"]["data"] for e in bundle["entry"]
-                                 if e["resource"]["resourceType"] == "Binary"))
+    return base64.b64decode(next((e["resource"]["data"] for e in bundle.get("entry", [])
+                                  if e["resource"]["resourceType"] == "Binary"), ""))
 
 
 def prescriber_mail(api: httpx.Client, request: dict[str, Any]) -> str:
@@ -130,7 +132,8 @@ def reported(fhir, lab_middleware, desk, biologist, web_root, rng, exams: list[t
             observation.pop("valueQuantity")
         ids[code] = posted(lab_middleware, observation)
     decide(biologist, web_root, task_id, "biologique", list(ids.values()))
-    assert issue(biologist, web_root, task_id, masquer=[ids[c] for c in hidden], **choices).status_code == 200
+    issued = issue(biologist, web_root, task_id, masquer=[ids[c] for c in hidden], **choices)
+    assert issued.status_code == 200, re.findall(r'<li[^>]*>([^<]*)</li>|role="alert">([^<]*)<', issued.text)
     return task_id, ids
 
 

@@ -94,6 +94,18 @@ def test_untrustworthy_tokens_are_refused(anonymous: httpx.Client, issuer: str, 
     assert "Invalid access token" in response.json()["issue"][0]["diagnostics"]
 
 
+def test_a_token_verified_once_is_refused_once_it_expires(anonymous: httpx.Client, issuer: str, settings) -> None:
+    """Verified claims are kept for the token's next requests, never past its expiry."""
+    idp_key = json.loads((IDP_DIR / "keys" / "idp-signing.private.jwk.json").read_text())
+    claims = dict(_claims(issuer, settings.base_url), exp=int(time.time()) + 2)
+    headers = {"Authorization": f"Bearer {_signed(claims, idp_key)}"}
+    assert anonymous.get("Patient", headers=headers).status_code == 200
+    assert anonymous.get("Patient", headers=headers).status_code == 200  # from the kept claims
+    time.sleep(max(0.0, claims["exp"] - time.time()) + 0.2)
+    expired = anonymous.get("Patient", headers=headers)
+    assert expired.status_code == 401 and "expired" in expired.json()["issue"][0]["diagnostics"]
+
+
 def test_a_token_without_the_scope_cannot_write(server: str, issuer: str, spec) -> None:
     token = request_token(issuer, "practice-software-demo", "system/Patient.read")
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from bilan.demo.dmp import PASSWORD, USERNAME
+from bilan.fhir.terminology import INS_NIR_TEST
 from bilan.settings import ROOT
 
 
@@ -109,10 +111,10 @@ def _alive(pid: int) -> bool:
 
 
 def test_the_demo_serves_on_chosen_ports_and_sigterm_leaves_nothing_behind(tmp_path: Path) -> None:
-    http, idp, smtp = _free_port(), _free_port(), _free_port()
+    http, idp, smtp, dmp = _free_port(), _free_port(), _free_port(), _free_port()
     database = tmp_path / "demo.db"
     env = _env(BILAN_DATABASE_URL=f"sqlite+aiosqlite:///{database}", BILAN_IDP_PORT=str(idp),
-               BILAN_SMTP_PORT=str(smtp))
+               BILAN_SMTP_PORT=str(smtp), BILAN_DMP_PORT=str(dmp))
     demo = subprocess.Popen([sys.executable, "-m", "bilan", "demo", "--port", str(http)], env=env,
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -128,6 +130,10 @@ def test_the_demo_serves_on_chosen_ports_and_sigterm_leaves_nothing_behind(tmp_p
             time.sleep(0.5)
         assert httpx.get(f"http://127.0.0.1:{idp}/.well-known/openid-configuration").status_code == 200
         assert not _is_free(smtp)
+        # The DMP stand-in, with Marie Dupont's documents from other labs (docs/dmp.md).
+        shared = httpx.get(f"http://127.0.0.1:{dmp}/fhir/DocumentReference", auth=(USERNAME, PASSWORD),
+                           params={"patient:identifier": f"{INS_NIR_TEST}|279035121518989"}).json()
+        assert shared["total"] == 5
         children = _children(demo.pid)
         assert children  # the OpenID provider
         demo.send_signal(signal.SIGTERM)

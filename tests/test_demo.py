@@ -6,7 +6,7 @@ from bilan.app import build_services
 from bilan.auth.caller import Caller
 from bilan.demo.load import load_demo
 from bilan.fhir.query import parse_search
-from bilan.results.queues import ANSWERS, CRITICAL, ISSUE, VALIDATE, LabQueues
+from bilan.results.queues import ANSWERS, CRITICAL, ISSUE, PARTNER, REPRINT, VALIDATE, LabQueues
 from bilan.results.views.patient_space import PatientSpace
 from bilan.settings import Settings
 from bilan.storage.database import create_engine
@@ -43,4 +43,5 @@ def test_the_demo_loads_and_each_party_sees_its_share(own_database: Settings) ->
     # The lab's queues have work: results to validate, one critical (its call to record), with the
     # prescriber's message, a report to issue.
     assert queues == {CRITICAL: ["DEMO-2026-9100"], VALIDATE: ["DEMO-2026-9100"], ISSUE: ["DEMO-2026-9101"],
-                      ANSWERS: ["DEMO-2026-9100"]}
+                      ANSWERS: ["DEMO-2026-9100"], PARTNER: ["DEMO-2026-9101"],
+                      REPRINT: []}

@@ -1,21 +1,25 @@
 """Data migrations on a database of their own (SQLite, or a throw-away PostgreSQL schema):
 what was stored before a revision reads the same after it."""
 
+import importlib.util
 from datetime import datetime, timezone
+from types import ModuleType
 from typing import Any
 
 from sqlalchemy import insert, select, text, update
 
+from bilan import data
 from bilan.app import build_services
 from bilan.demo.load import lab_directory
 from bilan.demo.prescriptions import bundle
 from bilan.fhir.parsing import validate
+from bilan.prescription.catalogue import read_csv
 from bilan.results.issuing.issuing import TASK_OUTPUT, Version, _version, issued_documents, report_status
 from bilan.settings import Settings
 from bilan.storage.database import create_engine
-from bilan.storage.migrate import downgrade, upgrade
+from bilan.storage.migrate import MIGRATIONS, downgrade, upgrade
 from bilan.storage.repository import Repository
-from bilan.storage.tables import resource_versions, resources
+from bilan.storage.tables import catalogue, resource_versions, resources
 from tests.helpers import run
 from tests.orders import addressed
 
@@ -127,3 +131,49 @@ def test_reports_issued_before_0006_read_by_their_codes(own_database: Settings) 
     assert {id_: content.get("docStatus") for id_, content in history} == {
         "d-1": "preliminary", "d-2": "final", "d-3": "amended", "elsewhere": None}  # vread agrees
     assert "docStatus" not in other
+
+
+def test_0009_gives_a_catalogue_loaded_before_it_the_clinical_order_of_its_csv(own_database: Settings, rng) -> None:
+    """bilan's entries held unchanged take their row of bilan's CSV; an entry the lab changed
+    or added follows them, by label, as the pages showed it until then."""
+    rows = read_csv(data.CATALOGUE)
+    changed = rng.choice([r for r in rows if r["kind"] == "result"])
+    added = [{**rows[0], "local_code": f"LAB{n}", "label_fr": label, "loinc": f"{rng.randint(10000, 99999)}-{n}"}
+             for n, label in enumerate(rng.sample(["Zinc", "Amylase", "Magnésium"], 3))]
+    before_0009 = [c.name for c in catalogue.c if c.name not in ("position", "source", "notes")]
+
+    async def scenario() -> tuple[dict[str, int], list[str]]:
+        engine = create_engine(own_database)
+        try:
+            await upgrade(engine)
+            await downgrade(engine, "0008")
+            async with engine.begin() as conn:
+                await conn.execute(insert(catalogue), [
+                    {k: ("0-0" if r is changed and k == "loinc" else r[k]) for k in before_0009}
+                    for r in [*rows, *added]])
+            await upgrade(engine)
+            async with engine.connect() as conn:
+                positions = {r.local_code: r.position for r in await conn.execute(
+                    select(catalogue.c.local_code, catalogue.c.position))}
+                notes = [r.notes for r in await conn.execute(select(catalogue.c.notes))]
+            return positions, notes
+        finally:
+            await engine.dispose()
+
+    positions, notes = run(scenario())
+    kept = [r["local_code"] for r in rows if r is not changed]
+    assert [positions[code] for code in kept] == [r["position"] for r in rows if r is not changed]
+    assert sorted(positions, key=positions.__getitem__)[len(kept):] == [
+        e["local_code"] for e in sorted([changed, *added], key=lambda e: e["label_fr"])]
+    assert set(notes) == {None}  # the lab's documentation comes with its CSV, loaded again
+    migration = _migration("0009")
+    assert migration.ORDER == [(r["local_code"], r["loinc"]) for r in rows]
+
+
+def _migration(revision: str) -> ModuleType:
+    path = next((MIGRATIONS / "versions").glob(f"{revision}_*.py"))
+    spec = importlib.util.spec_from_file_location(f"migration_{revision}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

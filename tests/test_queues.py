@@ -6,9 +6,11 @@ import re
 
 import httpx
 
+from bilan.demo.load import PARTNER_FINESS
 from bilan.prescription.messaging import KINDS_SYSTEM
-from bilan.results.queues import ANSWERS, ISSUE, VALIDATE
-from tests.orders import addressed, imported, prescribed
+from bilan.results.queues import ANSWERS, ISSUE, PARTNER, REPRINT, VALIDATE
+from tests.helpers import search
+from tests.orders import adapt, addressed, imported, prescribed
 from tests.receivers import eventually
 from tests.results import GLUCOSE, decide, glucose_result, issue
 from tests.web import submit
@@ -80,3 +82,41 @@ def test_a_prescribers_message_waits_for_the_lab_and_reaches_it_by_mail(
 def test_queues_are_the_labs_own(fhir, desk, doctor, web_root) -> None:
     assert doctor.get(f"{web_root}/reception/a-traiter").status_code == 403
     assert 'id="compte-' not in doctor.get(f"{web_root}/").text
+
+
+def test_an_exam_sent_to_the_partner_lab_waits_for_its_result(
+        fhir, lab_middleware, desk, biologist, web_root, rng) -> None:
+    iga = ("2458-8", "Immunoglobulines A")  # not in the catalogue: sent to the partner lab
+    spec = addressed(rng, exams=[GLUCOSE, iga])
+    task_id = imported(fhir, desk, web_root, spec)
+    waiting = _queue(biologist, web_root, PARTNER)
+    assert spec.requisition in waiting and "Immunoglobulines A" in waiting
+
+    request = prescribed(fhir, task_id, iga[0])
+    partner = search(fhir, "Organization", identifier=f"urn:oid:1.2.250.1.71.4.2.2|1{PARTNER_FINESS}")
+    answer = lab_middleware.post("Observation", json={
+        **glucose_result(request, 2.1, "g/L"), "code": {"coding": [{"system": "http://loinc.org", "code": iga[0]}],
+                                                        "text": iga[1]},
+        "performer": [{"reference": f"Organization/{partner['entry'][0]['resource']['id']}"}]})
+    assert answer.status_code == 201, answer.text
+    assert spec.requisition in _queue(biologist, web_root, PARTNER)  # received, not yet validated
+    desk_page = biologist.get(f"{web_root}/reception/prescriptions/{task_id}/resultats").text
+    assert "Immunoglobulines A</label> <small class=\"origin\">(Laboratoire partenaire)</small>" in desk_page
+    decide(biologist, web_root, task_id, "biologique", [answer.json()["id"]])
+    assert spec.requisition not in _queue(biologist, web_root, PARTNER)
+
+
+def test_labels_changed_by_an_adaptation_wait_to_be_printed_again(fhir, desk, biologist, web_root, rng) -> None:
+    nfs, glucose = ("58410-2", "Numération formule sanguine"), GLUCOSE
+    spec = addressed(rng, exams=[nfs, glucose])
+    task_id = imported(fhir, desk, web_root, spec)
+    order = f"{web_root}/reception/prescriptions/{task_id}"
+    assert desk.get(f"{order}/etiquettes.pdf").status_code == 200  # printed at import
+    assert spec.requisition not in _queue(desk, web_root, REPRINT)
+
+    request = prescribed(fhir, task_id, nfs[0])
+    adapt(biologist, web_root, task_id, change="cancel", original=f"ServiceRequest/{request['id']}",
+          reason="redundant", note="NFS faite hier.", proceed="oui")  # in effect at once
+    assert spec.requisition in _queue(desk, web_root, REPRINT)
+    assert desk.get(f"{order}/etiquettes.pdf").status_code == 200
+    assert spec.requisition not in _queue(desk, web_root, REPRINT)

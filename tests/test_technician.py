@@ -87,3 +87,19 @@ def test_reception_cannot_type_results(fhir, desk, web_root, rng) -> None:
     task_id = imported(fhir, desk, web_root, addressed(rng, exams=[GLUCOSE]))
     assert "Saisir des résultats" not in _results_page(desk, web_root, task_id).text
     assert desk.get(f"{web_root}{entry_path(task_id)}").status_code == 403
+
+
+def test_the_clinical_context_shows_beside_the_results_it_changes(fhir, lab_middleware, desk, web_root, rng) -> None:
+    inr_exam = ("34528-0", "TP / INR")
+    spec = addressed(rng, exams=[inr_exam, GLUCOSE], anticoagulant="Warfarine")
+    task_id = imported(fhir, desk, web_root, spec)
+    request = prescribed(fhir, task_id, inr_exam[0])
+    inr = {**glucose_result(request, 2.8, "{INR}"), "code": {"coding": [{"system": "http://loinc.org", "code": "6301-6"}]}}
+    assert lab_middleware.post("Observation", json=inr).status_code == 201
+    glucose = lab_middleware.post("Observation", json=glucose_result(prescribed(fhir, task_id, GLUCOSE[0]), 5.0, "mmol/L"))
+    assert glucose.status_code == 201
+
+    page = _results_page(desk, web_root, task_id)
+    rows = {row.split("</label>")[0].rsplit(">", 1)[-1]: row for row in page.text.split("<tr")[1:] if "</label>" in row}
+    assert "Anticoagulant : Warfarine" in next(row for label, row in rows.items() if "INR" in label or "6301-6" in label)
+    assert "Anticoagulant" not in next(row for label, row in rows.items() if "Glycémie" in label)

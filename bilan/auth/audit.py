@@ -24,6 +24,12 @@ OUTCOME_SUCCESS, OUTCOME_DENIED, OUTCOME_FAILED = "0", "4", "8"
 DICOM = "http://dicom.nema.org/resources/ontology/DCM"
 RESTFUL = "http://terminology.hl7.org/CodeSystem/restful-interaction"
 SUBJECT_ELEMENTS = ("subject", "patient", "for")
+# What an access to the patient's shared record (DMP) says in the audit trail (outcomeDesc),
+# which the patient's "who accessed my data" shows as such.
+DMP_CONSULTED = "Consultation du dossier médical partagé (DMP)"
+DMP_OPENED = "Ouverture d'un document du dossier médical partagé (DMP)"
+DMP_IMPORTED = "Import d'un compte rendu du dossier médical partagé (DMP) dans l'historique"
+DMP_DETAILS = (DMP_CONSULTED, DMP_OPENED, DMP_IMPORTED)
 
 
 def patients_of(resource: dict[str, Any] | None) -> set[str]:

@@ -75,6 +75,9 @@ ACTIONS: dict[str, tuple[tuple[Kind, ...], str]] = {
                 "Seuls le prescripteur et le biologiste lèvent le masquage."),
     "follow-order": (("prescriber", "practice-software", *LAB), "Réservé aux professionnels."),
     "deliveries": (LAB, "Réservé au laboratoire."),
+    # The patient's shared record (DMP): a health professional's access, the lab's biologist.
+    "dmp": (("biologist",), "Seul un biologiste consulte le DMP du patient."),
+    "sharing-opposition": (LAB_STAFF, "Seul le personnel du laboratoire recueille l'opposition du patient."),
     # Trends are the patient's own: for anyone else they would mix several patients, unless
     # they name one (patient-trends: the records of that person they may read).
     "trends": (("patient",), "Les courbes de résultats sont réservées au patient concerné."),

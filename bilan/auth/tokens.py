@@ -1,6 +1,8 @@
 """Bearer access tokens: JWTs from the configured OpenID provider, checked against its JWKS."""
 
+import hashlib
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +13,7 @@ from joserfc.jwk import KeySet
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
 JWKS_MIN_REFRESH_S = 30.0
+VERIFIED_KEPT = 10_000  # tokens whose verified claims are kept, least recently used dropped first
 
 
 class InvalidToken(Exception):
@@ -27,7 +30,9 @@ class TokenVerifier:
     """Verifies signature, issuer, audience and lifetime of access tokens.
 
     Reads the provider's discovery document and JWKS once, and again when a token names a key
-    it does not know (key rotation), at most every JWKS_MIN_REFRESH_S seconds.
+    it does not know (key rotation), at most every JWKS_MIN_REFRESH_S seconds. A token is
+    verified once: its claims are kept (by the token's SHA-256) until it expires, so the
+    signature is not checked again on every request of the same client.
     """
 
     def __init__(self, issuer: str, audience: str, http: httpx.AsyncClient):
@@ -36,6 +41,7 @@ class TokenVerifier:
         self.http = http
         self._discovery: dict[str, Any] | None = None
         self._jwks: _Cached | None = None
+        self._verified: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
 
     async def discovery(self) -> dict[str, Any]:
         if self._discovery is None:
@@ -56,6 +62,21 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> dict[str, Any]:
         """The token's claims; InvalidToken when it is not a valid access token for bilan."""
+        key = hashlib.sha256(token.encode()).digest()
+        known = self._verified.get(key)
+        if known is not None:
+            if known["exp"] > time.time():
+                self._verified.move_to_end(key)
+                return dict(known)
+            del self._verified[key]
+            raise InvalidToken("the token has expired")
+        claims = await self._verified_claims(token)
+        self._verified[key] = claims
+        if len(self._verified) > VERIFIED_KEPT:
+            self._verified.popitem(last=False)
+        return dict(claims)
+
+    async def _verified_claims(self, token: str) -> dict[str, Any]:
         try:
             decoded = await self._decode(token)
         except (JoseError, ValueError) as exc:

@@ -5,6 +5,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from bilan.demo.processes import stop
 from bilan.settings import ROOT, Settings, get_settings
 
 SERVER = ROOT / "deploy" / "idp" / "server.mjs"
@@ -31,9 +32,4 @@ def local_provider(host: str, port: int) -> Iterator[str]:
         print(f"OpenID provider at {issuer} (demo accounts: deploy/idp/README.md)", flush=True)
         yield issuer
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)

@@ -53,7 +53,7 @@ QUALIFIED = [
 
 async def load_demo(settings: Settings) -> None:
     engine = create_engine(settings)
-    records, transactions, _ = build_services(engine, settings)
+    records, transactions = build_services(engine, settings)[:2]
     try:
         count = await catalogue.load(engine, read_csv(settings.catalogue_path))
         for resource, criteria in lab_directory():

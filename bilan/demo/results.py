@@ -84,6 +84,7 @@ async def _validate_all(results: ResultsDesk, biologist: Caller, task_id: str) -
 # The lab's work in progress: (number, day, whether validated, the prescriber's message, the
 # results that differ from her last check-up by LOINC). DEMO-2026-9100's glucose is critical
 # (HH, above 25 mmol/L): it waits for the biologist's call to the prescriber.
+PARTNER_EXAM = ("2458-8", "Immunoglobulines A")  # not in the catalogue: sent to the partner lab
 IN_PROGRESS: list[tuple[str, datetime, bool, str, dict[str, float]]] = [
     ("DEMO-2026-9100", datetime(2026, 12, 1, 7, 30, tzinfo=timezone.utc), False,
      "Merci de m'appeler si la glycémie dépasse 7 mmol/L.", {"40193-5": 26.8}),
@@ -95,7 +96,8 @@ async def load_work_in_progress(records: Records, transactions: Transactions, pa
                                 prescriber: Prescriber, lab: tuple[str, str], lab_finess: str,
                                 biologist_rpps: str) -> None:
     """Orders of the demo patient still at the lab: results awaiting validation with a message
-    from the prescriber, and validated results whose report is not issued yet."""
+    from the prescriber, and validated results whose report is not issued yet, with an exam
+    awaited from the partner lab."""
     desk = Caller("reception", "demo-loader", frozenset(), lab_finess=lab_finess)
     biologist = Caller("biologist", "demo-loader", frozenset(), rpps=biologist_rpps, lab_finess=lab_finess)
     middleware = Caller("lab-middleware", "demo-loader", frozenset({"system/*.*"}), lab_finess=lab_finess)
@@ -105,7 +107,8 @@ async def load_work_in_progress(records: Records, transactions: Transactions, pa
     exams = sorted({(asked, labels.get(asked, asked)) for asked, *_ in CHECKUPS})
     for number, when, validated, message, changed in IN_PROGRESS:
         await transactions.process(None, bundle(PrescriptionSpec(
-            patient=patient, prescriber=prescriber, requisition=number, exams=exams, lab=lab,
+            patient=patient, prescriber=prescriber, requisition=number,
+            exams=[*exams, PARTNER_EXAM] if validated else exams, lab=lab,
             authored=when.replace(hour=6), clinical_question="Contrôle glycémique")))
         [row] = await reception.worklist(desk, number)
         if row.status != "received":

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bilan.fhir.dates import utc_now
 from bilan.fhir.parsing import to_json
 from bilan.notifications import mail
+from bilan.notifications.mhd import DmpError
 from bilan.notifications.outbox import (
     EMAIL,
     PENDING,
@@ -167,6 +168,8 @@ class DeliveryWorker:
         elif item.channel in self.jobs:
             try:
                 await self.jobs[item.channel](item)
+            except DmpError as error:  # the DMP's refusal or absence, said in French for the lab
+                raise Failure(str(error)[:300]) from None
             except Exception as error:
                 raise Failure(f"{type(error).__name__}: {error}"[:300]) from None
         else:

@@ -16,30 +16,44 @@ ranges per sex (female, male, any) and age band (`age_min_years` inclusive,
 checked like the entry's own range; two rows of one entry and sex may not overlap. A row
 without limits says that no range applies in that band (no flag rather than another band's).
 Each entry read gets its rows under "ranges".
+
+The row order of `catalogue.csv` is the lab's clinical order (an entry's `position`: the NFS's
+leucocytes, hématies, hémoglobine...), which the pages and the report follow. `source` and
+`notes` (a range row's `notes`) are the lab's documentation: stored, not used, and given back.
+
+The export writes the same two files back (`write_csv`, `write_ranges`: every column the
+import reads, in the order of bilan's own files, values as stored, so "4.50" stays "4.50"):
+loading an export gives the same catalogue, which is what a lab changing software needs.
 """
 
 import csv
+import io
+from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, cast
+
+from bilan.storage.catalogue import LoadedEntry
 
 _COLUMNS = ("local_code", "label_fr", "kind", "panel", "loinc", "loinc_display", "chapter_loinc",
             "specimen", "ucum", "ref_low", "ref_high", "plausible_low", "plausible_high", "critical_low",
             "critical_high", "alt_ucum", "factor_to_alt")
+COLUMNS = (*_COLUMNS, "sensitive", "source", "notes")  # catalogue.csv's, in the order of bilan's file
 _LIMITS = ("ref_low", "ref_high", "plausible_low", "plausible_high", "critical_low", "critical_high")
 RANGES_FILE = "ranges.csv"
-RANGE_COLUMNS = ("local_code", "sex", "age_min_years", "age_max_years", "ref_low", "ref_high")
+RANGE_COLUMNS = ("local_code", "sex", "age_min_years", "age_max_years", "ref_low", "ref_high", "notes")
 SEXES = ("female", "male", "any")
 
 
-def read_csv(path: Path, ranges: Path | None = None) -> list[dict[str, Any]]:
+def read_csv(path: Path, ranges: Path | None = None) -> list[LoadedEntry]:
     """The catalogue's entries, each with its range rows (from `ranges`, else the ranges.csv
     beside the catalogue when there is one)."""
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:  # -sig: a spreadsheet's BOM
         rows = []
         for number, line in enumerate(csv.DictReader(handle), start=2):
-            row: dict[str, Any] = {c: (line.get(c) or "").strip() or None for c in _COLUMNS}
+            row: dict[str, Any] = {c: (line.get(c) or "").strip() or None for c in (*_COLUMNS, "source", "notes")}
             row["sensitive"] = (line.get("sensitive") or "").strip().lower() == "yes"
+            row["position"] = number - 1
             _check_limits(row, f"{path.name} line {number} ({row['local_code']})")
             rows.append(row)
     if ranges is not None and not ranges.exists():
@@ -48,14 +62,14 @@ def read_csv(path: Path, ranges: Path | None = None) -> list[dict[str, Any]]:
     by_code = read_ranges(ranges, rows) if ranges.exists() else {}
     for row in rows:
         row["ranges"] = by_code.get(row["local_code"], [])
-    return rows
+    return cast(list[LoadedEntry], rows)
 
 
 def read_ranges(path: Path, entries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """The range rows of `path` by local code, checked against the entries they belong to."""
     known = {e["local_code"]: e for e in entries}
     found: dict[str, list[dict[str, Any]]] = {}
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         for number, line in enumerate(csv.DictReader(handle), start=2):
             row: dict[str, Any] = {c: (line.get(c) or "").strip() or None for c in RANGE_COLUMNS}
             where = f"{path.name} line {number} ({row['local_code']})"
@@ -73,6 +87,24 @@ def read_ranges(path: Path, entries: list[dict[str, Any]]) -> dict[str, list[dic
                     raise ValueError(f"{where}: its age band overlaps another row of the same sex")
             found.setdefault(row["local_code"], []).append(row)
     return found
+
+
+def write_csv(entries: Iterable[Mapping[str, Any]]) -> str:
+    """catalogue.csv of these entries (as stored: in their order, values as given)."""
+    return _written(COLUMNS, ({**e, "sensitive": "yes" if e.get("sensitive") else "no"} for e in entries))
+
+
+def write_ranges(rows: Iterable[Mapping[str, Any]]) -> str:
+    """ranges.csv of these range rows."""
+    return _written(RANGE_COLUMNS, rows)
+
+
+def _written(columns: tuple[str, ...], rows: Iterable[Mapping[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")  # as bilan's files: quotes only where needed
+    writer.writerow(columns)
+    writer.writerows([("" if row.get(c) is None else str(row[c])) for c in columns] for row in rows)
+    return out.getvalue()
 
 
 def _years(text: str | None, where: str) -> Decimal | None:

@@ -13,6 +13,7 @@ from bilan.prescription.exams import (
     UNKNOWN_EXAM,
     loinc_codes,
 )
+from bilan.storage.catalogue import Entry
 
 PRIORITIES = {"routine": "Normale", "urgent": "Urgente", "asap": "Dès que possible",
               "stat": "Immédiate"}
@@ -39,10 +40,10 @@ class Exam:
     chapter: str = ""  # the catalogue's chapter (LOINC)
 
 
-def exam(request: dict[str, Any], catalogue_entry: dict[str, Any] | None) -> Exam:
+def exam(request: dict[str, Any], catalogue_entry: Entry | None) -> Exam:
     codes = loinc_codes(request)
     concept = request.get("code") or {}
-    label = (catalogue_entry or {}).get("label_fr") or concept.get("text") or next(
+    label = (catalogue_entry["label_fr"] if catalogue_entry else "") or concept.get("text") or next(
         (c.get("display") for c in concept.get("coding", []) if c.get("display")), "Examen")
     unknown = any(t.get("system") == INTAKE_FLAGS and t.get("code") == UNKNOWN_EXAM
                   for t in (request.get("meta") or {}).get("tag", []))
@@ -54,9 +55,9 @@ def exam(request: dict[str, Any], catalogue_entry: dict[str, Any] | None) -> Exa
                     if e.get("url") in FLAG_LABELS and e.get("valueBoolean") is True),
         notes=tuple(n["text"] for n in request.get("note", []) if n.get("text")),
         in_catalogue=catalogue_entry is not None and not unknown,
-        specimen=(catalogue_entry or {}).get("specimen") or "",
-        local_code=(catalogue_entry or {}).get("local_code") or "",
-        chapter=(catalogue_entry or {}).get("chapter_loinc") or "",
+        specimen=(catalogue_entry["specimen"] if catalogue_entry else None) or "",
+        local_code=catalogue_entry["local_code"] if catalogue_entry else "",
+        chapter=(catalogue_entry["chapter_loinc"] if catalogue_entry else None) or "",
     )
 
 

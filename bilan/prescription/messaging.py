@@ -26,6 +26,7 @@ from bilan.records.pipeline import Work
 from bilan.records.service import Records, new_id
 from bilan.storage import catalogue
 from bilan.storage import search as store_search
+from bilan.storage.catalogue import Entry
 from bilan.storage.repository import Repository, Stored, Write
 
 KINDS_SYSTEM = "https://bilan.sante.fr/fhir/CodeSystem/message-kind"
@@ -303,7 +304,7 @@ class Messaging:
             [(f"ServiceRequest/{i}", _label(r)) for i, r in asked.items()], messages,
             [_change(s, asked) for s in requests])
 
-    async def orderables(self) -> list[dict[str, Any]]:
+    async def orderables(self) -> list[Entry]:
         """The catalogue's orderable exams (what a biologist may add or put instead)."""
         async with self.records.work(None) as work:
             return await catalogue.orderables(work.conn)

@@ -2,6 +2,7 @@
 the lab's files, import it as the lab's order (accession number, samples, labels), then move
 the order along. Every step reads and writes in one audited transaction."""
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,6 +31,12 @@ from bilan.storage.counters import next_value
 from bilan.storage.repository import Repository, Stored, Write
 
 NEW_FILE = "new"
+_LAB_NUMBER = re.compile(r"^(\d{6}-\d{4})(?:-\d{2})?$")  # accession "261124-0007", tube "261124-0007-02"
+
+
+def is_lab_number(text: str) -> bool:
+    """Whether the text is one of the lab's own numbers (an accession number or a tube's)."""
+    return _LAB_NUMBER.match(text.strip()) is not None
 
 
 @dataclass(frozen=True)
@@ -139,13 +146,26 @@ class Reception:
         self.partner_finess = partner_finess  # the lab the exams not in the catalogue are sent to
 
     async def worklist(self, caller: Caller, text: str = "", status: str | None = None) -> list[WorklistRow]:
-        """The lab's prescriptions matching what was typed, newest first."""
+        """The lab's prescriptions matching what was typed, newest first; only the one a number
+        of the lab's own names (its accession number, a tube's barcode), when it is one."""
         async with self.records.work(caller) as work:
             work.allow("reception", interaction="search-type")
-            rows = await worklist.search(work.conn, caller.lab_finess or "", text, status)
+            numbered = await self._by_lab_number(work, caller, text)
+            rows = [numbered] if numbered else await worklist.search(work.conn, caller.lab_finess or "", text, status)
             work.note("search-type", patients={r.patient for r in rows},
                       query=f"worklist?status={status or ''}&q={text}")
         return rows
+
+    async def _by_lab_number(self, work: Work, caller: Caller, text: str) -> WorklistRow | None:
+        """The order a lab number names: "261124-0007" (accession) or "261124-0007-02" (a tube)."""
+        found = _LAB_NUMBER.match(text.strip())
+        if found is None:
+            return None
+        query = parse_search("Task", [("identifier", f"{tracking.ACCESSION}/{caller.lab_finess}|{found.group(1)}")],
+                             default_count=2, max_count=2)
+        tasks = await store_search.search(work.conn, query, self.records.base_url,
+                                          lambda t: access.visible(caller, t))
+        return await worklist.by_task(work.conn, tasks.matches[0].id) if len(tasks.matches) == 1 else None
 
     async def open(self, caller: Caller, task_id: str) -> PrescriptionFile:
         async with self.records.work(caller) as work:

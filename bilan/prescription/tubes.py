@@ -1,7 +1,7 @@
 """Which tube each exam is collected in, from the catalogue's specimen type and chapter (the
 usual practice of a French city lab)."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,7 @@ SYSTEM_AXIS = (("urine", "urine"), ("serum", "serum"), ("blood", "edta"))
 FORWARDED_DEFAULT = "serum"
 
 
-def tube_for(entry: dict[str, Any]) -> Tube:
+def tube_for(entry: Mapping[str, Any]) -> Tube:
     """The tube for a catalogue entry (a row of the catalogue table)."""
     code = BY_EXAM.get(entry["local_code"])
     if code:

@@ -4,7 +4,9 @@
   recorded: the most urgent, first);
 - results to validate (received or typed, not yet validated biologically);
 - reports to issue (results validated since the last issued version, none left open);
-- prescribers' messages the lab has not answered (the thread's last word is the prescriber's).
+- prescribers' messages the lab has not answered (the thread's last word is the prescriber's);
+- results awaited from the partner lab (an exam sent there with no validated result yet);
+- labels to print again (tubes changed by an adaptation since the labels were printed).
 
 Each queue is read as the caller, through the access rules, from the lab's imported orders."""
 
@@ -15,7 +17,7 @@ from typing import Any
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import OLDEST, date_range
 from bilan.fhir.query import parse_search
-from bilan.prescription import worklist
+from bilan.prescription import order_state, worklist
 from bilan.prescription.worklist import WorklistRow
 from bilan.records.pipeline import Work
 from bilan.records.service import Records
@@ -24,9 +26,11 @@ from bilan.results.issuing import issued_documents
 from bilan.storage import search as store_search
 from bilan.storage.repository import Stored
 
-CRITICAL, VALIDATE, ISSUE, ANSWERS = "valeurs-critiques", "a-valider", "a-emettre", "reponses"
+CRITICAL, VALIDATE, ISSUE, ANSWERS, PARTNER, REPRINT = (
+    "valeurs-critiques", "a-valider", "a-emettre", "reponses", "partenaire", "etiquettes")
 TITLES = {CRITICAL: "Valeurs critiques à appeler", VALIDATE: "Résultats à valider",
-          ISSUE: "Comptes rendus à émettre", ANSWERS: "Messages des prescripteurs"}
+          ISSUE: "Comptes rendus à émettre", ANSWERS: "Messages des prescripteurs",
+          PARTNER: "Résultats attendus du laboratoire partenaire", REPRINT: "Étiquettes à réimprimer"}
 VALIDATED = ("final", "amended", "corrected")
 ORDERS_READ = 500  # the lab's most recent imported orders the queues look at
 
@@ -74,6 +78,7 @@ class LabQueues:
     async def _place(self, work: Work, caller: Caller, task: Stored, row: WorklistRow, thread: list[Stored],
                      found: Queues) -> None:
         results = await order_results(work.repo, self.records.base_url, caller, task)
+        await self._awaited(work, caller, task, row, results, found)
         uncalled = critical.uncalled(results, critical.calls_in(thread))
         if uncalled:
             labels = await critical.names(work.repo, uncalled)
@@ -93,6 +98,22 @@ class LabQueues:
         if pending:
             detail = "Nouvelle version" if documents else "Première émission"
             found.items[ISSUE].append(_waiting(row, detail, min(r.last_updated for r in pending)))
+
+    async def _awaited(self, work: Work, caller: Caller, task: Stored, row: WorklistRow, results: list[Stored],
+                       found: Queues) -> None:
+        """The order's exams sent to the partner lab that have no validated result yet, and its
+        labels to print again."""
+        if task.content.get("status") not in ("accepted", "in-progress"):
+            return
+        order = await order_state(work.repo, self.records.base_url, caller.lab_finess or "", task.content)
+        if order.reprint:
+            found.items[REPRINT].append(_waiting(row, " ; ".join(f"{barcode} : {change}" for barcode, change
+                                                                  in order.reprint), row.received_at))
+        answered = {b.get("reference") for r in results for b in r.content.get("basedOn", [])
+                    if r.content.get("status") in (*VALIDATED, "cancelled")}
+        awaited = [exam.label for exam in order.forwarded if exam.reference not in answered]
+        if awaited:
+            found.items[PARTNER].append(_waiting(row, " ; ".join(awaited), row.received_at))
 
     async def _threads(self, work: Work, tasks: list[Stored]) -> dict[str, list[Stored]]:
         """Each order's thread, by Task id, oldest message first."""

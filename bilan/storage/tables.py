@@ -130,6 +130,13 @@ catalogue = Table(
     Column("alt_ucum", String(32), nullable=True),
     Column("factor_to_alt", String(16), nullable=True),
     Column("sensitive", Boolean, nullable=False, default=False),
+    # The lab's clinical order: the entry's row in its CSV (NFS: leucocytes, hématies...), which
+    # the entry page, the results desk, the report and the export follow.
+    Column("position", Integer, nullable=False, server_default=text("0")),
+    # Where the code and display were confirmed, where the ranges come from: the lab's own
+    # documentation, kept so that the export gives back the CSV it loaded.
+    Column("source", Text, nullable=True),
+    Column("notes", Text, nullable=True),
 )
 
 # The catalogue's reference ranges by sex and age band (loaded with it from ranges.csv): the
@@ -144,6 +151,7 @@ catalogue_ranges = Table(
     Column("age_max_years", String(8), nullable=True),  # exclusive; none: no upper bound
     Column("ref_low", String(16), nullable=True),
     Column("ref_high", String(16), nullable=True),
+    Column("notes", Text, nullable=True),  # the row's source, given back by the export
 )
 
 # The lab reception's worklist: one row per received prescription, with what the front desk

@@ -18,11 +18,11 @@ from bilan.french import in_paris
 from bilan.prescription import adaptation
 from bilan.prescription.labels import labels_pdf
 from bilan.prescription.messaging import Messaging
-from bilan.prescription.reception import NEW_FILE, Reception
+from bilan.prescription.reception import NEW_FILE, Reception, is_lab_number
 from bilan.prescription.transfer import transfer_pdf
 from bilan.results.desk import ResultsDesk, critical
 from bilan.results.issuing import Choices, Issuing
-from bilan.results.queues import ANSWERS, CRITICAL, ISSUE, TITLES, VALIDATE, LabQueues
+from bilan.results.queues import ANSWERS, CRITICAL, ISSUE, PARTNER, REPRINT, TITLES, VALIDATE, LabQueues
 from bilan.settings import Settings
 from bilan.web.session import WebUser, logged_in
 
@@ -30,7 +30,7 @@ AnyRequest = Request[Any, Any, Any]
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 # Where each queue is worked, from the order's page.
 QUEUE_PAGES = {CRITICAL: "resultats#valeurs-critiques", VALIDATE: "resultats", ISSUE: "resultats#compte-rendu",
-               ANSWERS: "#echanges"}
+               ANSWERS: "#echanges", PARTNER: "#commande", REPRINT: "#commande"}
 FILTERS = {"received": "À importer", "imported": "Importées", "cancelled": "Refusées ou annulées",
            "": "Toutes"}
 
@@ -51,7 +51,7 @@ class ReceptionController(Controller):
         # What is typed (a scanned number, a name) is looked for in every state: a prescription
         # already imported or cancelled must still be found. The filter narrows the bare list.
         rows = await reception.worklist(caller, q, None if q.strip() else status or None)
-        scanned = [r for r in rows if r.requisition_value == q.strip()]
+        scanned = rows if is_lab_number(q) else [r for r in rows if r.requisition_value == q.strip()]
         if len(scanned) == 1 and not request.headers.get("hx-request"):
             return Redirect(f"/reception/prescriptions/{scanned[0].task_id}")  # a scanned number + Enter
         context = {"user": user, "rows": rows, "q": q, "status": status, "filters": FILTERS}

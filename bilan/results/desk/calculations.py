@@ -23,6 +23,7 @@ from bilan.records.service import new_id
 from bilan.results.desk import units
 from bilan.storage import catalogue
 from bilan.storage import search as store_search
+from bilan.storage.catalogue import Entry
 from bilan.storage.repository import Stored, Write
 
 LOINC = "http://loinc.org"
@@ -75,7 +76,7 @@ async def on_saved(work: Work, saved: list[Stored]) -> None:
 async def _calculate(work: Work, request: str, output: str, results: dict[str, Stored]) -> None:
     rows = await catalogue.results_by_loinc(work.conn, [output, *INPUTS])
     entry = next((r for r in rows if r["loinc"] == output), None)
-    if entry is None:  # the lab's catalogue does not report it
+    if entry is None or not entry["ucum"]:  # the lab's catalogue does not report it, or not as a number
         return
     inputs = [CREATININE] if output == EGFR else [CHOLESTEROL, HDL, TRIGLYCERIDES]
     if any(code not in results for code in inputs):
@@ -111,7 +112,7 @@ async def _egfr(work: Work, creatinine: Stored) -> Calculated | None:
     return Calculated(rate, "mL/min/{1.73_m2}", how)
 
 
-async def _ldl(results: dict[str, Stored], rows: list[dict[str, Any]]) -> Calculated | None:
+async def _ldl(results: dict[str, Stored], rows: list[Entry]) -> Calculated | None:
     values = [_value(results[c].content, "mmol/L", c, rows) for c in (CHOLESTEROL, HDL, TRIGLYCERIDES)]
     if any(v is None for v in values):
         return None
@@ -128,7 +129,7 @@ async def _ldl(results: dict[str, Stored], rows: list[dict[str, Any]]) -> Calcul
     return Calculated(ldl, "mmol/L", f"Calculé (Friedewald) à partir de : {inputs}.")
 
 
-def _observation(request: str, entry: dict[str, Any], value: Decimal | None, unit: str, how: str,
+def _observation(request: str, entry: Entry, value: Decimal | None, unit: str, how: str,
                  sources: list[Stored]) -> dict[str, Any]:
     first = sources[0].content
     observation: dict[str, Any] = {
@@ -174,7 +175,7 @@ async def _results(work: Work, request: str) -> dict[str, Stored]:
     return latest
 
 
-def _value(content: dict[str, Any], unit: str, loinc: str, rows: list[dict[str, Any]]) -> Decimal | None:
+def _value(content: dict[str, Any], unit: str, loinc: str, rows: list[Entry]) -> Decimal | None:
     quantity = content.get("valueQuantity") or {}
     if quantity.get("value") is None or quantity.get("comparator"):
         return None  # no number, or a censored one: nothing to calculate from

@@ -28,8 +28,8 @@ from bilan.fhir.outcomes import Invalid, Issue
 from bilan.fhir.query import parse_search
 from bilan.prescription import MESSAGE_KINDS, MESSAGE_KINDS_SYSTEM, kind_of
 from bilan.results.desk import interpretation, typed, units
+from bilan.results.desk import names as result_names
 from bilan.results.desk.signatures import signatures
-from bilan.storage import catalogue
 from bilan.storage import search as store_search
 from bilan.storage.repository import Repository, Stored
 
@@ -129,18 +129,13 @@ def uncalled(results: Sequence[Stored], calls: Mapping[str, Sequence[Call]]) -> 
 
 async def names(repo: Repository, results: Sequence[Stored]) -> dict[str, str]:
     """The catalogue's French label of each result's LOINC code."""
-    codes = {str(c.get("code")) for r in results for c in (r.content.get("code") or {}).get("coding", [])
-             if c.get("system") == LOINC}
-    return {code: entry["label_fr"] for code, entry in (await catalogue.entries_by_loinc(repo.conn, codes)).items()}
+    return await result_names.labels(repo.conn, [r.content for r in results])
 
 
 def described(content: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> str:
     """"Potassium 6,8 mmol/L (HH)": the result as the messages name it (by the catalogue's
     label, `labels` by LOINC code, else its own text or display)."""
-    concept, labels = content.get("code") or {}, labels or {}
-    codings = concept.get("coding", [])
-    label = (next((labels[c["code"]] for c in codings if c.get("code") in labels), "") or concept.get("text")
-             or next((c.get("display") or c.get("code") for c in codings), ""))
+    label = result_names.label(content, labels or {}, default="")
     quantity = content.get("valueQuantity") or {}
     value = typed.comparator_text(quantity.get("comparator")) + french.quantity(quantity.get("value"),
                                                                                 quantity.get("code"))

@@ -39,6 +39,7 @@ from bilan.results.desk.intake import UCUM
 from bilan.results.desk.signatures import signed
 from bilan.results.desk.validation import OPEN, STATUS_LABELS, order_results
 from bilan.storage import catalogue
+from bilan.storage.catalogue import Band, Entry
 from bilan.storage.repository import Repository, StaleVersion, Stored, Write
 
 OPEN_ORDER = ("accepted", "in-progress")  # imported, results may come in
@@ -276,7 +277,7 @@ def _latest(results: list[Stored]) -> dict[tuple[str, str], Stored]:
     return latest
 
 
-def _specimen_for(specimens: list[Stored], request: str, entry: dict[str, Any]) -> Stored | None:
+def _specimen_for(specimens: list[Stored], request: str, entry: Entry) -> Stored | None:
     """The tube drawn for the exam; for one the lab added, a tube of the kind it needs."""
     def requests(specimen: Stored) -> set[str]:
         return {r.get("reference", "") for r in specimen.content.get("request", [])}
@@ -288,13 +289,13 @@ def _specimen_for(specimens: list[Stored], request: str, entry: dict[str, Any]) 
             or next((s for s in specimens if tube(s) == tube_for(entry).label), None))
 
 
-def _line(request: str, row: dict[str, Any], result: Stored | None, specimen: Stored | None,
-          patient: dict[str, Any], bands: list[dict[str, Any]]) -> Line:
+def _line(request: str, row: Entry, result: Stored | None, specimen: Stored | None,
+          patient: dict[str, Any], bands: list[Band]) -> Line:
     """A line as the form starts it: the open or validated result if any, else the catalogue's
     range for the patient (sex, age on the day of collection)."""
     content = result.content if result else {}
     quantity = content.get("valueQuantity") or {}
-    unit = quantity.get("code") or row["ucum"]
+    unit = str(quantity.get("code") or row["ucum"] or "")
     collection = (specimen.content if specimen else {}).get("collection") or {}
     applicable = ranges.patient_range(row, bands, patient, ranges.sample_day(
         {"effectiveDateTime": collection.get("collectedDateTime") or instant(utc_now())}))
@@ -303,7 +304,7 @@ def _line(request: str, row: dict[str, Any], result: Stored | None, specimen: St
         low, high = applicable.low, applicable.high
     return Line(
         key=f"{request.removeprefix('ServiceRequest/')}-{row['loinc']}", request=request, loinc=row["loinc"],
-        loinc_display=row["loinc_display"], label=row["label_fr"], ucum=row["ucum"], unit=unit,
+        loinc_display=row["loinc_display"], label=row["label_fr"], ucum=row["ucum"] or "", unit=unit,
         low=french.number(low), high=french.number(high), status=content.get("status", ""),
         value=typed.comparator_text(quantity.get("comparator")) + french.number(quantity.get("value")),
         result=result, specimen=f"Specimen/{specimen.id}" if specimen else "",
@@ -335,7 +336,7 @@ def _as_read(value: str, low: str, high: str) -> tuple[str | None, ...]:
     return comparator, *(None if n is None else str(n) for n in (number, typed.number(low), typed.number(high)))
 
 
-def _measured(line: Line, entered: Typed, rows: list[dict[str, Any]]) -> _Measured:
+def _measured(line: Line, entered: Typed, rows: list[Entry]) -> _Measured:
     """What was typed on a line, read and checked: numbers, a unit, a value a living patient
     can have (the catalogue's plausible limits for the analyte, `rows`)."""
     issues: list[Issue] = []

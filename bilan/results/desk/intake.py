@@ -27,6 +27,7 @@ from bilan.results.desk.critical import critical_flag
 from bilan.results.desk.critical import flag as flag_of
 from bilan.results.desk.typed import LARGEST_RESULT, measurable
 from bilan.storage import catalogue
+from bilan.storage.catalogue import Entry
 from bilan.storage.repository import Repository
 
 UCUM = "http://unitsofmeasure.org"
@@ -109,20 +110,21 @@ def _decimal(value: Any, path: str) -> Decimal:
     return number
 
 
-def _check_dimension(entries: list[dict[str, Any]], unit: str) -> None:
+def _check_dimension(entries: list[Entry], unit: str) -> None:
     """A result's unit measures what the catalogue's unit for the analyte measures."""
     for entry in entries:
-        if not entry.get("ucum") or entry["ucum"] == unit:
+        target = entry["ucum"]
+        if not target or target == unit:
             continue
         try:
-            units.convert(Decimal(1), unit, entry["ucum"], entry["loinc"], entries)
+            units.convert(Decimal(1), unit, target, entry["loinc"], entries)
         except units.UnitError:
             raise Invalid([Issue(
                 f"{entry['label_fr']} is reported in {entry['ucum']} (or a unit convertible to it), "
                 f"not {unit}", "code-invalid", expression="Observation.valueQuantity.code")]) from None
 
 
-def _check_limits(value: Decimal, comparator: str | None, unit: str, entries: list[dict[str, Any]]) -> None:
+def _check_limits(value: Decimal, comparator: str | None, unit: str, entries: list[Entry]) -> None:
     """Within the catalogue's plausible limits for the analyte (a censored value by its bound)."""
     found = plausibility.beyond(value, unit, entries)
     if found is None:
@@ -145,7 +147,7 @@ def _own_range(observation: dict[str, Any], unit: str) -> ranges.Applicable | No
     return None
 
 
-async def _patient_range(repo: Repository, observation: dict[str, Any], entries: list[dict[str, Any]],
+async def _patient_range(repo: Repository, observation: dict[str, Any], entries: list[Entry],
                          unit: str) -> ranges.Applicable:
     """The catalogue's range for this patient (sex, age on the day of the sample), when the
     result is in the catalogue's unit; none otherwise (never a converted guess)."""

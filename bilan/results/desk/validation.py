@@ -6,6 +6,7 @@ validation `preliminary`; biological validation `final` (by a biologist only); r
 re-run or not done: `cancelled` (not done carries a dataAbsentReason).
 """
 
+import sys
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -20,9 +21,10 @@ from bilan.fhir.outcomes import Conflict, Invalid, Issue
 from bilan.fhir.query import parse_search
 from bilan.prescription import adapted_requests, same_person, tracking
 from bilan.records.service import Records, new_id
-from bilan.results.desk import critical, interpretation, plausibility, typed, units
+from bilan.results.desk import context, critical, interpretation, plausibility, typed, units
 from bilan.results.desk.critical import Call
 from bilan.results.desk.delta import DeltaResult, delta_check
+from bilan.results.desk.names import label, labels
 from bilan.results.desk.signatures import Signature, signatures, signed
 from bilan.storage import catalogue
 from bilan.storage import search as store_search
@@ -64,6 +66,8 @@ class Row:
     calls: tuple[Call, ...] = ()  # the calls recorded about it
     called: bool = False  # a call covers its present value
     described: str = ""  # a critical result as its call names it: "Potassium 6,9 mmol/L (HH)"
+    context: tuple[str, ...] = ()  # the clinical context that changes how it reads
+    origin: str = ""  # where the value came from: "Automate", "Saisie manuelle", "Calcul", ...
 
     @property
     def to_call(self) -> bool:
@@ -72,11 +76,6 @@ class Row:
     @property
     def status_label(self) -> str:
         return STATUS_LABELS.get(self.status, self.status)
-
-    @property
-    def origin(self) -> str:
-        """Where the value came from: typed at the desk or received from an analyser."""
-        return "Saisie manuelle" if any(s.step == "entered" for s in self.signatures) else "Automate"
 
     @property
     def open(self) -> bool:
@@ -99,12 +98,16 @@ class ResultsDesk:
             unbalanced = _unbalanced(found)
             history = await person_history(repo, self.records.base_url, caller, task, found)
             calls = await critical.order_calls(repo, self.records.base_url, task)
-            labels = await critical.names(repo, [s for s in found if critical.is_critical(s.content)])
-            rows = [replace(await self._row(repo, caller, s, history), warnings=tuple(
+            named = await critical.names(repo, [s for s in found if critical.is_critical(s.content)])
+            bearing = context.readings(await _clinical_context(repo, task))
+            known = await labels(repo.conn, [s.content for s in found])
+            lab = str((task.content.get("owner") or {}).get("reference", ""))
+            rows = [replace(await self._row(repo, caller, s, history, known, lab), warnings=tuple(
                 plausibility.unbalanced_in_french(problem) for problem, ids in unbalanced if s.id in ids),
                 critical=critical.is_critical(s.content), calls=tuple(calls.get(s.id, [])),
                 called=critical.called(s, calls),
-                described=critical.described(s.content, labels) if critical.is_critical(s.content) else "")
+                described=critical.described(s.content, named) if critical.is_critical(s.content) else "",
+                context=tuple(dict.fromkeys(t for code in _loinc(s.content) for t in bearing.get(code, ()))))
                 for s in found]
             work.note("read", patients=patients_of(task.content) | {p for refs in history.values() for p in refs},
                       touched=[f"Observation/{s.id}" for s in found])
@@ -172,24 +175,38 @@ class ResultsDesk:
             if critical.called(stored, await critical.order_calls(repo, self.records.base_url, task)):
                 raise Conflict([Issue("L'appel de cette valeur critique est déjà tracé : rechargez la page.",
                                       "conflict", expression="resultats")])
-            labels = await critical.names(repo, [stored])
+            named = await critical.names(repo, [stored])
             trace, alert = critical.messages({**task.content, "id": task.id}, stored, who, moment, how, said,
-                                             caller.signer, work.now, labels)
+                                             caller.signer, work.now, named)
             saved = await work.write([Write("Communication", new_id(), trace, "POST"),
                                       Write("Communication", new_id(), alert, "POST")])
             work.note("create", patients=patients_of(task.content) | patients_of(stored.content),
                       touched=[*(f"Communication/{s.id}" for s in saved), f"Observation/{stored.id}"],
-                      detail=f"Appel pour valeur critique : {critical.described(stored.content, labels)}, "
+                      detail=f"Appel pour valeur critique : {critical.described(stored.content, named)}, "
                              f"{who} joint ({critical.MEDIA[how][2]})")
 
-    async def _row(self, repo: Repository, caller: Caller, stored: Stored, history: dict[str, list[str]]) -> Row:
+    async def _row(self, repo: Repository, caller: Caller, stored: Stored, history: dict[str, list[str]],
+                   known: dict[str, str], lab: str) -> Row:
         content = stored.content
         flag = next((c.get("code", "") for i in content.get("interpretation", []) for c in i.get("coding", [])), "")
         return Row(
-            id=stored.id, label=_label(content), value=_value(content), flag=flag,
+            id=stored.id, label=label(content, known), value=_value(content), flag=flag, origin=_origin(content, lab),
             flag_label=interpretation.LABELS.get(flag, flag), reference=_reference(content),
             status=content.get("status", ""), previous=await previous_result(repo, self.records.base_url, caller, stored, history),
             notes=tuple(n.get("text", "") for n in content.get("note", [])), signatures=signatures(content))
+
+
+def _origin(content: dict[str, Any], lab: str) -> str:
+    """Where a result's value came from, as the desk says it."""
+    if any(s.step == "entered" for s in signatures(content)):
+        return "Saisie manuelle"
+    if any(t.get("code") == "calculated" for t in (content.get("meta") or {}).get("tag", [])):
+        return "Calcul"
+    performers = {p.get("reference") for p in content.get("performer", [])
+                  if str(p.get("reference", "")).startswith("Organization/")}
+    if lab and performers and lab not in performers:
+        return "Laboratoire partenaire"
+    return "Automate"
 
 
 async def person_history(repo: Repository, base_url: str, caller: Caller, task: Stored,
@@ -239,14 +256,36 @@ async def previous_result(repo: Repository, base_url: str, caller: Caller, store
     return None
 
 
+async def _clinical_context(repo: Repository, task: Stored) -> list[dict[str, Any]]:
+    """The clinical context the order's prescribed exams carry (their supportingInfo)."""
+    requests = await repo.read_references(b["reference"] for b in task.content.get("basedOn", []))
+    refs = dict.fromkeys(s["reference"] for r in requests for s in r.content.get("supportingInfo", [])
+                         if s.get("reference"))
+    return [s.content for s in await repo.read_references(refs)]
+
+
 async def order_results(repo: Repository, base_url: str, caller: Caller, task: Stored) -> list[Stored]:
-    """The results of an order: based on its prescribed exams or on the lab's adaptations."""
+    """The results of an order: based on its prescribed exams or on the lab's adaptations, in
+    the clinical order: exam by exam as the order lists them (the prescribed ones, then the
+    lab's adaptations), within an exam in the catalogue's order (an NFS's leucocytes, hématies,
+    hémoglobine...); results the catalogue does not know last, by name."""
     originals = [b["reference"] for b in task.content.get("basedOn", [])]
     adapted = [f"ServiceRequest/{s.id}" for s in await adapted_requests(repo, base_url, task.content)]
-    query = parse_search("Observation", [("based-on", ",".join([*originals, *adapted]))],
-                         default_count=500, max_count=500)
+    exams = [*originals, *adapted]
+    query = parse_search("Observation", [("based-on", ",".join(exams))], default_count=500, max_count=500)
     found = await store_search.search(repo.conn, query, base_url, lambda t: access.visible(caller, t))
-    return sorted(found.matches, key=lambda s: (_label(s.content), s.last_updated))
+    entries = await catalogue.entries_by_loinc(repo.conn, {c for s in found.matches for c in _loinc(s.content)})
+    rank = {exam: n for n, exam in reversed(list(enumerate(exams)))}  # an exam listed twice: its first place
+    known = {code: entry["label_fr"] for code, entry in entries.items()}
+
+    def clinical(stored: Stored) -> tuple[int, int, str, datetime]:
+        content = stored.content
+        exam = min((rank[b["reference"]] for b in content.get("basedOn", []) if b.get("reference") in rank),
+                   default=len(exams))
+        position = next((entries[c]["position"] for c in _loinc(content) if c in entries), sys.maxsize)
+        return exam, position, label(content, known), stored.last_updated
+
+    return sorted(found.matches, key=clinical)
 
 
 def _decided(content: dict[str, Any], action: str, comment: str, author: str, now: datetime) -> dict[str, Any]:
@@ -324,12 +363,6 @@ def _unbalanced(results: list[Stored]) -> list[tuple[plausibility.Unbalanced, se
 
 def _loinc(content: dict[str, Any]) -> list[str]:
     return [c["code"] for c in (content.get("code") or {}).get("coding", []) if c.get("system") == LOINC]
-
-
-def _label(content: dict[str, Any]) -> str:
-    concept = content.get("code") or {}
-    return concept.get("text") or next((c.get("display") or c.get("code") for c in concept.get("coding", [])
-                                        if c.get("display") or c.get("code")), "Résultat")
 
 
 def _value(content: dict[str, Any]) -> str:

@@ -6,8 +6,9 @@ Results are grouped into the catalogue's chapters; the results of a panel exam (
 battery. A result rejected for a re-run is left out (its re-run replaces it); one the lab
 will not do is reported as aborted."""
 
+import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -107,10 +108,15 @@ def biologist(content: dict[str, Any]) -> Practitioner:
     return practitioner(content, MEDICAL_BIOLOGY)
 
 
-def chapters(results: Iterable[StoredResult], catalogue: dict[str, dict[str, Any]],
-             specimens: Iterable[dict[str, Any]]) -> tuple[Chapter, ...]:
-    """The report's chapters, in the catalogue's order of chapters, each with its results
-    (a panel's results as one battery) and the tubes they were measured on."""
+def chapters(results: Iterable[StoredResult], catalogue: Mapping[str, Mapping[str, Any]],
+             specimens: Iterable[dict[str, Any]], order: Mapping[str, int] | None = None,
+             exams: Sequence[str] = ()) -> tuple[Chapter, ...]:
+    """The report's chapters, each with its results (a panel's results as one battery) and the
+    tubes they were measured on, in the clinical order: chapters in the catalogue's order
+    (`order`: each chapter's rank, storage catalogue.chapter_order; without it, by code), exams
+    in the prescription's order (`exams`: the requests' references, the prescribed ones then
+    the lab's adaptations; without it, as the results come), a battery's results in the
+    catalogue's (`catalogue`'s entries by LOINC code, their `position`)."""
     by_chapter: dict[str, dict[str, list[Result]]] = {}
     requests: dict[str, dict[str, Any]] = {}
     for item in results:
@@ -124,13 +130,24 @@ def chapters(results: Iterable[StoredResult], catalogue: dict[str, dict[str, Any
         requests[key] = item.request
         by_chapter.setdefault(chapter, {}).setdefault(key, []).append(result)
     tubes = list(specimens)
+    ranks = order or {}
+    placed = {exam: n for n, exam in reversed(list(enumerate(exams)))}  # an exam listed twice: its first place
+
+    def exam_rank(request_code: str) -> int:
+        return placed.get(f"ServiceRequest/{requests[request_code].get('id')}", len(exams))
+
+    def position(result: Result) -> int:
+        return int((catalogue.get(result.code) or {}).get("position") or sys.maxsize)
+
     made = []
-    for code, groups in sorted(by_chapter.items()):
+    for code, groups in sorted(by_chapter.items(), key=lambda chapter: (ranks.get(chapter[0], sys.maxsize),
+                                                                          chapter[0])):
         items: list[Result | Battery] = []
-        for request_code, found in groups.items():
+        for request_code, found in sorted(groups.items(), key=lambda group: exam_rank(group[0])):
             entry = catalogue.get(request_code) or {}
             if entry.get("kind") == "panel":
-                items.append(Battery(request_code, entry.get("label_fr") or request_code, tuple(found)))
+                items.append(Battery(request_code, entry.get("label_fr") or request_code,
+                                     tuple(sorted(found, key=position))))
             else:
                 items.extend(found)
         wanted = {r for key in groups for r in _request_refs(requests[key])}
@@ -140,13 +157,15 @@ def chapters(results: Iterable[StoredResult], catalogue: dict[str, dict[str, Any
     return tuple(made)
 
 
-def result_of(content: dict[str, Any], catalogue: dict[str, dict[str, Any]]) -> Result | None:
+def result_of(content: dict[str, Any], catalogue: Mapping[str, Mapping[str, Any]]) -> Result | None:
     """The report's line for a stored result; None for one rejected for a re-run."""
     code = next((c["code"] for c in (content.get("code") or {}).get("coding", [])
                  if c.get("system") == LOINC and c.get("code")), None)
     if code is None:
         raise ReportError(f"le résultat {content.get('id', '')} n'a pas de code LOINC")
-    display = (catalogue.get(code) or {}).get("label_fr") or (content.get("code") or {}).get("text") or code
+    concept = content.get("code") or {}
+    display = ((catalogue.get(code) or {}).get("label_fr") or concept.get("text")
+               or next((c["display"] for c in concept.get("coding", []) if c.get("display")), code))
     notes = " ".join(n.get("text", "") for n in content.get("note", []) if n.get("text"))
     observed = moment(content.get("effectiveDateTime"))
     if content.get("status") == "cancelled":

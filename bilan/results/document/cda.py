@@ -2,9 +2,12 @@
 one chapter section per LOINC chapter with its narrative table and its structured entry, the
 biologist's adaptation of the prescription, and the mandatory PDF copy section.
 
-Conformance (CDA_extended.xsd and the CR-BIO schematron) is checked by `conformance.problems`."""
+Conformance, as the ANS checks it (CDA_extended.xsd and the kit's six schematrons), is checked
+by `conformance.check`; every kind of report gives 0 errors and 0 warnings
+(tests/test_ans_pipeline.py)."""
 
 import base64
+import re
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -43,11 +46,16 @@ TITLE = "Compte rendu d'examens biologiques"
 
 _TYPE = f"{{{XSI}}}type"
 _PRACTICE_SETTINGS = {"AMBULATOIRE": "Ambulatoire", "ETABLISSEMENT": "Etablissement de santé"}
-_SEX = {"F": "Féminin", "M": "Masculin"}
+_SEX = {"F": "Féminin", "M": "Masculin", "U": "Inconnu"}
+# The CI-SIS administrative gender codes (JDV_J143): an unknown sex is UN.
+_SEX_CODES = {"F": "F", "M": "M", "U": "UN"}
 # The builder skips None children, so optional parts read inline.
 E = ElementMaker(namespace=V3, nsmap={None: V3, "xsi": XSI, "lab": LAB},
                  typemap={type(None): lambda element, item: None})
 L = ElementMaker(namespace=LAB)
+_ANNOTATION = re.compile(r"\{[^}]*\}")
+_KIT_READS = re.compile(r"\{.[a-z]*.\}")  # the annotations the ANS terminology check strips
+_NUMBERED = re.compile(r"(\d+(?:\s*(?:bis|ter|quater|[A-Z])\b)?),?\s+(.+)", re.IGNORECASE)
 
 
 def cda_document(report: LabReport) -> bytes:
@@ -108,9 +116,8 @@ def _patient_role(patient: Patient) -> Any:
             E.name(E.family(patient.birth_family, qualifier="BR"),
                    E.given(" ".join(patient.birth_given)),
                    E.given(patient.birth_given[0], qualifier="BR")),
-            E.administrativeGenderCode(code=patient.sex, displayName=_SEX[patient.sex],
-                                       codeSystem="2.16.840.1.113883.5.1")
-            if patient.sex in _SEX else E.administrativeGenderCode(nullFlavor="UNK"),
+            E.administrativeGenderCode(code=_SEX_CODES[patient.sex], displayName=_SEX[patient.sex],
+                                       codeSystem="2.16.840.1.113883.5.1"),
             E.birthTime(value=patient.birth_date.strftime("%Y%m%d")),
             E.birthplace(E.place(E.addr(E.county(patient.birthplace)))) if patient.birthplace else None,
             classCode="PSN"))
@@ -143,8 +150,10 @@ def _organization_parts(org: Organization, setting: bool = False, telecoms: int 
 
 
 def _prescriber(report: LabReport) -> Any:
+    # The participant's time is required (structuration minimale): unknown when the
+    # prescription's date is.
     time = (E.time({_TYPE: "IVL_TS"}, _ts("high", report.prescribed_at))
-            if report.prescribed_at else None)
+            if report.prescribed_at else E.time({_TYPE: "IVL_TS"}, nullFlavor="UNK"))
     return E.participant(_template("1.3.6.1.4.1.19376.1.3.3.1.6"), time,
                          _associated(report.prescriber), typeCode="REF")
 
@@ -172,14 +181,14 @@ def _documentation_of(report: LabReport) -> list[Any]:
     first, *others = report.chapters
     performer = E.performer(
         _template("1.3.6.1.4.1.19376.1.3.3.1.7"),
-        E.time(_ts("low", report.received_at), _ts("high", report.validated_at)),
+        _period("time", report.received_at, report.validated_at),
         E.assignedEntity(*_professional(report.biologist, report.lab, setting=True)),
         typeCode="PRF")
     main = E.serviceEvent(
         _ii("id", report.request_id) if report.request_id else None,
         _loinc("code", first.code, first.display),
         L.statusCode(code="completed" if report.complete else "active"),
-        E.effectiveTime(_ts("low", report.received_at), _ts("high", report.effective_time)),
+        _period("effectiveTime", report.received_at, report.effective_time),
         performer)
     return [E.documentationOf(main)] + [
         E.documentationOf(E.serviceEvent(_loinc("code", c.code, c.display))) for c in others]
@@ -189,7 +198,9 @@ def _replaced(report: LabReport) -> Any:
     if report.replaces is None:
         return None
     return E.relatedDocument(
-        E.parentDocument(_ii("id", report.replaces), _ii("setId", report.set_id)),
+        # The structuration minimale allows the parent's id and version, not its setId
+        # (which is this document's own).
+        E.parentDocument(_ii("id", report.replaces), E.versionNumber(value=str(report.version - 1))),
         typeCode="RPLC")
 
 
@@ -222,25 +233,26 @@ def _chapter_section(report: LabReport, chapter: Chapter, ids: "_Ids") -> Any:
     """Narrative and entry are built together so that each coded element points at its text."""
     rows: list[Any] = []
     entries: list[Any] = []
+    heads = ["Examen", "Résultat", "Valeurs de référence", "Interprétation"]
+    if any(r.earlier for item in chapter.items for r in (item.results if isinstance(item, Battery) else (item,))):
+        heads.append("Antériorité")
+    table = _Table(ids, len(heads))
     for item in chapter.items:
-        entry, item_rows = (_battery(item, chapter, ids) if isinstance(item, Battery)
-                            else _result(item, chapter, ids))
+        entry, item_rows = (_battery(item, chapter, table) if isinstance(item, Battery)
+                            else _result(item, chapter, table))
         entries.append(entry)
         rows.extend(item_rows)
     comment_id = ids.next("commentaire") if chapter.comment else None
     text = E.text(
         *[E.paragraph(_specimen_text(s)) for s in chapter.specimens],
-        E.table(
-            E.thead(E.tr(E.th("Examen"), E.th("Résultat"), E.th("Valeurs de référence"),
-                         E.th("Interprétation"))),
-            E.tbody(*rows), border="0"),
+        E.table(E.thead(E.tr(*[E.th(h) for h in heads])), E.tbody(*rows), border="0"),
         E.paragraph(chapter.comment, ID=comment_id) if comment_id else None,
         E.paragraph(f"Résultats validés par {_full_name(report.biologist)} le "
                     f"{_when(report.validated_at)}"))
     act = E.act(
         _loinc("code", chapter.code, chapter.display),
         E.statusCode(code="completed" if report.complete else "active"),
-        *[E.entryRelationship(_specimen_procedure(s), typeCode="COMP") for s in chapter.specimens],
+        *[E.entryRelationship(_specimen_procedure(report, s), typeCode="COMP") for s in chapter.specimens],
         *[E.entryRelationship(entry, typeCode="COMP") for entry in entries],
         E.entryRelationship(_comment_act(comment_id), typeCode="SUBJ") if comment_id else None,
         classCode="ACT", moodCode="EVN")
@@ -254,12 +266,12 @@ def _chapter_section(report: LabReport, chapter: Chapter, ids: "_Ids") -> Any:
                 typeCode="DRIV"))
 
 
-def _battery(battery: Battery, chapter: Chapter, ids: "_Ids") -> tuple[Any, list[Any]]:
-    label = ids.next("batterie")
-    rows = [E.tr(E.td(E.content(battery.display, ID=label), colspan="4", styleCode="Bold"))]
+def _battery(battery: Battery, chapter: Chapter, table: "_Table") -> tuple[Any, list[Any]]:
+    label = table.ids.next("batterie")
+    rows = [E.tr(E.td(E.content(battery.display, ID=label), colspan=str(table.columns), styleCode="Bold"))]
     components = []
     for result in battery.results:
-        observation, result_rows = _result(result, chapter, ids)
+        observation, result_rows = _result(result, chapter, table)
         rows.extend(result_rows)
         components.append(E.component(observation))
     aborted = all(r.status == "aborted" for r in battery.results)
@@ -271,17 +283,19 @@ def _battery(battery: Battery, chapter: Chapter, ids: "_Ids") -> tuple[Any, list
     return organizer, rows
 
 
-def _result(result: Result, chapter: Chapter, ids: "_Ids") -> tuple[Any, list[Any]]:
+def _result(result: Result, chapter: Chapter, table: "_Table") -> tuple[Any, list[Any]]:
     """The observation and its narrative rows (the result, then its comment if any)."""
-    label = ids.next("resultat")
+    label = table.ids.next("resultat")
     flag_label = interpretation.LABELS.get(result.interpretation or "", "")
-    rows = [E.tr(E.td(E.content(result.display, ID=label)), E.td(value_text(result)),
-                 E.td(range_text(result)), E.td("" if result.interpretation == "N" else flag_label))]
+    cells = [E.td(E.content(result.display, ID=label)), E.td(value_text(result)),
+             E.td(range_text(result)), E.td("" if result.interpretation == "N" else flag_label),
+             E.td(earlier_text(result))]
+    rows = [E.tr(*cells[:table.columns])]
     comment_id = None
     if result.comment:
-        comment_id = ids.next("commentaire")
+        comment_id = table.ids.next("commentaire")
         rows.append(E.tr(E.td(E.content(result.comment, ID=comment_id, styleCode="Italics"),
-                              colspan="4")))
+                              colspan=str(table.columns))))
     observed = result.observed_at or min((s.collected_at for s in chapter.specimens), default=None)
     observation = E.observation(
         _template("1.3.6.1.4.1.19376.1.3.1.6"), _template("1.2.250.1.213.1.1.3.80"),
@@ -293,6 +307,7 @@ def _result(result: Result, chapter: Chapter, ids: "_Ids") -> tuple[Any, list[An
                              codeSystem=interpretation.CODE_SYSTEM_OID) if result.interpretation else None,
         E.entryRelationship(_comment_act(comment_id), typeCode="SUBJ", inversionInd="true")
         if comment_id else None,
+        _previous(result),
         _reference_range(result),
         classCode="OBS", moodCode="EVN")
     return observation, rows
@@ -302,7 +317,7 @@ def _value(value: Quantity | Code | str | None) -> Any:
     if isinstance(value, Quantity) and value.comparator:
         return _censored(value)
     if isinstance(value, Quantity):
-        return E.value({_TYPE: "PQ"}, value=_decimal(value.value), unit=value.unit)
+        return E.value({_TYPE: "PQ"}, value=_decimal(value.value), **_unit(value.unit))
     if isinstance(value, Code):
         return E.value({_TYPE: "CD"}, code=value.code, displayName=value.display,
                        codeSystem=value.system)
@@ -317,14 +332,14 @@ def _censored(value: Quantity) -> Any:
     inclusive false)."""
     bound = "high" if (value.comparator or "").startswith("<") else "low"
     inclusive = "true" if (value.comparator or "").endswith("=") else "false"
-    return E.value({_TYPE: "IVL_PQ"}, E(bound, value=_decimal(value.value), unit=value.unit, inclusive=inclusive))
+    return E.value({_TYPE: "IVL_PQ"}, E(bound, value=_decimal(value.value), inclusive=inclusive, **_unit(value.unit)))
 
 
 def _reference_range(result: Result) -> Any:
     if not isinstance(result.value, Quantity) or (result.low is None and result.high is None):
         return None
     unit = result.value.unit
-    bounds = [E(name, value=_decimal(bound), unit=unit)
+    bounds = [E(name, value=_decimal(bound), **_unit(unit))
               for name, bound in (("low", result.low), ("high", result.high)) if bound is not None]
     return E.referenceRange(E.observationRange(
         E.value({_TYPE: "IVL_PQ"}, *bounds),
@@ -332,7 +347,34 @@ def _reference_range(result: Result) -> Any:
         classCode="OBS", moodCode="EVN.CRT"), typeCode="REFV")
 
 
-def _specimen_procedure(specimen: Specimen) -> Any:
+def _previous(result: Result) -> Any:
+    """The antériorité: the patient's previous result of the analyte, a completed observation
+    with its time (CR-BIO: REFR, effectiveTime required; one without a known time is only in
+    the narrative). It has no result template: a reader looking for this report's results
+    must not take it for one."""
+    earlier = result.earlier
+    if earlier is None or earlier.observed_at is None:
+        return None
+    return E.entryRelationship(E.observation(
+        _loinc("code", result.code, result.display),
+        E.statusCode(code="completed"),
+        _ts("effectiveTime", earlier.observed_at),
+        _value(earlier.value),
+        classCode="OBS", moodCode="EVN"), typeCode="REFR")
+
+
+def _unit(unit: str) -> dict[str, str]:
+    """A PQ's unit attribute. The ANS terminology check reads UCUM from a fixed list and
+    strips an annotation only when it is a lower-case word ({ratio}); an annotation it cannot
+    strip ({INR}, {1.73_m2}) is left out, which UCUM allows (an annotation is unity: {INR} is
+    1, mL/min/{1.73_m2} is mL/min), and a unit that is only an annotation is PQ's default 1,
+    written as no unit. The LOINC code says what was measured; the narrative prints the lab's
+    unit."""
+    written = _ANNOTATION.sub(lambda m: m[0] if _KIT_READS.fullmatch(m[0]) else "", unit).rstrip("/.")
+    return {"unit": written} if written else {}
+
+
+def _specimen_procedure(report: LabReport, specimen: Specimen) -> Any:
     received = None
     if specimen.received_at:
         received = E.entryRelationship(E.act(
@@ -345,11 +387,18 @@ def _specimen_procedure(specimen: Specimen) -> Any:
         _template("1.3.6.1.4.1.19376.1.3.1.2"), _template("1.2.250.1.213.1.1.3.77"),
         _ts("effectiveTime", specimen.collected_at),
         E.participant(E.participantRole(
-            _ii("id", specimen.id) if specimen.id else None,
+            _ii("id", specimen.id or _specimen_id(report, specimen)),
             E.playingEntity(_code("code", specimen.kind)),
             classCode="SPEC"), typeCode="PRD"),
         received,
         classCode="PROC", moodCode="EVN")
+
+
+def _specimen_id(report: LabReport, specimen: Specimen) -> Identifier:
+    """A specimen without its tube's number still has an id (IHE PaLM: required), the same in
+    every version of the report."""
+    seed = f"{report.set_id.root}|{report.set_id.extension}|{specimen.kind.code}|{specimen.collected_at.isoformat()}"
+    return Identifier(str(uuid.uuid5(uuid.NAMESPACE_OID, seed)).upper())
 
 
 def _comment_act(reference: str) -> Any:
@@ -442,6 +491,15 @@ def _ts(tag: str, moment: datetime) -> Any:
     return E(tag, value=french.in_paris(moment).strftime("%Y%m%d%H%M%S%z"))
 
 
+def _period(tag: str, low: datetime, high: datetime) -> Any:
+    """An interval from low to high; from low alone when high is not after it (a report issued
+    when nothing says when the samples came): an interval's high must be after its low, and
+    the service event's low is required."""
+    if high.replace(microsecond=0) > low.replace(microsecond=0):
+        return E(tag, _ts("low", low), _ts("high", high))
+    return E(tag, _ts("low", low))
+
+
 def _decimal(value: Decimal) -> str:
     """A PQ value: the digits given, a decimal point, no exponent."""
     return format(value, "f")
@@ -457,8 +515,19 @@ def _loinc(tag: str, code: str, display: str, reference: str | None = None) -> A
 
 
 def _addr(address: Address) -> Any:
-    return E.addr(*[E.streetAddressLine(line) for line in address.lines],
-                  E.postalCode(address.postal_code), E.city(address.city))
+    """An address in parts, as the structuration minimale wants it with a postal code and a
+    city (it refuses streetAddressLine beside them): the line with the number and the street
+    (the one that starts with a number, else the last), the others as one additional
+    locator (building, floor...)."""
+    lines = [line.strip() for line in address.lines if line.strip()]
+    street = next((line for line in lines if line[0].isdigit()), lines[-1] if lines else None)
+    others = [line for line in lines if line is not street]
+    numbered = _NUMBERED.fullmatch(street) if street else None
+    return E.addr(
+        E.houseNumber(numbered[1]) if numbered else None,
+        E.streetName(numbered[2] if numbered else street) if street else None,
+        E.additionalLocator(", ".join(others)) if others else None,
+        E.postalCode(address.postal_code), E.city(address.city))
 
 
 def _person_name(who: Practitioner) -> Any:
@@ -479,6 +548,15 @@ class _Ids:
         return f"{prefix}-{next(self._counter)}"
 
 
+class _Table:
+    """A chapter's narrative table: the document's ids, and how many columns it has (the
+    antériorités' only when one of its results has one)."""
+
+    def __init__(self, ids: _Ids, columns: int) -> None:
+        self.ids = ids
+        self.columns = columns
+
+
 # Narrative text (French, as printed)
 
 def value_text(result: Result) -> str:
@@ -488,6 +566,15 @@ def value_text(result: Result) -> str:
     if isinstance(value, Code):
         return value.display
     return value if isinstance(value, str) else "Non réalisé"
+
+
+def earlier_text(result: Result) -> str:
+    """The previous result and its day, as the lab prints antériorités."""
+    earlier = result.earlier
+    if earlier is None:
+        return ""
+    value = typed.comparator_text(earlier.value.comparator) + french.quantity(earlier.value.value, earlier.value.unit)
+    return f"{value} ({french.date(earlier.observed_at)})" if earlier.observed_at else value
 
 
 def range_text(result: Result) -> str:

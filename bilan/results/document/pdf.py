@@ -30,10 +30,10 @@ from reportlab.platypus import (
 
 from bilan import french
 from bilan.fhir.terminology import INS_NIA
-from bilan.results.desk import interpretation, typed
+from bilan.results.desk import interpretation
 
 # The CDA narrative's wording, so that the copy says what the structured document says.
-from bilan.results.document.cda import TITLE, range_text, value_text
+from bilan.results.document.cda import TITLE, earlier_text, range_text, value_text
 from bilan.results.document.report import (
     Battery,
     Chapter,
@@ -214,16 +214,7 @@ def _row(result: Result, indent: bool) -> list[Paragraph]:
     reference = range_text(result)
     return [name, Paragraph(escape(value_text(result)), style), Paragraph(flag, style),
             Paragraph(escape(f"({reference})") if reference else "", STYLES["cell"]),
-            Paragraph(escape(_earlier(result)), STYLES["cell"])]
-
-
-def _earlier(result: Result) -> str:
-    """The previous result and its day, as the lab prints antériorités."""
-    earlier = result.earlier
-    if earlier is None:
-        return ""
-    value = typed.comparator_text(earlier.value.comparator) + french.quantity(earlier.value.value, earlier.value.unit)
-    return f"{value} ({french.date(earlier.observed_at)})" if earlier.observed_at else value
+            Paragraph(escape(earlier_text(result)), STYLES["cell"])]
 
 
 # Footer on every page: who validated, the version, "page x / y"

@@ -263,8 +263,10 @@ class _Reader:
                 "h:component/h:structuredBody/h:component/h:section"
                 f"[h:templateId/@root='{CHAPTER_SECTION}']", namespaces=_NS):
             chapter = section.find("h:code", _NS)
+            # A previous result (antériorité, REFR) is not one of this report's.
             observations = section.xpath(
-                f".//h:observation[h:templateId/@root='{RESULT_OBSERVATION}']", namespaces=_NS)
+                f".//h:observation[h:templateId/@root='{RESULT_OBSERVATION}']"
+                "[not(parent::h:entryRelationship[@typeCode='REFR'])]", namespaces=_NS)
             found += [self.result(o, chapter.get("code") if chapter is not None else None)
                       for o in observations]
         return found

@@ -1,6 +1,6 @@
 """The FHIR resources of an issued CR-BIO: the CDA and its PDF as Binary, the DocumentReference
-with the PDSm (MHD) metadata, the DiagnosticReport over the stored results, and the MHD
-Provide Document Bundle that sends the document to the shared record (DMP).
+with the PDSm (MHD) metadata and the DiagnosticReport over the stored results. The copy the
+shared record (DMP) gets is dmp_feed.py's.
 
 PDSm codes (ANS, IHE MHD): type LOINC 11502-2, class "Résultats d'examens" (ASIP-SANTE-classCode),
 format `urn:ihe:lab:xd-lab:2008` (CR-BIO), facility "SA07 Laboratoire de biologie médicale",
@@ -126,35 +126,6 @@ def diagnostic_report(issued: Issued, results: list[str]) -> dict[str, Any]:
     if report.conclusion or comments:
         resource["conclusion"] = report.conclusion or " ".join(comments)
     return masking.with_labels(resource, set(issued.security), set(issued.tags))
-
-
-def provide_bundle(issued: Issued, document: dict[str, Any], patient: dict[str, Any]) -> dict[str, Any]:
-    """The MHD Provide Document Bundle (ITI-65) for the shared record: a SubmissionSet List,
-    the DocumentReference and the CDA, with the patient identified by their INS."""
-    doc_url, cda_url = f"urn:uuid:{issued.document_id}", f"urn:uuid:{issued.cda_id}"
-    ins = next((i for i in patient.get("identifier", []) if i.get("system", "").startswith("urn:oid:1.2.250.1.213.1.4.")), None)
-    subject = {"identifier": {"system": ins["system"], "value": ins["value"]}} if ins else {"reference": issued.patient}
-    entry_document = {**document, "subject": subject,
-                      "content": [{**document["content"][0], "attachment": {
-                          **document["content"][0]["attachment"], "url": cda_url}}]}
-    submission = {
-        "resourceType": "List", "status": "current", "mode": "working",
-        "code": {"coding": [{"system": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes",
-                             "code": "submissionset"}]},
-        "subject": subject, "date": document["date"],
-        "source": {"reference": issued.lab},
-        "entry": [{"item": {"reference": doc_url}}],
-    }
-    return {"resourceType": "Bundle", "type": "transaction", "meta": {
-        "profile": ["https://profiles.ihe.net/ITI/MHD/StructureDefinition/IHE.MHD.Comprehensive.ProvideBundle"]},
-        "entry": [
-            {"fullUrl": f"urn:uuid:{issued.document_id}-list", "resource": submission,
-             "request": {"method": "POST", "url": "List"}},
-            {"fullUrl": doc_url, "resource": entry_document, "request": {"method": "POST", "url": "DocumentReference"}},
-            {"fullUrl": cda_url, "resource": {"resourceType": "Binary", "contentType": CDA_TYPE,
-                                              "data": base64.b64encode(issued.cda).decode("ascii")},
-             "request": {"method": "POST", "url": "Binary"}},
-        ]}
 
 
 def _effective(report: LabReport) -> datetime:

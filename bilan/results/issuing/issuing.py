@@ -1,5 +1,6 @@
 """Issuing the report of an order, by its biologist: the CR-BIO (CDA with its PDF) built from
-the validated results, checked against the CI-SIS schema and schematron, stored (Binary,
+the validated results, checked as the ANS checks it (the CDA schema and the six schematrons
+of its kit: `conformance.check`), stored (Binary,
 DocumentReference, DiagnosticReport) and delivered, all in one transaction.
 
 - A version with results still to validate is partial; the one with none left is final and
@@ -13,8 +14,11 @@ DocumentReference, DiagnosticReport) and delivered, all in one transaction.
   they did not oppose. Otherwise the report says why it was not shared.
 - Masking: results (or the whole report) hidden from the patient until the prescriber
   releases them, or until the date the lab chose (a queued "release" job).
-A document that does not conform is not issued: the refusal lists every problem."""
+A document with a conformance error is not issued: the refusal lists every error. A warning
+does not hold a report back (it is logged); the tests hold bilan's documents at none."""
 
+import asyncio
+import logging
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
@@ -25,10 +29,10 @@ from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
 from bilan.french import PARIS
 from bilan.notifications import outbox
+from bilan.notifications.mhd import MhdClient
 from bilan.prescription import (
     adapted_requests,
     directory,
-    identity,
     mail_address,
     order_specimens,
     order_state,
@@ -50,8 +54,12 @@ from bilan.results.document import (
     report_pdf,
 )
 from bilan.results.issuing import documents
+from bilan.results.issuing.dmp_feed import DmpFeed, sharing_refusal
 from bilan.storage import catalogue
+from bilan.storage.catalogue import Entry
 from bilan.storage.repository import Repository, Stored, Write
+
+log = logging.getLogger(__name__)
 
 TASK_OUTPUT = "https://bilan.sante.fr/fhir/CodeSystem/task-output"
 # What an order's Task.output holds, by code: each issued version, and the one DiagnosticReport.
@@ -97,22 +105,12 @@ class Overview:
         return bool(self.masked) or any(v.hidden for v in self.versions)
 
 
-def sharing_refusal(lab_file: dict[str, Any], task: dict[str, Any]) -> str | None:
-    """Why the patient's space and the DMP may not get this report; None when they may."""
-    if tracking.opposed(task):
-        return "Le patient s'est opposé au partage de ses résultats (recueilli à l'accueil)."
-    found = identity.traits(lab_file)
-    if found.status != "QUAL" or not found.ins:
-        return (f"Identité non qualifiée ({found.status_label.lower()}) : ni l'espace du patient "
-                "ni le DMP ne reçoivent un document sans INS qualifié.")
-    return None
-
-
 class Issuing:
-    def __init__(self, records: Records, dmp_url: str, mail_link: str):
+    def __init__(self, records: Records, dmp_url: str, mail_link: str, feed: DmpFeed | None = None):
         self.records = records
         self.dmp_url = dmp_url
         self.mail_link = mail_link
+        self.feed = feed or DmpFeed(records, MhdClient(dmp_url))  # the DMP's writes (dmp_feed.py)
 
     async def overview(self, caller: Caller, task_id: str) -> Overview:
         async with self.records.work(caller) as work:
@@ -166,10 +164,13 @@ class Issuing:
             report, refs = await self._report(repo, caller, task, lab_file, requests, decided, previous,
                                               complete, now, choices.conclusion, forwarded)
             cda = cda_document(report)
-            problems = conformance.problems(cda)
-            if problems:
+            # ~0.3 s a document (seconds for a process's first): off the event loop.
+            found = await asyncio.to_thread(conformance.check, cda)
+            if found.errors:
                 raise Invalid([Issue(f"Document non conforme, non émis : {p}", "invariant",
-                                            expression="compte-rendu") for p in problems])
+                                            expression="compte-rendu") for p in found.errors])
+            for warning in found.warnings:  # where, not what: a message may quote the patient's data
+                log.warning("CR-BIO %s: %s warning at %s", report.document_id.root, warning.check, warning.where)
             refusal = sharing_refusal(lab_file.content, content)
             status = report_status(previous, complete)
             issued = _issued(report, cda, refs, task.id, choices, refusal, previous, status)
@@ -177,8 +178,11 @@ class Issuing:
             writes = self._writes(task, issued, decided, hidden, previous, reports[0] if reports else None, now)
             # The CDA and PDF are bilan's own documents (nobody writes Binary through the API).
             await work.write([w for w in writes if w.resource_type == "Binary"], system=True)
-            await work.write([w for w in writes if w.resource_type != "Binary"])
-            await self._deliver(repo, issued, lab_file.content, requests, choices, now)
+            saved = await work.write([w for w in writes if w.resource_type != "Binary"])
+            await self._deliver(repo, issued, requests, choices, now)
+            for document in saved:  # the new version, to the DMP when the patient may have it
+                if document.resource_type == "DocumentReference" and document.id == issued.document_id:
+                    await self.feed.queue_provide(repo, document, now)
         return issued.document_id
 
     async def release(self, caller: Caller | None, task_id: str, reason: str = "") -> int:
@@ -202,8 +206,11 @@ class Issuing:
                       if s.content and masking.hidden_from_patient(s.content)]
             # The explicit lifting of the masks, the one write that may drop INVISIBLE_PATIENT:
             # the release rule (work.allow above) authorises it, not the right to write reports.
-            await work.write([Write(s.resource_type, s.id, masking.released(s.content), "PUT", s.version_id,
-                                    labelled=True, unmask=True) for s in hidden], system=True)
+            saved = await work.write([Write(s.resource_type, s.id, masking.released(s.content), "PUT", s.version_id,
+                                            labelled=True, unmask=True) for s in hidden], system=True)
+            for document in saved:  # the DMP's copy shown to the patient too (metadata update)
+                if document.resource_type == "DocumentReference":
+                    await self.feed.queue_update(repo, document, work.now)
             work.note("update", patients=patients_of(task.content),
                       touched=[f"{s.resource_type}/{s.id}" for s in hidden], detail=f"Levée du masquage : {reason}")
         return len(hidden)
@@ -246,7 +253,7 @@ class Issuing:
         biologist = await self._biologist(repo, caller)
         specimens = [s.content for s in await order_specimens(repo, self.records.base_url, caller, content)]
         codes = {c.get("code") for s in [*decided, *requests] for c in s.content.get("code", {}).get("coding", [])}
-        entries: dict[str, dict[str, Any]] = {}
+        entries: dict[str, Entry] = {}
         for row in await catalogue.results_by_loinc(repo.conn, {c for c in codes if c}):
             entries.setdefault(row["loinc"], row)
         history = await person_history(repo, self.records.base_url, caller, task, decided)
@@ -270,7 +277,8 @@ class Issuing:
                                       tracking.accession_of(content)),
                 received_at=received,
                 prescribed_at=_authored(by_ref),
-                chapters=assembly.chapters(stored, entries, specimens),
+                chapters=assembly.chapters(stored, entries, specimens, await catalogue.chapter_order(repo.conn),
+                                           list(by_ref)),
                 pdf=_PLACEHOLDER_PDF,
                 adaptation=assembly.adaptation_text(by_ref.values(), {k: v["label_fr"] for k, v in entries.items()}),
                 replaces=Identifier(replaces.removeprefix("urn:uuid:").upper()) if replaces else None,
@@ -338,9 +346,9 @@ class Issuing:
         writes.append(Write("Task", task.id, task_content, "PUT", task.version_id))
         return writes
 
-    async def _deliver(self, repo: Repository, issued: documents.Issued, lab_file: dict[str, Any],
+    async def _deliver(self, repo: Repository, issued: documents.Issued,
                        requests: list[Stored], choices: Choices, now: datetime) -> None:
-        """Queue the mail to the prescriber, the DMP feed and the release date, with the change."""
+        """Queue the mail to the prescriber and the release date, with the change."""
         about, document = issued.task, f"DocumentReference/{issued.document_id}"
         prescribed = next((s.content for s in requests if s.content and s.content.get("intent") != "filler-order"), {})
         address = await mail_address(repo, (prescribed.get("requester") or {}).get("reference", ""))
@@ -355,11 +363,6 @@ class Issuing:
                 attachments=[("CR-BIO.xml", documents.CDA_TYPE, issued.cda),
                              ("compte-rendu.pdf", documents.PDF_TYPE, issued.report.pdf)],
                 resource=document, about=about, now=now)
-        if masking.PATIENT_SPACE in issued.tags and self.dmp_url:
-            bundle = documents.provide_bundle(issued, documents.document_reference(issued), lab_file)
-            await outbox.enqueue(repo.conn, outbox.REST_HOOK, self.dmp_url,
-                                 {"method": "POST", "url": self.dmp_url, "body": bundle},
-                                 resource=document, about=about, now=now)
         if masking.INVISIBLE_PATIENT in issued.security and choices.release_on:
             due = datetime.combine(choices.release_on, time(0, 0), PARIS)  # midnight in Paris
             await outbox.enqueue(repo.conn, RELEASE, about, {"release_on": choices.release_on.isoformat()},

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bilan.fhir.text import normalise
 from bilan.results.document import assembly
 from bilan.storage import catalogue
+from bilan.storage.catalogue import Entry
 
 LOINC = "http://loinc.org"
 BIOCHEMISTRY = "18719-5"
@@ -67,7 +68,7 @@ class Analyte:
     chapter: str
     codes: tuple[tuple[str, str], ...]  # (system, code) of the results it gathers
     synonyms: tuple[str, ...]
-    rows: tuple[dict[str, Any], ...]  # its catalogue entries: unit, reference range, factors
+    rows: tuple[Entry, ...]  # its catalogue entries: unit, reference range, factors
     same_unit_only: bool = False
 
     @property
@@ -93,7 +94,7 @@ def codings(observation: dict[str, Any]) -> list[Coding]:
             if c.get("code")]
 
 
-def key_of(found: list[Coding], entries: dict[str, dict[str, Any]]) -> str | None:
+def key_of(found: list[Coding], entries: dict[str, Entry]) -> str | None:
     """The analyte key of a result's codes; `entries`: catalogue rows by LOINC code. A code of a
     group wins, then one the catalogue knows, then any LOINC code, then the first other code."""
     loinc = [code for system, code in found if system == LOINC]
@@ -117,20 +118,20 @@ def related_loinc(found: Iterable[Coding]) -> set[str]:
     return codes | {c for code in codes if code in _GROUP_OF_CODE for c in _GROUP_OF_CODE[code].codes}
 
 
-def describe(key: str, entries: dict[str, dict[str, Any]], example: dict[str, Any] | None) -> Analyte:
+def describe(key: str, entries: dict[str, Entry], example: dict[str, Any] | None) -> Analyte:
     """The analyte a key names, from the groups, the catalogue rows of its codes (`entries`)
     and, for a code the catalogue does not know, one of its results (`example`)."""
     group = _GROUPS.get(key)
     if group is not None:
         rows = tuple(entries[code] for code in group.codes if code in entries)
-        chapter = next((r["chapter_loinc"] for r in rows if r.get("chapter_loinc")), BIOCHEMISTRY)
+        chapter = next((r["chapter_loinc"] for r in rows if r["chapter_loinc"]), BIOCHEMISTRY)
         names = (*group.synonyms, *(r["label_fr"] for r in rows), *(r["loinc_display"] for r in rows),
                  *group.codes)
         return Analyte(key, group.label, chapter, tuple((LOINC, c) for c in group.codes), names, rows,
                        group.same_unit_only)
     entry = next((e for e in entries.values() if _entry_key(e) == key), None)
     if entry is not None:
-        return Analyte(key, entry["label_fr"], entry.get("chapter_loinc") or assembly.OTHER_CHAPTER,
+        return Analyte(key, entry["label_fr"], entry["chapter_loinc"] or assembly.OTHER_CHAPTER,
                        ((LOINC, entry["loinc"]),), (entry["local_code"], entry["loinc_display"], entry["loinc"]),
                        (entry,))
     coding = parse_key(key)
@@ -155,7 +156,7 @@ def parse_key(key: str) -> tuple[str, str] | None:
     return None
 
 
-async def codes_of_key(conn: AsyncConnection, key: str) -> tuple[list[Coding], dict[str, dict[str, Any]]]:
+async def codes_of_key(conn: AsyncConnection, key: str) -> tuple[list[Coding], dict[str, Entry]]:
     """The codes whose results a key gathers, and the catalogue rows of those codes."""
     group = _GROUPS.get(key)
     if group is not None:
@@ -169,7 +170,7 @@ async def codes_of_key(conn: AsyncConnection, key: str) -> tuple[list[Coding], d
     return [coding], await catalogue.entries_by_loinc(conn, [coding[1]] if coding[0] == LOINC else [])
 
 
-def _entry_key(entry: dict[str, Any]) -> str:
+def _entry_key(entry: Entry) -> str:
     return str(entry["local_code"]).lower().replace("_", "-")
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from bilan.auth import access
-from bilan.auth.audit import patients_of
+from bilan.auth.audit import DMP_CONSULTED, DMP_DETAILS, DMP_IMPORTED, DMP_OPENED, patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import OLDEST
 from bilan.fhir.query import parse_search
@@ -27,6 +27,10 @@ _WHAT = {"Observation": "des résultats", "DiagnosticReport": "un compte rendu",
          "Binary": "un compte rendu", "ServiceRequest": "une prescription", "Task": "le suivi d'une prescription",
          "Specimen": "des prélèvements", "Patient": "votre dossier", "Communication": "des échanges sur une prescription",
          "Condition": "des informations cliniques", "AuditEvent": "l'historique des accès à vos données"}
+
+_DMP_TRAIL = {DMP_CONSULTED: ("a consulté", "votre dossier médical partagé (DMP)"),
+              DMP_OPENED: ("a ouvert", "un document de votre dossier médical partagé (DMP)"),
+              DMP_IMPORTED: ("a importé", "un compte rendu de votre DMP dans l'historique de vos résultats")}
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,10 @@ class PatientSpace:
             "votre dossier" if interaction not in ("login", "logout") else "")
         if label not in names:
             names[label] = await self._who(repo, label)
-        return TrailLine(assembly.moment(event.get("recorded")), names[label], _ACTIONS.get(interaction, "a accédé à"),
+        did = _ACTIONS.get(interaction, "a accédé à")
+        if event.get("outcomeDesc") in DMP_DETAILS:  # said as what it was: the shared record
+            did, what = _DMP_TRAIL[event["outcomeDesc"]]
+        return TrailLine(assembly.moment(event.get("recorded")), names[label], did,
                          what, event.get("outcome") not in (None, "0"))
 
     async def _who(self, repo: Repository, label: str) -> str:
