@@ -27,8 +27,7 @@ import httpx
 
 from bilan.demo.processes import stop
 from bilan.french import PARIS
-from bilan.results.document import cda_document, report_pdf
-from bilan.results.document.report import (
+from bilan.results.document import (
     MEDICAL_BIOLOGY,
     Address,
     Chapter,
@@ -41,6 +40,8 @@ from bilan.results.document.report import (
     Quantity,
     Result,
     Specimen,
+    cda_document,
+    report_pdf,
 )
 from bilan.results.elsewhere import document_identifier, read_cr_bio
 

@@ -8,6 +8,8 @@ from bilan.results.document import assembly, conformance, display, fhir_report
 from bilan.results.document.cda import cda_document
 from bilan.results.document.pdf import report_pdf
 from bilan.results.document.report import (
+    MEDICAL_BIOLOGY,
+    Address,
     Battery,
     Chapter,
     Code,
@@ -15,11 +17,15 @@ from bilan.results.document.report import (
     Forwarded,
     Identifier,
     LabReport,
+    Organization,
+    Patient,
+    Practitioner,
     Quantity,
     ReportError,
     Result,
+    Specimen,
 )
 
-__all__ = ["Battery", "Chapter", "Code", "Earlier", "Forwarded", "Identifier", "LabReport", "Quantity", "ReportError", "Result",
-           "assembly",
-           "cda_document", "conformance", "display", "fhir_report", "report_pdf"]
+__all__ = ["MEDICAL_BIOLOGY", "Address", "Battery", "Chapter", "Code", "Earlier", "Forwarded", "Identifier",
+           "LabReport", "Organization", "Patient", "Practitioner", "Quantity", "ReportError", "Result", "Specimen",
+           "assembly", "cda_document", "conformance", "display", "fhir_report", "report_pdf"]
