@@ -20,6 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("bilan", "pyproject.toml", "README.md")
 PINNED = re.compile(r"^([A-Za-z0-9_.\-\[\]]+==[^\s\\;]+)")
+EXTRAS = re.compile(r"\[[^]]*\]")
 
 # Run by the fresh virtualenv's python, from an empty folder: the demo, then one issued report
 # checked and rendered again by the installed package.
@@ -74,9 +75,10 @@ def _copy_sources(to: Path) -> None:
 
 
 def _constraints(to: Path) -> Path:
-    """requirements.lock's name==version lines, without the hashes a constraints file refuses."""
+    """requirements.lock's name==version lines, without the hashes and the extras
+    ("uvicorn[standard]") a constraints file refuses."""
     lines = (PINNED.match(line) for line in (ROOT / "requirements.lock").read_text().splitlines())
-    to.write_text("".join(f"{m.group(1)}\n" for m in lines if m))
+    to.write_text("".join(EXTRAS.sub("", m.group(1)) + "\n" for m in lines if m))
     return to
 
 
