@@ -26,9 +26,11 @@ from tests.identity import (
     LAB_SCOPES,
     PRACTICE_SCOPES,
     machine_auth,
+    other_lab_auth,
     start_idp,
     user_auth,
 )
+from tests.people import OTHER_LAB, OTHER_LAB_FINESS
 from tests.receivers import MailRelay, Webhook
 from tests.servers import running
 from tests.web import log_in
@@ -258,3 +260,13 @@ def biologist(web_root: str, server: str) -> Iterator[httpx.Client]:
 def doctor(web_root: str, server: str) -> Iterator[httpx.Client]:
     """Dr Lambert, for whom the demo practice software acts, in bilan's pages."""
     yield from _logged_in(web_root, "dr.lambert")
+
+
+@pytest.fixture(scope="module")
+def other_lab(server: str, issuer: str, fhir: httpx.Client) -> Iterator[httpx.Client]:
+    """The middleware of a second lab, whose Organization is in the directory."""
+    fhir.post("Organization", json={"resourceType": "Organization", "name": "Autre laboratoire",
+                                    "identifier": [{"system": OTHER_LAB[0], "value": OTHER_LAB[1]}]},
+              headers={"If-None-Exist": f"identifier={OTHER_LAB[0]}|{OTHER_LAB[1]}"})
+    with client(server, other_lab_auth(issuer, server, OTHER_LAB_FINESS)) as api:
+        yield api

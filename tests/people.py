@@ -13,3 +13,6 @@ LEFEVRE = Person("Lefèvre", ["Jean", "Pierre"], "male", date(1962, 11, 2), "162
 LAMBERT = Prescriber(DEMO_PRESCRIBER_RPPS, "Lambert", "Claire")  # dr.lambert
 NGUYEN = Prescriber("10123456781", "Nguyen", "Paul", org_finess="750000002",
                     org_name="Maison de santé Belleville")  # dr.nguyen
+# A second lab, in the directory: what each lab may see of the other's work is tested against it.
+OTHER_LAB_FINESS = "750999998"
+OTHER_LAB = ("urn:oid:1.2.250.1.71.4.2.2", f"1{OTHER_LAB_FINESS}")

@@ -41,7 +41,6 @@ from bilan.results.masking import (
 )
 from tests.helpers import (
     DEMO_PRESCRIBER_RPPS,
-    client,
     ids,
     issues,
     locations,
@@ -49,15 +48,12 @@ from tests.helpers import (
     search,
     uuid_from,
 )
-from tests.identity import other_lab_auth
 from tests.orders import imported, imported_for, prescribed, task_of
-from tests.people import DUPONT, LAMBERT, LEFEVRE, NGUYEN
+from tests.people import DUPONT, LAMBERT, LEFEVRE, NGUYEN, OTHER_LAB
 from tests.results import decide, documents, posted, result
 from tests.web import csrf_token, follow, log_in
 
 NGUYEN_RPPS = NGUYEN.rpps
-OTHER_LAB_FINESS = "750999998"  # a second lab (test_reception addresses prescriptions to it too)
-OTHER_LAB = ("urn:oid:1.2.250.1.71.4.2.2", f"1{OTHER_LAB_FINESS}")
 LOINC = "http://loinc.org"
 GLUCOSE, NFS = EXAMS[1], EXAMS[0]
 REFUSED_READ = (403, 404)
@@ -68,16 +64,6 @@ REFUSED_READ = (403, 404)
 @pytest.fixture(scope="module")
 def nguyen(as_user) -> httpx.Client:
     return as_user("dr.nguyen")
-
-
-@pytest.fixture(scope="module")
-def other_lab(server: str, issuer: str, fhir: httpx.Client) -> Iterator[httpx.Client]:
-    """The middleware of a second lab, whose Organization is in the directory."""
-    fhir.post("Organization", json={"resourceType": "Organization", "name": "Autre laboratoire",
-                                    "identifier": [{"system": OTHER_LAB[0], "value": OTHER_LAB[1]}]},
-              headers={"If-None-Exist": f"identifier={OTHER_LAB[0]}|{OTHER_LAB[1]}"})
-    with client(server, other_lab_auth(issuer, server, OTHER_LAB_FINESS)) as api:
-        yield api
 
 
 def sent(api: httpx.Client, spec: PrescriptionSpec) -> dict[str, Any]:

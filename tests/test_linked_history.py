@@ -40,15 +40,13 @@ from bilan.settings import Settings
 from bilan.storage.database import create_engine
 from tests.helpers import client, issues, number_from, search, uuid_from
 from tests.helpers import run as in_thread
-from tests.identity import WEB_CLIENT, other_lab_auth, signed_auth
+from tests.identity import WEB_CLIENT, signed_auth
 from tests.lab_reports import PARIS, SPECIMEN_TYPE, quantity
 from tests.lab_reports import report as cda_report
 from tests.orders import addressed, imported_for, prescribed, send, task_of
-from tests.people import NGUYEN
+from tests.people import NGUYEN, OTHER_LAB, OTHER_LAB_FINESS
 from tests.results import GLUCOSE, decide, glucose_result, posted
 
-OTHER_LAB_FINESS = "750999998"  # the second lab of tests/test_escalations.py
-OTHER_LAB = ("urn:oid:1.2.250.1.71.4.2.2", f"1{OTHER_LAB_FINESS}")
 ELSEWHERE = Organization("930012345", "Laboratoire des Lilas", cda_report().lab.address, ("tel:0148000000",))
 EARLIER, LATER = "2026-11-20T08:00:00+01:00", "2026-11-21T08:00:00+01:00"
 T = TypeVar("T")
@@ -66,16 +64,6 @@ def nguyen(as_user) -> httpx.Client:
 def lab_api(as_user) -> httpx.Client:
     """The demo lab's biologist on the API."""
     return as_user("bio.durand")
-
-
-@pytest.fixture(scope="module")
-def other_lab(server: str, issuer: str, fhir: httpx.Client) -> Iterator[httpx.Client]:
-    """The middleware of a second lab, whose Organization is in the directory."""
-    fhir.post("Organization", json={"resourceType": "Organization", "name": "Autre laboratoire",
-                                    "identifier": [{"system": OTHER_LAB[0], "value": OTHER_LAB[1]}]},
-              headers={"If-None-Exist": f"identifier={OTHER_LAB[0]}|{OTHER_LAB[1]}"})
-    with client(server, other_lab_auth(issuer, server, OTHER_LAB_FINESS)) as api:
-        yield api
 
 
 @pytest.fixture(scope="module")
