@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from bilan.demo.processes import stop
+from bilan.fhir.terminology import LOINC
 from bilan.french import PARIS
 from bilan.results.document import (
     MEDICAL_BIOLOGY,
@@ -47,7 +48,7 @@ from bilan.results.elsewhere import document_identifier, read_cr_bio
 
 USERNAME, PASSWORD = "labo-bilan", "dmp-demo"  # the stand-in's credentials (HTTP Basic)
 START_TIMEOUT = 60  # seconds for the server to answer its first request
-LOINC, CLASS = "http://loinc.org", {"system": "urn:oid:1.2.250.1.213.1.1.4.1", "code": "10", "display": "Compte rendu"}
+CLASS = {"system": "urn:oid:1.2.250.1.213.1.1.4.1", "code": "10", "display": "Compte rendu"}
 FORMATS = {"application/xml": {"system": "urn:oid:1.3.6.1.4.1.19376.1.2.3", "code": "urn:ihe:lab:xd-lab:2008",
                                "display": "CR d'examens biologiques"},
            "application/pdf": {"system": "urn:oid:1.3.6.1.4.1.19376.1.2.3", "code": "urn:ihe:iti:xds-sd:pdf:2008",

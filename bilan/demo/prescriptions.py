@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+from bilan.fhir.terminology import UCUM
 from bilan.prescription.checksums import luhn_valid, nir_key
 from bilan.prescription.exams import (
     FLAG_NOT_REIMBURSABLE,
@@ -243,7 +244,7 @@ def _context(spec: PrescriptionSpec, patient: str) -> list[tuple[str, dict[str, 
                     valueString=f"Anticoagulant : {spec.anticoagulant}")
     if spec.weight_kg is not None:
         observation({"coding": [{"system": LOINC, "code": "29463-7", "display": "Body weight"}]},
-                    valueQuantity={"value": spec.weight_kg, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"})
+                    valueQuantity={"value": spec.weight_kg, "unit": "kg", "system": UCUM, "code": "kg"})
     return items
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from bilan.auth.caller import Caller
 from bilan.demo.prescriptions import EXAMS, Person, Prescriber, PrescriptionSpec, bundle
+from bilan.fhir.terminology import LOINC, UCUM
 from bilan.prescription import tracking
 from bilan.prescription.messaging import KINDS_SYSTEM
 from bilan.prescription.reception import NEW_FILE, Reception
@@ -21,7 +22,6 @@ from bilan.results.document import conformance
 from bilan.results.elsewhere import document_identifier, read_cr_bio
 from bilan.results.issuing import Choices, Issuing
 
-UCUM = "http://unitsofmeasure.org"
 # (LOINC asked, LOINC reported, unit, value at each check-up), for a patient whose fasting
 # glucose and cholesterol creep up while her blood count stays steady.
 CHECKUPS = [
@@ -154,7 +154,7 @@ def _result(request: str, patient: str, code: str, value: float, unit: str, when
         "resourceType": "Observation", "status": "preliminary",
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
                                   "code": "laboratory"}]}],
-        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "code": {"coding": [{"system": LOINC, "code": code}]},
         "subject": {"reference": patient}, "basedOn": [{"reference": request}],
         "effectiveDateTime": (when + timedelta(minutes=5)).isoformat(),
         "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit},

@@ -13,8 +13,11 @@ INS_NIR_TEST = "urn:oid:1.2.250.1.213.1.4.10"
 INS_NIR_DEMO = "urn:oid:1.2.250.1.213.1.4.11"
 INS_SYSTEMS = (INS_NIR, INS_NIA, INS_NIR_TEST, INS_NIR_DEMO)
 
-# LOINC, the exams' and results' codes.
+# LOINC, the exams' and results' codes: its FHIR system, and its OID in CDA documents.
 LOINC = "http://loinc.org"
+LOINC_OID = "2.16.840.1.113883.6.1"
+# UCUM, the results' units.
+UCUM = "http://unitsofmeasure.org"
 
 # Professionals' identifiers: the RPPS number and the national id.
 RPPS = "https://rpps.esante.gouv.fr"

@@ -18,6 +18,8 @@ from bilan import french
 from bilan.fhir.dates import date_range
 from bilan.fhir.outcomes import Invalid
 from bilan.fhir.query import parse_search
+from bilan.fhir.terminology import LOINC, UCUM
+from bilan.prescription import loinc_codes
 from bilan.records.pipeline import Work
 from bilan.records.service import new_id
 from bilan.results.desk import units
@@ -26,8 +28,6 @@ from bilan.storage import search as store_search
 from bilan.storage.catalogue import Entry
 from bilan.storage.repository import Stored, Write
 
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
 CALCULATED_TAG = {"system": "https://bilan.sante.fr/fhir/CodeSystem/result-origin", "code": "calculated",
                   "display": "Résultat calculé"}
 NOT_CALCULABLE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
@@ -193,8 +193,7 @@ def _result_of(content: dict[str, Any]) -> tuple[Decimal | None, str]:
 
 
 def _code(content: dict[str, Any]) -> str:
-    return next((c.get("code", "") for c in (content.get("code") or {}).get("coding", [])
-                 if c.get("system") == LOINC), "")
+    return next(iter(loinc_codes(content)), "")
 
 
 def _sampled(content: dict[str, Any]) -> datetime | None:

@@ -33,7 +33,6 @@ from bilan.results.desk.signatures import signatures
 from bilan.storage import search as store_search
 from bilan.storage.repository import Repository, Stored
 
-LOINC = "http://loinc.org"
 CRITICAL = frozenset({interpretation.CRITICAL_LOW, interpretation.CRITICAL_HIGH})
 CALL, ALERT = "critical-call", "critical-value"
 SET_ASIDE = ("cancelled", "entered-in-error")

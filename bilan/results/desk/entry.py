@@ -20,7 +20,7 @@ from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import instant, utc_now
 from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
-from bilan.fhir.terminology import LOINC
+from bilan.fhir.terminology import LOINC, UCUM
 from bilan.prescription import (
     adaptation,
     adapted_requests,
@@ -35,7 +35,6 @@ from bilan.prescription import (
 from bilan.records.pipeline import Work
 from bilan.records.service import Records, new_id
 from bilan.results.desk import plausibility, ranges, typed, units
-from bilan.results.desk.intake import UCUM
 from bilan.results.desk.signatures import signed
 from bilan.results.desk.validation import OPEN, STATUS_LABELS, order_results
 from bilan.storage import catalogue

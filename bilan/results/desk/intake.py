@@ -21,6 +21,7 @@ from typing import Any
 
 from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import Invalid, Issue
+from bilan.fhir.terminology import UCUM
 from bilan.prescription import loinc_codes
 from bilan.results.desk import interpretation, plausibility, ranges, units
 from bilan.results.desk.critical import critical_flag
@@ -30,7 +31,6 @@ from bilan.storage import catalogue
 from bilan.storage.catalogue import Entry
 from bilan.storage.repository import Repository
 
-UCUM = "http://unitsofmeasure.org"
 VALUE = "Observation.valueQuantity.value"
 INTERPRETATION = interpretation.CODE_SYSTEM_URI
 COMPUTED = {"system": "https://bilan.sante.fr/fhir/CodeSystem/result-flag", "code": "computed",

@@ -16,8 +16,8 @@ from typing import Any, Mapping, Sequence
 
 from bilan import french
 from bilan.fhir.dates import date_range
+from bilan.fhir.terminology import UCUM
 
-UCUM = "http://unitsofmeasure.org"
 GENDER = "http://hl7.org/fhir/administrative-gender"
 SEXES = {"female": ("Female", "femme"), "male": ("Male", "homme")}
 LABEL = "Valeurs de référence du laboratoire"

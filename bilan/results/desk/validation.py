@@ -19,18 +19,18 @@ from bilan.auth.caller import Caller
 from bilan.fhir.dates import OLDEST, date_range, instant
 from bilan.fhir.outcomes import Conflict, Invalid, Issue
 from bilan.fhir.query import parse_search
-from bilan.prescription import adapted_requests, same_person, tracking
+from bilan.fhir.terminology import LOINC
+from bilan.prescription import adapted_requests, loinc_codes, same_person, tracking
 from bilan.records.service import Records, new_id
 from bilan.results.desk import context, critical, interpretation, plausibility, typed, units
 from bilan.results.desk.critical import Call
 from bilan.results.desk.delta import DeltaResult, delta_check
 from bilan.results.desk.names import label, labels
-from bilan.results.desk.signatures import Signature, signatures, signed
+from bilan.results.desk.signatures import Signature, entered_by_hand, signatures, signed
 from bilan.storage import catalogue
 from bilan.storage import search as store_search
 from bilan.storage.repository import Repository, Stored, Write
 
-LOINC = "http://loinc.org"
 OPEN = ("registered", "preliminary")
 CORRECTABLE = ("final", "amended", "corrected")  # validated: a change is a correction
 STATUS_LABELS = {"registered": "À valider", "preliminary": "Validé techniquement",
@@ -107,7 +107,7 @@ class ResultsDesk:
                 critical=critical.is_critical(s.content), calls=tuple(calls.get(s.id, [])),
                 called=critical.called(s, calls),
                 described=critical.described(s.content, named) if critical.is_critical(s.content) else "",
-                context=tuple(dict.fromkeys(t for code in _loinc(s.content) for t in bearing.get(code, ()))))
+                context=tuple(dict.fromkeys(t for code in loinc_codes(s.content) for t in bearing.get(code, ()))))
                 for s in found]
             work.note("read", patients=patients_of(task.content) | {p for refs in history.values() for p in refs},
                       touched=[f"Observation/{s.id}" for s in found])
@@ -198,7 +198,7 @@ class ResultsDesk:
 
 def _origin(content: dict[str, Any], lab: str) -> str:
     """Where a result's value came from, as the desk says it."""
-    if any(s.step == "entered" for s in signatures(content)):
+    if entered_by_hand(content):
         return "Saisie manuelle"
     if any(t.get("code") == "calculated" for t in (content.get("meta") or {}).get("tag", [])):
         return "Calcul"
@@ -226,7 +226,7 @@ async def previous_result(repo: Repository, base_url: str, caller: Caller, store
     the records of the person (`history`: the lab's file, each prescriber's Patient, reports
     from other labs), and the delta check between them (in this result's unit)."""
     content = stored.content
-    quantity, codes = content.get("valueQuantity"), _loinc(content)
+    quantity, codes = content.get("valueQuantity"), loinc_codes(content)
     subject = (content.get("subject") or {}).get("reference")
     if not quantity or not codes or not subject:
         return None
@@ -274,7 +274,7 @@ async def order_results(repo: Repository, base_url: str, caller: Caller, task: S
     exams = [*originals, *adapted]
     query = parse_search("Observation", [("based-on", ",".join(exams))], default_count=500, max_count=500)
     found = await store_search.search(repo.conn, query, base_url, lambda t: access.visible(caller, t))
-    entries = await catalogue.entries_by_loinc(repo.conn, {c for s in found.matches for c in _loinc(s.content)})
+    entries = await catalogue.entries_by_loinc(repo.conn, {c for s in found.matches for c in loinc_codes(s.content)})
     rank = {exam: n for n, exam in reversed(list(enumerate(exams)))}  # an exam listed twice: its first place
     known = {code: entry["label_fr"] for code, entry in entries.items()}
 
@@ -282,7 +282,7 @@ async def order_results(repo: Repository, base_url: str, caller: Caller, task: S
         content = stored.content
         exam = min((rank[b["reference"]] for b in content.get("basedOn", []) if b.get("reference") in rank),
                    default=len(exams))
-        position = next((entries[c]["position"] for c in _loinc(content) if c in entries), sys.maxsize)
+        position = next((entries[c]["position"] for c in loinc_codes(content) if c in entries), sys.maxsize)
         return exam, position, label(content, known), stored.last_updated
 
     return sorted(found.matches, key=clinical)
@@ -333,7 +333,7 @@ async def _check_plausible(repo: Repository, content: dict[str, Any]) -> None:
     """A corrected value is one a living patient can have (the catalogue's limits)."""
     quantity = content["valueQuantity"]
     value, unit = Decimal(str(quantity["value"])), str(quantity.get("code") or "")
-    found = plausibility.beyond(value, unit, await catalogue.results_by_loinc(repo.conn, _loinc(content)))
+    found = plausibility.beyond(value, unit, await catalogue.results_by_loinc(repo.conn, loinc_codes(content)))
     if found is not None:
         raise Invalid([Issue(plausibility.in_french(found, quantity.get("comparator"), value, unit), "value",
                              expression="valeur")])
@@ -347,7 +347,7 @@ def _unbalanced(results: list[Stored]) -> list[tuple[plausibility.Unbalanced, se
         content = stored.content
         if content.get("status") in ("cancelled", "entered-in-error"):
             continue
-        for code in set(_loinc(content)) & plausibility.DIFFERENTIAL:
+        for code in set(loinc_codes(content)) & plausibility.DIFFERENTIAL:
             for based_on in content.get("basedOn", []):
                 exams.setdefault(str(based_on.get("reference")), {})[code] = stored
     found = []
@@ -359,10 +359,6 @@ def _unbalanced(results: list[Stored]) -> list[tuple[plausibility.Unbalanced, se
             codes = set(problem.codes) | (plausibility.LEUKOCYTES if problem.kind == "count" else set())
             found.append((problem, {latest[code].id for code in codes if code in latest}))
     return found
-
-
-def _loinc(content: dict[str, Any]) -> list[str]:
-    return [c["code"] for c in (content.get("code") or {}).get("coding", []) if c.get("system") == LOINC]
 
 
 def _value(content: dict[str, Any]) -> str:

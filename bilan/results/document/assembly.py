@@ -18,7 +18,7 @@ from typing import Any
 from lxml import etree
 
 from bilan.fhir.dates import date_range
-from bilan.fhir.terminology import NATIONAL_ID, RPPS
+from bilan.fhir.terminology import LOINC, LOINC_OID, NATIONAL_ID, RPPS
 from bilan.prescription import LAB_PATIENT, adaptation, ins_identifiers, traits
 from bilan.results.document.conformance import CDA_KIT
 from bilan.results.document.report import (
@@ -40,7 +40,6 @@ from bilan.results.document.report import (
     Specimen,
 )
 
-LOINC = "http://loinc.org"
 SPECIMEN_TYPES = "2.16.840.1.113883.18.311"  # HL7 table 0487
 CHAPTERS_VALUE_SET = CDA_KIT.parent / "TestContenuCDA-2-41" / "jeuxDeValeurs" / "JDV_BIO_Chapitres-CISIS.xml"
 OTHER_CHAPTER = "26436-6"  # Biologie polyvalente: results whose chapter the catalogue does not give
@@ -48,7 +47,7 @@ DECIDED = ("final", "amended", "corrected")
 _SEX: dict[str, Sex] = {"female": "F", "male": "M"}
 _TELECOM = {"phone": "tel:", "email": "mailto:", "fax": "fax:"}
 # FHIR code systems a coded result may use, and their OIDs for the CDA.
-_OIDS = {LOINC: "2.16.840.1.113883.6.1", "http://snomed.info/sct": "2.16.840.1.113883.6.96"}
+_OIDS = {LOINC: LOINC_OID, "http://snomed.info/sct": "2.16.840.1.113883.6.96"}
 
 
 def oid_for(system: str) -> str:

@@ -18,6 +18,7 @@ from lxml import etree
 from lxml.builder import ElementMaker
 
 from bilan import french
+from bilan.fhir.terminology import LOINC_OID
 from bilan.results.desk import interpretation, typed
 from bilan.results.document.report import (
     Address,
@@ -37,7 +38,6 @@ from bilan.results.document.report import (
 V3 = "urn:hl7-org:v3"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 LAB = "urn:oid:1.3.6.1.4.1.19376.1.3.2"  # IHE XD-LAB extensions (lab:statusCode)
-LOINC = "2.16.840.1.113883.6.1"
 PRACTITIONER_ID = "1.2.250.1.71.4.2.1"  # IdNat_PS: "8" + RPPS
 ORGANIZATION_ID = "1.2.250.1.71.4.2.2"  # IdNat_Struct: "1" + FINESS
 CHAPTER_SECTION = "1.3.6.1.4.1.19376.1.3.3.2.1"
@@ -77,7 +77,7 @@ def _header(report: LabReport) -> list[Any]:
         _template("1.3.6.1.4.1.19376.1.3.3"),  # IHE PALM laboratory report
         _template("1.2.250.1.213.1.1.1.55", "2024.01"),  # CR-BIO
         _ii("id", report.document_id),
-        E.code(code="11502-2", displayName="CR d'examens biologiques", codeSystem=LOINC,
+        E.code(code="11502-2", displayName="CR d'examens biologiques", codeSystem=LOINC_OID,
                codeSystemName="LOINC"),
         E.title(TITLE),
         _ts("effectiveTime", report.effective_time),
@@ -463,7 +463,7 @@ def _pdf_section(report: LabReport) -> Any:
                 E.statusCode(code="completed"),
                 E.effectiveTime(nullFlavor="NA"),
                 E.value({_TYPE: "CD"}, code="55108-5", displayName="Copie du document",
-                        codeSystem=LOINC, codeSystemName="LOINC"),
+                        codeSystem=LOINC_OID, codeSystemName="LOINC"),
                 classCode="OBS", moodCode="EVN")),
             E.component(E.observationMedia(
                 E.value(base64.b64encode(report.pdf).decode("ascii"), mediaType="application/pdf",
@@ -511,7 +511,7 @@ def _code(tag: str, code: Code) -> Any:
 
 def _loinc(tag: str, code: str, display: str, reference: str | None = None) -> Any:
     original = E.originalText(E.reference(value=f"#{reference}")) if reference else None
-    return E(tag, original, code=code, displayName=display, codeSystem=LOINC, codeSystemName="LOINC")
+    return E(tag, original, code=code, displayName=display, codeSystem=LOINC_OID, codeSystemName="LOINC")
 
 
 def _addr(address: Address) -> Any:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from bilan.fhir.references import literal
+from bilan.fhir.terminology import LOINC, LOINC_OID, UCUM
 from bilan.results.desk import interpretation
 from bilan.results.document.report import (
     Battery,
@@ -27,15 +28,13 @@ from bilan.results.document.report import (
     Result,
 )
 
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
 REPORT_CODE = ("11502-2", "Compte rendu d'examens biologiques")
 DIAGNOSTIC_SERVICE = "http://terminology.hl7.org/CodeSystem/v2-0074"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 DATA_ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 # Code systems a Code may name by OID, and their FHIR URIs; any other OID stays urn:oid:.
 SYSTEM_URIS = {
-    "2.16.840.1.113883.6.1": LOINC,
+    LOINC_OID: LOINC,
     "2.16.840.1.113883.6.96": "http://snomed.info/sct",
     "2.16.840.1.113883.5.83": interpretation.CODE_SYSTEM_URI,
     "2.16.840.1.113883.18.311": "http://terminology.hl7.org/CodeSystem/v2-0487",

@@ -15,13 +15,13 @@ from decimal import Decimal, InvalidOperation
 
 from lxml import etree
 
+from bilan.fhir.terminology import LOINC_OID
 from bilan.french import PARIS
 from bilan.results.desk import units
 from bilan.results.document import Identifier, conformance
 
 V3 = "urn:hl7-org:v3"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
-LOINC = "2.16.840.1.113883.6.1"
 CR_BIO_TEMPLATE = "1.2.250.1.213.1.1.1.55"
 CR_BIO_CODE = "11502-2"
 INS_ROOTS = ("1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.9", "1.2.250.1.213.1.4.10",
@@ -184,7 +184,7 @@ def _require_cr_bio(root: etree._Element) -> None:
     if CR_BIO_TEMPLATE not in templates:
         raise UnreadableReport(f"not a CR-BIO: no templateId {CR_BIO_TEMPLATE} "
                                f"(found {', '.join(templates) or 'none'})")
-    if code is None or code.get("code") != CR_BIO_CODE or code.get("codeSystem") != LOINC:
+    if code is None or code.get("code") != CR_BIO_CODE or code.get("codeSystem") != LOINC_OID:
         found = "none" if code is None else f"{code.get('code')} in {code.get('codeSystem')}"
         raise UnreadableReport(f"not a CR-BIO: the document code is {found}, "
                                f"not LOINC {CR_BIO_CODE}")
@@ -273,7 +273,7 @@ class _Reader:
 
     def result(self, observation: etree._Element, chapter: str | None) -> ReadResult:
         code = self.concept(observation.find("h:code", _NS))
-        comparable = code is not None and code.system == LOINC and code.code is not None
+        comparable = code is not None and code.system == LOINC_OID and code.code is not None
         where = code.code if code and code.code else f"line {observation.sourceline}"
         low, high, range_unit = self.reference_range(observation, where)
         status = observation.find("h:statusCode", _NS)

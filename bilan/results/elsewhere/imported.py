@@ -22,6 +22,7 @@ from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import FhirError, Invalid, Issue, TooLarge, conflict
 from bilan.fhir.query import parse_search
 from bilan.fhir.references import literal
+from bilan.fhir.terminology import LOINC, UCUM
 from bilan.prescription import ins_identifiers
 from bilan.records.pipeline import Denied, Work
 from bilan.records.service import Records, new_id
@@ -231,7 +232,7 @@ def _completed(resource: dict[str, Any], read: ReadReport, document: bytes) -> d
                              f"is {canonical['value']}", "DocumentReference.masterIdentifier")
     if master != canonical and canonical not in done.get("identifier", []):
         done["identifier"] = [*done.get("identifier", []), canonical]  # what searches find
-    done.setdefault("type", {"coding": [{"system": fhir_report.LOINC, "code": fhir_report.REPORT_CODE[0],
+    done.setdefault("type", {"coding": [{"system": LOINC, "code": fhir_report.REPORT_CODE[0],
                                          "display": fhir_report.REPORT_CODE[1]}]})
     done.setdefault("date", _datetime(read.effective_time))
     if not done.get("author") and read.lab:
@@ -345,7 +346,7 @@ def _common(read: ReadReport, result: ReadResult, patient: str, document: str,
     category = [{"coding": [{"system": fhir_report.OBSERVATION_CATEGORY, "code": "laboratory",
                              "display": "Laboratory"}]}]
     if result.chapter:
-        category.append({"coding": [{"system": fhir_report.LOINC, "code": result.chapter}]})
+        category.append({"coding": [{"system": LOINC, "code": result.chapter}]})
     validated = read.biologist.validated_at if read.biologist else None
     return {
         "resourceType": "Observation",
@@ -399,7 +400,7 @@ def _quantity(number: Decimal, unit: str | None, comparator: str | None = None) 
     if unit:
         quantity["unit"] = unit
         if units.check_unit(unit) is None:
-            quantity.update(system=fhir_report.UCUM, code=unit)
+            quantity.update(system=UCUM, code=unit)
     return quantity
 
 

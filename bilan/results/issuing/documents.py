@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bilan.fhir.terminology import LOINC
 from bilan.results import masking
 from bilan.results.document import Battery, LabReport, fhir_report
 
-LOINC = "http://loinc.org"
 CLASS = {"system": "urn:oid:1.2.250.1.213.1.1.4.1", "code": "10", "display": "Compte rendu"}
 FORMAT = {"system": "urn:oid:1.3.6.1.4.1.19376.1.2.3", "code": "urn:ihe:lab:xd-lab:2008",
           "display": "CR d'examens biologiques"}

@@ -16,12 +16,12 @@ from typing import Any, Iterable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bilan.fhir.terminology import LOINC
 from bilan.fhir.text import normalise
 from bilan.results.document import assembly
 from bilan.storage import catalogue
 from bilan.storage.catalogue import Entry
 
-LOINC = "http://loinc.org"
 BIOCHEMISTRY = "18719-5"
 _LOINC_CODE = re.compile(r"^\d{1,7}-\d$")
 _LOCAL = "code-"  # key prefix of a local (non-LOINC) code: base64url of "system|code"

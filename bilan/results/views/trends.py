@@ -21,6 +21,7 @@ from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import date_range
 from bilan.fhir.outcomes import Issue, NotFound
+from bilan.fhir.terminology import LOINC
 from bilan.fhir.text import normalise
 from bilan.prescription import same_person
 from bilan.records.pipeline import Work
@@ -211,7 +212,7 @@ def _reading(stored: Stored) -> _Reading | None:
     codings = analytes.codings(content)
     if content.get("status") not in DECIDED or quantity.get("value") is None:
         return None
-    if not (_laboratory(content) or any(system == analytes.LOINC for system, _ in codings)):
+    if not (_laboratory(content) or any(system == LOINC for system, _ in codings)):
         return None
     when, value = _moment(content), _decimal(quantity.get("value"))
     if when is None or value is None:
