@@ -27,6 +27,7 @@ from bilan.auth.tokens import TokenVerifier
 from bilan.notifications.delivery import DeliveryWorker
 from bilan.notifications.matching import Notifier
 from bilan.notifications.mhd import MhdClient
+from bilan.notifications.patient_notices import PatientNotices
 from bilan.notifications.subscriptions import activate, check_subscription
 from bilan.prescription.exams import check_request
 from bilan.prescription.ins import check_patient
@@ -41,7 +42,7 @@ from bilan.results.desk import ResultsDesk, ResultsIntake, calculations
 from bilan.results.elsewhere import ImportedReports, SharedRecord
 from bilan.results.issuing import DMP, RELEASE, DmpFeed, Issuing
 from bilan.results.queues import LabQueues
-from bilan.results.views import PatientSpace, Trends
+from bilan.results.views import AccessTrail, PatientSpace, PrescriberView, Trends
 from bilan.settings import Settings, audience, get_settings, web_root
 from bilan.storage.database import create_engine
 from bilan.storage.sessions import WebSessions
@@ -102,7 +103,10 @@ def build_services(engine: AsyncEngine, settings: Settings) -> Services:
     ImportedReports(base_url).attach(records)  # CR-BIOs from elsewhere: DocumentReference -> results
     feed = DmpFeed(records, dmp_client(settings), settings.dmp_history_months)
     records.observers.append(feed.on_saved)  # an INS qualified, an opposition changed: the DMP follows
-    return Services(records, Transactions(records, [PrescriptionIntake()]), messaging, feed)
+    records.observers.append(PatientNotices(web_root(settings)).on_saved)  # a report she may now read
+    transactions = Transactions(records, [PrescriptionIntake()], settings.default_page_size,
+                                settings.max_page_size)
+    return Services(records, transactions, messaging, feed)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -119,6 +123,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                         issuing=Issuing(built.records, settings.dmp_url, web_root(settings), built.dmp_feed),
                         shared_record=SharedRecord(built.records, dmp_client(settings)),
                         space=PatientSpace(built.records), trends=Trends(built.records),
+                        access_trail=AccessTrail(built.records), prescriber_view=PrescriberView(built.records),
                         queues=LabQueues(built.records))
         services["sessions"] = WebSessions(engine, settings)
         async with httpx.AsyncClient(timeout=10) as http:
@@ -158,6 +163,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "shared_record": service("shared_record"),
             "space": service("space"),
             "trends": service("trends"),
+            "access_trail": service("access_trail"),
+            "prescriber_view": service("prescriber_view"),
             "queues": service("queues"),
             "verifier": service("verifier"),
             "oidc": service("oidc"),

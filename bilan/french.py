@@ -88,6 +88,22 @@ def date(value: Moment | None) -> str:
     return f"{value:%d/%m/%Y}"
 
 
+_WEEKDAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+_MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
+           "octobre", "novembre", "décembre")
+
+
+def day(value: dt.date) -> str:
+    """"lundi 7 décembre 2026", a calendar day as a heading reads."""
+    first = "1er" if value.day == 1 else str(value.day)
+    return f"{_WEEKDAYS[value.weekday()]} {first} {_MONTHS[value.month - 1]} {value.year}"
+
+
+def clock(moment: dt.datetime) -> str:
+    """"14:05", on Paris clocks."""
+    return in_paris(moment).strftime("%H:%M")
+
+
 def datetime(value: dt.datetime | str | None, *, at: bool = False) -> str:
     """"24/11/2026 14:05" on Paris clocks; with `at`, "24/11/2026 à 14:05" as a sentence reads.
     A calendar date (no time) prints as a date."""

@@ -6,6 +6,7 @@ import os
 import random
 import socket
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from bilan.app import build_services
 from bilan.demo.load import lab_directory
 from bilan.demo.prescriptions import PrescriptionSpec, bundle
 from bilan.prescription.catalogue import read_csv
+from bilan.results.document import conformance
 from bilan.settings import Settings
 from bilan.storage import catalogue
 from bilan.storage.database import create_engine
@@ -223,6 +225,12 @@ def spec(rng: random.Random) -> PrescriptionSpec:
 @pytest.fixture
 def prescription(spec: PrescriptionSpec) -> dict:
     return bundle(spec)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Compile the ANS pipeline while the first tests run: the first report issued in the run
+    would otherwise wait for it (tens of seconds on a busy machine) past the clients' timeout."""
+    threading.Thread(target=conformance.warm, name="warm-ans-pipeline", daemon=True).start()
 
 
 def pytest_report_header() -> list[str]:

@@ -12,6 +12,7 @@ import httpx
 import pypdfium2 as pdfium
 
 from bilan.demo.prescriptions import EXAMS, GIVEN_F, GIVEN_M, Person, make_ins
+from bilan.results.issuing.documents import embedded_pdf
 from tests.helpers import search
 from tests.orders import addressed, imported_for, prescribed
 from tests.people import DUPONT
@@ -92,6 +93,16 @@ def binary(api: httpx.Client, attachment: dict[str, Any]) -> bytes:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith(attachment["contentType"])
     return response.content
+
+
+def report_files(api: httpx.Client, document: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The CDA of an issued report's DocumentReference (its one content) and the PDF copy the
+    CDA carries, as bilan's pages serve it."""
+    [content] = document["content"]
+    cda = binary(api, content["attachment"])
+    pdf = embedded_pdf(cda)
+    assert pdf is not None and pdf.startswith(b"%PDF-")
+    return cda, pdf
 
 
 def cda_in(body: bytes) -> bytes:

@@ -294,7 +294,8 @@ def test_a_doctype_is_refused_before_any_check() -> None:
 def test_the_pipeline_is_compiled_once_a_process() -> None:
     conformance.warm()
     assert conformance.warm() == 0.0
-    assert [name for name, _ in conformance._pipeline().schematrons] == [name for name, _ in conformance.PIPELINE]
+    assert [name for name, _ in conformance._pipeline().schematrons] == [name for name, _ in conformance.PROFILES]
+    assert conformance._pipeline().has(conformance.CR_BIO)
 
 
 # What bilan ships of the kit

@@ -2,26 +2,31 @@
 documents that must be refused (not a CR-BIO, malformed, entity bombs)."""
 
 import dataclasses
+import re
 import time
 from datetime import timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from bilan.results.document.cda import cda_document
 from bilan.results.document.report import Battery, Chapter, Code, Identifier, Quantity, Result
 from bilan.results.elsewhere.cda_reading import (
     MAX_BYTES,
+    TROD_CODE,
     Concept,
     Interval,
     Measure,
     ReadResult,
     UnreadableReport,
+    Unstructured,
     read_cr_bio,
 )
 from tests.helpers import ANS_CDA_EXAMPLES
-from tests.lab_reports import BILLION_LAUGHS, at, report
+from tests.lab_reports import BILLION_LAUGHS, at, one_page_pdf, quantity, report
+from tests.received_reports import SNOMED, level_one, self_presenting, trod_problems, trod_report
 
 EXAMPLES = {p.name.removeprefix("BIO-CR-BIO_2024.01_").removesuffix(".xml"): p
             for p in ANS_CDA_EXAMPLES}
@@ -231,3 +236,87 @@ def test_times_keep_their_offset() -> None:
     crp = read_cr_bio(example("CRP_non_LOINC"), check=False).results[0]
     assert crp.observed_at.tzinfo == PLUS_TWO
     assert read_cr_bio(example("TSH_1"), check=False).effective_time.tzinfo == PLUS_ONE
+
+
+# What else a lab receives: point-of-care tests, auto-présentable and level-1 reports
+
+def test_a_trod_report_reads_as_results_with_their_interpretation_and_day() -> None:
+    read = read_cr_bio(trod_report(), check=False)
+    assert (read.code, read.title, read.unstructured) == (TROD_CODE, "Test rapide d'orientation diagnostique", None)
+    assert read.warnings == ()
+    assert (read.lab.finess, read.lab.name) == ("750001234", "Pharmacie du Marché")
+    glucose, covid, flu = read.results
+    assert (glucose.code, glucose.label, glucose.chapter) == ("41653-7", "Glycémie capillaire", "18719-5")
+    assert glucose.value == Measure(Decimal("1.250"), "g/L") and str(glucose.value.value) == "1.250"
+    assert glucose.interpreted == Concept("80394007", SNOMED, "hyperglycémie")  # not HL7's H/L/N
+    assert glucose.observed_at.isoformat() == "2025-03-10T09:30:00+01:00" and glucose.observed_on is None
+    assert covid.value == Concept("260385009", SNOMED, "négatif", "négatif")
+    assert flu.value == Concept("10828004", SNOMED, "positif", "positif")
+    assert (covid.observed_on, flu.observed_on) == ("2025-03-10", "2025-03-10")  # a day, not midnight
+    assert all(r.comparable and r.battery is None for r in read.results)
+
+
+def test_my_trod_report_passes_the_kits_schema_and_trod_schematron() -> None:
+    """The TROD document the tests use is one the ANS kit accepts, and the check can fail."""
+    assert trod_problems(trod_report()) == []
+    no_device = re.sub(rb'<participant typeCode="DEV">.*?</participant>', b"", trod_report(), flags=re.S)
+    assert any("DEV" in p or "dispositif" in p for p in trod_problems(no_device))
+
+
+def test_a_self_presenting_report_reads_as_the_cda_inside_it() -> None:
+    cda = cda_document(report())
+    wrapped = self_presenting(cda)
+    assert wrapped.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<?xml-stylesheet')
+    read, plain = read_cr_bio(wrapped), read_cr_bio(cda)
+    assert read.self_presenting and not plain.self_presenting
+    assert read.warnings == ()  # the CDA inside is checked, and conforms
+    assert dataclasses.replace(read, self_presenting=False) == plain
+    empty = wrapped.replace(b"<data:Contenu>", b"<data:Autre>").replace(b"</data:Contenu>", b"</data:Autre>")
+    with pytest.raises(UnreadableReport, match="auto-présentable document: it should hold one ClinicalDocument"):
+        read_cr_bio(empty)
+
+
+def test_a_level_one_report_keeps_its_pdf_and_has_no_result() -> None:
+    source = report()
+    read = read_cr_bio(level_one(cda_document(source), one_page_pdf()))
+    assert read.unstructured == Unstructured("application/pdf", one_page_pdf())
+    assert read.results == () and read.warnings == ()
+    assert (read.document_id, read.code, read.patient.ins) == (source.document_id, "11502-2", source.patient.ins)
+    assert read.biologist.rpps == source.biologist.rpps
+    not_base64 = re.sub(rb'(representation="B64">)[^<]+', rb"\1@@not base64@@", level_one(cda_document(source), b"%PDF"))
+    with pytest.raises(UnreadableReport, match="nonXMLBody text is not base64"):
+        read_cr_bio(not_base64)
+
+
+def test_a_trod_code_without_its_template_is_refused() -> None:
+    wrong = trod_report().replace(b'root="1.2.250.1.213.1.1.1.59"', b'root="1.2.250.1.213.1.1.1.5"')
+    with pytest.raises(UnreadableReport, match="not a BIO-TROD: no templateId 1.2.250.1.213.1.1.1.59"):
+        read_cr_bio(wrong)
+
+
+def test_code_less_batteries_stay_apart_and_grouped() -> None:
+    source = report()
+    haematology = source.chapters[0]
+    twice = Chapter(haematology.code, haematology.display,
+                    (*haematology.items, Battery("24360-0", "Hémoglobine et hématocrite", (
+                        quantity("4544-3", "Hématocrite", "41.0", "%", "36.0", "46.0"),))),
+                    specimens=haematology.specimens)
+    cda = cda_document(dataclasses.replace(source, chapters=(twice, *source.chapters[1:])))
+    document = etree.fromstring(cda)
+    codes = document.xpath("//h:organizer[@classCode='BATTERY']/h:code", namespaces={"h": "urn:hl7-org:v3"})
+    assert len(codes) == 2
+    for code in codes:
+        code.getparent().remove(code)
+    results = read_cr_bio(etree.tostring(document), check=False).results
+    numbers = [r.battery_number for r in results if r.battery is not None]
+    assert len(numbers) == 4 and len(set(numbers)) == 2  # three in the blood count, one apart
+    assert {r.battery for r in results if r.battery is not None} == {Concept(None, None, None)}
+
+
+def test_a_day_precision_time_is_kept_to_the_day_without_warning() -> None:
+    dated = example("TSH_1").replace(b'<effectiveTime value="20140402145521+0200"/>',
+                                     b'<effectiveTime value="20140402"/>', 1)
+    read = read_cr_bio(dated, check=False)
+    tsh = by_code(read.results, "3016-3")[0]
+    assert (tsh.observed_on, tsh.observed_at.isoformat()) == ("2014-04-02", "2014-04-02T00:00:00+02:00")
+    assert read.warnings == ()

@@ -18,7 +18,7 @@ from bilan.results.document import conformance
 from tests.helpers import expressions
 from tests.orders import addressed, collected, imported, imported_for, prescribed
 from tests.people import DUPONT
-from tests.results import binary, decide, documents, entry_path, issue, line, pdf_text, result, results_of
+from tests.results import decide, documents, entry_path, issue, line, pdf_text, report_files, result, results_of
 from tests.web import submit
 
 TSH, CRP, FERRITIN = EXAMS[4], EXAMS[5], EXAMS[9]
@@ -74,7 +74,7 @@ def test_typed_digits_and_limits_reach_fhir_the_cda_and_the_pdf(
     assert decide(biologist, web_root, task_id, "biologique", ids).status_code == 200
     assert issue(biologist, web_root, task_id).status_code == 200
     [document] = documents(fhir, task_id)
-    cda, pdf = (binary(fhir, c["attachment"]) for c in document["content"])
+    cda, pdf = report_files(fhir, document)
     assert conformance.problems(cda) == []
     root = etree.fromstring(cda)
 

@@ -153,8 +153,9 @@ def test_the_demo_serves_on_chosen_ports_and_sigterm_leaves_nothing_behind(tmp_p
         texts = [json.loads(payload)["text"] for (payload,) in
                  db.execute("SELECT payload FROM outbox WHERE channel = 'email'")]
     assert texts
-    links = [re.search(rf"http://127\.0\.0\.1:{http}/(prescripteur|reception)/prescriptions/", text) for text in texts]
-    assert all(links)  # to the prescriber, and to the lab for the prescriber's message
+    links = [re.search(rf"http://127\.0\.0\.1:{http}/((prescripteur|reception)/prescriptions/|patient/)", text)
+             for text in texts]
+    assert all(links)  # to the prescriber, to the lab for the prescriber's message, to the patient's space
 
 
 def test_the_favicon_is_served(server: str) -> None:

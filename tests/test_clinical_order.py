@@ -13,6 +13,7 @@ from bilan import data
 from bilan.demo.prescriptions import EXAMS
 from bilan.prescription.catalogue import read_csv
 from bilan.results.desk.names import label
+from bilan.results.issuing.documents import embedded_pdf
 from tests.orders import addressed, imported, prescribed
 from tests.results import binary, decide, documents, entry_path, issue, pdf_text, posted, result
 
@@ -64,7 +65,8 @@ def test_a_shuffled_code_only_nfs_reads_in_the_catalogue_s_order_with_french_nam
     assert decide(biologist, web_root, task_id, "biologique", ids).status_code == 200
     assert issue(biologist, web_root, task_id).status_code == 200
     document = documents(fhir, task_id)[-1]
-    text = " ".join(pdf_text(binary(fhir, document["content"][1]["attachment"])).split())
+    [content] = document["content"]  # the CDA, which carries the PDF copy
+    text = " ".join(pdf_text(embedded_pdf(binary(fhir, content["attachment"])) or b"").split())
     # Hématologie before Biochimie (the catalogue lists its NFS first), though the CRP was
     # prescribed first; in Biochimie the CRP then the glucose, as prescribed.
     assert _in_order(text, ["Hématologie", "Leucocytes", "Hématies", "Hémoglobine", "Hématocrite",

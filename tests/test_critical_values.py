@@ -30,7 +30,7 @@ from bilan.results.queues import CRITICAL
 from bilan.settings import Settings
 from bilan.storage.database import create_engine
 from bilan.storage.migrate import MIGRATIONS
-from bilan.storage.tables import resources
+from bilan.storage.tables import audit_log
 from tests.helpers import run, search
 from tests.orders import addressed, collected, imported, prescribed
 from tests.receivers import eventually
@@ -94,8 +94,7 @@ def _audit_events(settings: Settings) -> list[dict[str, Any]]:
         engine = create_engine(settings)
         try:
             async with engine.connect() as conn:
-                return [row.content for row in await conn.execute(
-                    select(resources.c.content).where(resources.c.resource_type == "AuditEvent"))]
+                return [row.content for row in await conn.execute(select(audit_log.c.content))]
         finally:
             await engine.dispose()
     return run(found())

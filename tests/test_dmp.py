@@ -10,6 +10,7 @@ module's `fhir`, `desk` and `lab_middleware` act on it; the session's first bila
 recording DMP receiver (tests/receivers.py) for the other tests."""
 
 import dataclasses
+import json
 import os
 import re
 import socket
@@ -20,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from html import unescape
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -30,14 +32,21 @@ from bilan.app import build_services
 from bilan.auth.audit import DMP_CONSULTED, DMP_IMPORTED
 from bilan.auth.caller import Caller
 from bilan.demo.dmp import StandIn, one_page_pdf, other_lab_report, put_lab_report, put_pdf, stand_in
+from bilan.demo.load import LAB_FINESS
 from bilan.demo.prescriptions import EXAMS, Person
+from bilan.fhir.models import model_class
+from bilan.fhir.terminology import INS_NIR_TEST
 from bilan.french import PARIS
+from bilan.notifications import mhd_rules, outbox
+from bilan.notifications.mhd import DmpRefused, MhdClient
 from bilan.prescription.ins import IDENTITY_RELIABILITY
-from bilan.results.views import PatientSpace
+from bilan.results.issuing import DmpFeed, documents
+from bilan.results.views import AccessTrail
 from bilan.settings import Settings
 from bilan.storage.database import create_engine
 from tests.browser import wait_for_home
 from tests.conftest import _create_schema, _prepare
+from tests.dmp_bundles import CDA_ID, DOCUMENT_ID, PERSON, contained, copy_and_bundle, issued
 from tests.helpers import client, run
 from tests.identity import LAB_SCOPES, PRACTICE_SCOPES, machine_auth, patient_auth, user_auth
 from tests.orders import addressed, imported, prescribed
@@ -262,7 +271,8 @@ def test_a_report_issued_under_a_provisional_identity_reaches_the_dmp_once_quali
 
     [sent] = eventually(lambda: _in_dmp(dmp_stand_in, spec.patient), 15, "the report sent to the DMP")
     assert sent["subject"]["identifier"]["value"] == spec.patient.ins
-    assert sent["custodian"]["identifier"]["value"].endswith("750012345") or sent["custodian"]["display"]
+    lab = contained(sent, sent["custodian"])  # the lab as the DMP knows it: by its national identifiers
+    assert {i["value"] for i in lab["identifier"]} == {f"1{LAB_FINESS}", LAB_FINESS}
     with dmp_stand_in.client() as api:  # the CDA is there too, where the copy says
         binary = api.get(sent["content"][0]["attachment"]["url"]).json()
     assert binary["resourceType"] == "Binary" and binary["data"]
@@ -357,7 +367,8 @@ def test_a_later_opposition_hides_the_dmp_copy_and_the_patient_sees_who_consulte
     assert len(_in_dmp(dmp_stand_in, spec.patient)) == 1  # the same copy, updated, not deleted
 
     lines = run(_trail(dmp_settings, spec.patient.ins))
-    assert any(line.did == "a consulté" and "dossier médical partagé" in line.what for line in lines), lines
+    assert any(re.search(r" a consulté votre dossier médical partagé \(DMP\)$", line.sentence)
+               for line in lines), lines
 
 
 def test_a_dmp_outage_during_consultation_is_said_in_french_and_nothing_is_half_imported(
@@ -404,10 +415,164 @@ def _csrf(page: httpx.Response) -> str:
 
 
 async def _trail(settings: Settings, ins: str) -> list[Any]:
-    """What the patient reads under "Qui a consulté mes données ?"."""
+    """What the patient reads under "Qui a consulté mes données ?", line by line."""
     engine = create_engine(settings)
     try:
         records = build_services(engine, settings).records
-        return await PatientSpace(records).trail(Caller("patient", f"patient-{ins}", frozenset(), ins=ins))
+        found = await AccessTrail(records).page(Caller("patient", f"patient-{ins}", frozenset(), ins=ins))
+        return [line for day in found.days for line in day.lines]
     finally:
         await engine.dispose()
+
+
+# --- The ITI-65 bundle against the MHD Comprehensive rules, element by element -----------------
+
+def test_the_dmp_bundle_passes_every_mhd_comprehensive_rule_and_is_valid_fhir() -> None:
+    document, bundle = copy_and_bundle()
+    assert mhd_rules.problems(bundle) == []
+    model_class("Bundle").model_validate(bundle)  # valid FHIR R4 as well
+    submission, copy, binary = (e["resource"] for e in bundle["entry"])
+    assert [e["request"]["method"] for e in bundle["entry"]] == ["POST", "POST", "PUT"]
+    assert all(mhd_rules.uuid_urn(e["fullUrl"]) for e in bundle["entry"])
+    assert copy["content"][0]["attachment"]["url"] == f"Binary/{CDA_ID}" and binary["resourceType"] == "Binary"
+    # bilan's own DocumentReference: one content (the CDA), the lab's facility and practice setting
+    assert [c["attachment"]["contentType"] for c in document["content"]] == ["application/xml"]
+    assert document["context"]["facilityType"]["coding"][0]["code"] == "SA25"
+    assert document["context"]["practiceSetting"]["coding"][0]["code"] == "AMBULATOIRE"
+    # the copy: contained author, authenticator and source patient, nothing of bilan's own
+    assert contained(copy, copy["authenticator"])["resourceType"] == "Practitioner"
+    assert {contained(copy, a)["resourceType"] for a in copy["author"]} == {"Organization", "Practitioner"}
+    assert contained(copy, copy["context"]["sourcePatientInfo"])["birthDate"] == "1979-03-12"
+    assert "docStatus" not in copy and "related" not in copy["context"] and "bilan.sante.fr" not in json.dumps(bundle)
+    assert copy["subject"]["identifier"] == {"system": INS_NIR_TEST, "value": PERSON.ins}
+
+
+def test_bilan_s_own_pages_serve_the_pdf_from_the_cda_it_embeds() -> None:
+    found = issued()
+    assert documents.embedded_pdf(found.cda) == found.report.pdf
+    assert documents.embedded_pdf(b"<ClinicalDocument xmlns='urn:hl7-org:v3'/>") is None
+
+
+def _entry(kind: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda b: next(e for e in b["entry"] if e["resource"]["resourceType"] == kind)
+
+
+_LIST, _DOC, _BINARY = _entry("List"), _entry("DocumentReference"), _entry("Binary")
+
+
+def _set(path: Callable[[dict[str, Any]], dict[str, Any]], key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(bundle: dict[str, Any]) -> None:
+        target = path(bundle)
+        if value is _DELETE:
+            del target[key]
+        else:
+            target[key] = value
+    return change
+
+
+_DELETE = object()
+_L = lambda b: _LIST(b)["resource"]  # noqa: E731
+_D = lambda b: _DOC(b)["resource"]  # noqa: E731
+_CONTENT = lambda b: _D(b)["content"][0]  # noqa: E731
+_ATTACHMENT = lambda b: _CONTENT(b)["attachment"]  # noqa: E731
+_CONTEXT = lambda b: _D(b)["context"]  # noqa: E731
+_OTHER_INS = {"system": INS_NIR_TEST, "value": "182017512345656"}
+
+# (what is broken, the change, the element the problem names)
+MUTATIONS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
+    ("a batch", _set(lambda b: b, "type", "batch"), "Bundle.type"),
+    ("no profile", _set(lambda b: b, "meta", {}), "Bundle.meta.profile"),
+    ("a fullUrl that is no UUID", _set(_LIST, "fullUrl", f"urn:uuid:{DOCUMENT_ID}-ss"), "Bundle.entry[0].fullUrl"),
+    ("a fullUrl twice", _set(_BINARY, "fullUrl", f"urn:uuid:{DOCUMENT_ID}"), "Bundle.entry[2].fullUrl"),
+    ("a SubmissionSet by PUT", _set(_LIST, "request", {"method": "PUT", "url": "List/x"}), "Bundle.entry[0].request"),
+    ("a DocumentReference by PUT", _set(_DOC, "request", {"method": "PUT", "url": "DocumentReference/x"}),
+     "Bundle.entry[1].request"),
+    ("no SubmissionSet uniqueId", lambda b: _L(b).update(identifier=_L(b)["identifier"][1:]),
+     "Bundle.entry[0].resource.identifier: one uniqueId"),
+    ("no SubmissionSet entryUUID", lambda b: _L(b).update(identifier=_L(b)["identifier"][:1]),
+     "Bundle.entry[0].resource.identifier: one entryUUID"),
+    ("a uniqueId that is no OID", lambda b: _L(b)["identifier"][0].update(value=f"urn:uuid:{DOCUMENT_ID}"),
+     "Bundle.entry[0].resource.identifier: one uniqueId"),
+    ("an untyped entryUUID", lambda b: _L(b)["identifier"][1].pop("type"),
+     "Bundle.entry[0].resource.identifier: one entryUUID"),
+    ("no sourceId", lambda b: _L(b).update(extension=_L(b)["extension"][1:]), "resource.extension: one sourceId"),
+    ("no designationType", lambda b: _L(b).update(extension=_L(b)["extension"][:1]),
+     "resource.extension: one designationType"),
+    ("a SubmissionSet not working", _set(_L, "mode", "snapshot"), "Bundle.entry[0].resource.status"),
+    ("a SubmissionSet of no patient", _set(_L, "subject", _DELETE), "Bundle.entry[0].resource.subject"),
+    ("a SubmissionSet without date", _set(_L, "date", _DELETE), "Bundle.entry[0].resource.date"),
+    ("a SubmissionSet author not contained", _set(_L, "source", {"reference": "Organization/o1"}),
+     "Bundle.entry[0].resource.source"),
+    ("a SubmissionSet naming a DocumentReference elsewhere",
+     _set(_L, "entry", [{"item": {"reference": "DocumentReference/d1"}}]), "Bundle.entry[0].resource.entry"),
+    ("two SubmissionSets", lambda b: b["entry"].append(
+        {**_LIST(b), "fullUrl": "urn:uuid:0b7d9f52-3c1e-4a8b-9d2f-5e6a7b8c9d09"}), "Bundle.entry: one SubmissionSet"),
+    ("two patients", lambda b: _L(b).update(subject={"type": "Patient", "identifier": _OTHER_INS}), "one patient"),
+    ("a patient by a bilan reference", _set(_D, "subject", {"reference": "Patient/p1"}),
+     "Bundle.entry[1].resource.subject"),
+    ("no masterIdentifier", _set(_D, "masterIdentifier", _DELETE), "resource.masterIdentifier"),
+    ("no entryUUID", lambda b: _D(b).update(identifier=_D(b)["identifier"][1:]),
+     "Bundle.entry[1].resource.identifier: one entryUUID"),
+    ("a superseded document", _set(_D, "status", "superseded"), "Bundle.entry[1].resource.status"),
+    ("a docStatus", _set(_D, "docStatus", "final"), "Bundle.entry[1].resource.docStatus"),
+    ("no type", _set(_D, "type", _DELETE), "Bundle.entry[1].resource.type"),
+    ("two categories", lambda b: _D(b)["category"].append(_D(b)["category"][0]), "Bundle.entry[1].resource.category"),
+    ("no confidentiality", _set(_D, "securityLabel", []), "Bundle.entry[1].resource.securityLabel"),
+    ("two contents", lambda b: _D(b)["content"].append(_CONTENT(b)), "Bundle.entry[1].resource.content: exactly one"),
+    ("the document inline", _set(_ATTACHMENT, "data", "PD94"), "content[0].attachment.data"),
+    ("no language", _set(_ATTACHMENT, "language", _DELETE), "content[0].attachment.language"),
+    ("no creation", _set(_ATTACHMENT, "creation", _DELETE), "content[0].attachment.creation"),
+    ("no format", _set(_CONTENT, "format", _DELETE), "content[0].format"),
+    ("an attachment naming no Binary", _set(_ATTACHMENT, "url", "Binary/elsewhere"), "content[0].attachment.url"),
+    ("a wrong hash", _set(_ATTACHMENT, "hash", "AAAA"), "content[0].attachment.hash"),
+    ("a wrong size", _set(_ATTACHMENT, "size", 12), "content[0].attachment.size"),
+    ("the SA07 facility", _set(_CONTEXT, "facilityType", {"coding": [
+        {"system": "urn:oid:1.2.250.1.71.4.2.4", "code": "SA07"}]}), "context.facilityType"),
+    ("the BIOLOGIE practice setting", _set(_CONTEXT, "practiceSetting", {"coding": [
+        {"system": "urn:oid:1.2.250.1.213.1.1.4.9", "code": "BIOLOGIE"}]}), "context.practiceSetting"),
+    ("no source patient", _set(_CONTEXT, "sourcePatientInfo", _DELETE), "context.sourcePatientInfo"),
+    ("a source patient not contained", _set(_CONTEXT, "sourcePatientInfo", {"reference": "Patient/p1"}),
+     "context.sourcePatientInfo"),
+    ("an author not contained", lambda b: _D(b)["author"].__setitem__(1, {"reference": "Practitioner/b1"}),
+     "Bundle.entry[1].resource.author[1]"),
+    ("an authenticator not contained", _set(_D, "authenticator", {"reference": "Practitioner/b1"}),
+     "Bundle.entry[1].resource.authenticator"),
+    ("a link to bilan's order", _set(_CONTEXT, "related", [{"reference": "Task/t1"}]), "context.related[0].reference"),
+    ("bilan's tags", _set(_D, "meta", {"tag": [{"system": "https://bilan.sante.fr/fhir/CodeSystem/sharing",
+                                               "code": "patient-space"}]}), "meta.tag[0].system"),
+]
+
+
+@pytest.mark.parametrize(("broken", "change", "named"), MUTATIONS, ids=[m[0] for m in MUTATIONS])
+def test_each_mhd_rule_fails_on_a_bundle_that_breaks_it(broken: str, change: Callable[[dict[str, Any]], None],
+                                                       named: str) -> None:
+    _, bundle = copy_and_bundle()
+    change(bundle)
+    found = mhd_rules.problems(bundle)
+    assert any(named in problem for problem in found), (broken, found)
+
+
+def test_bilan_refuses_to_send_a_bundle_that_breaks_mhd_and_sends_a_conformant_one() -> None:
+    received: list[httpx.Request] = []
+
+    def dmp(request: httpx.Request) -> httpx.Response:
+        received.append(request)
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "transaction-response"})
+
+    client = MhdClient("https://dmp.example/fhir", transport=httpx.MockTransport(dmp))
+    feed = DmpFeed(SimpleNamespace(base_url="https://bilan.example/fhir"), client)  # type: ignore[arg-type]
+    _, bundle = copy_and_bundle()
+    broken = json.loads(json.dumps(bundle))
+    broken["entry"][0]["fullUrl"] = f"urn:uuid:{DOCUMENT_ID}-ss"
+
+    def item(body: dict[str, Any]) -> outbox.OutboxItem:
+        now = datetime(2026, 5, 12, 10, 0, tzinfo=PARIS)
+        return outbox.OutboxItem(1, "dmp", "https://dmp.example/fhir", None, f"DocumentReference/{DOCUMENT_ID}",
+                                 "Task/t1", {"kind": "provide", "method": "POST", "path": "", "body": body},
+                                 "pending", 0, now, None, None, now, None)
+
+    with pytest.raises(DmpRefused, match="lot MHD n'est pas conforme.*fullUrl"):
+        run(feed.send(item(broken)))
+    assert received == []  # nothing left bilan
+    run(feed.send(item(bundle)))
+    assert [json.loads(r.content)["entry"][0]["fullUrl"] for r in received] == [bundle["entry"][0]["fullUrl"]]

@@ -20,7 +20,7 @@ from bilan.results.document import conformance
 from tests.helpers import search
 from tests.orders import adapt, adaptations, addressed, answer_of, imported, imported_for, prescribed
 from tests.people import DUPONT
-from tests.results import UCUM, binary, decide, documents, issue, pdf_text, posted, report_of, result
+from tests.results import UCUM, binary, decide, documents, issue, pdf_text, posted, report_files, report_of, result
 
 NFS, GLUCOSE, IONO = EXAMS[0], EXAMS[1], EXAMS[8]
 IGA = ("2458-8", "Immunoglobulines A")  # not in the catalogue: sent to the partner lab
@@ -139,7 +139,7 @@ def test_the_report_names_the_partner_lab_and_stays_partial_until_its_result_is_
     [first] = documents(fhir, task_id)
     assert first["docStatus"] == "preliminary" and report_of(fhir, task_id)["status"] == "partial"
     assert fhir.get(f"Task/{task_id}").json()["status"] != "completed"
-    cda, pdf = (binary(fhir, c["attachment"]) for c in first["content"])
+    cda, pdf = report_files(fhir, first)
     assert conformance.problems(cda) == []
     pending = f"Immunoglobulines A : examen transmis au laboratoire partenaire {PARTNER} (FINESS {PARTNER_FINESS}), " \
               "résultat à suivre."

@@ -99,7 +99,10 @@ def test_hl7_examples_are_stored_and_read_back_or_refused_with_a_reason(fhir, la
     # Exams coded without LOINC are refused for that; references to what bilan does not hold too.
     assert "needs a LOINC code" in reasons["ServiceRequest-lipid.json"]
     assert "needs a LOINC code" in reasons["ServiceRequest-colonoscopy.json"]
-    assert "Encounter/f001 does not resolve" in reasons["Condition-f001.json"]
+    # A Condition of a hospital stay is stored with its Encounter, which bilan serves; a
+    # reference to what bilan does not hold (an EpisodeOfCare) is refused for that.
+    assert {"Condition-f001.json", "Encounter-f001.json"} <= set(stored)
+    assert "EpisodeOfCare/example does not resolve" in reasons["Encounter-f203.json"]
 
 
 def _cda_patient(path: Path) -> dict[str, Any]:

@@ -7,11 +7,16 @@ traits (female, born March 1979), so that no two tests share a history."""
 
 import base64
 import dataclasses
+import json
 import random
+import re
+from collections import Counter
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
+from lxml import etree
 
 from bilan.fhir.outcomes import FhirError, TooLarge
 from bilan.fhir.parsing import validate
@@ -22,7 +27,8 @@ from bilan.results.document.report import Chapter, Result
 from bilan.results.elsewhere.cda_reading import MAX_BYTES, read_cr_bio
 from bilan.results.elsewhere.imported import DATA, IMPORTED, document_of, observations
 from tests.helpers import ANS_CDA_EXAMPLES, diagnostics, expressions, search, uuid_from
-from tests.lab_reports import BILLION_LAUGHS, report
+from tests.lab_reports import BILLION_LAUGHS, one_page_pdf, report
+from tests.received_reports import level_one, self_presenting, trod_report
 
 EXAMPLES = {p.name.removeprefix("BIO-CR-BIO_2024.01_").removesuffix(".xml"): p
             for p in ANS_CDA_EXAMPLES}
@@ -391,3 +397,209 @@ def test_a_report_without_structured_results_is_kept_with_none(importer, patient
     posted = importer.post("DocumentReference", json=document_reference(reference, document))
     assert posted.status_code == 201, posted.text
     assert search(importer, "Observation", patient=reference)["total"] == 0
+
+
+# Every result of each ANS example, exactly as the document gives it
+
+CDA = {"h": "urn:hl7-org:v3"}
+SYSTEMS = {"2.16.840.1.113883.6.1": LOINC, "2.16.840.1.113883.6.96": "http://snomed.info/sct"}
+RESULT = ("//h:structuredBody/h:component/h:section[h:templateId/@root='1.3.6.1.4.1.19376.1.3.3.2.1']"
+          "//h:observation[h:templateId/@root='1.3.6.1.4.1.19376.1.3.1.6']"
+          "[not(parent::h:entryRelationship[@typeCode='REFR'])]")
+
+
+def exact(api: httpx.Client, patient: str, document: str) -> list[dict[str, Any]]:
+    """The Observations derived from a document, their decimals as the JSON writes them."""
+    response = api.get("Observation", params={"patient": patient, "derived-from": document, "_count": 500})
+    assert response.status_code == 200, response.text
+    return [e["resource"] for e in json.loads(response.text, parse_float=Decimal).get("entry", [])]
+
+
+def fhir_time(value: str | None) -> str | None:
+    """A CDA TS as FHIR writes it: to the day as a date, else to the second with its offset."""
+    if value is None:
+        return None
+    digits, offset = re.fullmatch(r"(\d+)([+-]\d{4})?", value).groups()
+    if len(digits) <= 8:
+        return "-".join(part for part in (digits[:4], digits[4:6], digits[6:8]) if part)
+    d = digits.ljust(14, "0")
+    return f"{d[:4]}-{d[4:6]}-{d[6:8]}T{d[8:10]}:{d[10:12]}:{d[12:14]}{offset[:3]}:{offset[3:]}"
+
+
+def from_xml(document: bytes) -> Counter[tuple[Any, ...]]:
+    """Each result as read here with XPath alone: code, label, value, range, interpretation,
+    time and status, every number as the digits the lab wrote."""
+    root = etree.fromstring(document)
+
+    def one(element: etree._Element, path: str) -> Any:
+        found = element.xpath(path, namespaces=CDA)
+        return found[0] if found else None
+
+    def printed(element: etree._Element | None) -> str | None:
+        if element is None:
+            return None
+        reference = one(element, "h:originalText/h:reference/@value")
+        if reference:
+            return " ".join(root.xpath("string(//*[@ID=$id])", id=reference[1:]).split())
+        return " ".join(element.findtext("h:originalText", "", CDA).split()) or element.get("displayName")
+
+    rows = []
+    for observation in root.xpath(RESULT, namespaces=CDA):
+        code = one(observation, "h:code")
+        coded = code if code.get("code") else one(code, "h:translation[@code]")
+        value = one(observation, "h:value")
+        kind = value.get("{http://www.w3.org/2001/XMLSchema-instance}type") if value is not None else None
+        if kind == "PQ":
+            shown: tuple[Any, ...] = ("=", value.get("value"), value.get("unit"))
+        elif kind == "IVL_PQ":
+            bound = one(value, "h:low") if one(value, "h:low") is not None else one(value, "h:high")
+            strict = bound.get("inclusive") == "false"
+            sign = (">" if strict else ">=") if bound.tag.endswith("low") else ("<" if strict else "<=")
+            shown = (sign, bound.get("value"), bound.get("unit"))
+        elif kind == "CD":
+            shown = ("coded", value.get("code"), printed(value))
+        else:
+            shown = ("text", " ".join("".join(value.itertext()).split()) if value is not None else None)
+        ranged = one(observation, "h:referenceRange/h:observationRange/h:value")
+        low, high = (one(ranged, f"h:{b}") if ranged is not None else None for b in ("low", "high"))
+        rows.append((
+            (SYSTEMS.get(coded.get("codeSystem"), f"urn:oid:{coded.get('codeSystem')}"), coded.get("code")),
+            printed(code) or coded.get("displayName"), shown,
+            low.get("value") if low is not None else None, high.get("value") if high is not None else None,
+            next((b.get("unit") for b in (low, high) if b is not None), None),
+            one(observation, "h:interpretationCode/@code"), fhir_time(one(observation, "h:effectiveTime/@value")),
+            {"completed": "final", "aborted": "cancelled"}[one(observation, "h:statusCode/@code")]))
+    return Counter(rows)
+
+
+def from_fhir(observations: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
+    rows = []
+    for obs in observations:
+        if "hasMember" in obs:
+            continue
+        coding = obs["code"]["coding"][0]
+        if "valueQuantity" in obs:
+            q = obs["valueQuantity"]
+            shown: tuple[Any, ...] = (q.get("comparator", "="), str(q["value"]), q.get("unit"))
+        elif "valueCodeableConcept" in obs:
+            concept = obs["valueCodeableConcept"]
+            shown = ("coded", (concept.get("coding") or [{}])[0].get("code"), concept.get("text"))
+        else:
+            shown = ("text", obs.get("valueString"))
+        ranges = (obs.get("referenceRange") or [{}])[0]
+        low, high = ranges.get("low"), ranges.get("high")
+        rows.append((
+            (coding["system"], coding["code"]), obs["code"].get("text"), shown,
+            str(low["value"]) if low else None, str(high["value"]) if high else None,
+            (low or high or {}).get("unit"),
+            obs["interpretation"][0]["coding"][0]["code"] if "interpretation" in obs else None,
+            obs.get("effectiveDateTime"), obs["status"]))
+    return Counter(rows)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_each_ans_examples_results_land_exactly(importer, patient, name: str) -> None:
+    reference, ins = patient
+    document = example(name, ins)
+    posted = importer.post("DocumentReference", json=document_reference(reference, document))
+    assert posted.status_code == 201, posted.text
+    observations = exact(importer, reference, f"DocumentReference/{posted.json()['id']}")
+
+    expected = from_xml(document)
+    assert from_fhir(observations) == expected and sum(expected.values()) > 0
+    root = etree.fromstring(document)
+    batteries = Counter(battery for result in root.xpath(RESULT, namespaces=CDA)
+                        for battery in result.xpath("ancestor::h:organizer[@classCode='BATTERY'][1]",
+                                                    namespaces=CDA))
+    assert sorted(len(o["hasMember"]) for o in observations if "hasMember" in o) == sorted(batteries.values())
+
+
+def test_the_tsh_keeps_its_digits_in_json_and_xml(importer, patient) -> None:
+    reference, ins = patient
+    posted = importer.post("DocumentReference", json=document_reference(reference, example("TSH_1", ins)))
+    assert posted.status_code == 201, posted.text
+    found = importer.get("Observation", params={"patient": reference, "code": f"{LOINC}|3016-3"})
+    assert '"value":1.950' in found.text and '"value":0.270' in found.text and '"value":4.200' in found.text
+    as_xml = importer.get("Observation", params={"patient": reference, "code": f"{LOINC}|3016-3", "_format": "xml"})
+    assert as_xml.status_code == 200 and '<value value="1.950"/>' in as_xml.text
+
+
+# Point-of-care tests, auto-présentable and level-1 reports
+
+def test_a_trod_report_feeds_the_history(importer, patient) -> None:
+    reference, ins = patient
+    posted = importer.post("DocumentReference", json=document_reference(reference, trod_report(ins=ins)))
+    assert posted.status_code == 201, posted.text
+    stored = posted.json()
+    assert stored["type"]["coding"][0] == {"system": LOINC, "code": "96173-0",
+                                           "display": "Test rapide d'orientation diagnostique"}
+    assert stored["author"][0]["display"] == "Pharmacie du Marché"
+    observations = exact(importer, reference, f"DocumentReference/{stored['id']}")
+    assert from_fhir(observations) == from_xml(trod_report(ins=ins)) and len(observations) == 3
+    for observation in observations:
+        assert validate(observation) == []
+
+    glucose = one(importer, reference, f"{LOINC}|41653-7")  # found by its code, as any result
+    assert glucose["interpretation"] == [{"coding": [{"system": "http://snomed.info/sct", "code": "80394007",
+                                                      "display": "hyperglycémie"}], "text": "hyperglycémie"}]
+    assert glucose["effectiveDateTime"] == "2025-03-10T09:30:00+01:00"
+    flu = one(importer, reference, f"{LOINC}|80382-5")
+    assert flu["effectiveDateTime"] == "2025-03-10"  # the day the pharmacy gave, not a midnight
+    assert flu["valueCodeableConcept"]["coding"] == [{"system": "http://snomed.info/sct", "code": "10828004",
+                                                      "display": "positif"}]
+    on_the_day = search(importer, "Observation", patient=reference, date="2025-03-10")
+    assert on_the_day["total"] == 3
+    last = importer.get("Observation/$lastn", params={"patient": reference, "category": "laboratory"})
+    assert last.status_code == 200, last.text
+    assert {e["resource"]["code"]["coding"][0]["code"] for e in last.json()["entry"]} == {
+        "41653-7", "94558-4", "80382-5"}
+
+
+def test_a_self_presenting_report_is_imported_from_the_cda_inside(importer, biologist, web_root,
+                                                                  patient) -> None:
+    reference, ins = patient
+    wrapped = self_presenting(cda_document(report())).replace(EXAMPLE_INS, ins.encode())
+    posted = importer.post("DocumentReference", json=document_reference(reference, wrapped))
+    assert posted.status_code == 201, posted.text
+    assert base64.b64decode(posted.json()["content"][0]["attachment"]["data"]) == wrapped  # kept as sent
+    observations = exact(importer, reference, f"DocumentReference/{posted.json()['id']}")
+    assert from_fhir(observations) == from_xml(cda_document(report()))
+    haemoglobin = one(importer, reference, f"{LOINC}|718-7")
+    assert haemoglobin["valueQuantity"]["value"] == 13.2
+    shown = biologist.get(f"{web_root}/documents/{posted.json()['id']}")  # through the ANS stylesheet
+    assert shown.status_code == 200 and "Hémoglobine" in shown.text and "Numération formule sanguine" in shown.text
+
+
+def test_a_level_one_report_is_kept_with_its_pdf_and_no_result(importer, biologist, web_root, patient) -> None:
+    reference, ins = patient
+    document = level_one(cda_document(report()), one_page_pdf()).replace(EXAMPLE_INS, ins.encode())
+    posted = importer.post("DocumentReference", json=document_reference(reference, document))
+    assert posted.status_code == 201, posted.text
+    stored = posted.json()
+    cda, pdf = stored["content"]
+    assert base64.b64decode(cda["attachment"]["data"]) == document
+    assert pdf["attachment"]["contentType"] == "application/pdf"
+    assert base64.b64decode(pdf["attachment"]["data"]) == one_page_pdf()
+    assert stored["type"]["coding"][0]["code"] == "11502-2" and IMPORTED in stored["meta"]["tag"]
+    assert search(importer, "Observation", patient=reference)["total"] == 0
+
+    shown = biologist.get(f"{web_root}/documents/{stored['id']}/compte-rendu.pdf")  # as documents are listed
+    assert shown.status_code == 200 and shown.content == one_page_pdf()
+    assert shown.headers["content-type"] == "application/pdf"
+    again = importer.put(f"DocumentReference/{stored['id']}", json=stored)  # the PDF is not added twice
+    assert again.status_code == 200, again.text
+    assert len(again.json()["content"]) == 2
+
+
+def test_code_less_batteries_are_each_grouped() -> None:
+    document = etree.fromstring(cda_document(report()))
+    for code in document.xpath("//h:organizer[@classCode='BATTERY']/h:code", namespaces=CDA):
+        code.getparent().remove(code)
+    read = read_cr_bio(etree.tostring(document), check=False)
+    made = dict(observations(read, "Patient/p", "DocumentReference/d"))
+    [battery] = [o for o in made.values() if "hasMember" in o]
+    assert battery["code"] == {"text": "Batterie d'examens sans code"}
+    members = [made[m["reference"].removeprefix("Observation/")]["code"]["coding"][0]["code"]
+               for m in battery["hasMember"]]
+    assert members == ["718-7", "6690-2", "777-3"]
+    assert all(validate(dict(o, id=i)) == [] for i, o in made.items())

@@ -98,11 +98,11 @@ def test_a_suggestion_says_why() -> None:
 @pytest.mark.parametrize(("written", "why"), [
     ("", "empty"),
     ("bananas", "not a UCUM unit"),
-    ("mg/(dL)", "parentheses"),
+    ("mg/(dL", "does not close"),
     ("mL/min/{1.73_m2", "does not close"),
     ("mmol/L/", "empty term"),
     ("mmol//L", "empty term"),
-    ("cd/L", "not a UCUM unit"),  # d (day) takes no prefix
+    ("kmin/L", "min takes no prefix"),  # cd/L is the candela per litre
 ])
 def test_unreadable_units_have_no_suggestion(written: str, why: str) -> None:
     assert suggest_unit(written) is None

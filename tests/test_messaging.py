@@ -160,7 +160,8 @@ def test_adaptation_rules(fhir, desk, biologist, web_root, as_user, rng) -> None
 
 
 def test_pages_of_the_prescriber_are_theirs(web_root, server, desk) -> None:
-    assert httpx.get(f"{web_root}/prescripteur/").status_code == 401
+    logged_out = httpx.get(f"{web_root}/prescripteur/")  # to the login, and back after it
+    assert logged_out.is_redirect and logged_out.headers["location"] == "/auth/login?next=%2Fprescripteur"
     assert follow(desk, desk.get(f"{web_root}/prescripteur/")).status_code == 403
 
 

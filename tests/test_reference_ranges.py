@@ -29,7 +29,6 @@ from bilan.storage.tables import catalogue as catalogue_table
 from tests.helpers import run
 from tests.orders import addressed, collected, imported, prescribed
 from tests.results import (
-    binary,
     decide,
     documents,
     entry_path,
@@ -38,6 +37,7 @@ from tests.results import (
     patient_aged,
     pdf_text,
     posted,
+    report_files,
     result,
     results_of,
 )
@@ -123,7 +123,7 @@ def test_the_entry_page_starts_from_the_patients_range_and_the_report_prints_it(
     assert decide(biologist, web_root, task_id, "biologique", [hers["id"]]).status_code == 200
     assert issue(biologist, web_root, task_id).status_code == 200
     [document] = documents(fhir, task_id)
-    cda, pdf = (binary(fhir, c["attachment"]) for c in document["content"])
+    cda, pdf = report_files(fhir, document)
     assert conformance.problems(cda) == []
     [observed] = etree.fromstring(cda).xpath(f"//h:observation[h:code/@code='{HAEMOGLOBIN}']", namespaces=V3)
     bounds = observed.find("h:referenceRange/h:observationRange/h:value", V3)

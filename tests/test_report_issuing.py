@@ -36,6 +36,7 @@ from tests.results import (
     pdf_text,
     posted,
     prescriber_mail,
+    report_files,
     report_of,
     result,
 )
@@ -65,8 +66,8 @@ def test_the_report_reaches_the_prescriber_the_shared_record_and_the_patient_onc
     assert "Version" in issued.text and "Masqué au patient" in issued.text
 
     [document] = documents(fhir, task_id)
-    cda_attachment, pdf_attachment = (c["attachment"] for c in document["content"])
-    cda, pdf = binary(fhir, cda_attachment), binary(fhir, pdf_attachment)
+    [cda_attachment] = (c["attachment"] for c in document["content"])  # one content: the CDA
+    cda, pdf = report_files(fhir, document)
     assert conformance.problems(cda) == []
     assert pdf.startswith(b"%PDF-")
     assert cda_attachment["size"] == len(cda)
@@ -101,8 +102,9 @@ def test_the_report_reaches_the_prescriber_the_shared_record_and_the_patient_onc
     # The patient: the PSA and the whole report hidden until the prescriber has seen them.
     patient = as_user("patient.dupont")
     seen = {e["resource"]["id"] for e in search(patient, "Observation", _id=f"{ids[2]},{ids[3]}").get("entry", [])}
-    assert seen == {ids[2]}
+    assert seen == set()  # the report is absent whole: its unmasked results too
     assert patient.get(f"Observation/{ids[3]}").status_code == 403
+    assert patient.get(f"Observation/{ids[2]}").status_code == 403
     assert patient.get(f"DocumentReference/{document['id']}").status_code == 403
     assert patient.get(cda_attachment["url"], headers={"Accept": "application/xml"}).status_code == 403
     browser, _ = log_in(web_root, "patient.dupont")
@@ -113,6 +115,7 @@ def test_the_report_reaches_the_prescriber_the_shared_record_and_the_patient_onc
     released = submit(doctor, page, f"/prescripteur/prescriptions/{task_id}/levee-masquage", {})
     assert released.status_code == 200 and "Masqué au patient" not in released.text
     assert patient.get(f"Observation/{ids[3]}").status_code == 200
+    assert patient.get(f"Observation/{ids[2]}").status_code == 200
     assert browser.get(f"{web_root}/documents/{document['id']}/compte-rendu.pdf").content == pdf
 
 
@@ -164,7 +167,8 @@ def test_partial_then_final_then_corrected_versions_replace_each_other(
     # One mail for the correction: counted once what the third version queued is done.
     done = eventually(lambda: settled(settings, task_id, f"DocumentReference/{third['id']}"),
                       10, "the corrected version's deliveries done")
-    assert [(n.channel, n.status) for n in done if n.channel == "email"] == [("email", "delivered")]
+    assert [(n.channel, n.status) for n in done if n.target == prescriber_mail(fhir, glucose)] == [
+        ("email", "delivered")]  # the patient's notices go to her own addresses
     corrected = [m for m in mail_relay.to(prescriber_mail(fhir, glucose))
                  if "corrigé" in m["Subject"] and spec.requisition in m["Subject"]]
     assert len(corrected) == 1
@@ -295,7 +299,7 @@ def test_the_biologists_conclusion_is_in_the_cda_the_pdf_and_the_report_and_make
     section = etree.fromstring(cda).xpath("//h:section[h:code/@code='55112-7']", namespaces=V3)
     assert len(section) == 1 and conclusion in "".join(section[0].itertext())
     assert report_of(fhir, task_id)["conclusion"] == conclusion
-    pdf = binary(fhir, second["content"][1]["attachment"])
+    _, pdf = report_files(fhir, second)
     assert conclusion in pdf_text(pdf) and "Conclusion du biologiste" in pdf_text(pdf)
     assert issue(biologist, web_root, task_id, conclusion=conclusion).status_code == 409  # the same again
 
@@ -314,5 +318,5 @@ def test_the_pdf_prints_the_previous_result_beside_the_new_one(
     assert issue(biologist, web_root, again).status_code == 200
 
     [document] = documents(fhir, again)
-    text = " ".join(pdf_text(binary(fhir, document["content"][1]["attachment"])).split())  # cells wrap
+    text = " ".join(pdf_text(report_files(fhir, document)[1]).split())  # cells wrap
     assert "Antériorité" in text and "7,0 mmol/L" in text and "5,4 mmol/L (12/05/2026)" in text

@@ -2,8 +2,10 @@
 
 import httpx
 
-from bilan.demo.prescriptions import patient_resource, random_person
-from tests.helpers import diagnostics, expressions
+from bilan.demo.prescriptions import bundle, patient_resource, random_person
+from tests.helpers import diagnostics, expressions, ids, locations, post_bundle, search
+from tests.orders import addressed
+from tests.people import DUPONT
 
 
 def _patient(rng) -> dict:
@@ -151,3 +153,112 @@ def test_unknown_search_parameters_are_ignored_and_said_so(fhir: httpx.Client, r
     assert "shoe-size" in outcome["issue"][0]["diagnostics"]
     self_link = [link["url"] for link in body["link"] if link["relation"] == "self"][0]
     assert "shoe-size" not in self_link
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def _ordered(fhir: httpx.Client, rng, **changes) -> tuple[object, list[str]]:
+    """A prescription by Dr Lambert to the demo lab: the spec and the stored 'Type/id's."""
+    spec = addressed(rng, **changes)
+    response = post_bundle(fhir, bundle(spec))
+    assert response.status_code == 200, response.text
+    return spec, locations(response)
+
+
+def test_post_search_answers_as_get_does(fhir: httpx.Client, as_user, rng) -> None:
+    _, where = _ordered(fhir, rng)
+    patient = where[0]
+    by_get = search(fhir, "ServiceRequest", patient=patient, _include="ServiceRequest:patient")
+    by_post = fhir.post("ServiceRequest/_search", headers=FORM,
+                        data={"patient": patient, "_include": "ServiceRequest:patient"})
+    assert by_post.status_code == 200, by_post.text
+    assert ids(by_post.json()) == ids(by_get) and ids(by_post.json(), "include") == {patient}
+    assert by_post.json()["total"] == by_get["total"] > 0
+    # Parameters in the URL and in the body add up.
+    both = fhir.post(f"ServiceRequest/_search?patient={patient}", headers=FORM, data={"_count": "1"})
+    assert both.json()["total"] == by_get["total"] and len(both.json()["entry"]) == 1
+    # The same access rules: another prescriber finds nothing of Dr Lambert's patient.
+    nguyen = as_user("dr.nguyen").post("ServiceRequest/_search", headers=FORM, data={"patient": patient})
+    assert nguyen.status_code == 200 and nguyen.json()["total"] == 0
+    # The same refusals, naming the parameter.
+    refused = fhir.post("ServiceRequest/_search", headers=FORM, data={"authored": "ge1980-99"})
+    assert refused.status_code == 400 and "authored" in expressions(refused)
+    as_json = fhir.post("ServiceRequest/_search", json={"patient": patient})
+    assert as_json.status_code == 415
+
+
+def test_post_search_is_in_the_patients_audit_trail(fhir: httpx.Client, as_user, rng) -> None:
+    _, where = _ordered(fhir, rng, patient=DUPONT)
+    dupont = as_user("patient.dupont")
+    before = search(dupont, "AuditEvent", subtype="search-type", altid="practice-software-demo")["total"]
+    posted = fhir.post("ServiceRequest/_search", headers=FORM, data={"patient": where[0]})
+    assert posted.status_code == 200 and posted.json()["total"] > 0
+    after = search(dupont, "AuditEvent", subtype="search-type", altid="practice-software-demo")["total"]
+    assert after == before + 1
+
+
+def test_revinclude_iterate_follows_what_was_included(fhir: httpx.Client, rng) -> None:
+    _, where = _ordered(fhir, rng)
+    patient = where[0]
+    requests = {w for w in where if w.startswith("ServiceRequest/")}
+    once = search(fhir, "Patient", _id=patient.split("/")[1], _revinclude="ServiceRequest:patient")
+    assert ids(once, "include") == requests
+    iterated = fhir.get("Patient", params=[("_id", patient.split("/")[1]),
+                                          ("_revinclude", "ServiceRequest:patient"),
+                                          ("_revinclude:iterate", "Task:based-on")]).json()
+    tasks = {i for i in ids(iterated, "include") if i.startswith("Task/")}
+    assert len(tasks) == 1 and ids(iterated, "include") == requests | tasks
+
+
+def test_transaction_reads_come_after_its_writes(fhir: httpx.Client, as_user, rng) -> None:
+    patient = _patient(rng)
+    ident = patient["identifier"][0]
+    hidden = as_user("dr.nguyen").post("Patient", json=_patient(rng)).json()["id"]
+    transaction = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": f"Patient?identifier={ident['system']}|{ident['value']}"}},
+        {"fullUrl": "urn:uuid:6f1c3b1e-1d1f-4a55-9a64-7f7b3c0e2a11", "resource": patient,
+         "request": {"method": "POST", "url": "Patient"}},
+        {"request": {"method": "GET", "url": f"Patient/{hidden}"}},
+        {"request": {"method": "GET", "url": "Patient/nobody-at-all"}},
+    ]}
+    response = post_bundle(fhir, transaction)
+    assert response.status_code == 200, response.text
+    entries = response.json()["entry"]
+    found = entries[0]["resource"]
+    assert found["type"] == "searchset" and found["total"] == 1  # it sees the write of entry 1
+    assert entries[1]["response"]["status"] == "201 Created"
+    assert found["entry"][0]["resource"]["id"] == entries[1]["response"]["location"].split("/")[1]
+    assert entries[2]["response"]["status"] == "403 Forbidden" and "resource" not in entries[2]
+    assert entries[2]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    assert entries[3]["response"]["status"] == "404 Not Found"
+
+
+def test_batch_answers_each_entry_on_its_own(fhir: httpx.Client, rng) -> None:
+    kept = fhir.post("Patient", json=_patient(rng)).json()
+    good, bad = _patient(rng), dict(_patient(rng), gender="martian")
+    ident = good["identifier"][0]
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": good, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": bad, "request": {"method": "POST", "url": "Patient"}},
+        {"request": {"method": "GET", "url": f"Patient/{kept['id']}"}},
+        {"request": {"method": "GET", "url": f"Patient/{kept['id']}/_history/1"}},
+        {"request": {"method": "GET", "url": f"Patient?identifier={ident['system']}|{ident['value']}"}},
+        {"resource": dict(kept, gender="unknown"),
+         "request": {"method": "PUT", "url": f"Patient/{kept['id']}", "ifMatch": 'W/"1"'}},
+        {"request": {"method": "DELETE", "url": f"Patient/{kept['id']}"}},
+        {"request": {"method": "PATCH", "url": f"Patient/{kept['id']}"}},
+    ]}
+    response = post_bundle(fhir, batch)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["type"] == "batch-response"
+    statuses = [e["response"]["status"].split()[0] for e in body["entry"]]
+    assert statuses[0] == "201" and statuses[1] in ("400", "422")
+    assert "Bundle.entry[1].resource.gender" in {
+        e for issue in body["entry"][1]["response"]["outcome"]["issue"] for e in issue.get("expression", [])}
+    assert statuses[2:] == ["200", "200", "200", "200", "204", "400"]
+    assert body["entry"][2]["resource"]["id"] == kept["id"]
+    assert body["entry"][4]["resource"]["total"] == 1  # entries are processed in their order
+    assert fhir.get(body["entry"][0]["response"]["location"]).status_code == 200
+    assert fhir.get(f"Patient/{kept['id']}").status_code == 410

@@ -41,7 +41,7 @@ from bilan.results.views import Trends
 from bilan.results.views.trends import Series
 from bilan.settings import Settings
 from bilan.storage.database import create_engine
-from bilan.storage.tables import resources, search_index
+from bilan.storage.tables import audit_log
 from tests.helpers import client, search, uuid_from
 from tests.helpers import (
     run as in_thread,  # the browser tests keep a loop in this thread
@@ -90,12 +90,10 @@ def audit_events(settings: Settings, caller: Caller) -> list[dict[str, Any]]:
     """The AuditEvents recording what this caller did."""
     async def found() -> list[dict[str, Any]]:
         engine = create_engine(settings)
-        i = search_index.c
         try:
             async with engine.connect() as conn:
-                return [row.content for row in await conn.execute(select(resources.c.content).where(
-                    resources.c.resource_type == "AuditEvent", resources.c.id.in_(select(i.resource_id).where(
-                        i.resource_type == "AuditEvent", i.name == "altid", i.value == caller.subject))))]
+                return [row.content for row in await conn.execute(
+                    select(audit_log.c.content).where(audit_log.c.altid == caller.subject))]
         finally:
             await engine.dispose()
     return in_thread(found())

@@ -1,7 +1,7 @@
 """The FHIR REST API under /fhir. Each handler names the interaction it serves (opt), and the
 CapabilityStatement is built from those names."""
 
-from typing import Any
+from typing import Any, Sequence
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
@@ -19,14 +19,17 @@ from bilan.api.negotiation import (
     version_headers,
 )
 from bilan.api.smart import capability_security, smart_configuration_document
+from bilan.auth import policy
 from bilan.auth.caller import Caller
 from bilan.auth.tokens import TokenVerifier
 from bilan.fhir.bundles import history as history_bundle
 from bilan.fhir.bundles import searchset, version_of_etag
 from bilan.fhir.capability import capability_statement
+from bilan.fhir.definitions import DEFINITION_TYPE, matching, own_definitions
 from bilan.fhir.outcomes import (
     Issue,
     NotFound,
+    Unsupported,
     bad_request,
     not_found,
     operation_outcome,
@@ -39,6 +42,7 @@ from bilan.fhir.query import (
     whole_number,
 )
 from bilan.fhir.searchparams import RESOURCE_TYPES
+from bilan.prescription import ep_bio_documents
 from bilan.records.service import Records, Saved
 from bilan.records.transaction import Transactions
 from bilan.results.views import last_n
@@ -89,16 +93,33 @@ class FhirController(Controller):
     async def metadata(self, request: AnyRequest, settings: NamedDependency[Settings],
                        verifier: NamedDependency[TokenVerifier]) -> Response[bytes]:
         interactions = [h.opt["interaction"] for h in type_handlers()]
-        system = [h.opt["interaction"] for h in system_handlers()]
+        system = [code for h in system_handlers() for code in h.opt.get("interactions", [h.opt["interaction"]])]
         operations = [(h.opt["resource"], h.opt["operation"], h.opt["definition"]) for h in operation_handlers()]
         try:
             security = capability_security(await smart_configuration_document(verifier))
         except httpx.HTTPError:
             security = capability_security(None)  # the provider is unreachable right now
         return fhir_response(request, capability_statement(
-            settings.base_url, interactions, system, __version__, security, operations))
+            settings.base_url, interactions, system, __version__, security, operations,
+            writable=policy.writable))
 
-    @post("/", opt={"interaction": "transaction", "level": "system"})
+    # bilan's own search parameter definitions: public, like the CapabilityStatement naming them.
+    @get(f"/{DEFINITION_TYPE}", opt={"definitions": "search-type"})
+    async def definitions(self, request: AnyRequest, settings: NamedDependency[Settings]) -> Response[bytes]:
+        return _definitions(request, _search_params(request), settings)
+
+    @post(f"/{DEFINITION_TYPE}/_search", status_code=200, opt={"definitions": "search-type"})
+    async def definitions_by_post(self, request: AnyRequest, settings: NamedDependency[Settings]) -> Response[bytes]:
+        return _definitions(request, _search_params(request, await _form(request)), settings)
+
+    @get(f"/{DEFINITION_TYPE}/{{resource_id:str}}", opt={"definitions": "read"})
+    async def definition(self, request: AnyRequest, resource_id: FromPath[str]) -> Response[bytes]:
+        found = own_definitions().get(resource_id)
+        if found is None:
+            raise not_found(DEFINITION_TYPE, resource_id)
+        return fhir_response(request, found)
+
+    @post("/", opt={"interaction": "transaction", "interactions": ["transaction", "batch"], "level": "system"})
     async def transaction(self, request: AnyRequest, transactions: NamedDependency[Transactions],
                           caller: NamedDependency[Caller]) -> Response[bytes]:
         return fhir_response(request, await transactions.process(caller, await _body(request)))
@@ -119,15 +140,14 @@ class FhirController(Controller):
     @get("/{resource_type:str}", opt={"interaction": "search-type", "level": "type"})
     async def search(self, request: AnyRequest, resource_type: FromPath[str], records: NamedDependency[Records],
                      settings: NamedDependency[Settings], caller: NamedDependency[Caller]) -> Response[bytes]:
-        params = _search_params(request)
-        strict = "handling=strict" in request.headers.get("prefer", "")
-        query = parse_search(_type(resource_type), params, default_count=settings.default_page_size,
-                             max_count=settings.max_page_size, strict=strict)
-        result = await records.search(caller, query, urlencode(params))
-        applied = [(k, v) for k, v in params if k not in query.ignored]
-        return fhir_response(request, searchset(
-            settings.base_url, resource_type, applied, result.total, query.offset, query.count,
-            result.matches, result.included, query.ignored))
+        return await _search(request, _type(resource_type), _search_params(request), records, settings, caller)
+
+    @post("/{resource_type:str}/_search", opt={"interaction": "search-type", "level": "type"})
+    async def search_by_post(self, request: AnyRequest, resource_type: FromPath[str],
+                             records: NamedDependency[Records], settings: NamedDependency[Settings],
+                             caller: NamedDependency[Caller]) -> Response[bytes]:
+        params = _search_params(request, await _form(request))
+        return await _search(request, _type(resource_type), params, records, settings, caller)
 
     # Trends: an operation's static path, so that the read route below never takes it for an id.
     @get("/Observation/$lastn", opt={"operation": "lastn", "resource": "Observation",
@@ -143,6 +163,28 @@ class FhirController(Controller):
         applied = [(k, v) for k, v in params if k not in ignored]
         return fhir_response(request, searchset(settings.base_url, "Observation/$lastn", applied, len(found), 0,
                                                 max(len(found), 1), found, [], ignored))
+
+    # eP-BIO: a prescription as the CI-SIS CDA document (docs/api.md, "eP-BIO documents").
+    @post("/ServiceRequest/$submit-ep-bio", opt={
+        "operation": "submit-ep-bio", "resource": "ServiceRequest",
+        "definition": "https://bilan.sante.fr/fhir/OperationDefinition/ServiceRequest-submit-ep-bio"})
+    async def submit_ep_bio(self, request: AnyRequest, transactions: NamedDependency[Transactions],
+                            caller: NamedDependency[Caller]) -> Response[bytes]:
+        return fhir_response(request, await ep_bio_documents.submit(
+            transactions, caller, await request.body(), request.headers.get("content-type")))
+
+    # Under the generic path: a static /ServiceRequest/{id}/... route would hide the read,
+    # update and delete of /{resource_type}/{resource_id} for ServiceRequest (litestar's
+    # router does not fall back from a static segment to a parameter).
+    @get("/{resource_type:str}/{resource_id:str}/$ep-bio", opt={
+        "operation": "ep-bio", "resource": "ServiceRequest",
+        "definition": "https://bilan.sante.fr/fhir/OperationDefinition/ServiceRequest-ep-bio"})
+    async def ep_bio(self, resource_type: FromPath[str], resource_id: FromPath[str], records: NamedDependency[Records],
+                     caller: NamedDependency[Caller]) -> Response[bytes]:
+        if resource_type != "ServiceRequest":
+            raise NotFound([Issue("$ep-bio is an operation on ServiceRequest", "not-supported")])
+        document = await ep_bio_documents.document_of(records, caller, resource_id)
+        return Response(document, media_type="application/hl7-cda+xml; charset=utf-8")
 
     @get("/{resource_type:str}/_history", opt={"interaction": "history-type", "level": "type"})
     async def type_history(self, request: AnyRequest, resource_type: FromPath[str], records: NamedDependency[Records],
@@ -198,14 +240,50 @@ async def _history(request: AnyRequest, caller: Caller, resource_type: str, reso
     return fhir_response(request, history_bundle(settings.base_url, path, total, offset, count, versions))
 
 
+def _definitions(request: AnyRequest, params: list[tuple[str, str]], settings: Settings) -> Response[bytes]:
+    found, ignored = matching(params)
+    applied = [(k, v) for k, v in params if k not in ignored]
+    return fhir_response(request, searchset(settings.base_url, DEFINITION_TYPE, applied, len(found), 0,
+                                            max(len(found), 1), found, [], ignored))
+
+
+async def _search(request: AnyRequest, resource_type: str, params: list[tuple[str, str]], records: Records,
+                  settings: Settings, caller: Caller) -> Response[bytes]:
+    strict = "handling=strict" in request.headers.get("prefer", "")
+    query = parse_search(resource_type, params, default_count=settings.default_page_size,
+                         max_count=settings.max_page_size, strict=strict)
+    result = await records.search(caller, query, urlencode(params))
+    applied = [(k, v) for k, v in params if k not in query.ignored]
+    return fhir_response(request, searchset(
+        settings.base_url, resource_type, applied, result.total, query.offset, query.count,
+        result.matches, result.included, query.ignored))
+
+
+async def _form(request: AnyRequest) -> list[tuple[str, str]]:
+    """The parameters of a POST _search body (application/x-www-form-urlencoded)."""
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    body = await request.body()
+    if not body:
+        return []
+    if content_type != "application/x-www-form-urlencoded":
+        raise Unsupported([Issue("POST [type]/_search takes its parameters as "
+                                      "application/x-www-form-urlencoded", "not-supported")])
+    try:
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise bad_request("The search parameters are not UTF-8") from None
+
+
 def _int_param(request: AnyRequest, name: str, default: int, ceiling: int | None) -> int:
     raw = request.query_params.get(name)
     return default if raw is None else whole_number(name, raw, ceiling)
 
 
-def _search_params(request: AnyRequest) -> list[tuple[str, str]]:
-    """The URL's search parameters (not the format ones), within the limits of a search."""
-    params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")]
+def _search_params(request: AnyRequest, form: Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+    """The URL's search parameters (not the format ones) and those of a POSTed form, within
+    the limits of a search."""
+    sent = [*request.query_params.multi_items(), *form]
+    params = [(k, v) for k, v in sent if k not in ("_format", "_pretty")]
     check_bounds(params)
     return params
 

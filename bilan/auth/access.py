@@ -16,13 +16,21 @@ from typing import Any
 from bilan.auth.caller import Caller
 from bilan.auth.policy import DIRECTORY, check_scope, forbidden, owner_key
 from bilan.fhir.outcomes import FhirError
-from bilan.fhir.terminology import INS_SYSTEMS, RESULT_TYPES, SEEN_BY_PATIENT, SHARING
+from bilan.fhir.terminology import (
+    CONFIDENTIALITY,
+    INS_SYSTEMS,
+    INVISIBLE_PATIENT,
+    RESULT_TYPES,
+    SEEN_BY_PATIENT,
+    SHARING,
+)
 from bilan.storage.compartments import (
     IdSet,
     derived,
     either,
     narrowed,
     not_owned_by_labs,
+    nothing,
     owned_by,
     referred,
     referring,
@@ -36,6 +44,9 @@ ORGANIZATION_ID = "urn:oid:1.2.250.1.71.4.2.2"  # FINESS-based organisation ids:
 REQUESTER_ROW = "_requester"
 LAB_ROW = "_lab"
 PROFESSIONAL_ONLY = ("Communication", "Subscription")  # never in a patient's view
+# Places (a hospital ward) hold no patient data: every signed-in caller reads them, like the
+# directory.
+OPEN_TO_ALL = (*DIRECTORY, "Location")
 
 
 # The id sets are SQL constructs that depend on the caller and the type alone: built once, each
@@ -48,6 +59,17 @@ def readable(caller: Caller, resource_type: str) -> Any | None:
     except FhirError:
         return select_nothing()
     return visible(caller, resource_type)
+
+
+@lru_cache(maxsize=4096)
+def trail_of(caller: Caller) -> Any:
+    """The ids of the Patients whose audit trail the caller may read, as a subquery: a patient
+    her own files' ("who accessed my data"); nobody else any, through the API."""
+    try:
+        check_scope(caller, "AuditEvent", "read")
+    except FhirError:
+        return select_nothing()
+    return _me(caller) if caller.kind == "patient" else select_nothing()
 
 
 def caller_of_owner(owner: str) -> Caller | None:
@@ -64,7 +86,7 @@ def caller_of_owner(owner: str) -> Caller | None:
 @lru_cache(maxsize=4096)
 def visible(caller: Caller, resource_type: str) -> Any | None:
     """The ids of `resource_type` the caller may see, as a subquery; None: all of them."""
-    if resource_type in DIRECTORY:
+    if resource_type in OPEN_TO_ALL:
         return None
     if caller.kind == "patient":
         if resource_type in PROFESSIONAL_ONLY:
@@ -91,9 +113,9 @@ def findable(caller: Caller | None, resource_type: str) -> Any | None:
     return readable(caller, resource_type)
 
 
-def select_nothing() -> list[str]:
-    """No id at all (an empty IN list)."""
-    return []
+def select_nothing() -> IdSet:
+    """No id at all."""
+    return nothing()
 
 
 def _me(caller: Caller) -> IdSet:
@@ -111,8 +133,17 @@ def _patient_compartment(caller: Caller, resource_type: str) -> Any:
     if resource_type in RESULT_TYPES:
         # Results and reports: only those shared in the patient's space, never a hidden one.
         seen = with_token(resource_type, "_tag", SHARING, SEEN_BY_PATIENT)
+        if resource_type == "Observation":  # a partly masked report is absent as a whole
+            return narrowed(mine, within=(seen,), without=(_in_masked_reports(),))
         return narrowed(mine, within=(seen,))
     return mine
+
+
+def _in_masked_reports() -> IdSet:
+    """The results of the reports hidden from the patient until released, the unmasked ones
+    too: she sees a report whole, after her consultation, or not at all."""
+    masked = with_token("DiagnosticReport", "_security", CONFIDENTIALITY, INVISIBLE_PATIENT)
+    return referred("DiagnosticReport", "result", masked, "Observation")
 
 
 def _requests_of_prescriber(rpps: str | None) -> IdSet:
@@ -146,6 +177,8 @@ def _around_requests(resource_type: str, requests: IdSet) -> IdSet | None:
                       referring("Observation", "based-on", "ServiceRequest", asked))
     if resource_type == "Condition":
         return referred("ServiceRequest", "supporting-info", requests, "Condition")
+    if resource_type == "Encounter":  # the stay or visit an exam was ordered in
+        return referred("ServiceRequest", "encounter", requests, "Encounter")
     if resource_type in ("Task", "DiagnosticReport"):
         return referring(resource_type, "based-on", "ServiceRequest", requests)
     if resource_type == "DocumentReference":

@@ -21,13 +21,14 @@ DEMO_SCOPES = {
     "practice-software-demo": " ".join(
         f"system/{t}.{mode}" for t in ("ServiceRequest", "Patient", "Practitioner", "PractitionerRole",
                                        "Organization", "Observation", "Condition", "Communication",
-                                       "Subscription", "DocumentReference", "List")
+                                       "Subscription", "DocumentReference", "List", "Encounter", "Location")
         for mode in ("read", "write")) + " system/*.read",
     "lab-middleware-demo": " ".join(
         ["system/ServiceRequest.read"] + [f"system/{t}.{mode}" for t in
                                           ("Observation", "Specimen", "Task", "DiagnosticReport",
                                            "Communication", "Subscription", "DocumentReference", "List")
-                                          for mode in ("read", "write")] + ["system/Binary.read"]),
+                                          for mode in ("read", "write")]
+        + ["system/Binary.read", "system/Encounter.read", "system/Location.read"]),
 }
 
 

@@ -13,7 +13,7 @@ from bilan.fhir.terminology import INS_SYSTEMS
 
 DIRECTORY = ("Practitioner", "PractitionerRole", "Organization")
 PRESCRIPTION = ("Patient", "Practitioner", "PractitionerRole", "Organization", "ServiceRequest",
-                "Observation", "Condition", "Communication", "Subscription")
+                "Observation", "Condition", "Communication", "Subscription", "Encounter", "Location")
 ROLE_WRITES: dict[str, tuple[str, ...]] = {
     "prescriber": PRESCRIPTION,
     "practice-software": (*PRESCRIPTION, "DocumentReference", "List"),  # reports from the DMP
@@ -34,6 +34,7 @@ IDENTIFYING: dict[str, tuple[str, ...]] = {
     "Practitioner": ("identifier", "name"),
     "PractitionerRole": ("identifier", "practitioner", "organization"),
     "Organization": ("identifier", "name"),
+    "Location": ("identifier", "name", "managingOrganization", "partOf"),
 }
 # Facts fixed at intake, that access is derived from: nobody changes them afterwards.
 FIXED: dict[str, tuple[str, ...]] = {
@@ -45,6 +46,7 @@ FIXED: dict[str, tuple[str, ...]] = {
     "Specimen": ("subject", "request"),
     "Communication": ("subject", "partOf"),
     "Condition": ("subject",),
+    "Encounter": ("subject",),
 }
 # An identifier of these names one resource: a second would make every conditional reference
 # to it ambiguous, and let anyone stand in for the one it names.
@@ -53,7 +55,7 @@ UNIQUE_IDENTIFIERS: dict[str, tuple[str, ...]] = {
     "Organization": ("urn:oid:1.2.250.1.71.4.2.2", "https://finess.esante.gouv.fr"),
 }
 # Others' data points at these: while it does, they are not deleted.
-KEPT_WHILE_REFERRED = ("Patient", *DIRECTORY)
+KEPT_WHILE_REFERRED = ("Patient", *DIRECTORY, "Location")
 
 # Domain actions, by who may take them.
 LAB_STAFF: tuple[Kind, ...] = ("reception", "technician", "biologist")
@@ -104,6 +106,12 @@ def check_type(caller: Caller, resource_type: str) -> None:
     check_scope(caller, resource_type, "write")
     if resource_type not in ROLE_WRITES.get(caller.kind, ()):
         raise forbidden(f"A {caller.kind} may not write {resource_type} resources")
+
+
+def writable(resource_type: str) -> bool:
+    """Whether any caller may write this type; bilan alone writes the others (Binary, the
+    audit trail)."""
+    return any(resource_type in types for types in ROLE_WRITES.values())
 
 
 def check_action(caller: Caller, action: str, expression: str | None = None) -> None:

@@ -8,3 +8,5 @@ HERE = Path(__file__).resolve().parent
 CATALOGUE = HERE / "catalogue" / "catalogue.csv"
 # The kit's own layout is kept: its files refer to each other by relative paths.
 CDA_KIT = HERE / "ansforge" / "TestContenuCDA-3-0"
+# The UCUM table of prefixes and atoms, as published (see ucum/LICENSE.md).
+UCUM_ESSENCE = HERE / "ucum" / "ucum-essence.xml"

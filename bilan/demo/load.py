@@ -24,6 +24,8 @@ from bilan.demo.results import (
     load_reports_from_elsewhere,
     load_work_in_progress,
 )
+from bilan.fhir import fr_core
+from bilan.fhir.terminology import NATIONAL_ID
 from bilan.prescription.catalogue import read_csv
 from bilan.prescription.identity import LAB_PATIENT
 from bilan.prescription.practitioners import RPPS
@@ -95,7 +97,7 @@ def lab_directory() -> list[tuple[dict[str, Any], str]]:
     bio.durand, the partner lab performs the exams the demo catalogue lacks."""
     lab = {
         "resourceType": "Organization",
-        "identifier": [{"system": LAB_IDENTIFIER[0], "value": LAB_IDENTIFIER[1]}],
+        "identifier": fr_core.organization_identifiers(LAB_FINESS),
         "type": [{"coding": [{"system": "https://mos.esante.gouv.fr/NOS/TRE_R66-CategorieEtablissement/FHIR/TRE-R66-CategorieEtablissement",
                               "code": "611", "display": "Laboratoire de biologie médicale"}]}],
         "name": "Laboratoire Bilan Paris Est",
@@ -105,14 +107,16 @@ def lab_directory() -> list[tuple[dict[str, Any], str]]:
     }
     biologist = {
         "resourceType": "Practitioner",
-        "identifier": [{"system": RPPS, "value": BIOLOGIST_RPPS}],
+        "identifier": [fr_core.typed({"system": RPPS, "value": BIOLOGIST_RPPS}),
+                       fr_core.typed({"system": NATIONAL_ID, "value": f"8{BIOLOGIST_RPPS}"})],
         "name": [{"family": "Durand", "given": ["Luc"], "prefix": ["Dr"]}],
-        "qualification": [{"code": {"coding": [{"system": "urn:oid:1.2.250.1.213.1.1.4.5", "code": "SM03",
-                                                 "display": "Biologie médicale"}]}}],
+        # FR Core: the profession (TRE_G15) and the specialty (TRE_R38), each in its own system.
+        "qualification": [{"code": {"coding": [fr_core.PHYSICIAN]}},
+                          {"code": {"coding": [fr_core.MEDICAL_BIOLOGY]}}],
     }
     partner = {  # the lab the demo lab sends what its catalogue lacks to (settings.partner_lab_finess)
         "resourceType": "Organization",
-        "identifier": [{"system": LAB_IDENTIFIER[0], "value": f"1{PARTNER_FINESS}"}],
+        "identifier": fr_core.organization_identifiers(PARTNER_FINESS),
         "type": lab["type"],
         "name": "Laboratoire de biologie spécialisée Lyon Gerland",
         "telecom": [{"system": "phone", "value": "0472000000"},

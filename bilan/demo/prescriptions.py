@@ -11,13 +11,17 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from bilan.fhir.terminology import UCUM
+from bilan.fhir import fr_core
+from bilan.fhir.terminology import NATIONAL_ID, UCUM
 from bilan.prescription.checksums import luhn_valid, nir_key
 from bilan.prescription.exams import (
     FLAG_NOT_REIMBURSABLE,
+    FLAG_OFF_NOMENCLATURE,
     FLAG_PREVENTION,
     FLAG_WORK_ACCIDENT,
     LOINC,
+    SPECIMEN_TYPES,
+    with_sample_nature,
 )
 from bilan.prescription.identity import fold
 from bilan.prescription.ins import (
@@ -29,6 +33,8 @@ from bilan.prescription.ins import (
 from bilan.prescription.practitioners import RPPS
 
 REQUISITION_SYSTEM = "https://bilan.sante.fr/fhir/sid/prescription"
+# The national prescription number (eP-BIO), when the prescriber's software has one.
+NATIONAL_PRESCRIPTION = "urn:oid:1.2.250.1.215.500.1.1"
 INSEE_CODE = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code"
 SNOMED = "http://snomed.info/sct"
 
@@ -113,6 +119,8 @@ class PrescriptionSpec:
     flags: dict[str, bool] = field(default_factory=dict)
     lab: tuple[str, str] | None = None  # (system, value) of the lab it is addressed to
     authored: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    requisition_system: str = REQUISITION_SYSTEM
+    samples: dict[str, tuple[str, str]] = field(default_factory=dict)  # LOINC: (HL7 0487 code, display)
 
 
 def random_person(rng: random.Random) -> Person:
@@ -149,12 +157,8 @@ def patient_resource(p: Person) -> dict[str, Any]:
                 {"url": INSEE_CODE, "valueCoding": {"system": "https://mos.esante.gouv.fr/NOS/TRE_R13-CommuneOM/FHIR/TRE-R13-CommuneOM", "code": "75056"}},
             ]}},
         ],
-        "identifier": [{
-            "use": "official",
-            "type": {"coding": [{"system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203", "code": "INS-NIR"}]},
-            "system": p.ins_system, "value": p.ins,
-        }],
-        "name": [{"use": "official", "family": p.family, "given": p.given}],
+        "identifier": [fr_core.typed({"use": "official", "system": p.ins_system, "value": p.ins})],
+        "name": [fr_core.official_name(p.family, p.given)],
         "gender": p.gender,
         "birthDate": p.birth.isoformat(),
     }
@@ -168,13 +172,14 @@ def bundle(spec: PrescriptionSpec) -> dict[str, Any]:
                if_none_exist=f"identifier={spec.patient.ins_system}|{spec.patient.ins}"),
         _entry(ids["practitioner"], {
             "resourceType": "Practitioner",
-            "identifier": [{"system": RPPS, "value": spec.prescriber.rpps}],
+            "identifier": [fr_core.typed({"system": RPPS, "value": spec.prescriber.rpps}),
+                           fr_core.typed({"system": NATIONAL_ID, "value": f"8{spec.prescriber.rpps}"})],
             "name": [{"family": spec.prescriber.family, "given": [spec.prescriber.given], "prefix": ["Dr"]}],
             "telecom": [{"system": "email", "value": spec.prescriber.mail, "use": "work"}],
         }, if_none_exist=f"identifier={RPPS}|{spec.prescriber.rpps}"),
         _entry(ids["org"], {
             "resourceType": "Organization",
-            "identifier": [{"system": "urn:oid:1.2.250.1.71.4.2.2", "value": "1" + spec.prescriber.org_finess}],
+            "identifier": fr_core.organization_identifiers(spec.prescriber.org_finess),
             "name": spec.prescriber.org_name,
         }, if_none_exist=f"identifier=urn:oid:1.2.250.1.71.4.2.2|1{spec.prescriber.org_finess}"),
         _entry(ids["role"], {
@@ -183,8 +188,8 @@ def bundle(spec: PrescriptionSpec) -> dict[str, Any]:
                             "value": f"{spec.prescriber.rpps}-{spec.prescriber.org_finess}"}],
             "practitioner": {"reference": ids["practitioner"]},
             "organization": {"reference": ids["org"]},
-            "code": [{"coding": [{"system": "urn:oid:1.2.250.1.213.1.1.4.5", "code": "G15_10/SM54",
-                                  "display": "Médecine générale"}]}],
+            "code": [{"coding": [fr_core.PHYSICIAN]}],  # the profession (TRE_G15)
+            "specialty": [{"coding": [fr_core.GENERAL_PRACTICE]}],  # the specialty (TRE_R38)
         }, if_none_exist=f"identifier=https://bilan.sante.fr/fhir/sid/practitioner-role|"
                          f"{spec.prescriber.rpps}-{spec.prescriber.org_finess}"),
     ]
@@ -194,7 +199,7 @@ def bundle(spec: PrescriptionSpec) -> dict[str, Any]:
     for code, display in spec.exams:
         request: dict[str, Any] = {
             "resourceType": "ServiceRequest",
-            "requisition": {"system": REQUISITION_SYSTEM, "value": spec.requisition},
+            "requisition": {"system": spec.requisition_system, "value": spec.requisition},
             "status": "active",
             "intent": "order",
             "category": [{"coding": [{"system": SNOMED, "code": "108252007", "display": "Laboratory procedure"}]}],
@@ -207,7 +212,7 @@ def bundle(spec: PrescriptionSpec) -> dict[str, Any]:
             "supportingInfo": [{"reference": full_url} for full_url, _ in context],
         }
         flags = [(FLAG_WORK_ACCIDENT, "work_accident"), (FLAG_PREVENTION, "prevention"),
-                 (FLAG_NOT_REIMBURSABLE, "not_reimbursable")]
+                 (FLAG_NOT_REIMBURSABLE, "not_reimbursable"), (FLAG_OFF_NOMENCLATURE, "off_nomenclature")]
         extensions = [{"url": url, "valueBoolean": spec.flags[key]} for url, key in flags if key in spec.flags]
         if extensions:
             request["extension"] = extensions
@@ -215,6 +220,9 @@ def bundle(spec: PrescriptionSpec) -> dict[str, Any]:
             request["note"] = [{"text": spec.clinical_question}]
         if spec.lab:
             request["performer"] = [{"reference": f"Organization?identifier={spec.lab[0]}|{spec.lab[1]}"}]
+        if code in spec.samples:
+            sample, label = spec.samples[code]
+            request = with_sample_nature(request, {"system": SPECIMEN_TYPES, "code": sample, "display": label})
         entries.append(_entry(f"urn:uuid:{uuid.uuid4()}", request))
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 

@@ -14,6 +14,7 @@ class Issue:
     code: str = "invalid"
     severity: Severity = "error"
     expression: str | None = None
+    location: str | None = None  # an XPath, for what came from an XML document (eP-BIO CDA)
 
     def to_fhir(self) -> dict[str, Any]:
         issue: dict[str, Any] = {
@@ -23,6 +24,8 @@ class Issue:
         }
         if self.expression:
             issue["expression"] = [self.expression]
+        if self.location:
+            issue["location"] = [self.location]
         return issue
 
 

@@ -309,7 +309,45 @@ def to_xml(resource: dict[str, Any]) -> bytes:
         # XML 1.0 cannot carry control characters, which an error may quote from its request.
         xml = cls.model_validate(_xml_safe(resource)).model_dump_xml()
     # fhir.resources annotates model_dump_xml as str, but lxml's serialiser gives it bytes.
-    return cast(bytes, xml)
+    return _decimals_as_sent(cast(bytes, xml), resource)
+
+
+def _decimals_as_sent(xml: bytes, resource: dict[str, Any]) -> bytes:
+    """fhir.resources writes a decimal through a float (1.950 as 1.95): each Decimal of the
+    resource is written again with its own digits, as the JSON form does."""
+    if not _has_decimal(resource):
+        return xml
+    # bilan's own output, read back whole (its comments too): no entity to guard against.
+    root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
+    _write_decimals(root, resource)
+    written: bytes = etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    return written
+
+
+def _has_decimal(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_decimal(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_decimal(item) for item in value)
+    return isinstance(value, Decimal)
+
+
+def _write_decimals(element: etree._Element, content: dict[str, Any]) -> None:
+    """The XML elements follow the JSON properties: one element per property, one per item of
+    a list, in order; a resource inside (contained, entry.resource) sits one level down."""
+    for key, value in content.items():
+        if key.startswith("_") or key == "resourceType" or not _has_decimal(value):
+            continue
+        items = value if isinstance(value, list) else [value]
+        for child, item in zip(element.findall(f"{{{FHIR_NS}}}{key}"), items, strict=False):
+            if isinstance(item, Decimal):
+                child.set("value", str(item))
+            elif isinstance(item, dict) and "resourceType" in item:
+                inner = child.find(f"{{{FHIR_NS}}}{item['resourceType']}")
+                if inner is not None:
+                    _write_decimals(inner, item)
+            elif isinstance(item, dict):
+                _write_decimals(child, item)
 
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")

@@ -20,6 +20,7 @@ STRING_MODIFIERS = ("exact", "contains")
 CONTROL_PARAMS = ("_count", "_offset", "_sort", "_include", "_revinclude", "_total", "_summary",
                   "_format", "_pretty")
 SORTABLE = ("_lastUpdated", "_id")
+INCLUDE_MODIFIERS = ("iterate",)  # _include:iterate, _revinclude:iterate
 
 # What one search URL may ask, so that no request costs minutes: each criterion adds a join.
 MAX_PARAMETERS = 50  # name=value pairs in all
@@ -45,6 +46,7 @@ class Include:
     source_type: str
     param: SearchParam
     target_type: str | None = None
+    iterate: bool = False  # also from what was included, not only from the matches
 
 
 @dataclass
@@ -149,6 +151,10 @@ def _known(resource_type: str, key: str) -> bool:
 
 
 def _control(query: SearchQuery, key: str, value: str, max_count: int) -> None:
+    name, _, modifier = key.partition(":")
+    if modifier and not (name in ("_include", "_revinclude") and modifier in INCLUDE_MODIFIERS):
+        allowed = ":iterate only" if name in ("_include", "_revinclude") else "no modifier"
+        raise bad_request(f"{key}: modifier :{modifier} is not supported ({name} takes {allowed})", key)
     if key == "_count":
         query.count = whole_number(key, value, max_count)
     elif key == "_offset":
@@ -157,11 +163,12 @@ def _control(query: SearchQuery, key: str, value: str, max_count: int) -> None:
         for name in value.split(","):
             descending = name.startswith("-")
             query.sort.append((_sort_param(query.resource_type, name.lstrip("-")), descending))
-    elif key in ("_include", "_revinclude"):
-        include = _include(key, value)
+    elif name in ("_include", "_revinclude"):
+        include = _include(key, value, iterate=bool(modifier))
         if key == "_include" and include.source_type != query.resource_type:
-            raise bad_request(f"_include must start with {query.resource_type}: {value!r}", key)
-        (query.includes if key == "_include" else query.revincludes).append(include)
+            raise bad_request(f"_include must start with {query.resource_type}: {value!r} "
+                              "(_include:iterate follows what was included)", key)
+        (query.includes if name == "_include" else query.revincludes).append(include)
     elif key == "_summary":
         if value != "count":
             raise bad_request("Only _summary=count is supported", key)
@@ -179,7 +186,7 @@ def _sort_param(resource_type: str, name: str) -> SearchParam:
     return param
 
 
-def _include(key: str, value: str) -> Include:
+def _include(key: str, value: str, iterate: bool = False) -> Include:
     parts = value.split(":")
     if len(parts) not in (2, 3) or parts[0] not in RESOURCE_TYPES:
         raise bad_request(f"{key} must read Type:parameter[:targetType], not {value!r}", key)
@@ -189,7 +196,7 @@ def _include(key: str, value: str) -> Include:
     target = parts[2] if len(parts) == 3 else None
     if target is not None and target not in param.targets:
         raise bad_request(f"{parts[0]}:{parts[1]} cannot point to {target}", key)
-    return Include(parts[0], param, target)
+    return Include(parts[0], param, target, iterate)
 
 
 def _criterion(resource_type: str, key: str, value: str) -> Criterion:
@@ -238,7 +245,8 @@ def _chained(param: SearchParam, target: str | None, chain: str, value: str, key
 
 
 def _check_modifier(param: SearchParam, modifier: str, key: str) -> None:
-    allowed = {"string": STRING_MODIFIERS, "reference": param.targets, "token": (), "date": ()}
+    allowed = {"string": STRING_MODIFIERS, "reference": param.targets, "token": (), "date": (),
+               "uri": ()}
     if modifier not in allowed[param.type]:
         raise bad_request(f"Modifier :{modifier} is not supported on {param.name}", key)
 

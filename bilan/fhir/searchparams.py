@@ -10,7 +10,31 @@ from typing import Any, Iterator, Literal
 from bilan.fhir.dates import date_range
 from bilan.fhir.text import normalise
 
-ParamType = Literal["token", "string", "date", "reference"]
+ParamType = Literal["token", "string", "date", "reference", "uri"]
+
+R4_DEFINITIONS = "http://hl7.org/fhir/SearchParameter/"
+OWN_DEFINITIONS = "https://bilan.sante.fr/fhir/SearchParameter/"
+# R4 defines some parameters once for many types: (its SearchParameter id, code) -> bilan's
+# types among its bases. Any other parameter R4 defines is "<Type>-<code>".
+R4_SHARED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("Resource-id", "_id"): ("*",),
+    ("Resource-lastUpdated", "_lastUpdated"): ("*",),
+    ("Resource-security", "_security"): ("*",),
+    ("Resource-tag", "_tag"): ("*",),
+    ("individual-family", "family"): ("Patient", "Practitioner"),
+    ("individual-given", "given"): ("Patient", "Practitioner"),
+    ("individual-birthdate", "birthdate"): ("Patient",),
+    ("individual-gender", "gender"): ("Patient", "Practitioner"),
+    ("clinical-identifier", "identifier"): ("ServiceRequest", "Observation", "DiagnosticReport",
+                                            "DocumentReference", "List", "Encounter"),
+    ("clinical-patient", "patient"): ("ServiceRequest", "Observation", "Condition", "DiagnosticReport",
+                                      "DocumentReference", "List", "Encounter"),
+    ("clinical-code", "code"): ("ServiceRequest", "Observation", "Condition", "DiagnosticReport", "List"),
+    ("clinical-date", "date"): ("Observation", "DiagnosticReport", "Encounter"),
+    ("clinical-type", "type"): ("DocumentReference", "Encounter"),
+    ("clinical-encounter", "encounter"): ("ServiceRequest", "Observation", "DiagnosticReport"),
+    ("conformance-url", "url"): ("SearchParameter",),
+}
 
 
 @dataclass(frozen=True)
@@ -21,6 +45,17 @@ class SearchParam:
     paths: tuple[str, ...]
     targets: tuple[str, ...] = ()
     documentation: str = ""
+    own: bool = False  # bilan's own parameter: R4 defines none with this code for this type
+
+    @property
+    def definition(self) -> str:
+        """The canonical URL of the SearchParameter that defines this one."""
+        if self.own:
+            return f"{OWN_DEFINITIONS}{self.resource}-{self.name}"
+        for (r4_id, code), types in R4_SHARED.items():
+            if code == self.name and (self.resource in types or types == ("*",)):
+                return R4_DEFINITIONS + r4_id
+        return f"{R4_DEFINITIONS}{self.resource}-{self.name.lstrip('_')}"
 
 
 MAX_INDEXED = 256  # longest value kept in a search row; longer ones are cut, not refused
@@ -40,8 +75,8 @@ class IndexRow:
 
 
 def _p(resource: str, name: str, type_: ParamType, *paths: str, targets: tuple[str, ...] = (),
-       doc: str = "") -> SearchParam:
-    return SearchParam(resource, name, type_, paths, targets, doc)
+       doc: str = "", own: bool = False) -> SearchParam:
+    return SearchParam(resource, name, type_, paths, targets, doc, own)
 
 
 _SUBJECT_PATIENT = ("Patient",)
@@ -81,7 +116,10 @@ PARAMS: tuple[SearchParam, ...] = (
     _p("ServiceRequest", "replaces", "reference", "replaces", targets=("ServiceRequest",)),
     _p("ServiceRequest", "specimen", "reference", "specimen", targets=("Specimen",)),
     _p("ServiceRequest", "supporting-info", "reference", "supportingInfo",
-       targets=("Observation", "Condition", "MedicationStatement", "DocumentReference")),
+       targets=("Observation", "Condition", "MedicationStatement", "DocumentReference"), own=True,
+       doc="The clinical context of the exam (bilan's parameter: R4 has none)"),
+    _p("ServiceRequest", "encounter", "reference", "encounter", targets=("Encounter",),
+       doc="The hospital stay or visit the order was made in"),
     _p("Observation", "identifier", "token", "identifier"),
     _p("Observation", "patient", "reference", "subject", targets=_SUBJECT_PATIENT),
     _p("Observation", "subject", "reference", "subject", targets=("Patient", "Group", "Device", "Location")),
@@ -104,9 +142,11 @@ PARAMS: tuple[SearchParam, ...] = (
     _p("Specimen", "subject", "reference", "subject", targets=("Patient", "Group", "Device", "Location")),
     _p("Specimen", "type", "token", "type"),
     _p("Specimen", "status", "token", "status"),
-    _p("Specimen", "request", "reference", "request", targets=("ServiceRequest",)),
+    _p("Specimen", "request", "reference", "request", targets=("ServiceRequest",), own=True,
+       doc="The exam the sample was taken for (bilan's parameter: R4 has none)"),
     _p("Task", "identifier", "token", "identifier"),
-    _p("Task", "requisition", "token", "groupIdentifier", doc="The prescription number"),
+    _p("Task", "requisition", "token", "groupIdentifier", own=True,
+       doc="The prescription number (bilan's parameter; R4's group-identifier reads the same element)"),
     _p("Task", "based-on", "reference", "basedOn", targets=("ServiceRequest",)),
     _p("Task", "focus", "reference", "focus", targets=("ServiceRequest",)),
     _p("Task", "patient", "reference", "for", targets=_SUBJECT_PATIENT),
@@ -137,7 +177,7 @@ PARAMS: tuple[SearchParam, ...] = (
     _p("DocumentReference", "related", "reference", "context.related", targets=("ServiceRequest", "Task")),
     _p("DocumentReference", "security-label", "token", "securityLabel"),
     _p("Binary", "security-context", "reference", "securityContext", targets=("DocumentReference",),
-       doc="The document this content belongs to (bilan's parameter: R4 has none)"),
+       doc="The document this content belongs to (bilan's parameter: R4 has none)", own=True),
     _p("List", "identifier", "token", "identifier", doc="MHD SubmissionSet uniqueId, entryUUID"),
     _p("List", "patient", "reference", "subject", targets=_SUBJECT_PATIENT),
     _p("List", "subject", "reference", "subject", targets=("Patient", "Group", "Device", "Location")),
@@ -149,9 +189,9 @@ PARAMS: tuple[SearchParam, ...] = (
     _p("Communication", "part-of", "reference", "partOf", targets=("Task", "Communication"),
        doc="The thread: the Task of the prescription"),
     _p("Communication", "about", "reference", "about", targets=("Task", "ServiceRequest", "DiagnosticReport"),
-       doc="What the message is about (bilan's parameter: R4 has none for Communication.about)"),
+       doc="What the message is about (bilan's parameter: R4 has none for Communication.about)", own=True),
     _p("Communication", "in-response-to", "reference", "inResponseTo", targets=("Communication",),
-       doc="The message answered (bilan's parameter)"),
+       doc="The message answered (bilan's parameter)", own=True),
     _p("Communication", "based-on", "reference", "basedOn", targets=("ServiceRequest", "Task")),
     _p("Communication", "patient", "reference", "subject", targets=_SUBJECT_PATIENT),
     _p("Communication", "subject", "reference", "subject", targets=("Patient", "Group")),
@@ -163,7 +203,7 @@ PARAMS: tuple[SearchParam, ...] = (
     _p("Communication", "received", "date", "received"),
     _p("Subscription", "status", "token", "status"),
     _p("Subscription", "type", "token", "channel.type"),
-    _p("Subscription", "url", "token", "channel.endpoint"),
+    _p("Subscription", "url", "uri", "channel.endpoint"),
     _p("Subscription", "criteria", "string", "criteria"),
     _p("AuditEvent", "patient", "reference", "entity.what", targets=("Patient",),
        doc="The patient whose data was accessed"),
@@ -172,12 +212,30 @@ PARAMS: tuple[SearchParam, ...] = (
     _p("AuditEvent", "action", "token", "action"),
     _p("AuditEvent", "outcome", "token", "outcome"),
     _p("AuditEvent", "altid", "token", "agent.altId"),
+    _p("Encounter", "identifier", "token", "identifier", doc="The stay or visit number of the hospital"),
+    _p("Encounter", "patient", "reference", "subject", targets=_SUBJECT_PATIENT),
+    _p("Encounter", "subject", "reference", "subject", targets=("Patient", "Group")),
+    _p("Encounter", "status", "token", "status"),
+    _p("Encounter", "class", "token", "class", doc="Inpatient, outpatient, emergency... (v3 ActCode)"),
+    _p("Encounter", "type", "token", "type"),
+    _p("Encounter", "date", "date", "period"),
+    _p("Encounter", "location", "reference", "location.location", targets=("Location",)),
+    _p("Encounter", "service-provider", "reference", "serviceProvider", targets=("Organization",)),
+    _p("Encounter", "part-of", "reference", "partOf", targets=("Encounter",)),
+    _p("Location", "identifier", "token", "identifier"),
+    _p("Location", "name", "string", "name", "alias"),
+    _p("Location", "type", "token", "type"),
+    _p("Location", "status", "token", "status"),
+    _p("Location", "organization", "reference", "managingOrganization", targets=("Organization",)),
+    _p("Location", "partof", "reference", "partOf", targets=("Location",)),
+    _p("Location", "address-city", "string", "address.city"),
+    _p("Location", "address-postalcode", "string", "address.postalCode"),
 )
 
 RESOURCE_TYPES: tuple[str, ...] = (
     "Patient", "Practitioner", "PractitionerRole", "Organization", "ServiceRequest",
     "Observation", "Condition", "Specimen", "Task", "DiagnosticReport", "DocumentReference",
-    "Binary", "List", "Communication", "Subscription", "AuditEvent",
+    "Binary", "List", "Communication", "Subscription", "AuditEvent", "Encounter", "Location",
 )
 # Labels on the results and reports that decide what a patient sees (bilan/results/masking.py).
 for _type in ("Observation", "DiagnosticReport", "DocumentReference"):
@@ -223,7 +281,7 @@ def _walk(node: Any, parts: list[str]) -> Iterator[Any]:
 
 
 def _rows(param: SearchParam, value: Any) -> Iterator[IndexRow]:
-    if param.type == "token":
+    if param.type in ("token", "uri"):
         for row in _token_rows(param.name, value):
             yield IndexRow(row.name, _cut(row.system), _cut(row.value))
     elif param.type == "string":

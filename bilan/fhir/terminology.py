@@ -22,6 +22,9 @@ UCUM = "http://unitsofmeasure.org"
 # Professionals' identifiers: the RPPS number and the national id.
 RPPS = "https://rpps.esante.gouv.fr"
 NATIONAL_ID = "urn:oid:1.2.250.1.71.4.2.1"
+# Organisations' identifiers: the national structure id ("1" + FINESS) and the FINESS number itself.
+ORGANIZATION_ID = "urn:oid:1.2.250.1.71.4.2.2"
+FINESS = "https://finess.esante.gouv.fr"
 
 # The DMP's document confidentiality codes (CI-SIS JDV_J07 XdsConfidentialityCode), as security labels.
 CONFIDENTIALITY = "urn:oid:1.2.250.1.213.1.1.4.13"

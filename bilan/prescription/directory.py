@@ -6,6 +6,7 @@ from typing import Any
 
 from bilan.auth.access import ORGANIZATION_ID
 from bilan.fhir.query import parse_search
+from bilan.fhir.terminology import FINESS
 from bilan.prescription.practitioners import RPPS
 from bilan.storage import search as store_search
 from bilan.storage.repository import Repository, Stored
@@ -16,7 +17,10 @@ async def practitioner_by_rpps(repo: Repository, base_url: str, rpps: str) -> St
 
 
 async def organization_by_finess(repo: Repository, base_url: str, finess: str) -> Stored | None:
-    return await _one(repo, base_url, "Organization", f"{ORGANIZATION_ID}|1{finess}")
+    """The Organization with this FINESS, as its national structure id ("1" + FINESS) or as
+    the FINESS itself."""
+    return (await _one(repo, base_url, "Organization", f"{ORGANIZATION_ID}|1{finess}")
+            or await _one(repo, base_url, "Organization", f"{FINESS}|{finess}"))
 
 
 async def practitioner_of(repo: Repository, reference: str) -> dict[str, Any]:

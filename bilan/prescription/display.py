@@ -7,11 +7,13 @@ from typing import Any
 from bilan import french
 from bilan.prescription.exams import (
     FLAG_NOT_REIMBURSABLE,
+    FLAG_OFF_NOMENCLATURE,
     FLAG_PREVENTION,
     FLAG_WORK_ACCIDENT,
     INTAKE_FLAGS,
     UNKNOWN_EXAM,
     loinc_codes,
+    sample_nature,
 )
 from bilan.storage.catalogue import Entry
 
@@ -19,7 +21,7 @@ PRIORITIES = {"routine": "Normale", "urgent": "Urgente", "asap": "Dès que possi
               "stat": "Immédiate"}
 URGENT = ("urgent", "asap", "stat")
 FLAG_LABELS = {FLAG_WORK_ACCIDENT: "Accident du travail", FLAG_PREVENTION: "Prévention",
-               FLAG_NOT_REIMBURSABLE: "Non remboursable"}
+               FLAG_NOT_REIMBURSABLE: "Non remboursable", FLAG_OFF_NOMENCLATURE: "Hors nomenclature"}
 CONTEXT_LABELS = {"49541-6": "À jeun", "82810-3": "Grossesse", "10160-0": "Traitement en cours",
                   "29463-7": "Poids"}
 VALUE_LABELS = {"F": "Oui", "NF": "Non", "77386006": "Enceinte", "60001007": "Non enceinte"}
@@ -38,6 +40,7 @@ class Exam:
     specimen: str  # the catalogue's sample type, "" when unknown
     local_code: str = ""  # the catalogue's mnemonic
     chapter: str = ""  # the catalogue's chapter (LOINC)
+    sample: str = ""  # the sample nature the prescriber asked for (eP-BIO), "" when not said
 
 
 def exam(request: dict[str, Any], catalogue_entry: Entry | None) -> Exam:
@@ -56,9 +59,15 @@ def exam(request: dict[str, Any], catalogue_entry: Entry | None) -> Exam:
         notes=tuple(n["text"] for n in request.get("note", []) if n.get("text")),
         in_catalogue=catalogue_entry is not None and not unknown,
         specimen=(catalogue_entry["specimen"] if catalogue_entry else None) or "",
+        sample=_asked_sample(request) or "",
         local_code=catalogue_entry["local_code"] if catalogue_entry else "",
         chapter=(catalogue_entry["chapter_loinc"] if catalogue_entry else None) or "",
     )
+
+
+def _asked_sample(request: dict[str, Any]) -> str | None:
+    coding = sample_nature(request)
+    return (coding.get("display") or coding["code"]) if coding else None
 
 
 def context_item(resource: dict[str, Any]) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""A prescribed exam (ServiceRequest): its LOINC code and the eP-BIO flags it may carry."""
+"""A prescribed exam (ServiceRequest): its LOINC code, the four eP-BIO flags it may carry and
+the nature of the sample it is done on."""
 
 import re
 from typing import Any
@@ -6,16 +7,23 @@ from typing import Any
 from bilan.fhir.outcomes import Issue
 from bilan.fhir.terminology import LOINC as LOINC  # the system lives in terminology
 from bilan.prescription.checksums import luhn_valid
+from bilan.prescription.tubes import SPECIMEN_TYPES as SPECIMEN_TYPES  # the table's FHIR system
 
 LAB_CATEGORY = ("http://snomed.info/sct", "108252007")
 
-# eP-BIO flags of a prescribed exam. No public FHIR profile carries them; these are bilan's
-# extensions (valueBoolean), documented in docs/prescription.md.
+# eP-BIO flags of a prescribed exam. No FR Core profile carries them on a ServiceRequest (FR
+# Document Core has them as Observations coded GEN-180, GEN-295, GEN-181, GEN-298 in the
+# CI-SIS terminology); these are bilan's extensions (valueBoolean), documented in docs/api.md.
 EXTENSION_BASE = "https://bilan.sante.fr/fhir/StructureDefinition"
 FLAG_WORK_ACCIDENT = f"{EXTENSION_BASE}/ep-bio-work-accident"
 FLAG_PREVENTION = f"{EXTENSION_BASE}/ep-bio-prevention"
 FLAG_NOT_REIMBURSABLE = f"{EXTENSION_BASE}/ep-bio-not-reimbursable"
-FLAGS = (FLAG_WORK_ACCIDENT, FLAG_PREVENTION, FLAG_NOT_REIMBURSABLE)
+FLAG_OFF_NOMENCLATURE = f"{EXTENSION_BASE}/ep-bio-off-nomenclature"
+FLAGS = (FLAG_WORK_ACCIDENT, FLAG_PREVENTION, FLAG_NOT_REIMBURSABLE, FLAG_OFF_NOMENCLATURE)
+
+# The nature of the sample (HL7 table 0487, SPECIMEN_TYPES: BLD, SER, PLAS, UR...), as FHIR
+# says it: the `type` of the Specimen the request's `specimen` names, contained in the request
+# since the sample is not taken yet.
 
 # Tag set on an exam whose code the lab's catalogue does not know: accepted, for the lab to see.
 INTAKE_FLAGS = "https://bilan.sante.fr/fhir/CodeSystem/intake-flag"
@@ -55,7 +63,40 @@ def check_request(request: dict[str, Any], prefix: str) -> list[Issue]:
         if ext.get("url") in FLAGS and not isinstance(ext.get("valueBoolean"), bool):
             issues.append(Issue(f"{ext['url'].rsplit('/', 1)[-1]} is a yes/no flag: use valueBoolean",
                                 "value", expression=f"{prefix}.extension[{index}]"))
+    for index, specimen in enumerate(request.get("specimen", [])):
+        reference = specimen.get("reference", "")
+        if reference.startswith("#") and _contained(request, reference) is None:
+            issues.append(Issue(f"{reference} names no contained Specimen", "not-found",
+                                expression=f"{prefix}.specimen[{index}]"))
     return issues
+
+
+def sample_nature(request: dict[str, Any]) -> dict[str, Any] | None:
+    """The coding (HL7 table 0487) of the sample nature the request asks for, if it says one."""
+    for specimen in request.get("specimen", []):
+        found = _contained(request, specimen.get("reference", ""))
+        for coding in ((found or {}).get("type") or {}).get("coding", []):
+            if coding.get("system") == SPECIMEN_TYPES and coding.get("code"):
+                return dict(coding)
+    return None
+
+
+def with_sample_nature(request: dict[str, Any], coding: dict[str, Any]) -> dict[str, Any]:
+    """The request asking for a sample of that nature."""
+    specimen = {"resourceType": "Specimen", "id": "sample", "type": {"coding": [coding]}}
+    return dict(request, contained=[*request.get("contained", []), specimen],
+                specimen=[{"reference": "#sample"}])
+
+
+def flag(request: dict[str, Any], url: str) -> bool | None:
+    """The value of one eP-BIO flag, None when the request does not give it."""
+    return next((e["valueBoolean"] for e in request.get("extension", [])
+                 if e.get("url") == url and isinstance(e.get("valueBoolean"), bool)), None)
+
+
+def _contained(request: dict[str, Any], reference: str) -> dict[str, Any] | None:
+    return next((c for c in request.get("contained", [])
+                 if c.get("resourceType") == "Specimen" and reference == f"#{c.get('id')}"), None)
 
 
 def flagged_unknown(request: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bilan import french
+from bilan.fhir import fr_core
 from bilan.prescription.ins import (
     BIRTH_PLACE,
     IDENTITY_RELIABILITY,
@@ -73,7 +74,7 @@ def traits(patient: dict[str, Any]) -> Traits:
     ins = ins_identifiers(patient)
     return Traits(
         family=official.get("family") or "",
-        given=tuple(official.get("given") or ()),
+        given=fr_core.birth_given_names(official),
         birth_date=patient.get("birthDate") or "",
         sex=patient.get("gender") or "",
         birth_place=_birth_place(patient),
@@ -98,10 +99,13 @@ def compare(prescribed: Traits, on_file: Traits) -> list[Comparison]:
 
 def lab_file(prescribed: dict[str, Any], lab_finess: str, number: str) -> dict[str, Any]:
     """A new patient file for the lab, with the prescription's traits and their reliability
-    status unchanged (a provisional identity stays provisional)."""
+    status unchanged (a provisional identity stays provisional), in the FR Core form: the INS
+    typed by its system, the official name as its first given name and the birth list."""
     keep = ("extension", "name", "gender", "birthDate", "telecom", "address")
     patient = {"resourceType": "Patient", **{k: prescribed[k] for k in keep if k in prescribed}}
-    identifiers = [ident for _, ident in ins_identifiers(prescribed)]
+    if "name" in patient:
+        patient["name"] = [fr_core.in_fr_core_name(n) for n in patient["name"]]
+    identifiers = [fr_core.typed(ident) for _, ident in ins_identifiers(prescribed)]
     patient["identifier"] = [{"use": "usual", "system": f"{LAB_PATIENT}/{lab_finess}",
                               "value": number}] + identifiers
     if identity_status(patient) is None:

@@ -6,10 +6,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan import french
-from bilan.auth.access import ORGANIZATION_ID
 from bilan.auth.caller import Caller
+from bilan.fhir import fr_core
 from bilan.fhir.outcomes import Forbidden, Issue, conflict
-from bilan.prescription import tracking, worklist
+from bilan.prescription import directory, tracking, worklist
 from bilan.prescription.exams import LAB_CATEGORY, flagged_unknown, loinc_codes
 from bilan.prescription.identity import traits
 from bilan.prescription.practitioners import RPPS, display_name
@@ -50,6 +50,11 @@ class PrescriptionIntake:
         first = _sent(requests[0])
         for entry in requests:
             issues.extend(self._check_request(entry, first))
+        for entry in entries:  # a hospital's order comes with the stay it was made in
+            if entry.resource_type == "Encounter" and entry.resource and \
+                    _key(entry.resource.get("subject")) != _key(first.get("subject")):
+                issues.append(Issue("The Encounter of a prescription is the prescription's patient's",
+                                    "business-rule", expression=f"{entry.path}.resource.subject"))
         return issues
 
     def _check_request(self, entry: Entry, first: dict[str, Any]) -> list[Issue]:
@@ -121,7 +126,7 @@ class PrescriptionIntake:
         await prescriptions.record(repo.conn, key, first["subject"].get("reference", ""),
                                    _codes(requests), now, response)
         view = BundleView(repo, entries)
-        lab = await _addressed_lab(view, first)
+        lab = await _addressed_lab(view, first, work.records.base_url)
         task = tracking.new_task([e.reference for e in requests], first["requisition"],
                                  first["subject"]["reference"], requester, lab[0] if lab else None, now)
         task_id = new_id()
@@ -176,14 +181,21 @@ async def _check_own_prescription(repo: Repository, caller: Caller, entries: lis
             expression=f"{request.path}.resource.requester")]), [])
 
 
-async def _addressed_lab(view: BundleView, request: dict[str, Any]) -> tuple[str, str] | None:
-    """(reference, FINESS) of the lab the prescription is addressed to, if it names one."""
+async def _addressed_lab(view: BundleView, request: dict[str, Any], base_url: str) -> tuple[str, str] | None:
+    """(reference, FINESS) of the lab the prescription is addressed to, if it names one: by a
+    reference to its Organization, or by one of its official identifiers alone (FINESS, or
+    national structure id "1" + FINESS), which the directory then resolves."""
     for performer in request.get("performer", []):
         reference = performer.get("reference", "")
         found = await view.resource(reference) if reference.startswith("Organization/") else None
         for ident in (found or {}).get("identifier", []):
-            if ident.get("system") == ORGANIZATION_ID and str(ident.get("value", "")).startswith("1"):
-                return reference, ident["value"][1:]
+            finess = fr_core.finess_of(ident)
+            if finess:
+                return reference, finess
+        finess = fr_core.finess_of(performer.get("identifier") or {}) if not reference else None
+        lab = await directory.organization_by_finess(view.repo, base_url, finess) if finess else None
+        if finess and lab is not None:
+            return f"Organization/{lab.id}", finess
     return None
 
 

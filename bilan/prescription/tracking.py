@@ -48,7 +48,9 @@ def unknown_prescription() -> FhirError:
 def new_task(requests: list[str], requisition: dict[str, Any], patient: str, requester: str,
              lab: str | None, now: datetime) -> dict[str, Any]:
     """The Task of a prescription just received: 'requested', owned by the lab it is addressed
-    to (if any). `requests` are ServiceRequest references."""
+    to (if any). `requests` are ServiceRequest references: the first is the focal request the
+    Task fulfils (`focus`, as the "fulfill" task code reads it), all of them its `basedOn`
+    (what bilan reads)."""
     task: dict[str, Any] = {
         "resourceType": "Task", "status": "requested", "intent": "order", "code": TASK_CODE,
         "businessStatus": {"text": LABELS["requested"]},
@@ -56,6 +58,8 @@ def new_task(requests: list[str], requisition: dict[str, Any], patient: str, req
         "for": {"reference": patient}, "requester": {"reference": requester},
         "authoredOn": instant(now), "lastModified": instant(now),
     }
+    if requests:
+        task["focus"] = {"reference": requests[0]}
     if lab:
         task["owner"] = {"reference": lab}
     return task

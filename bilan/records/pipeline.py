@@ -19,9 +19,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 from bilan.auth import access, policy
-from bilan.auth.access import LAB_ROW, ORGANIZATION_ID, REQUESTER_ROW
+from bilan.auth.access import LAB_ROW, REQUESTER_ROW
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
+from bilan.fhir import fr_core
 from bilan.fhir.outcomes import FhirError, Invalid, Issue, Malformed, errors_only
 from bilan.fhir.references import literal, references
 from bilan.fhir.terminology import RPPS
@@ -257,10 +258,12 @@ class Work:
         for item in organizations:
             reference = item.get("reference", "") if isinstance(item, dict) else ""
             found = await self._lookup(reference) if reference.startswith("Organization/") else None
-            for ident in found.content.get("identifier", []) if found else []:
-                value = str(ident.get("value", ""))
-                if ident.get("system") == ORGANIZATION_ID and value.startswith("1"):
-                    return value[1:]
+            # A lab by its Organization, or by one of its identifiers alone.
+            alone = [item.get("identifier") or {}] if isinstance(item, dict) and not reference else []
+            for ident in found.content.get("identifier", []) if found else alone:
+                finess = fr_core.finess_of(ident)
+                if finess:
+                    return finess
         return None
 
     async def _check_references(self, caller: Caller, writes: list[Write]) -> None:

@@ -29,6 +29,7 @@ from bilan.fhir.query import SearchQuery
 from bilan.records.linking import Linker, conditional_query
 from bilan.records.pipeline import Denied, Observer, Work, invalid
 from bilan.records.validation import Validator
+from bilan.storage import audit_log
 from bilan.storage import search as store_search
 from bilan.storage.repository import Repository, StaleVersion, Stored, Write
 from bilan.storage.search import SearchResult
@@ -44,6 +45,9 @@ class Saved:
 # A guard sees a resource about to be written (references resolved) with its caller and the
 # open transaction: it refuses it (FhirError, Denied) or returns it, possibly completed.
 Guard = Callable[[Repository, Caller | None, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+AUDIT = "AuditEvent"  # served from the audit trail's own tables (bilan/storage/audit_log.py)
 
 
 def new_id() -> str:
@@ -104,7 +108,7 @@ class Records:
             return
         now = utc_now()
         events = audit_events(caller, interaction, outcome, now, patients, touched, query, detail)
-        await repo.save([Write("AuditEvent", new_id(), event, "POST") for event in events], now)
+        await audit_log.append(repo.conn, [dict(event, id=new_id()) for event in events], now)
 
     async def denied(self, caller: Caller | None, interaction: str, error: FhirError,
                      touched: Iterable[str] = (), patients: Iterable[str] = ()) -> FhirError:
@@ -125,9 +129,13 @@ class Records:
             await self.audit(repo, caller, interaction, patients=patients)
 
     async def read(self, caller: Caller | None, resource_type: str, resource_id: str) -> Stored:
+        if resource_type == AUDIT:
+            return await self._read_event(caller, resource_id)
         async with self.unit() as repo:
-            found = _live(await repo.read(resource_type, resource_id), resource_type, resource_id)
-            await self.check_read(repo, caller, "read", found)
+            allowed = access.visible(caller, resource_type) if caller else None
+            stored, seen = await repo.read_seen(resource_type, resource_id, allowed)
+            found = _live(stored, resource_type, resource_id)
+            self.refuse_unseen(caller, "read", found, seen)
             await self.audit(repo, caller, "read", patients=patients_of(found.content),
                              touched=[f"{resource_type}/{resource_id}"])
         return found
@@ -145,8 +153,10 @@ class Records:
 
     async def vread(self, caller: Caller | None, resource_type: str, resource_id: str,
                     version: str) -> Stored:
-        if not version.isdigit():
+        if not version.isdigit() or (resource_type == AUDIT and version != "1"):
             raise not_found(resource_type, f"{resource_id}/_history/{version}")
+        if resource_type == AUDIT:  # an event has one version
+            return await self._read_event(caller, resource_id, "vread")
         async with self.unit() as repo:
             found = await repo.read_version(resource_type, resource_id, int(version))
             if found is None:
@@ -161,6 +171,11 @@ class Records:
     async def history(self, caller: Caller | None, resource_type: str, resource_id: str | None,
                       count: int, offset: int) -> tuple[int, list[Stored]]:
         interaction = "history-instance" if resource_id else "history-type"
+        if resource_type == AUDIT:  # never changed: its history is itself, or the trail
+            if resource_id is not None:
+                return 1, [await self._read_event(caller, resource_id, interaction)]
+            found = await self.search(caller, SearchQuery(AUDIT, count=count, offset=offset))
+            return found.total, found.matches
         async with self.unit() as repo:
             if resource_id is not None:
                 current = await repo.read(resource_type, resource_id)
@@ -182,12 +197,34 @@ class Records:
         async with self.unit() as repo:
             if caller is not None:
                 _require_read_scope(caller, "search-type", query.resource_type)
-            result = await store_search.search(repo.conn, query, self.base_url, restrict)
+            if query.resource_type == AUDIT:
+                trail = access.trail_of(caller) if caller else None
+                result = await audit_log.search(repo.conn, query, self.base_url, trail)
+            else:
+                result = await store_search.search(repo.conn, query, self.base_url, restrict)
             found = result.matches + result.included
             await self.audit(repo, caller, "search-type",
                              patients={p for s in found for p in patients_of(s.content)},
                              query=f"{query.resource_type}?{query_text}")
         return result
+
+    async def _read_event(self, caller: Caller | None, event_id: str,
+                          interaction: str = "read") -> Stored:
+        """An AuditEvent of the trail, if the caller may read it (a 403 otherwise, itself
+        recorded)."""
+        reference = f"{AUDIT}/{event_id}"
+        async with self.unit() as repo:
+            found = await audit_log.read(repo.conn, event_id, None)
+            if found is None:
+                raise not_found(AUDIT, event_id)
+            patients = {f"Patient/{p}" for p in audit_log.patients_named(found.content)}
+            if caller is not None:
+                _require_read_scope(caller, interaction, AUDIT, [reference], patients)
+                if await audit_log.read(repo.conn, event_id, access.trail_of(caller)) is None:
+                    raise Denied(caller, interaction, policy.forbidden(f"{reference} is not yours to see"),
+                                 [reference], patients)
+            await self.audit(repo, caller, interaction, patients=patients, touched=[reference])
+        return found
 
     async def create(self, caller: Caller | None, resource: dict[str, Any],
                      if_none_exist: str | None = None) -> Saved:
@@ -261,11 +298,20 @@ class Records:
         interaction."""
         if caller is None:
             return
+        seen = await repo.can_see(stored.resource_type, stored.id,
+                                  access.visible(caller, stored.resource_type))
+        self.refuse_unseen(caller, interaction, stored, seen, expression)
+
+    @staticmethod
+    def refuse_unseen(caller: Caller | None, interaction: str, stored: Stored, seen: bool,
+                      expression: str | None = None) -> None:
+        """check_read, once whether the caller can see the resource is known."""
+        if caller is None:
+            return
         reference = f"{stored.resource_type}/{stored.id}"
         patients = patients_of(stored.content)
         _require_read_scope(caller, interaction, stored.resource_type, [reference], patients)
-        if not await repo.can_see(stored.resource_type, stored.id,
-                                  access.visible(caller, stored.resource_type)):
+        if not seen:
             error = policy.forbidden(f"{reference} is not yours to see", expression)
             raise Denied(caller, interaction, error, [reference], patients)
 

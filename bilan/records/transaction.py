@@ -1,4 +1,6 @@
-"""FHIR transaction Bundles: every entry is checked, then all are stored at once, or none."""
+"""FHIR transaction Bundles: every write entry is checked, then all are stored at once, or
+none; the read entries are answered after them (bilan/records/bundle_entries.py, which also
+takes batch Bundles)."""
 
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,6 +22,7 @@ from bilan.fhir.outcomes import (
     not_supported,
 )
 from bilan.fhir.references import ID
+from bilan.records.bundle_entries import BundleEntries, is_read
 from bilan.records.linking import Linker
 from bilan.records.pipeline import Work, invalid
 from bilan.records.service import Records, new_id
@@ -70,11 +73,38 @@ class BundleRule(Protocol):
 
 
 class Transactions:
-    def __init__(self, records: Records, rules: list[BundleRule]):
+    """POST [base]: transaction and batch Bundles."""
+
+    def __init__(self, records: Records, rules: list[BundleRule], default_count: int = 20,
+                 max_count: int = 500):
         self.records = records
         self.rules = rules
+        self.one_by_one = BundleEntries(records, default_count, max_count)
 
     async def process(self, caller: Caller | None, bundle: dict[str, Any]) -> dict[str, Any]:
+        if bundle.get("resourceType") != "Bundle":
+            raise bad_request("POST /fhir takes a Bundle", "resourceType")
+        if bundle.get("type") == "batch":
+            return await self.one_by_one.batch(caller, bundle)
+        if bundle.get("type") != "transaction":
+            raise not_supported(f"Bundle.type is {bundle.get('type')!r}: this endpoint takes "
+                                "type 'transaction' (all or nothing) or 'batch' (each entry on its own)")
+        raw = bundle.get("entry") or []
+        if not isinstance(raw, list) or not raw:
+            raise bad_request("The transaction has no entry", "Bundle.entry")
+        writes = [index for index, item in enumerate(raw) if not is_read(item)]
+        written = await self._transaction(caller, bundle) if writes else transaction_response([])
+        if len(writes) == len(raw):
+            return written
+        # FHIR's order: the reads come after every write, and see them.
+        answers = dict(zip(writes, written["entry"]))
+        for index, item in enumerate(raw):
+            if index not in answers:
+                answers[index] = await self.one_by_one.read(caller, index, item)
+        return dict(written, entry=[answers[index] for index in range(len(raw))])
+
+    async def _transaction(self, caller: Caller | None, bundle: dict[str, Any]) -> dict[str, Any]:
+        """The writes of a transaction, all or nothing."""
         entries = self._read(bundle)
         for resource_type in sorted({e.resource_type for e in entries}):
             await self.records.check_write(caller, "transaction", resource_type)
@@ -101,15 +131,9 @@ class Transactions:
             raise conflict("The transaction collided with concurrent changes; send it again") from None
 
     def _read(self, bundle: dict[str, Any]) -> list[Entry]:
-        if bundle.get("resourceType") != "Bundle":
-            raise bad_request("POST /fhir takes a Bundle", "resourceType")
-        if bundle.get("type") != "transaction":
-            raise not_supported(f"Bundle.type is {bundle.get('type')!r}: this endpoint takes "
-                                "type 'transaction' (all or nothing)")
-        raw = bundle.get("entry") or []
-        if not isinstance(raw, list) or not raw:
-            raise bad_request("The transaction has no entry", "Bundle.entry")
-        entries = [self._entry(index, item) for index, item in enumerate(raw)]
+        """The write entries of a transaction (its reads are answered after them)."""
+        raw = bundle["entry"]
+        entries = [self._entry(index, item) for index, item in enumerate(raw) if not is_read(item)]
         for entry in entries:
             if isinstance(entry.resource, dict):
                 entry.resource = self.records.validator.amend(entry.resource)
@@ -133,7 +157,7 @@ class Transactions:
         method, url = request.get("method"), request.get("url")
         if method not in METHODS:
             raise not_supported(f"request.method {method!r} is not supported in a transaction; "
-                                f"use {', '.join(METHODS)}")
+                                f"use GET, {', '.join(METHODS)}")
         if not isinstance(url, str) or not url:
             raise bad_request("request.url is required", f"{path}.request.url")
         parts = urlsplit(url).path.strip("/").split("/")

@@ -38,7 +38,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         json_deserializer=_json_loads,
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
-        pool_pre_ping=True,
+        # No ping before each checkout (a round trip per request): a connection the server
+        # dropped fails its statement once and is discarded with the pool's other ones.
+        pool_pre_ping=False,
         pool_timeout=settings.database_connect_timeout,
         connect_args=_postgres_connect_args(settings),
     )
@@ -46,7 +48,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
     """A database that is down or stalled answers within seconds (a 503), never after minutes."""
-    server_settings = {"statement_timeout": str(settings.statement_timeout_ms)}
+    # Custom plans only: a prepared statement's generic plan, chosen after five executions
+    # without its values, reads every search row of a code for the ten a patient has
+    # (docs/storage.md, Plans that do not depend on statistics).
+    server_settings = {"statement_timeout": str(settings.statement_timeout_ms),
+                       "plan_cache_mode": "force_custom_plan"}
     if settings.database_schema:
         server_settings["search_path"] = settings.database_schema
     connect_args: dict[str, Any] = {"timeout": settings.database_connect_timeout,

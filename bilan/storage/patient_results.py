@@ -51,11 +51,13 @@ def _token(columns: Any, system: str | None, code: str | None) -> Any:
 
 
 async def observations(conn: AsyncConnection, ids: list[str], allowed: Any) -> list[Stored]:
-    """The live Observations among `ids` that are also among `allowed` (ids, as a subquery), in
-    no particular order: one query, without the count a FHIR search adds."""
+    """The live Observations among `ids` that are also among `allowed` (an IdSet, tested on
+    each; None: all), in no particular order: one query, without the count a FHIR search adds."""
     r = resources.c
-    rows = await conn.execute(select(resources).where(
-        r.resource_type == "Observation", r.deleted.is_(False), r.id.in_(ids), r.id.in_(allowed)))
+    where = [r.resource_type == "Observation", r.deleted.is_(False), r.id.in_(ids)]
+    if allowed is not None:
+        where.append(allowed.holds(r.id))
+    rows = await conn.execute(select(resources).where(*where))
     return [stored_from_row(row) for row in rows]
 
 

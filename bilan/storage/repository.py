@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Literal
 
-from sqlalchemy import and_, delete, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import and_, delete, func, insert, or_, select, text, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.fhir.dates import instant
@@ -134,13 +134,25 @@ class Repository:
         )).first()
         return stored_from_row(row, row.method) if row else None
 
+    async def read_seen(self, resource_type: str, resource_id: str,
+                        allowed: Any) -> tuple[Stored | None, bool]:
+        """read() and can_see() in one statement: the resource, and whether it is among
+        `allowed` (an IdSet; None: all)."""
+        seen = true() if allowed is None else allowed.holds(resources.c.id)
+        row = (await self.conn.execute(
+            select(resources, seen.label("seen")).where(resources.c.resource_type == resource_type,
+                                                        resources.c.id == resource_id)
+        )).first()
+        return (stored_from_row(row), bool(row.seen)) if row else (None, False)
+
     async def can_see(self, resource_type: str, resource_id: str, allowed: Any) -> bool:
-        """Whether the resource is among `allowed` (ids, as a subquery; None: all)."""
+        """Whether the resource is among `allowed` (an IdSet of bilan/storage/compartments.py;
+        None: all)."""
         if allowed is None:
             return True
         found = await self.conn.execute(select(resources.c.id).where(
             resources.c.resource_type == resource_type, resources.c.id == resource_id,
-            resources.c.id.in_(allowed)))
+            allowed.holds(resources.c.id)))
         return found.first() is not None
 
     async def history(self, resource_type: str, resource_id: str | None, count: int,
@@ -264,13 +276,13 @@ class Repository:
         return {row.resource_id for row in rows}
 
     async def visible_ids(self, resource_type: str, ids: Iterable[str], allowed: Any) -> set[str]:
-        """The ids among `ids` that are in `allowed` (a subquery; None: all)."""
+        """The ids among `ids` that are in `allowed` (an IdSet; None: all)."""
         ids = set(ids)
         if allowed is None or not ids:
             return ids
         rows = await self.conn.execute(select(resources.c.id).where(
             resources.c.resource_type == resource_type, resources.c.id.in_(ids),
-            resources.c.id.in_(allowed)))
+            allowed.holds(resources.c.id)))
         return {row.id for row in rows}
 
     async def _drop_index(self, keys: list[tuple[str, str]]) -> None:

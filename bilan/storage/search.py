@@ -11,6 +11,7 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
@@ -31,6 +32,7 @@ from bilan.fhir.query import (
     string_search_value,
 )
 from bilan.fhir.searchparams import COMMON_PARAMS, SearchParam
+from bilan.storage.compartments import IdSet
 from bilan.storage.repository import Stored, stored_from_row
 from bilan.storage.tables import resources, search_index
 
@@ -59,15 +61,21 @@ async def search(conn: AsyncConnection, query: SearchQuery, base_url: str,
     where = _where(query.resource_type, query.criteria, base_url)
     allowed = restrict(query.resource_type)
     if allowed is not None:
-        where.append(r.id.in_(allowed))
-    total = (await conn.execute(
-        select(func.count()).select_from(resources).where(*where)
-    )).scalar_one()
+        where.append(_restricted(allowed, from_candidates=_selective(query.criteria)))
     if query.summary_count or query.count == 0:
-        return SearchResult(total, [], [])
-    matches = [stored_from_row(row) for row in await conn.execute(_page(query, where))]
+        return SearchResult(await _count(conn, where), [], [])
+    rows = list(await conn.execute(_page(query, where)))
+    # The page's rows carry the total; an empty page (nothing matches, or paged past the
+    # end) asks for it alone.
+    total = rows[0].total if rows else await _count(conn, where)
+    matches = [stored_from_row(row) for row in rows]
     included = await _includes(conn, query, matches, restrict)
     return SearchResult(total, matches, included)
+
+
+async def _count(conn: AsyncConnection, where: list[ColumnElement[bool]]) -> int:
+    found: int = (await conn.execute(select(func.count()).select_from(resources).where(*where))).scalar_one()
+    return found
 
 
 async def first_matches(conn: AsyncConnection, query: SearchQuery, base_url: str,
@@ -89,7 +97,7 @@ async def first_matches_many(conn: AsyncConnection, queries: list[SearchQuery], 
         clauses = _where(q.resource_type, q.criteria, base_url)
         allowed = restrict(q.resource_type)
         if allowed is not None:
-            clauses.append(r.id.in_(allowed))
+            clauses.append(_restricted(allowed, from_candidates=_selective(q.criteria)))
         return clauses
 
     if len(queries) == 1:
@@ -107,17 +115,47 @@ async def first_matches_many(conn: AsyncConnection, queries: list[SearchQuery], 
     return found
 
 
+# Criteria that single out a few resources (a patient's, a prescription's, by id or
+# identifier): the caller's rights are then tested on each match (IdSet.holds) instead of
+# building the set of all the caller may see.
+_SELECTIVE_TOKENS = ("_id", "identifier", "requisition", "group-identifier")
+
+
+def _selective(criteria: list[Criterion]) -> bool:
+    return any(c.param.type == "reference" or c.param.name in _SELECTIVE_TOKENS for c in criteria)
+
+
+def _restricted(allowed: Any, from_candidates: bool) -> ColumnElement[bool]:
+    """The rows `allowed` lets through (an IdSet, or ids as a list or subquery)."""
+    if from_candidates and isinstance(allowed, IdSet):
+        return allowed.holds(r.id)
+    return r.id.in_(allowed)
+
+
 def _where(resource_type: str, criteria: list[Criterion], base_url: str) -> list[ColumnElement[bool]]:
+    """The conditions of a search. When a criterion singles out a few resources (a patient's,
+    an id), it drives: the others are tested on each of its matches, so that a search by
+    patient and code costs the patient's results, never the code's across all patients,
+    whatever the planner's statistics say."""
     where: list[ColumnElement[bool]] = [r.resource_type == resource_type, r.deleted.is_(False)]
+    driven = _selective(criteria)
     for criterion in criteria:
-        where.append(_match(resource_type, criterion, base_url))
+        per_row = driven and not _selective([criterion])
+        where.append(_match(resource_type, criterion, base_url, per_row))
     return where
 
 
-def _match(resource_type: str, c: Criterion, base_url: str) -> ColumnElement[bool]:
+def _match(resource_type: str, c: Criterion, base_url: str, per_row: bool = False) -> ColumnElement[bool]:
     if c.param.name == "_lastUpdated":
-        return or_(*(_instant_clause(v, r.last_updated) for v in c.values))
-    return r.id.in_(_ids_matching(resource_type, c, base_url))
+        return or_(*(instant_clause(v, r.last_updated) for v in c.values))
+    ids = _ids_matching(resource_type, c, base_url)
+    if per_row:
+        # OFFSET 0 keeps it a test of the row: flattened into a join, PostgreSQL might read
+        # every row of the code (or date) to meet the few candidates.
+        tested: ColumnElement[bool] = ids.where(ids.selected_columns[0] == r.id).offset(
+            literal_column("0")).exists()
+        return tested
+    return r.id.in_(ids)
 
 
 def _ids_matching(resource_type: str, c: Criterion, base_url: str, depth: int = 0) -> Any:
@@ -133,11 +171,39 @@ def _ids_matching(resource_type: str, c: Criterion, base_url: str, depth: int = 
         assert c.target_type is not None  # a chained criterion always names its target type
         targets = _ids_matching(c.target_type, c.chain, base_url, depth + 1)
         return stmt.where(rows.c.system == c.target_type, rows.c.value.in_(targets))
-    return stmt.where(or_(*(_value_clause(rows.c, c, v, base_url) for v in c.values)))
+    return stmt.where(_values_clause(rows.c, c, base_url))
+
+
+def _values_clause(cols: ReadOnlyColumnCollection[str, KeyedColumnElement[Any]], c: Criterion,
+                   base_url: str) -> ColumnElement[bool]:
+    """The criterion's values OR-ed. References and plain codes that share their target types
+    (or system) are one IN list: bilan's own searches may list hundreds of values, which as
+    as many ORs would exceed SQLite's expression depth, and plan slowly everywhere."""
+    if c.param.type == "reference" and not c.target_type:
+        by_targets: dict[tuple[str, ...], list[str]] = {}
+        for value in c.values:
+            targets, target_id = parse_reference_value(value, c.param.targets, base_url)
+            by_targets.setdefault(targets, []).append(target_id)
+        return or_(*(and_(cols.value.in_(ids), cols.system.in_(targets)) if targets else false()
+                     for targets, ids in by_targets.items()))
+    if c.param.type == "token":
+        by_system: dict[str | None, list[str]] = {}
+        others = []
+        for value in c.values:
+            system, code = parse_token_value(value)
+            if code is None or system == "":
+                others.append(_value_clause(cols, c, value, base_url))
+            else:
+                by_system.setdefault(system, []).append(code)
+        return or_(*others, *(and_(cols.value.in_(codes), *([cols.system == system] if system else []))
+                              for system, codes in by_system.items()))
+    return or_(*(_value_clause(cols, c, v, base_url) for v in c.values))
 
 
 def _value_clause(cols: ReadOnlyColumnCollection[str, KeyedColumnElement[Any]], c: Criterion, value: str, base_url: str) -> ColumnElement[bool]:
     kind = c.param.type
+    if kind == "uri":
+        return cols.value == value
     if kind == "token":
         system, code = parse_token_value(value)
         clauses = []
@@ -180,7 +246,7 @@ def _date_clause(value: str, start: Any, end: Any) -> ColumnElement[bool]:
     }[prefix]
 
 
-def _instant_clause(value: str, moment: ColumnElement[datetime]) -> ColumnElement[bool]:
+def instant_clause(value: str, moment: ColumnElement[datetime]) -> ColumnElement[bool]:
     """The same comparison for a single instant such as meta.lastUpdated."""
     prefix, lo, hi = parse_date_value(value)
     return {
@@ -207,8 +273,10 @@ def _page(query: SearchQuery, where: list[ColumnElement[bool]]) -> Select[Any]:
     table when little or nothing matches.
     """
     if not query.criteria and not query.sort:  # everything, newest first: the ordered index
-        return (select(resources).where(*where).order_by(r.last_updated.desc(), r.id)
-                .limit(query.count).offset(query.offset))
+        # Not correlated: the inner resources are the subquery's own, counted whole.
+        total = select(func.count()).select_from(resources).where(*where).correlate(None).scalar_subquery()
+        return (select(resources, total.label("total")).where(*where)
+                .order_by(r.last_updated.desc(), r.id).limit(query.count).offset(query.offset))
     sort = query.sort or [(COMMON_PARAMS[1], True)]  # newest first
     keys = [_sort_key(query.resource_type, param).label(f"k{n}") for n, (param, _) in enumerate(sort)]
     matched = select(r.id, *keys).where(*where).cte("matched").prefix_with("MATERIALIZED")
@@ -220,7 +288,8 @@ def _page(query: SearchQuery, where: list[ColumnElement[bool]]) -> Select[Any]:
 
     page = (select(matched.c.id, *(matched.c[f"k{n}"] for n in range(len(sort))))
             .order_by(*order(matched.c)).limit(query.count).offset(query.offset).subquery("page"))
-    return (select(resources)
+    total = select(func.count()).select_from(matched).scalar_subquery()
+    return (select(resources, total.label("total"))
             .join(page, and_(r.resource_type == query.resource_type, r.id == page.c.id))
             .order_by(*order(page.c)))
 
@@ -237,18 +306,39 @@ def _sort_key(resource_type: str, param: SearchParam) -> Any:
     )
 
 
+MAX_ITERATIONS = 3  # rounds of _include:iterate / _revinclude:iterate after the first
+
+
 async def _includes(conn: AsyncConnection, query: SearchQuery, matches: list[Stored],
                     restrict: Restriction) -> list[Stored]:
+    """What _include and _revinclude add to a page: from its matches, then (:iterate) from
+    what was included, round after round. Each round keeps only what `restrict` lets through
+    before the next follows it, so nothing hidden ever leads anywhere."""
     if not matches or not (query.includes or query.revincludes):
         return []
-    ids = [m.id for m in matches]
     seen = {(m.resource_type, m.id) for m in matches}
     included: list[Stored] = []
-    for include in query.includes:
-        await _collect(conn, _forward(include, query.resource_type, ids), seen, included)
-    for include in query.revincludes:
-        await _collect(conn, _reverse(include, query.resource_type, ids), seen, included)
-    return await _allowed(conn, included, restrict)
+    frontier = matches
+    for step in range(1 + MAX_ITERATIONS):
+        includes = [i for i in query.includes if step == 0 or i.iterate]
+        revincludes = [i for i in query.revincludes if step == 0 or i.iterate]
+        if not (includes or revincludes):
+            break
+        found: list[Stored] = []
+        for include in includes:
+            ids = [s.id for s in frontier if s.resource_type == include.source_type]
+            if ids:
+                await _collect(conn, _forward(include, include.source_type, ids), seen, found)
+        for include in revincludes:
+            targets = (include.target_type,) if include.target_type else include.param.targets
+            for target_type in sorted({s.resource_type for s in frontier} & set(targets)):
+                ids = [s.id for s in frontier if s.resource_type == target_type]
+                await _collect(conn, _reverse(include, target_type, ids), seen, found)
+        frontier = await _allowed(conn, found, restrict)
+        included += frontier
+        if not frontier:
+            break
+    return included
 
 
 async def _allowed(conn: AsyncConnection, found: list[Stored], restrict: Restriction) -> list[Stored]:
@@ -261,7 +351,8 @@ async def _allowed(conn: AsyncConnection, found: list[Stored], restrict: Restric
             kept += of_type
             continue
         ids = {row.id for row in await conn.execute(select(r.id).where(
-            r.resource_type == resource_type, r.id.in_([s.id for s in of_type]), r.id.in_(allowed)))}
+            r.resource_type == resource_type, r.id.in_([s.id for s in of_type]),
+            _restricted(allowed, from_candidates=True)))}
         kept += [s for s in of_type if s.id in ids]
     return kept
 

@@ -243,3 +243,29 @@ web_sessions = Table(
     Column("revoked", Boolean, nullable=False),  # logged out: refused from then on
     Index("ix_web_sessions_expires", "expires_at"),
 )
+
+# The audit trail (bilan/auth/audit.py), append-only: one row per AuditEvent, written in the
+# transaction of the access it records, never updated or deleted (triggers refuse it).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("recorded", Instant, nullable=False),
+    Column("subtype", String(32), nullable=False),  # the interaction: read, search-type, login...
+    Column("action", String(1), nullable=False),
+    Column("outcome", String(2), nullable=False),
+    Column("altid", String(140), nullable=True),  # the caller's subject
+    Column("content", Json, nullable=False),  # the AuditEvent, as served
+    Index("ix_audit_log_recorded", "recorded"),
+    Index("ix_audit_log_altid_recorded", "altid", "recorded"),
+)
+
+# The patients an AuditEvent names (Patient ids): a patient's "who accessed my data".
+audit_patients = Table(
+    "audit_patients",
+    metadata,
+    Column("patient_id", String(64), primary_key=True),
+    Column("event_id", String(64), primary_key=True),
+    Column("recorded", Instant, nullable=False),
+    Index("ix_audit_patients_patient_recorded", "patient_id", "recorded"),
+)

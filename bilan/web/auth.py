@@ -1,6 +1,9 @@
-"""Login and logout pages: OpenID Connect with the configured provider."""
+"""Login and logout pages: OpenID Connect with the configured provider. A page that needs a
+login sends the browser to `/auth/login?next=<its path>`; the path is kept in the server
+session with the login under way and opened after it, when it is a path of bilan's own."""
 
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
@@ -21,6 +24,23 @@ def login_failed(message: str) -> FhirError:
     return Unauthenticated([Issue(message, "login")])
 
 
+def local_path(text: str | None) -> str | None:
+    """`text` when it is a path on this site ("/prescripteur/..."), None for anything a browser
+    could read as another site (an absolute URL, "//host", "/\\host") or an odd character."""
+    if not text or not text.startswith("/") or text.startswith("//") or "\\" in text:
+        return None
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in text):
+        return None
+    parts = urlsplit(text)
+    return text if not parts.scheme and not parts.netloc else None
+
+
+def login_then(request: AnyRequest) -> Redirect:
+    """To the login, and back to this page after it."""
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return Redirect(f"/auth/login?next={quote(here, safe='')}")
+
+
 class AuthController(Controller):
     path = "/"
 
@@ -35,7 +55,8 @@ class AuthController(Controller):
     async def login(self, request: AnyRequest, oidc: NamedDependency[OidcClient]) -> Redirect:
         started = await oidc.start()
         request.set_session({"login": {"state": started.state, "nonce": started.nonce,
-                                       "code_verifier": started.code_verifier}})
+                                       "code_verifier": started.code_verifier,
+                                       "next": local_path(request.query_params.get("next")) or "/"}})
         return Redirect(started.url)
 
     @get("/auth/callback")
@@ -61,7 +82,7 @@ class AuthController(Controller):
             raise Forbidden([Issue("Votre compte n'a aucun rôle dans bilan (prescripteur, "
                                         "laboratoire ou patient).", "forbidden")]) from None
         await records.record_session(caller, "login")
-        return Redirect("/")
+        return Redirect(local_path(pending.get("next")) or "/")
 
     @post("/auth/logout")
     async def logout(self, request: AnyRequest, oidc: NamedDependency[OidcClient],

@@ -13,6 +13,7 @@ from bilan.fhir.outcomes import Issue, NotFound
 from bilan.records.service import Records
 from bilan.results.document import display
 from bilan.results.issuing import CDA_TYPE, PDF_TYPE
+from bilan.results.issuing.documents import embedded_pdf
 from bilan.settings import Settings
 from bilan.web.session import logged_in
 
@@ -49,8 +50,13 @@ async def _content(request: AnyRequest, document_id: str, settings: Settings, re
                    kind: str) -> bytes:
     _, caller = logged_in(request, settings, "Connectez-vous pour consulter ce compte rendu.")
     document = await records.read(caller, "DocumentReference", document_id)
-    for content in document.content.get("content", []):
-        attachment = content.get("attachment") or {}
-        if attachment.get("contentType") in (kind, "text/xml" if kind == CDA_TYPE else kind):
-            return await records.attachment(caller, attachment)
+    for wanted in (kind, CDA_TYPE) if kind == PDF_TYPE else (kind,):
+        for content in document.content.get("content", []):
+            attachment = content.get("attachment") or {}
+            if attachment.get("contentType") in (wanted, "text/xml" if wanted == CDA_TYPE else wanted):
+                data = await records.attachment(caller, attachment)
+                # The lab's CR-BIO carries its PDF copy (one content per DocumentReference).
+                found = data if wanted == kind else embedded_pdf(data)
+                if found is not None:
+                    return found
     raise NotFound([Issue("Ce document n'a pas de copie dans ce format.", "not-found")])

@@ -5,16 +5,20 @@ JavaScript, htmx only narrows the list of analyses as the patient types."""
 from typing import Any
 
 from jinja2_fragments.litestar import HTMXBlockTemplate
-from litestar import Controller, Request, get
-from litestar.di import NamedDependency
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery
-from litestar.response import Template
+from litestar.response import Redirect, Template
 from markupsafe import Markup
 
+from bilan.api.statuses import status_of
 from bilan.auth.caller import Caller
-from bilan.fhir.outcomes import Forbidden, Issue
-from bilan.results.views import Analyte, PatientSpace, Trends, point_label, trend_svg
+from bilan.fhir.outcomes import FhirError, Forbidden, Issue
+from bilan.notifications.patient_address import FIELD, NoticeAddress
+from bilan.records.service import Records
+from bilan.results.views import AccessTrail, Analyte, PatientSpace, Trends, point_label, trend_svg
 from bilan.settings import Settings
+from bilan.web.reception import Form, field_errors, shown_on_page
 from bilan.web.session import WebUser, logged_in
 
 AnyRequest = Request[Any, Any, Any]
@@ -34,16 +38,44 @@ def by_chapter(analytes: list[Analyte]) -> list[tuple[str, list[Analyte]]]:
     return list(chapters.items())
 
 
+def provide_address(records: NamedDependency[Records]) -> NoticeAddress:
+    return NoticeAddress(records)
+
+
+async def home_page(user: WebUser, caller: Caller, space: PatientSpace, trends: Trends, address: NoticeAddress,
+                    *, error: FhirError | None = None, typed: str | None = None, saved: bool = False) -> Template:
+    """Her space; after a refused address, the reason next to the field and what she typed kept."""
+    shown_on_page(error)
+    return Template("patient/home.html", status_code=status_of(error) if error else 200, context={
+        "user": user, "reports": await space.reports(caller), "awaiting": await space.awaiting(caller),
+        "orders": await space.in_progress(caller), "chapters": by_chapter(await trends.analytes(caller)), "q": "",
+        "email": typed if typed is not None else await address.get(caller), "errors": field_errors(error),
+        "email_field": FIELD, "saved": saved})
+
+
 class PatientController(Controller):
     path = "/patient"
+    dependencies = {"address": Provide(provide_address, sync_to_thread=False)}
 
     @get("/")
     async def home(self, request: AnyRequest, settings: NamedDependency[Settings],
-                   space: NamedDependency[PatientSpace], trends: NamedDependency[Trends]) -> Template:
+                   space: NamedDependency[PatientSpace], trends: NamedDependency[Trends],
+                   address: NamedDependency[NoticeAddress], enregistre: FromQuery[str] = "") -> Template:
         user, caller = patient(request, settings)
-        return Template("patient/home.html", context={
-            "user": user, "reports": await space.reports(caller), "awaiting": await space.awaiting(caller),
-            "chapters": by_chapter(await trends.analytes(caller)), "q": ""})
+        return await home_page(user, caller, space, trends, address, saved=enregistre == "adresse")
+
+    @post("/adresse")
+    async def set_address(self, request: AnyRequest, data: Form, settings: NamedDependency[Settings],
+                          space: NamedDependency[PatientSpace], trends: NamedDependency[Trends],
+                          address: NamedDependency[NoticeAddress]) -> Template | Redirect:
+        """The e-mail address where she is told a report is available ("" removes it)."""
+        user, caller = patient(request, settings)
+        typed = str(data.get(FIELD, ""))
+        try:
+            await address.set(caller, typed)
+        except FhirError as error:
+            return await home_page(user, caller, space, trends, address, error=error, typed=typed)
+        return Redirect("/patient/?enregistre=adresse#avis")
 
     @get("/analyses")
     async def analyses(self, request: AnyRequest, settings: NamedDependency[Settings],
@@ -64,6 +96,9 @@ class PatientController(Controller):
 
     @get("/acces")
     async def trail(self, request: AnyRequest, settings: NamedDependency[Settings],
-                    space: NamedDependency[PatientSpace]) -> Template:
+                    access_trail: NamedDependency[AccessTrail], qui: FromQuery[str] = "tous",
+                    page: FromQuery[str] = "1") -> Template:
         user, caller = patient(request, settings)
-        return Template("patient/trail.html", context={"user": user, "lines": await space.trail(caller)})
+        number = int(page) if page.isascii() and page.isdigit() and len(page) < 7 else 1
+        found = await access_trail.page(caller, qui, number)
+        return Template("patient/trail.html", context={"user": user, "trail": found})

@@ -74,6 +74,8 @@ const PRACTICE_SOFTWARE_SCOPES = [
   'system/DocumentReference.write', 'system/List.write', 'system/Binary.read',
   'system/Communication.read', 'system/Communication.write',
   'system/Subscription.read', 'system/Subscription.write',
+  'system/Encounter.read', 'system/Encounter.write',
+  'system/Location.read', 'system/Location.write',
   'system/*.read',
 ];
 
@@ -86,7 +88,7 @@ const LAB_MIDDLEWARE_SCOPES = [
   'system/Communication.read', 'system/Communication.write',
   'system/Subscription.read', 'system/Subscription.write',
   'system/DocumentReference.read', 'system/DocumentReference.write', 'system/List.write',
-  'system/Binary.read',
+  'system/Binary.read', 'system/Encounter.read', 'system/Location.read',
 ];
 
 const ALL_SCOPES = [...new Set([...WEB_SCOPES, ...PRACTICE_SOFTWARE_SCOPES, ...LAB_MIDDLEWARE_SCOPES])];

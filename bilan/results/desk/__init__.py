@@ -9,10 +9,10 @@ vocabularies every room reads (`interpretation`:
 HL7 interpretation flags; `units`: UCUM checks and conversions; `typed`: French numbers as
 typed and censored values, "<0,5")."""
 
-from bilan.results.desk import calculations, critical, interpretation, typed, units
+from bilan.results.desk import calculations, critical, interpretation, names, typed, units
 from bilan.results.desk.entry import FIELDS, UNCOLLECTED, ResultEntry, Typed
 from bilan.results.desk.intake import ResultsIntake
-from bilan.results.desk.validation import OPEN, ResultsDesk, order_results, person_history, previous_result
+from bilan.results.desk.validation import OPEN, Previous, ResultsDesk, order_results, person_history, previous_result
 
-__all__ = ["FIELDS", "OPEN", "UNCOLLECTED", "calculations", "critical", "ResultEntry", "ResultsDesk", "ResultsIntake", "Typed", "interpretation",
+__all__ = ["FIELDS", "OPEN", "Previous", "UNCOLLECTED", "calculations", "critical", "ResultEntry", "ResultsDesk", "ResultsIntake", "Typed", "interpretation", "names",
            "order_results", "person_history", "previous_result", "typed", "units"]

@@ -1,67 +1,24 @@
 """UCUM units as French lab reports use them: checking a unit code, converting a value.
 
-bilan reads a subset of UCUM: its syntax (`/` and `.` read left to right, exponents, `10*n`,
-integer factors, `{annotations}`; no parentheses) over the atoms and prefixes in the tables
-below, which cover the catalogue's units and the usual ones of a city lab.
+Any UCUM code reads (`ucum`: the grammar and the UCUM table); bilan then asks for one spelling
+of each unit, the one the catalogue and the ANS examples write (L, not l; 10*9, not 10^9), and
+knows how French reports misspell them (`_SPELLINGS`), to say the fix.
 """
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-Dimension = tuple[tuple[str, int], ...]
+from bilan.results.desk import ucum
+from bilan.results.desk.ucum import Dimension, InvalidUnit, UnitError
 
-
-class UnitError(ValueError):
-    """A unit bilan cannot read, or a conversion it cannot make."""
-
-
-class InvalidUnit(UnitError):
-    pass
+__all__ = ["Dimension", "IncompatibleUnits", "InvalidUnit", "UnitError", "check_unit", "convert", "suggest_unit"]
 
 
 class IncompatibleUnits(UnitError):
     pass
 
-
-@dataclass(frozen=True)
-class _Atom:
-    scale: Decimal
-    dimension: dict[str, int]
-    metric: bool  # takes a prefix
-
-
-# Scales are to g, m, s, mol and the arbitrary bases; L = dm3 and U = umol/min as in UCUM, so
-# that mm3 meets uL and U meets kat. [IU] and eq stay their own bases: [IU] is defined per
-# substance, and an equivalent is a mole only for a monovalent ion.
-_ATOMS: dict[str, _Atom] = {
-    "g": _Atom(Decimal(1), {"g": 1}, True),
-    "m": _Atom(Decimal(1), {"m": 1}, True),
-    "L": _Atom(Decimal("0.001"), {"m": 3}, True),
-    "s": _Atom(Decimal(1), {"s": 1}, True),
-    "min": _Atom(Decimal(60), {"s": 1}, False),
-    "h": _Atom(Decimal(3600), {"s": 1}, False),
-    "d": _Atom(Decimal(86400), {"s": 1}, False),
-    "mol": _Atom(Decimal(1), {"mol": 1}, True),
-    "kat": _Atom(Decimal(1), {"mol": 1, "s": -1}, True),
-    "U": _Atom(Decimal("0.000001") / 60, {"mol": 1, "s": -1}, True),
-    "[IU]": _Atom(Decimal(1), {"[IU]": 1}, True),
-    "[iU]": _Atom(Decimal(1), {"[IU]": 1}, True),
-    "eq": _Atom(Decimal(1), {"eq": 1}, True),
-    "%": _Atom(Decimal("0.01"), {}, False),
-}
-
-_PREFIXES: dict[str, Decimal] = {
-    "k": Decimal("1e3"), "d": Decimal("1e-1"), "c": Decimal("1e-2"), "m": Decimal("1e-3"),
-    "u": Decimal("1e-6"), "n": Decimal("1e-9"), "p": Decimal("1e-12"), "f": Decimal("1e-15"),
-}
-
-# Exponents of one or two digits: 10*12/L or m3 are read, 10*999999999 is refused, not computed.
-_COMPONENT = re.compile(r"(?P<body>%|[A-Za-z]*(?:\[[A-Za-z]+\])?)(?P<exponent>[+-]?\d{1,2})?")
-_POWER_OF_TEN = re.compile(r"10\*(?P<exponent>[+-]?\d{1,2})")
-_ANNOTATED = re.compile(r"(?P<component>[^{}]*)(?P<annotation>\{[^{}]*\})")
 
 # Spellings seen on French reports and instruments, each with its UCUM form and why. Applied
 # in order to the whole code; the result is offered only if it reads. UCUM itself also has l
@@ -85,24 +42,22 @@ _SPELLINGS: tuple[tuple[re.Pattern[str], str, str], ...] = (
     (re.compile(r"^(ratio|INR)$"), r"{\1}", "a ratio carries its name in braces"),
     (re.compile(r"(?<!\{)1[.,]73_?m2(?!\})"), "{1.73_m2}",
      "per body surface area is the annotation {1.73_m2}"),
+    (re.compile(r"(?<=/)(\d+)\.?h(?=$|[/.])"), r"(\1.h)",
+     "hours in a divisor go in parentheses, /(24.h): UCUM reads / and . left to right, so g/24.h is g.h/24"),
 )
 
 
-@dataclass(frozen=True)
-class _Unit:
-    scale: Decimal
-    dimension: Dimension
-
-
 def check_unit(code: str) -> str | None:
-    """Why `code` is not a UCUM unit as French lab reports write it, with the fix if one is known."""
-    try:
-        _parse(code)
-    except InvalidUnit as error:
-        fix, reasons = _respell(code)
-        if fix is None:
-            return str(error)
+    """Why `code` is not a UCUM unit as bilan spells it, with the fix if one is known: what is
+    not UCUM ("mmol/L/", "UI/L"), and the UCUM that is not bilan's spelling ("mmol/l", "10^9/L")
+    or not what a lab means ("G/L", the gauss per litre; "g/24.h", gram-hours per 24)."""
+    fix, reasons = _respell(code)
+    if fix is not None:
         return f"{code!r}: {'; '.join(reasons)}; write {fix!r}"
+    try:
+        ucum.read(code)
+    except InvalidUnit as error:
+        return str(error)
     return None
 
 
@@ -124,6 +79,9 @@ def convert(value: Decimal, from_unit: str, to_unit: str, analyte_loinc: str,
     if source.dimension == target.dimension:
         converted = value * source.scale / target.scale
         return converted if exact else _significant(converted, value)
+    if special := source.special or target.special:
+        raise IncompatibleUnits(f"{from_unit} and {to_unit} do not convert: {special[0]} is a scale, "
+                                "not a multiple of a unit (a UCUM special unit), and converts only to itself")
     for row in catalogue_rows:
         if row.get("loinc") != analyte_loinc or not row.get("alt_ucum") or not row.get("factor_to_alt"):
             continue
@@ -151,17 +109,17 @@ def _respell(code: str) -> tuple[str | None, list[str]]:
     if fixed == code:
         return None, []
     try:
-        _parse(fixed)
+        ucum.read(fixed)
     except InvalidUnit:
         return None, []
     return fixed, reasons
 
 
-def _read(code: str) -> _Unit:
+def _read(code: str) -> ucum.Unit:
     problem = check_unit(code)
     if problem is not None:
         raise InvalidUnit(problem)
-    return _parse(code)
+    return ucum.read(code)
 
 
 def _significant(exact: Decimal, like: Decimal) -> Decimal:
@@ -175,69 +133,3 @@ def _significant(exact: Decimal, like: Decimal) -> Decimal:
         rounded = rounded.quantize(Decimal(1).scaleb(exponent))
     # Large values are written out (1200, not 1.2E+3); the zeros are not significant.
     return rounded.quantize(Decimal(1)) if exponent > 0 else rounded
-
-
-def _parse(code: str) -> _Unit:
-    if not code:
-        raise InvalidUnit("an empty unit code")
-    if not code.isascii() or not code.isprintable() or " " in code:
-        raise InvalidUnit(f"{code!r} has characters UCUM does not allow (ASCII, no spaces)")
-    if "(" in code or ")" in code:
-        raise InvalidUnit(f"{code!r}: bilan does not read UCUM's parentheses")
-    scale = Decimal(1)
-    dimension: dict[str, int] = {}
-    for position, (sign, term) in enumerate(_terms(code)):
-        if not term:
-            if position == 0 and sign == 1 and code.startswith("/"):
-                continue  # "/mL": UCUM's leading division
-            raise InvalidUnit(f"{code!r} has an empty term")
-        term_scale, term_dimension = _term(code, term)
-        scale *= term_scale ** sign
-        for base, exponent in term_dimension.items():
-            dimension[base] = dimension.get(base, 0) + sign * exponent
-    return _Unit(scale, tuple(sorted((b, e) for b, e in dimension.items() if e)))
-
-
-def _terms(code: str) -> list[tuple[int, str]]:
-    terms, sign, current, in_annotation = [], 1, "", False
-    for char in code:
-        if in_annotation or char not in "./":
-            current += char
-            if char in "{}":
-                in_annotation = char == "{"
-        else:
-            terms.append((sign, current))
-            sign, current = (-1 if char == "/" else 1), ""
-    if in_annotation:
-        raise InvalidUnit(f"{code!r} opens an annotation {{...}} it does not close")
-    terms.append((sign, current))
-    return terms
-
-
-def _term(code: str, term: str) -> tuple[Decimal, dict[str, int]]:
-    if annotated := _ANNOTATED.fullmatch(term):
-        annotation = annotated["annotation"]
-        if not annotated["component"]:
-            return Decimal(1), {annotation: 1}
-        scale, dimension = _term(code, annotated["component"])
-        return scale, {**dimension, annotation: 1}
-    if power := _POWER_OF_TEN.fullmatch(term):
-        return Decimal(10) ** int(power["exponent"]), {}
-    if term.isdigit():
-        return Decimal(term), {}
-    component = _COMPONENT.fullmatch(term)
-    atom = _atom(component["body"]) if component else None
-    if component is None or atom is None:
-        raise InvalidUnit(f"{term!r} in {code!r} is not a UCUM unit bilan knows")
-    exponent = int(component["exponent"] or 1)
-    return atom.scale ** exponent, {base: e * exponent for base, e in atom.dimension.items()}
-
-
-def _atom(body: str) -> _Atom | None:
-    if body in _ATOMS:
-        return _ATOMS[body]
-    prefix, rest = body[:1], body[1:]
-    atom = _ATOMS.get(rest)
-    if prefix in _PREFIXES and atom is not None and atom.metric:
-        return _Atom(_PREFIXES[prefix] * atom.scale, atom.dimension, False)
-    return None

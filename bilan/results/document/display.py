@@ -2,6 +2,7 @@
 XSLT 1.0) turns the CDA into HTML, as a DMP viewer would show it."""
 
 import threading
+from copy import deepcopy
 from functools import cache
 
 from lxml import etree
@@ -12,6 +13,8 @@ STYLESHEET = CDA_KIT / "FeuilleDeStyle" / "externe" / "feuille-de-style-externe_
 # The stylesheet reads '../cda_l10n.xml' and 'cda_narrativeblock.xml' relative to itself, but
 # the kit keeps both in FeuilleDeStyle/: it is parsed as if it lived there.
 _FOLDER = STYLESHEET.parent.parent
+# An "auto-présentable" document received from elsewhere (docs/imported.md).
+_SELF_PRESENTING, _V3 = "{http://www.w3.org/1999/XSL/Transform}stylesheet", "urn:hl7-org:v3"
 _TRANSFORMING = threading.Lock()  # an XSLT object keeps its last error log: one run at a time
 
 
@@ -19,6 +22,8 @@ def html(document: bytes) -> str:
     """The report as the ANS stylesheet renders it (a whole HTML page)."""
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
     tree = etree.fromstring(document, parser)
+    if tree.tag == _SELF_PRESENTING:  # a CDA inside its own stylesheet: shown with the ANS one
+        tree = deepcopy(next(tree.iter(f"{{{_V3}}}ClinicalDocument"), tree))
     with _TRANSFORMING:
         return str(_transform()(tree, vocFile=etree.XSLT.strparam(str(_FOLDER / "cda_l10n.xml"))))
 

@@ -1,14 +1,26 @@
-"""Reading a CR-BIO (CI-SIS 2024.01) that another lab produced, so that a patient's history spans
-labs: `read_cr_bio(document) -> ReadReport`, a typed extract independent of FHIR and of bilan's
-own `LabReport` (which only describes what bilan issues and refuses what it would not write).
+"""Reading a lab report that someone else produced, so that a patient's history spans labs:
+`read_cr_bio(document) -> ReadReport`, a typed extract independent of FHIR and of bilan's own
+`LabReport` (which only describes what bilan issues and refuses what it would not write).
 
-What is fatal and what is a warning: a document that cannot be parsed safely, or is not a CR-BIO
-(templateId 1.2.250.1.213.1.1.1.55 and code 11502-2), or lacks what makes it a report at all
-(id, effectiveTime, patient), raises `UnreadableReport`. Anything else imperfect (schema or
-schematron problems, a time without its UTC offset, a unit bilan does not know) is kept as a
-warning: a report from elsewhere may be imperfect and still worth showing in a history.
+What it reads (docs/cda.md, "Reading CR-BIOs from other labs"):
+- a CR-BIO 2024.01 (templateId 1.2.250.1.213.1.1.1.55, code 11502-2) with a structured body;
+- a BIO-TROD 2024.01 point-of-care test report (templateId 1.2.250.1.213.1.1.1.59, code
+  96173-0), whose results are laid out as a CR-BIO's;
+- a level-1 CR-BIO (code 11502-2, a `nonXMLBody`, usually a PDF): its header and its file, no
+  result;
+- either of the first two "auto-présentable": the CDA inside an XSL stylesheet
+  (`data:Contenu/ClinicalDocument`), which is read and the stylesheet ignored.
+
+What is fatal and what is a warning: a document that cannot be parsed safely, or is none of the
+above, or lacks what makes it a report at all (id, effectiveTime, patient), raises
+`UnreadableReport`. Anything else imperfect (schema or schematron problems, a time without its
+UTC offset, a unit bilan does not know) is kept as a warning: a report from elsewhere may be
+imperfect and still worth showing in a history.
 """
 
+import base64
+import binascii
+from copy import deepcopy
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -21,9 +33,15 @@ from bilan.results.desk import units
 from bilan.results.document import Identifier, conformance
 
 V3 = "urn:hl7-org:v3"
-XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+XSI_TYPE = f"{{{XSI}}}type"
 CR_BIO_TEMPLATE = "1.2.250.1.213.1.1.1.55"
 CR_BIO_CODE = "11502-2"
+TROD_TEMPLATE = "1.2.250.1.213.1.1.1.59"  # BIO-TROD 2024.01, a point-of-care test report
+TROD_CODE = "96173-0"
+XSL = "http://www.w3.org/1999/XSL/Transform"
+# An auto-présentable document: an XSL stylesheet holding the CDA in data:Contenu.
+SELF_PRESENTING = f"{{urn:asip-sante:ci-sis}}Contenu/{{{V3}}}ClinicalDocument"
 INS_ROOTS = ("1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.9", "1.2.250.1.213.1.4.10",
              "1.2.250.1.213.1.4.11")  # NIR, NIA, test NIR, demo NIR
 PRACTITIONER_ID = "1.2.250.1.71.4.2.1"  # "8" + RPPS
@@ -31,6 +49,8 @@ ORGANIZATION_ID = "1.2.250.1.71.4.2.2"  # "1" + FINESS
 CHAPTER_SECTION = "1.3.6.1.4.1.19376.1.3.3.2.1"
 RESULT_OBSERVATION = "1.3.6.1.4.1.19376.1.3.1.6"
 ISOLATE_ORGANIZER = "1.3.6.1.4.1.19376.1.3.1.5"
+ITEM_SECTION = "1.3.6.1.4.1.19376.1.3.3.2.2"  # a level-2 section: one exam of a chapter
+INTERPRETATION_OID = "2.16.840.1.113883.5.83"  # HL7 ObservationInterpretation
 # libxml2 refuses a text node over 10 MB without huge_tree, which the PDF copy must fit in.
 MAX_BYTES = 10 * 1024 * 1024
 # What a time without offset is taken to mean: CR-BIOs reaching bilan come from French labs.
@@ -86,16 +106,19 @@ class ReadResult:
     label: str | None  # what the lab printed (narrative text of originalText)
     comparable: bool  # LOINC-coded: the same analyte in any lab's report
     chapter: str | None  # LOINC chapter of the level-1 section
-    battery: Concept | None  # the organizer (BATTERY) it sits in, if any
+    battery: Concept | None  # the organizer (BATTERY) it sits in, if any: its code, else the exam's
     isolate: Concept | None  # the organism of a microbiology isolate, if any
     value: Value
-    interpretation: str | None  # HL7 ObservationInterpretation code
+    interpretation: str | None  # its code: HL7 ObservationInterpretation, or as `interpreted` says
     low: Decimal | None  # reference range
     high: Decimal | None
     range_unit: str | None
-    observed_at: datetime | None
+    observed_at: datetime | None  # the start of `observed_on` when the lab gave a day only
     status: str | None  # completed, aborted, active...
     comment: str | None = None
+    battery_number: int | None = None  # which organizer of the document: tells batteries apart
+    interpreted: Concept | None = None  # the whole interpretationCode (a TROD's may be SNOMED CT)
+    observed_on: str | None = None  # a time given to the day, month or year: YYYY[-MM[-DD]]
 
     @property
     def loinc(self) -> str | None:
@@ -130,6 +153,13 @@ class Biologist:
 
 
 @dataclass(frozen=True)
+class Unstructured:
+    """A level-1 body (nonXMLBody): the report as a file (a PDF), with no result to read."""
+    media_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class ReadReport:
     document_id: Identifier
     set_id: Identifier | None
@@ -142,16 +172,26 @@ class ReadReport:
     replaces: Identifier | None  # RPLC parent document
     results: tuple[ReadResult, ...]
     warnings: tuple[str, ...]  # non-conformance and oddities, in document order
+    code: str = CR_BIO_CODE  # the document's LOINC type: CR_BIO_CODE or TROD_CODE
+    title: str | None = None
+    unstructured: Unstructured | None = None  # the file of a level-1 document
+    self_presenting: bool = False  # the CDA came inside an XSL stylesheet
 
 
 def read_cr_bio(document: bytes, check: bool = True) -> ReadReport:
-    """The extract of a CR-BIO. `check` runs the ANS schema and schematron first (~5–10 ms)
-    and lists their problems in `warnings`; it never refuses a document."""
-    root = _parse(document)
-    _require_cr_bio(root)
-    warnings = [f"not conformant: {p}" for p in conformance.problems(document)] if check else []
+    """The extract of a lab report (CR-BIO, BIO-TROD, level-1 CR-BIO). `check` runs the ANS
+    schema and the CR-BIO pipeline on a CR-BIO (not on a TROD or a level-1 one, whose
+    volets bilan does not ship) and lists their problems in `warnings`; it never refuses a
+    document."""
+    outer = _parse(document)
+    root = _clinical_document(outer)
+    code = _require_lab_report(root)
+    warnings: list[str] = []
+    if check and code == CR_BIO_CODE and _body(root) is not None:
+        cda = document if root is outer else _standalone(root)
+        warnings = [f"not conformant: {p}" for p in conformance.problems(cda)]
     reader = _Reader(root, warnings)
-    return reader.report()
+    return reader.report(code, self_presenting=root is not outer)
 
 
 # Parsing
@@ -175,19 +215,56 @@ def _parse(document: bytes) -> etree._Element:
     return root
 
 
-def _require_cr_bio(root: etree._Element) -> None:
+def _clinical_document(root: etree._Element) -> etree._Element:
+    """The CDA: the root, or the one inside an auto-présentable document's stylesheet."""
+    if root.tag in (f"{{{XSL}}}stylesheet", f"{{{XSL}}}transform"):
+        inside = root.findall(SELF_PRESENTING)
+        if len(inside) != 1:
+            raise UnreadableReport(
+                "an XSL stylesheet that is not an auto-présentable document: it should hold one "
+                f"ClinicalDocument in data:Contenu, and holds {len(inside)}")
+        return inside[0]
     if root.tag != f"{{{V3}}}ClinicalDocument":
         raise UnreadableReport(f"not a CDA document: the root element is {root.tag}, "
                                f"not {{{V3}}}ClinicalDocument")
+    return root
+
+
+def _standalone(cda: etree._Element) -> bytes:
+    """The CDA of an auto-présentable document as a document of its own, in the default
+    namespace: its xsi:type values ("PQ", "IVL_TS") name CDA types only there."""
+    copy = etree.Element(cda.tag, nsmap={None: V3, "xsi": XSI})
+    for name, value in cda.attrib.items():
+        copy.set(name, value)
+    copy.extend(deepcopy(child) for child in cda)
+    standalone: bytes = etree.tostring(copy, xml_declaration=True, encoding="utf-8")
+    return standalone
+
+
+def _require_lab_report(root: etree._Element) -> str:
+    """The document's type (CR_BIO_CODE or TROD_CODE), once it is one bilan reads."""
     templates = root.xpath("h:templateId/@root", namespaces=_NS)
     code = root.find("h:code", _NS)
-    if CR_BIO_TEMPLATE not in templates:
-        raise UnreadableReport(f"not a CR-BIO: no templateId {CR_BIO_TEMPLATE} "
-                               f"(found {', '.join(templates) or 'none'})")
-    if code is None or code.get("code") != CR_BIO_CODE or code.get("codeSystem") != LOINC_OID:
-        found = "none" if code is None else f"{code.get('code')} in {code.get('codeSystem')}"
-        raise UnreadableReport(f"not a CR-BIO: the document code is {found}, "
-                               f"not LOINC {CR_BIO_CODE}")
+    found = "none" if code is None else f"{code.get('code')} in {code.get('codeSystem')}"
+    kind = code.get("code") if code is not None and code.get("codeSystem") == LOINC_OID else None
+    # A level-1 CR-BIO (the ANS's own example) declares the unstructured-document template
+    # rather than the CR-BIO one: its code says what it is.
+    if kind == CR_BIO_CODE and (CR_BIO_TEMPLATE in templates or _body(root) is None):
+        return CR_BIO_CODE
+    if kind == TROD_CODE and TROD_TEMPLATE in templates:
+        return TROD_CODE
+    if kind not in (CR_BIO_CODE, TROD_CODE):
+        raise UnreadableReport(f"not a lab report: the document code is {found}, not LOINC "
+                               f"{CR_BIO_CODE} (CR-BIO) or {TROD_CODE} (BIO-TROD)")
+    template = CR_BIO_TEMPLATE if kind == CR_BIO_CODE else TROD_TEMPLATE
+    volet = "a CR-BIO" if kind == CR_BIO_CODE else "a BIO-TROD"
+    raise UnreadableReport(f"not {volet}: no templateId {template} "
+                           f"(found {', '.join(templates) or 'none'})")
+
+
+def _body(root: etree._Element) -> etree._Element | None:
+    """The structured body; None for a level-1 document (nonXMLBody)."""
+    return root.find("h:component/h:structuredBody", _NS)
 
 
 class _Reader:
@@ -196,8 +273,9 @@ class _Reader:
         self.warnings = warnings
         self.texts = {e.get("ID"): " ".join("".join(e.itertext()).split())
                       for e in root.iter() if isinstance(e.tag, str) and e.get("ID")}
+        self.organizers = {e: n for n, e in enumerate(root.iter(f"{{{V3}}}organizer"))}
 
-    def report(self) -> ReadReport:
+    def report(self, code: str, self_presenting: bool) -> ReadReport:
         root = self.root
         document_id = _identifier(root.find("h:id", _NS))
         if document_id is None:
@@ -206,6 +284,7 @@ class _Reader:
         if effective is None:
             raise UnreadableReport("the document has no effectiveTime")
         version = root.find("h:versionNumber", _NS)
+        unstructured = self.unstructured() if _body(root) is None else None
         return ReadReport(
             document_id=document_id,
             set_id=_identifier(root.find("h:setId", _NS)),
@@ -217,8 +296,26 @@ class _Reader:
             order_id=_identifier(root.find("h:inFulfillmentOf/h:order/h:id", _NS)),
             replaces=_identifier(root.find(
                 "h:relatedDocument[@typeCode='RPLC']/h:parentDocument/h:id", _NS)),
-            results=tuple(self.results()),
-            warnings=tuple(self.warnings))
+            results=tuple(self.results()) if unstructured is None else (),
+            warnings=tuple(self.warnings),
+            code=code, title=_first_text(root, "h:title"), unstructured=unstructured,
+            self_presenting=self_presenting)
+
+    def unstructured(self) -> Unstructured:
+        text = self.root.find("h:component/h:nonXMLBody/h:text", _NS)
+        if text is None:
+            raise UnreadableReport("the document has neither a structuredBody nor a nonXMLBody/text")
+        media = text.get("mediaType", "text/plain")
+        if text.get("representation") != "B64":  # plain text, or a reference to a file elsewhere
+            if text.find("h:reference", _NS) is not None:
+                raise UnreadableReport("the nonXMLBody refers to a file outside the document, "
+                                       "which bilan cannot keep")
+            return Unstructured(media, "".join(text.itertext()).encode("utf-8"))
+        try:
+            data = base64.b64decode("".join("".join(text.itertext()).split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise UnreadableReport("the nonXMLBody text is not base64") from None
+        return Unstructured(media, data)
 
     # Header
 
@@ -277,22 +374,44 @@ class _Reader:
         where = code.code if code and code.code else f"line {observation.sourceline}"
         low, high, range_unit = self.reference_range(observation, where)
         status = observation.find("h:statusCode", _NS)
-        interpretation = observation.find("h:interpretationCode", _NS)
+        interpretation = self.concept(observation.find("h:interpretationCode", _NS))
+        effective = observation.find("h:effectiveTime", _NS)
+        organizer = self.battery_organizer(observation)
         comment = observation.find(
             "h:entryRelationship[@typeCode='SUBJ']/h:act/h:text/h:reference", _NS)
         return ReadResult(
             code=code.code if code else None, system=code.system if code else None,
             display=code.display if code else None, label=code.text if code else None,
             comparable=comparable, chapter=chapter,
-            battery=self.enclosing(observation, "[@classCode='BATTERY']", "h:code"),
+            battery=self.battery(organizer) if organizer is not None else None,
             isolate=self.enclosing(observation, f"[h:templateId/@root='{ISOLATE_ORGANIZER}']",
                                    "h:specimen/h:specimenRole/h:specimenPlayingEntity/h:code"),
             value=self.value(observation.find("h:value", _NS), where),
-            interpretation=interpretation.get("code") if interpretation is not None else None,
+            interpretation=interpretation.code if interpretation else None,
             low=low, high=high, range_unit=range_unit,
-            observed_at=self.time(observation.find("h:effectiveTime", _NS), f"{where} effectiveTime"),
+            observed_at=self.time(effective, f"{where} effectiveTime"),
             status=status.get("code") if status is not None else None,
-            comment=self.reference(comment))
+            comment=self.reference(comment),
+            battery_number=self.organizers[organizer] if organizer is not None else None,
+            interpreted=interpretation if interpretation and interpretation.code else None,
+            observed_on=_coarse(effective))
+
+    def battery_organizer(self, observation: etree._Element) -> etree._Element | None:
+        found = observation.xpath("ancestor::h:organizer[@classCode='BATTERY'][1]", namespaces=_NS)
+        return found[0] if found else None
+
+    def battery(self, organizer: etree._Element) -> Concept:
+        """The battery's code; for one sent without a code, the exam it belongs to (its level-2
+        section's code), else no more than its existence."""
+        own = self.concept(organizer.find("h:code", _NS))
+        if own is not None and (own.code or own.text):
+            return own
+        exams = organizer.xpath(f"ancestor::h:section[h:templateId/@root='{ITEM_SECTION}'][1]",
+                                namespaces=_NS)
+        exam = self.concept(exams[0].find("h:code", _NS)) if exams else None
+        if exam is not None and exam.code:
+            return Concept(exam.code, exam.system, exam.display, _first_text(exams[0], "h:title"))
+        return Concept(None, None, None, None)
 
     def enclosing(self, observation: etree._Element, test: str, path: str) -> Concept | None:
         organizers = observation.xpath(f"ancestor::h:organizer{test}[1]", namespaces=_NS)
@@ -388,7 +507,7 @@ class _Reader:
         except ValueError:
             self.warnings.append(f"{what}: {value!r} is not a CDA time")
             return None
-        if not aware:
+        if not aware and _coarse(element) is None:  # a day has no UTC offset to give
             self.warnings.append(f"{what}: {value!r} has no UTC offset, read as Europe/Paris time")
         return moment
 
@@ -421,6 +540,20 @@ def _timestamp(value: str) -> tuple[datetime, bool]:
         raise ValueError(value)
     delta = timedelta(hours=int(offset[:2]), minutes=int(offset[2:]))
     return moment.replace(tzinfo=timezone(delta if sign == "+" else -delta)), True
+
+
+def _coarse(element: etree._Element | None) -> str | None:
+    """A time the lab gave to the day, month or year only, as FHIR writes such a date
+    (20240104 -> 2024-01-04): None for a time to the hour or finer, or no readable time."""
+    value = element.get("value", "") if element is not None else ""
+    digits = value.split("+")[0].split("-")[0]
+    if len(digits) not in (4, 6, 8) or not digits.isdigit():
+        return None
+    try:
+        _timestamp(value)
+    except ValueError:
+        return None
+    return "-".join((digits[:4], digits[4:6], digits[6:8])).rstrip("-")
 
 
 def _identifier(element: etree._Element | None) -> Identifier | None:

@@ -1,5 +1,6 @@
-"""Reports from elsewhere: a DocumentReference carrying a CR-BIO (from the DMP, another lab, a
-practice's software) puts the document's results into the patient's history (docs/imported.md).
+"""Reports from elsewhere: a DocumentReference carrying a CR-BIO or a BIO-TROD (from the DMP,
+another lab, a pharmacy, a practice's software) puts the document's results into the patient's
+history (docs/imported.md); a level-1 CR-BIO is kept with its PDF beside it, and gives no result.
 
 Two steps, because the Observations must point at the DocumentReference and only a stored one
 has an id: `guard` reads the attached document before anything is written, refuses what cannot
@@ -30,7 +31,9 @@ from bilan.results import masking
 from bilan.results.desk import interpretation, units
 from bilan.results.document import Identifier, fhir_report
 from bilan.results.elsewhere.cda_reading import (
+    INTERPRETATION_OID,
     MAX_BYTES,
+    TROD_CODE,
     Biologist,
     Concept,
     Interval,
@@ -39,6 +42,7 @@ from bilan.results.elsewhere.cda_reading import (
     ReadReport,
     ReadResult,
     UnreadableReport,
+    Unstructured,
     read_cr_bio,
 )
 from bilan.storage import search as store_search
@@ -53,6 +57,9 @@ ATTACHMENT = "DocumentReference.content[0].attachment"
 SUBJECT = "DocumentReference.subject"
 STATUSES = {"completed": "final", "aborted": "cancelled", "active": "preliminary",
             "cancelled": "cancelled"}  # CDA statusCode -> Observation.status; else final
+DOCUMENT_TYPES = {fhir_report.REPORT_CODE[0]: fhir_report.REPORT_CODE[1],
+                  TROD_CODE: "Test rapide d'orientation diagnostique"}
+UNCODED_BATTERY = "Batterie d'examens sans code"  # Observation.code is required
 MOST_RESULTS = 2000  # results of one report bilan will look up again when it is replaced
 _MAX_BASE64 = 4 * ceil(MAX_BYTES / 3)
 
@@ -232,8 +239,8 @@ def _completed(resource: dict[str, Any], read: ReadReport, document: bytes) -> d
                              f"is {canonical['value']}", "DocumentReference.masterIdentifier")
     if master != canonical and canonical not in done.get("identifier", []):
         done["identifier"] = [*done.get("identifier", []), canonical]  # what searches find
-    done.setdefault("type", {"coding": [{"system": LOINC, "code": fhir_report.REPORT_CODE[0],
-                                         "display": fhir_report.REPORT_CODE[1]}]})
+    done.setdefault("type", {"coding": [{"system": LOINC, "code": read.code,
+                                         "display": DOCUMENT_TYPES[read.code]}]})
     done.setdefault("date", _datetime(read.effective_time))
     if not done.get("author") and read.lab:
         done["author"] = [_lab(read.lab)]
@@ -247,6 +254,8 @@ def _completed(resource: dict[str, Any], read: ReadReport, document: bytes) -> d
     content = list(done["content"])
     content[0] = {**content[0], "attachment": _attachment(content[0]["attachment"], document,
                                                           read.effective_time)}
+    if read.unstructured is not None:
+        content = _with_file(content, read.unstructured, read.title)
     done["content"] = content
     meta = done.get("meta") or {}
     if not _tagged(done):
@@ -266,6 +275,16 @@ def _attachment(attachment: dict[str, Any], document: bytes, created: datetime) 
         raise _unprocessable("hash is not the SHA-1 of the document", f"{ATTACHMENT}.hash")
     return {**attachment, "size": len(document), "hash": digest,
             "creation": attachment.get("creation") or _datetime(created)}
+
+
+def _with_file(content: list[dict[str, Any]], file: Unstructured, title: str | None) -> list[dict[str, Any]]:
+    """A level-1 document's file (its PDF) as a content of its own, so that wherever the
+    document is listed its PDF can be opened; once, however often the sender sends it."""
+    data = base64.b64encode(file.data).decode("ascii")
+    if any((c.get("attachment") or {}).get("data") == data for c in content[1:]):
+        return content
+    return [*content, {"attachment": _pruned({"contentType": file.media_type, "data": data,
+                                              "size": len(file.data), "title": title})}]
 
 
 def _with_replaced(resource: dict[str, Any], replaced: list[Stored]) -> dict[str, Any]:
@@ -297,16 +316,17 @@ def _untagged(resource: dict[str, Any]) -> dict[str, Any]:
 # The results as Observations
 
 def observations(read: ReadReport, patient: str, document: str) -> list[tuple[str, dict[str, Any]]]:
-    """(id, Observation) for every result, in document order; a battery (as grouped under one
-    isolate) comes before its results and lists them in hasMember."""
+    """(id, Observation) for every result, in document order; a battery (one organizer of the
+    document, coded or not) comes before its results and lists them in hasMember."""
     made: list[tuple[str, dict[str, Any]]] = []
-    batteries: dict[tuple[Any, ...], dict[str, Any]] = {}
+    batteries: dict[int, dict[str, Any]] = {}
     for result in read.results:
         id_ = new_id()
-        if result.battery is not None:
-            key = (result.chapter, result.isolate, result.battery)
+        if result.battery is not None and result.battery_number is not None:
+            key = result.battery_number
             if key not in batteries:
                 batteries[key] = _common(read, result, patient, document, result.battery)
+                batteries[key]["code"] = batteries[key]["code"] or {"text": UNCODED_BATTERY}
                 batteries[key]["hasMember"] = []
                 made.append((new_id(), batteries[key]))
             batteries[key]["hasMember"].append({"reference": f"Observation/{id_}"})
@@ -328,9 +348,7 @@ def _result(read: ReadReport, result: ReadResult, patient: str, document: str) -
         obs["dataAbsentReason"] = {"coding": [{"system": fhir_report.DATA_ABSENT, "code": "not-performed",
                                                "display": "Not Performed"}]}
     if result.interpretation:
-        obs["interpretation"] = [{"coding": [_pruned({
-            "system": interpretation.CODE_SYSTEM_URI, "code": result.interpretation,
-            "display": interpretation.LABELS.get(result.interpretation)})]}]
+        obs["interpretation"] = [_interpretation(result)]
     if result.low is not None or result.high is not None:
         obs["referenceRange"] = [_pruned({
             "low": _quantity(result.low, result.range_unit) if result.low is not None else None,
@@ -357,11 +375,21 @@ def _common(read: ReadReport, result: ReadResult, patient: str, document: str,
         "category": category,
         "code": _concept(code),
         "subject": {"reference": patient},
-        "effectiveDateTime": _datetime(result.observed_at) if result.observed_at else None,
+        "effectiveDateTime": result.observed_on or (_datetime(result.observed_at) if result.observed_at else None),
         "issued": _datetime(validated or read.effective_time),
         "performer": [p for p in (_lab(read.lab), _biologist(read.biologist)) if p] or None,
         "derivedFrom": [{"reference": document}],
     }
+
+
+def _interpretation(result: ReadResult) -> dict[str, Any]:
+    """HL7's interpretation codes by their URI with bilan's labels; another system (a TROD's
+    SNOMED CT "hyperglycémie") as the document codes it."""
+    coded = result.interpreted
+    if coded is None or coded.system in (None, INTERPRETATION_OID):
+        return {"coding": [_pruned({"system": interpretation.CODE_SYSTEM_URI, "code": result.interpretation,
+                                    "display": interpretation.LABELS.get(result.interpretation or "")})]}
+    return _concept(coded) or {}
 
 
 def _value(value: Any) -> dict[str, Any]:

@@ -4,20 +4,23 @@ became qualified, their opposition was withdrawn, or `bilan dmp-history`), and t
 visibility once a mask is released or the patient opposes later (a metadata update).
 
 Each report is queued at most once (an outbox row of the DMP channel names it); each send is
-idempotent: the DMP copy's resources carry bilan's ids (`PUT DocumentReference/<id>`), so a
-send repeated after a lost answer writes the same copy again. An update waits until the
-document itself was delivered (else it would reach the DMP before the document)."""
+idempotent: the DMP copy carries bilan's id as its MHD entryUUID and is created only if that
+entryUUID is not there yet, so a send repeated after a lost answer writes nothing new. Every
+write is checked against the MHD Comprehensive rules before it leaves (notifications/mhd_rules.py).
+An update (a conditional update by entryUUID) waits until the document itself was delivered
+(else it would reach the DMP before the document)."""
 
 import base64
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
+from bilan.fhir import fr_core
 from bilan.fhir.query import parse_search
-from bilan.fhir.terminology import CONFIDENTIALITY, HIDDEN_FROM_PROFESSIONALS, INVISIBLE_PATIENT, RPPS
+from bilan.fhir.terminology import CONFIDENTIALITY, HIDDEN_FROM_PROFESSIONALS, INVISIBLE_PATIENT, NATIONAL_ID, RPPS
 from bilan.french import PARIS
-from bilan.notifications import outbox
-from bilan.notifications.mhd import DmpError, DmpUnavailable, MhdClient
+from bilan.notifications import mhd_rules, outbox
+from bilan.notifications.mhd import DmpError, DmpRefused, DmpUnavailable, MhdClient
 from bilan.prescription import LAB_PATIENT, display_name, identity, ins_identifiers, tracking
 from bilan.results import masking
 from bilan.storage import search as store_search
@@ -31,9 +34,9 @@ DMP = "dmp"  # outbox channel: a write to the shared record (target: its MHD bas
 PROVIDE, UPDATE = "provide", "update"
 IMPORTED_TAG = ("https://bilan.sante.fr/fhir/CodeSystem/result-source", "imported")
 MOST_REPORTS = 5000  # reports looked at by one history run
-MHD_LIST = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
-PROVIDE_PROFILE = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/IHE.MHD.Comprehensive.ProvideBundle"
-FINESS_ID = "urn:oid:1.2.250.1.71.4.2.2"  # FINESS-based organisation ids: "1" + FINESS
+LAB, BIOLOGIST, PATIENT = "lab", "biologist", "patient"  # the contained resources' ids
+CONFIDENTIALITY_N = {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N",
+                     "display": "Normal"}
 
 
 @dataclass(frozen=True)
@@ -42,62 +45,102 @@ class Shared:
     ins: dict[str, str]
     lab: dict[str, Any]  # the Organization (custodian)
     biologist: dict[str, Any]  # the Practitioner (author, authenticator)
+    patient: dict[str, Any]  # the lab's patient file (source patient info)
 
 
 def dmp_copy(document: dict[str, Any], document_id: str, shared: Shared, *, hidden_from_all: bool = False) -> dict[str, Any]:
-    """The DMP's copy of an issued DocumentReference: the patient by INS, the lab and the
-    biologist by their national identifiers and names (bilan's own references mean nothing
-    there), the CDA alone, its confidentiality from bilan's labels (`hidden_from_all`: the
-    patient opposed after it was sent)."""
+    """The DMP's copy of an issued DocumentReference, an MHD Comprehensive one: the patient by
+    INS, the lab, the biologist and the patient's traits as contained resources (bilan's own
+    references mean nothing there), the CDA alone, its confidentiality from bilan's labels
+    (`hidden_from_all`: the patient opposed after it was sent), nothing of bilan's own (tags,
+    extensions, links to its orders)."""
     security = masking.security_of(document)
     if hidden_from_all:
         security |= {INVISIBLE_PATIENT, HIDDEN_FROM_PROFESSIONALS}
     cda = next((c for c in document.get("content", []) if "xml" in (c.get("attachment") or {}).get("contentType", "")),
                (document.get("content") or [{}])[0])
-    attachment = {k: v for k, v in (cda.get("attachment") or {}).items() if k != "data"}
-    lab, biologist = _organization(shared.lab), _practitioner(shared.biologist)
-    copy = {k: v for k, v in document.items() if k not in ("meta", "extension", "context", "relatesTo", "id",
-                                                          "author", "authenticator", "custodian")}
-    copy.update({
-        "resourceType": "DocumentReference", "id": document_id,
-        "identifier": [*document.get("identifier", []),
-                       {"use": "official", "system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{document_id}"}],
-        "subject": {"identifier": shared.ins},
-        "author": [lab, biologist], "authenticator": biologist, "custodian": lab,
-        "securityLabel": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
-                                       "code": "N", "display": "Normal"}]}]
+    lab_name, biologist_name = str(shared.lab.get("name", "")), display_name(shared.biologist)
+    context = document.get("context") or {}
+    copy: dict[str, Any] = {
+        "resourceType": "DocumentReference", "meta": {"profile": [mhd_rules.DOCUMENT_PROFILE]},
+        "contained": [_organization(shared.lab), _practitioner(shared.biologist), _patient(shared.patient)],
+        "masterIdentifier": mhd_rules.mhd_identifier("uniqueId", str((document.get("masterIdentifier") or {})
+                                                                       .get("value", ""))),
+        "identifier": [entry_uuid(document_id),
+                       *(i for i in document.get("identifier", []) if i.get("system") == mhd_rules.URI
+                         and (i.get("type") or {}).get("text") == "setId")],
+        "status": document.get("status", "current"),
+        "type": document.get("type"), "category": document.get("category"),
+        "subject": {"type": "Patient", "identifier": shared.ins},
+        "date": document.get("date"),
+        "author": [{"reference": f"#{LAB}", "display": lab_name}, {"reference": f"#{BIOLOGIST}", "display": biologist_name}],
+        "authenticator": {"reference": f"#{BIOLOGIST}", "display": biologist_name},
+        "custodian": {"reference": f"#{LAB}", "display": lab_name},
+        "description": document.get("description"),
+        "securityLabel": [{"coding": [CONFIDENTIALITY_N]}]
         + [{"coding": [masking.coding(CONFIDENTIALITY, c)]} for c in sorted(security)],
-        "content": [{**cda, "attachment": attachment}],
-        "context": {k: v for k, v in (document.get("context") or {}).items() if k != "related"},
-    })
+        "content": [{**cda, "attachment": {k: v for k, v in (cda.get("attachment") or {}).items() if k != "data"}}],
+        "context": {**{k: v for k, v in context.items() if k in ("period", "facilityType", "practiceSetting")},
+                    "sourcePatientInfo": {"reference": f"#{PATIENT}"}},
+    }
     replaced = [r for r in document.get("relatesTo", []) if r.get("code") == "replaces"]
-    if replaced:
-        copy["relatesTo"] = replaced  # DocumentReference/<id>: the same id in the DMP
-    return copy
+    if replaced:  # the earlier copy, by its entryUUID: the DMP gave it an id of its own
+        target = str((replaced[0].get("target") or {}).get("reference", "")).removeprefix("DocumentReference/")
+        copy["relatesTo"] = [{"code": "replaces", "target": {"type": "DocumentReference",
+                                                             "identifier": entry_uuid(target)}}]
+    return {k: v for k, v in copy.items() if v is not None}
 
 
-def provide_bundle(copy: dict[str, Any], cda_id: str, cda: bytes, lab: dict[str, Any]) -> dict[str, Any]:
-    """The MHD Provide Document Bundle (ITI-65): a SubmissionSet List, the DocumentReference
-    and the CDA, each at bilan's id (a repeated send writes the same resources again)."""
-    document_id = copy["id"]
-    copy = {**copy, "content": [{**copy["content"][0], "attachment": {
+def entry_uuid(document_id: str) -> dict[str, Any]:
+    """The MHD entryUUID of the DMP copy of a bilan DocumentReference: its id as a urn."""
+    return mhd_rules.mhd_identifier("entryUUID", f"urn:uuid:{document_id}")
+
+
+def provide_bundle(copy: dict[str, Any], document_id: str, cda_id: str, cda: bytes, submitted: datetime) -> dict[str, Any]:
+    """The MHD Provide Document Bundle (ITI-65), Comprehensive: a SubmissionSet List, the
+    DocumentReference and the CDA as a Binary, each at a `urn:uuid:` fullUrl. A repeated send
+    writes no second document: the DocumentReference is created only if its entryUUID is not
+    there yet (`ifNoneExist`), and the Binary is written at bilan's id, which the attachment url
+    names (`Binary/<id>`: a recipient resolves it without rewriting it). The SubmissionSet's
+    uniqueId is the same at every send, for a registry to recognise it."""
+    submission_id = mhd_rules.new_uuid(f"urn:uuid:{document_id}", "submissionset")
+    lab = next(c for c in copy["contained"] if c.get("id") == LAB)
+    finess = next((f for f in map(fr_core.finess_of, lab.get("identifier", [])) if f), "")
+    document = {**copy, "content": [{**copy["content"][0], "attachment": {
         **copy["content"][0]["attachment"], "url": f"Binary/{cda_id}"}}]}
     submission = {
-        "resourceType": "List", "id": f"{document_id}-ss", "status": "current", "mode": "working",
-        "code": {"coding": [{"system": MHD_LIST, "code": "submissionset"}]},
-        "identifier": [{"use": "official", "system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{document_id}-ss"}],
-        "subject": copy["subject"], "date": copy.get("date"), "source": _organization(lab),
-        "entry": [{"item": {"reference": f"DocumentReference/{document_id}"}}],
+        "resourceType": "List", "meta": {"profile": [mhd_rules.SUBMISSION_SET_PROFILE]}, "contained": [lab],
+        "extension": [{"url": mhd_rules.SOURCE_ID, "valueIdentifier": {"system": mhd_rules.URI, "value": source_id(finess)}},
+                      {"url": mhd_rules.DESIGNATION_TYPE, "valueCodeableConcept": copy["type"]}],
+        "identifier": [mhd_rules.mhd_identifier("uniqueId", mhd_rules.oid_of(submission_id)),
+                       mhd_rules.mhd_identifier("entryUUID", f"urn:uuid:{submission_id}")],
+        "status": "current", "mode": "working",
+        "code": {"coding": [{"system": mhd_rules.LIST_TYPES, "code": "submissionset"}]},
+        "subject": copy["subject"], "date": submitted.isoformat(timespec="seconds"),
+        "source": {"reference": f"#{LAB}", "display": lab.get("name", "")},
+        "entry": [{"item": {"reference": f"urn:uuid:{document_id}"}}],
     }
-    binary = {"resourceType": "Binary", "id": cda_id, "contentType": "application/xml",
+    binary = {"resourceType": "Binary", "contentType": copy["content"][0]["attachment"].get("contentType", "application/xml"),
               "data": base64.b64encode(cda).decode("ascii")}
-    return {"resourceType": "Bundle", "type": "transaction", "meta": {"profile": [PROVIDE_PROFILE]},
-            "entry": [{"fullUrl": f"urn:uuid:{document_id}-ss", "resource": submission,
-                       "request": {"method": "PUT", "url": f"List/{document_id}-ss"}},
-                      {"fullUrl": f"urn:uuid:{document_id}", "resource": copy,
-                       "request": {"method": "PUT", "url": f"DocumentReference/{document_id}"}},
+    return {"resourceType": "Bundle", "type": "transaction", "meta": {"profile": [mhd_rules.PROVIDE_PROFILE]},
+            "entry": [{"fullUrl": f"urn:uuid:{submission_id}", "resource": submission,
+                       "request": {"method": "POST", "url": "List"}},
+                      {"fullUrl": f"urn:uuid:{document_id}", "resource": document,
+                       "request": {"method": "POST", "url": "DocumentReference",
+                                   "ifNoneExist": f"identifier={mhd_rules.URI}|urn:uuid:{document_id}"}},
                       {"fullUrl": f"urn:uuid:{cda_id}", "resource": binary,
                        "request": {"method": "PUT", "url": f"Binary/{cda_id}"}}]}
+
+
+def source_id(finess: str) -> str:
+    """The SubmissionSet's sourceId: an OID for the lab's bilan, the same at every send (an OID
+    derived from a UUID, ITU-T X.667, where a deployment has no OID of its own registered)."""
+    return mhd_rules.oid_of(mhd_rules.new_uuid("https://bilan.sante.fr/dmp-source", finess))
+
+
+def update_path(document_id: str) -> str:
+    """The DMP copy of a document, by its entryUUID (the DMP gave it its own id)."""
+    return f"DocumentReference?identifier={mhd_rules.URI}|urn:uuid:{document_id}"
 
 
 class DmpFeed:
@@ -127,7 +170,7 @@ class DmpFeed:
         copy = dmp_copy(document.content, document.id, shared)
         await outbox.enqueue(repo.conn, DMP, self.dmp_url,
                              {"kind": PROVIDE, "method": "POST", "path": "",
-                              "body": provide_bundle(copy, cda_id, data, shared.lab)},
+                              "body": provide_bundle(copy, document.id, cda_id, data, now)},
                              resource=f"DocumentReference/{document.id}", about=f"Task/{task.id}", now=now)
         return True
 
@@ -146,8 +189,7 @@ class DmpFeed:
         if cda:
             copy["content"][0]["attachment"]["url"] = f"Binary/{cda[0]}"
         await outbox.enqueue(repo.conn, DMP, self.dmp_url,
-                             {"kind": UPDATE, "method": "PUT", "path": f"DocumentReference/{document.id}",
-                              "body": copy},
+                             {"kind": UPDATE, "method": "PUT", "path": update_path(document.id), "body": copy},
                              resource=f"DocumentReference/{document.id}", about=f"Task/{task.id}", now=now)
         return True
 
@@ -198,6 +240,9 @@ class DmpFeed:
         if item.target.rstrip("/") != self.dmp_url:
             raise DmpUnavailable("Ce document était destiné à une autre adresse du DMP que celle configurée.")
         payload = item.payload
+        refused = _nonconformity(payload)
+        if refused:
+            raise DmpRefused("Non envoyé au DMP : le lot MHD n'est pas conforme (" + "; ".join(refused[:3]) + ").")
         if payload.get("kind") == UPDATE and item.resource:
             sent = [i for i in await self._rows(item) if i.payload.get("kind") == PROVIDE]
             if not any(i.status == outbox.DELIVERED for i in sent):
@@ -227,10 +272,10 @@ class DmpFeed:
         ins = ins_identifiers(lab_file.content) if lab_file and lab_file.content else []
         custodian = await repo.read_reference((document.get("custodian") or {}).get("reference", ""))
         biologist = await repo.read_reference((document.get("authenticator") or {}).get("reference", ""))
-        if not ins or custodian is None or biologist is None:
+        if not ins or custodian is None or biologist is None or lab_file is None:
             return None
         return Shared({"system": ins[0][1]["system"], "value": ins[0][1]["value"]}, custodian.content,
-                      biologist.content)
+                      biologist.content, lab_file.content)
 
 
 def sharing_refusal(lab_file: dict[str, Any], task: dict[str, Any]) -> str | None:
@@ -292,17 +337,44 @@ def _person(lab_file: Stored) -> tuple[str, ...]:
     return (f"Patient/{lab_file.id}", *sorted(r for r in links if r.startswith("Patient/")))
 
 
+def _nonconformity(payload: dict[str, Any]) -> list[str]:
+    """What a DMP write breaks of MHD: an ITI-65 as a whole, a metadata update as its DocumentReference."""
+    if payload.get("kind") == PROVIDE:
+        return mhd_rules.problems(payload.get("body") or {})
+    if payload.get("kind") == UPDATE:
+        return mhd_rules.document_problems(payload.get("body") or {}, "DocumentReference")
+    return []
+
+
 def _organization(organization: dict[str, Any]) -> dict[str, Any]:
-    ident = next((i for i in organization.get("identifier", []) if i.get("system") == FINESS_ID), None)
-    found: dict[str, Any] = {"display": str(organization.get("name", ""))}
-    if ident:
-        found["identifier"] = {"system": ident["system"], "value": ident.get("value", "")}
+    """The lab, contained: its name and its official identifiers (FR Core, typed)."""
+    finess = next((f for f in map(fr_core.finess_of, organization.get("identifier", [])) if f), None)
+    found: dict[str, Any] = {"resourceType": "Organization", "id": LAB, "name": str(organization.get("name", ""))}
+    if finess:
+        found["identifier"] = fr_core.organization_identifiers(finess)
     return found
 
 
 def _practitioner(practitioner: dict[str, Any]) -> dict[str, Any]:
-    ident = next((i for i in practitioner.get("identifier", []) if i.get("system") == RPPS), None)
-    found: dict[str, Any] = {"display": display_name(practitioner)}
-    if ident:
-        found["identifier"] = {"system": ident["system"], "value": ident.get("value", "")}
-    return found
+    """The biologist, contained: RPPS and national id (IDNPS, "8" + RPPS), typed, and the name."""
+    rpps = next((str(i.get("value")) for i in practitioner.get("identifier", []) if i.get("system") == RPPS), "")
+    identifiers = [fr_core.typed({"system": RPPS, "value": rpps}),
+                   fr_core.typed({"system": NATIONAL_ID, "value": f"8{rpps}"})] if rpps else []
+    found: dict[str, Any] = {"resourceType": "Practitioner", "id": BIOLOGIST, "identifier": identifiers,
+                             "name": [{k: v for k, v in name.items() if k in ("family", "given", "prefix", "suffix")}
+                                      for name in practitioner.get("name", [])[:1]]}
+    return {k: v for k, v in found.items() if v}
+
+
+def _patient(lab_file: dict[str, Any]) -> dict[str, Any]:
+    """The patient's traits as the lab's file holds them (MHD sourcePatientInfo): the INS typed,
+    the official name in the FR Core form, sex and birth date; not the lab's file number."""
+    found = identity.traits(lab_file)
+    patient: dict[str, Any] = {
+        "resourceType": "Patient", "id": PATIENT,
+        "identifier": [fr_core.typed({"use": "official", "system": i["system"], "value": i["value"]})
+                       for _, i in ins_identifiers(lab_file)],
+        "name": [fr_core.official_name(found.family, found.given)], "gender": found.sex or None,
+        "birthDate": found.birth_date or None,
+    }
+    return {k: v for k, v in patient.items() if v}

@@ -2,15 +2,22 @@
 with the PDSm (MHD) metadata and the DiagnosticReport over the stored results. The copy the
 shared record (DMP) gets is dmp_feed.py's.
 
-PDSm codes (ANS, IHE MHD): type LOINC 11502-2, class "Résultats d'examens" (ASIP-SANTE-classCode),
-format `urn:ihe:lab:xd-lab:2008` (CR-BIO), facility "SA07 Laboratoire de biologie médicale",
-practice setting "Biologie médicale"."""
+PDSm codes (ANS CI-SIS value sets, as the CDA says them): type LOINC 11502-2, class "Compte
+rendu" (JDV_J06), format `urn:ihe:lab:xd-lab:2008` (CR-BIO), facility type SA25 "Laboratoire
+de biologie médicale" (JDV_J02, the CDA's healthCareFacility), practice setting the lab's own
+(JDV_J04: AMBULATOIRE or ETABLISSEMENT, the CDA's standardIndustryClassCode).
+
+The DocumentReference has one content, the CDA (MHD: one document per DocumentReference). The
+PDF travels inside the CDA (its "copie PDF" section); bilan's own pages serve it from there
+(`embedded_pdf`), and FHIR clients find it as the DiagnosticReport's presentedForm."""
 
 import base64
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from lxml import etree
 
 from bilan.fhir.terminology import LOINC
 from bilan.results import masking
@@ -19,10 +26,10 @@ from bilan.results.document import Battery, LabReport, fhir_report
 CLASS = {"system": "urn:oid:1.2.250.1.213.1.1.4.1", "code": "10", "display": "Compte rendu"}
 FORMAT = {"system": "urn:oid:1.3.6.1.4.1.19376.1.2.3", "code": "urn:ihe:lab:xd-lab:2008",
           "display": "CR d'examens biologiques"}
-FACILITY = {"system": "urn:oid:1.2.250.1.71.4.2.4", "code": "SA07",
+FACILITY = {"system": "urn:oid:1.2.250.1.71.4.2.4", "code": "SA25",
             "display": "Laboratoire de biologie médicale"}
-PRACTICE_SETTING = {"system": "urn:oid:1.2.250.1.213.1.1.4.9", "code": "BIOLOGIE",
-                    "display": "Biologie médicale"}
+PRACTICE_SETTINGS = {"AMBULATOIRE": "Ambulatoire", "ETABLISSEMENT": "Etablissement de santé"}
+PRACTICE_SETTING_SYSTEM = "urn:oid:1.2.250.1.213.1.1.4.9"
 NORMAL = {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N",
           "display": "Normal"}
 NOT_SHARED = "https://bilan.sante.fr/fhir/StructureDefinition/not-shared-reason"
@@ -78,14 +85,12 @@ def document_reference(issued: Issued) -> dict[str, Any]:
         "description": f"{fhir_report.REPORT_CODE[1]}, version {report.version}" + ("" if report.complete else " (partiel)"),
         "securityLabel": [{"coding": [NORMAL]}]
         + [{"coding": [masking.coding(masking.CONFIDENTIALITY, c)]} for c in sorted(issued.security)],
-        "content": [_content(issued.cda_id, CDA_TYPE, issued.cda, fhir_report.REPORT_CODE[1], report.effective_time, FORMAT),
-                    _content(issued.pdf_id, PDF_TYPE, report.pdf, f"{fhir_report.REPORT_CODE[1]} (PDF)",
-                             report.effective_time, None)],
+        "content": [_content(issued.cda_id, CDA_TYPE, issued.cda, fhir_report.REPORT_CODE[1], report.effective_time, FORMAT)],
         "context": {
             "period": {"start": _instant(_effective(report)),
                        "end": _instant(report.validated_at)},
             "facilityType": {"coding": [FACILITY]},
-            "practiceSetting": {"coding": [PRACTICE_SETTING]},
+            "practiceSetting": {"coding": [practice_setting(report.lab.practice_setting)]},
             "related": [{"reference": r} for r in (*issued.requests, issued.task)],
         },
     }
@@ -94,6 +99,24 @@ def document_reference(issued: Issued) -> dict[str, Any]:
     if issued.not_shared:
         resource["extension"] = [{"url": NOT_SHARED, "valueString": issued.not_shared}]
     return masking.with_labels(resource, set(issued.security), set(issued.tags))
+
+
+def practice_setting(code: str) -> dict[str, str]:
+    """The lab's practice setting (CI-SIS JDV_J04 XdsPracticeSettingCode), as its CDA says it."""
+    return {"system": PRACTICE_SETTING_SYSTEM, "code": code, "display": PRACTICE_SETTINGS[code]}
+
+
+def embedded_pdf(cda: bytes) -> bytes | None:
+    """The PDF copy a CR-BIO carries (its observationMedia in application/pdf); None if none.
+    Parsed without DTD, entities or network, as any document that left bilan's hands."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, load_dtd=False)
+    try:
+        root = etree.fromstring(cda, parser)
+    except etree.XMLSyntaxError:
+        return None
+    found = root.xpath("//h:observationMedia/h:value[@mediaType='application/pdf']", namespaces={"h": "urn:hl7-org:v3"})
+    text = "".join(found[0].itertext()) if found else ""
+    return base64.b64decode(text) if text.strip() else None
 
 
 def partial(document: dict[str, Any]) -> bool:

@@ -1,7 +1,9 @@
 """Issuing the report of an order, by its biologist: the CR-BIO (CDA with its PDF) built from
 the validated results, checked as the ANS checks it (the CDA schema and the six schematrons
 of its kit: `conformance.check`), stored (Binary,
-DocumentReference, DiagnosticReport) and delivered, all in one transaction.
+DocumentReference, DiagnosticReport) and delivered, all in one transaction. The document is
+made before that transaction opens, in a worker thread, from a short read of the order; the
+write refuses it when the order changed in between (`Issuing.issue`).
 
 - A version with results still to validate is partial; the one with none left is final and
   completes the order. A version after a final one is a correction (same setId, version + 1,
@@ -22,7 +24,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, Iterable
 
 from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
@@ -105,6 +107,28 @@ class Overview:
         return bool(self.masked) or any(v.hidden for v in self.versions)
 
 
+@dataclass(frozen=True)
+class _Draft:
+    """The next version of a report as its read unit found the order: what the writes need,
+    the report still without its PDF, and the version of everything it was made from."""
+    task: Stored
+    decided: list[Stored]  # the results it reports (validated, or said not done)
+    requests: list[Stored]
+    previous: list[Stored]  # the versions issued before
+    diagnostic: Stored | None  # the order's DiagnosticReport, once a version was issued
+    choices: Choices
+    report: LabReport
+    refs: dict[str, Any]
+    status: str  # partial, final or corrected
+    refusal: str | None  # why the patient's space and the DMP do not get it
+    relied: dict[str, int]  # "Type/id": version_id
+
+    @property
+    def hidden(self) -> set[str] | frozenset[str]:
+        """The results hidden from the patient in this version."""
+        return {r.id for r in self.decided} if self.choices.hide_report else self.choices.hidden
+
+
 class Issuing:
     def __init__(self, records: Records, dmp_url: str, mail_link: str, feed: DmpFeed | None = None):
         self.records = records
@@ -126,16 +150,38 @@ class Issuing:
         return Overview(versions, sensitive, tracking.opposed(task.content), masked)
 
     async def issue(self, caller: Caller, task_id: str, choices: Choices) -> str:
-        """Issue the next version of the order's report; the DocumentReference id."""
+        """Issue the next version of the order's report; the DocumentReference id.
+
+        No transaction is open while the document is made (seconds; the first check of a
+        process compiles the ANS pipeline): a short read of what it says, then the PDF, the
+        CDA and their check in a worker thread, then one write unit, refused when the order
+        changed meanwhile (the biologist looks again rather than signing what they did not see)."""
+        draft = await self._draft(caller, task_id, choices)
+        report, cda = await asyncio.to_thread(_rendered, draft.report)
+        async with self.records.work(caller) as work:
+            await self._check_unchanged(work.repo, caller, draft)
+            now = work.now
+            issued = _issued(report, cda, draft)
+            writes = self._writes(draft.task, issued, draft.decided, draft.hidden, draft.previous,
+                                  draft.diagnostic, now)
+            # The CDA and PDF are bilan's own documents (nobody writes Binary through the API).
+            await work.write([w for w in writes if w.resource_type == "Binary"], system=True)
+            saved = await work.write([w for w in writes if w.resource_type != "Binary"])
+            await self._deliver(work.repo, issued, draft.requests, draft.choices, now)
+            for document in saved:  # the new version, to the DMP when the patient may have it
+                if document.resource_type == "DocumentReference" and document.id == issued.document_id:
+                    await self.feed.queue_provide(work.repo, document, now)
+        return issued.document_id
+
+    async def _draft(self, caller: Caller, task_id: str, choices: Choices) -> _Draft:
+        """The next version as the order stands (one short read unit), every refusal said before
+        anything is made; the report still without its PDF."""
         async with self.records.work(caller) as work:
             repo = work.repo
             work.allow("issue", [f"Task/{task_id}"], "create")
             task = await tracking.order_task(work, task_id, "update", "follow-order")
             content = task.content
-            if content.get("status") not in ("accepted", "in-progress", "completed"):
-                raise Conflict([Issue("Le compte rendu ne s'émet que pour une demande importée et "
-                                            "en cours au laboratoire.", "business-rule", expression="compte-rendu")])
-            now = work.now
+            _check_issuable(content)
             results = await order_results(repo, self.records.base_url, caller, task)
             decided = [r for r in results if r.content.get("status") in (*assembly.DECIDED, "cancelled")]
             if not any(r.content.get("status") in assembly.DECIDED for r in decided):
@@ -151,39 +197,38 @@ class Issuing:
                 r.id for r in decided if masking.hidden_from_patient(r.content)})
             reports = await self._reports(repo, content)
             _check_changed(previous, results, choices, reports[-1].content.get("conclusion", "") if reports else "")
-            uncalled = critical.uncalled(results, await critical.order_calls(repo, self.records.base_url, task))
-            if uncalled:  # the prescriber hears of a critical value by a call, before any report
-                raise Conflict([replace(critical.refusal(uncalled, "l'émission du compte rendu",
-                                                         await critical.names(repo, uncalled)),
-                                        expression="compte-rendu")])
-            lab_file = await repo.read_reference(tracking.lab_file_of(content))
-            if lab_file is None or lab_file.deleted:
-                raise Conflict([Issue("Le dossier patient du laboratoire est introuvable.", "not-found",
-                                            expression="compte-rendu")])
+            await self._check_called(repo, task, results)
+            lab_file = await _lab_file(repo, content)
             requests = await self._requests(repo, content)
             report, refs = await self._report(repo, caller, task, lab_file, requests, decided, previous,
-                                              complete, now, choices.conclusion, forwarded)
-            cda = cda_document(report)
-            # ~0.3 s a document (seconds for a process's first): off the event loop.
-            found = await asyncio.to_thread(conformance.check, cda)
-            if found.errors:
-                raise Invalid([Issue(f"Document non conforme, non émis : {p}", "invariant",
-                                            expression="compte-rendu") for p in found.errors])
-            for warning in found.warnings:  # where, not what: a message may quote the patient's data
-                log.warning("CR-BIO %s: %s warning at %s", report.document_id.root, warning.check, warning.where)
-            refusal = sharing_refusal(lab_file.content, content)
-            status = report_status(previous, complete)
-            issued = _issued(report, cda, refs, task.id, choices, refusal, previous, status)
-            hidden = choices.hidden if not choices.hide_report else {r.id for r in decided}
-            writes = self._writes(task, issued, decided, hidden, previous, reports[0] if reports else None, now)
-            # The CDA and PDF are bilan's own documents (nobody writes Binary through the API).
-            await work.write([w for w in writes if w.resource_type == "Binary"], system=True)
-            saved = await work.write([w for w in writes if w.resource_type != "Binary"])
-            await self._deliver(repo, issued, requests, choices, now)
-            for document in saved:  # the new version, to the DMP when the patient may have it
-                if document.resource_type == "DocumentReference" and document.id == issued.document_id:
-                    await self.feed.queue_provide(repo, document, now)
-        return issued.document_id
+                                              complete, work.now, choices.conclusion, forwarded)
+        return _Draft(task, decided, requests, previous, reports[0] if reports else None, choices, report, refs,
+                      report_status(previous, complete), sharing_refusal(lab_file.content, content),
+                      _versions([task, lab_file], results, previous, reports))
+
+    async def _check_called(self, repo: Repository, task: Stored, results: list[Stored]) -> None:
+        """The prescriber hears of a critical value by a call, before any report."""
+        uncalled = critical.uncalled(results, await critical.order_calls(repo, self.records.base_url, task))
+        if uncalled:
+            raise Conflict([replace(critical.refusal(uncalled, "l'émission du compte rendu",
+                                                     await critical.names(repo, uncalled)),
+                                    expression="compte-rendu")])
+
+    async def _check_unchanged(self, repo: Repository, caller: Caller, draft: _Draft) -> None:
+        """In the write unit: the order, its lab file, results and versions are still those the
+        document was made from (another biologist issued, a result was corrected or arrived:
+        a 409, nothing written)."""
+        task = await repo.read("Task", draft.task.id)
+        if task is not None and not task.deleted and task.version_id == draft.task.version_id:
+            lab_file = await repo.read_reference(tracking.lab_file_of(task.content))
+            current = _versions([task, *([lab_file] if lab_file else [])],
+                                await order_results(repo, self.records.base_url, caller, task),
+                                await issued_documents(repo, task.content), await self._reports(repo, task.content))
+            if current == draft.relied:
+                return
+        raise Conflict([Issue("La prescription a changé pendant l'établissement du compte rendu (résultat "
+                              "corrigé ou reçu, version émise par ailleurs) : rien n'a été émis. Vérifiez les "
+                              "résultats puis émettez à nouveau.", "conflict", expression="compte-rendu")])
 
     async def release(self, caller: Caller | None, task_id: str, reason: str = "") -> int:
         """Show the patient what was hidden for this order: the prescriber after the
@@ -283,10 +328,8 @@ class Issuing:
                 adaptation=assembly.adaptation_text(by_ref.values(), {k: v["label_fr"] for k, v in entries.items()}),
                 replaces=Identifier(replaces.removeprefix("urn:uuid:").upper()) if replaces else None,
                 complete=complete, conclusion=conclusion.strip() or None, forwarded=forwarded)
-            report = replace(report, pdf=report_pdf(report))
         except (ReportError, ValueError) as error:
-            raise Invalid([Issue(f"Le compte rendu ne peut pas être établi : {error}", "invariant",
-                                        expression="compte-rendu")]) from None
+            raise _unmakeable(error) from None
         refs = {"patient": (content.get("for") or {}).get("reference", ""),
                 "lab": f"Organization/{lab.id}" if lab else "", "biologist": f"Practitioner/{biologist['id']}",
                 "requests": tuple(by_ref), "results": [f"Observation/{r.id}" for r in decided]}
@@ -369,6 +412,47 @@ class Issuing:
                                  resource=document, about=about, now=now, due=due)
 
 
+def _rendered(report: LabReport) -> tuple[LabReport, bytes]:
+    """The report with its PDF, and its CDA once the ANS check passed: CPU work (reportlab,
+    lxml, saxon; ~0.3 s a document), run in a worker thread, outside any transaction."""
+    try:
+        report = replace(report, pdf=report_pdf(report))
+    except (ReportError, ValueError) as error:
+        raise _unmakeable(error) from None
+    cda = cda_document(report)
+    found = conformance.check(cda)
+    if found.errors:
+        raise Invalid([Issue(f"Document non conforme, non émis : {p}", "invariant",
+                             expression="compte-rendu") for p in found.errors])
+    for warning in found.warnings:  # where, not what: a message may quote the patient's data
+        log.warning("CR-BIO %s: %s warning at %s", report.document_id.root, warning.check, warning.where)
+    return report, cda
+
+
+def _unmakeable(error: Exception) -> FhirError:
+    return Invalid([Issue(f"Le compte rendu ne peut pas être établi : {error}", "invariant",
+                          expression="compte-rendu")])
+
+
+def _check_issuable(task: dict[str, Any]) -> None:
+    if task.get("status") not in ("accepted", "in-progress", "completed"):
+        raise Conflict([Issue("Le compte rendu ne s'émet que pour une demande importée et "
+                              "en cours au laboratoire.", "business-rule", expression="compte-rendu")])
+
+
+async def _lab_file(repo: Repository, task: dict[str, Any]) -> Stored:
+    lab_file = await repo.read_reference(tracking.lab_file_of(task))
+    if lab_file is None or lab_file.deleted:
+        raise Conflict([Issue("Le dossier patient du laboratoire est introuvable.", "not-found",
+                              expression="compte-rendu")])
+    return lab_file
+
+
+def _versions(*groups: Iterable[Stored]) -> dict[str, int]:
+    """The version of each resource read: what a document was made from."""
+    return {f"{s.resource_type}/{s.id}": s.version_id for group in groups for s in group}
+
+
 def _release_reason(caller: Caller | None) -> str:
     """The reason a release goes without saying; a biologist says theirs."""
     if caller is None:
@@ -391,8 +475,8 @@ def _check_changed(previous: list[Stored], results: list[Stored], choices: Choic
                                     expression="compte-rendu")])
 
 
-def _issued(report: LabReport, cda: bytes, refs: dict[str, Any], task_id: str,
-            choices: Choices, refusal: str | None, previous: list[Stored], status: str) -> documents.Issued:
+def _issued(report: LabReport, cda: bytes, draft: _Draft) -> documents.Issued:
+    choices, refusal, refs, previous = draft.choices, draft.refusal, draft.refs, draft.previous
     security = set()
     if choices.hidden or choices.hide_report:
         security.add(masking.INVISIBLE_PATIENT)
@@ -405,10 +489,10 @@ def _issued(report: LabReport, cda: bytes, refs: dict[str, Any], task_id: str,
         tags.add(masking.ANNOUNCED)
     return documents.Issued(
         report=report, cda=cda, document_id=new_id(), cda_id=new_id(), pdf_id=new_id(), patient=refs["patient"],
-        lab=refs["lab"], biologist=refs["biologist"], requests=refs["requests"], task=f"Task/{task_id}",
+        lab=refs["lab"], biologist=refs["biologist"], requests=refs["requests"], task=f"Task/{draft.task.id}",
         security=frozenset(security), tags=frozenset(tags),
         replaces=f"DocumentReference/{previous[-1].id}" if previous else None, not_shared=refusal,
-        status=status)
+        status=draft.status)
 
 
 def _version(number: int, stored: Stored) -> Version:

@@ -1,36 +1,30 @@
-"""What the patient's space shows besides trends: their reports, newest first, whether a result
-awaits their consultation (when the lab chose to say so), and who accessed their data, in plain
-words. Everything is read as the patient, through the access rules, and audited."""
+"""What the patient's space shows besides trends: their reports, newest first (a "new" mark
+until opened), their orders still at the lab, whether a result awaits their consultation (when
+the lab chose to say so). Who accessed their data is bilan/results/views/access_trail.py.
+Everything is read as the patient, through the access rules, and audited."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from bilan.auth import access
-from bilan.auth.audit import DMP_CONSULTED, DMP_DETAILS, DMP_IMPORTED, DMP_OPENED, patients_of
+from bilan.auth.audit import patients_of
 from bilan.auth.caller import Caller
 from bilan.fhir.dates import OLDEST
 from bilan.fhir.query import parse_search
-from bilan.prescription import directory, display_name
+from bilan.prescription import directory, display_name, tracking
 from bilan.records.service import Records
 from bilan.results import masking
 from bilan.results.document import assembly
+from bilan.storage import audit_log
 from bilan.storage import search as store_search
 from bilan.storage.compartments import narrowed, referring, with_token
 from bilan.storage.repository import Repository, Stored
 
-_ACTIONS = {"read": "a consulté", "vread": "a consulté", "history-instance": "a consulté l'historique de",
-            "search-type": "a recherché", "search-system": "a recherché", "create": "a ajouté",
-            "update": "a modifié", "delete": "a supprimé", "transaction": "a enregistré",
-            "login": "s'est connecté(e)", "logout": "s'est déconnecté(e)"}
-_WHAT = {"Observation": "des résultats", "DiagnosticReport": "un compte rendu", "DocumentReference": "un compte rendu",
-         "Binary": "un compte rendu", "ServiceRequest": "une prescription", "Task": "le suivi d'une prescription",
-         "Specimen": "des prélèvements", "Patient": "votre dossier", "Communication": "des échanges sur une prescription",
-         "Condition": "des informations cliniques", "AuditEvent": "l'historique des accès à vos données"}
-
-_DMP_TRAIL = {DMP_CONSULTED: ("a consulté", "votre dossier médical partagé (DMP)"),
-              DMP_OPENED: ("a ouvert", "un document de votre dossier médical partagé (DMP)"),
-              DMP_IMPORTED: ("a importé", "un compte rendu de votre DMP dans l'historique de vos résultats")}
+# An order at the lab as its patient reads it, by its Task's status, until a report of it is
+# hers to read (then its results are partial).
+IN_PROGRESS = {status: tracking.LABELS[status] for status in ("accepted", "in-progress")}
+PARTIAL_RESULTS = "Résultats partiels"
 
 
 @dataclass(frozen=True)
@@ -42,15 +36,17 @@ class ReportLine:
     status: str  # French: "Définitif", "Partiel", "Corrigé", "Remplacé"
     elsewhere: bool  # a report from another lab or the DMP
     has_pdf: bool
+    new: bool = False  # she has not opened it yet
 
 
 @dataclass(frozen=True)
-class TrailLine:
-    when: datetime | None
-    who: str
-    did: str
-    what: str
-    refused: bool
+class OrderLine:
+    """An order of hers at the lab, before its report: what the space says of it."""
+    task_id: str
+    when: datetime | None  # prescribed on
+    lab: str
+    prescriber: str
+    state: str  # French: "Reçue au laboratoire", "Prélèvements effectués", "Résultats partiels"
 
 
 class PatientSpace:
@@ -63,10 +59,42 @@ class PatientSpace:
             repo = work.repo
             found = await self._search(repo, caller, "DocumentReference", [("status", "current")])
             lines = [await self._line(repo, s) for s in found]
+            lines = await self._marked_new(repo, caller, found, lines)
             work.note("search-type", touched=[f"DocumentReference/{s.id}" for s in found],
                       patients={p for s in found for p in patients_of(s.content)},
                       query="DocumentReference?status=current")
         return sorted(lines, key=lambda line: line.when or OLDEST, reverse=True)
+
+    async def in_progress(self, caller: Caller) -> list[OrderLine]:
+        """Her orders the lab imported and has not finished reporting, newest first, each with
+        its state: received, samples taken, or partial results (a partial report she may read)."""
+        async with self.records.work(caller) as work:
+            repo = work.repo
+            found = await self._search(repo, caller, "Task", [("status", ",".join(IN_PROGRESS))])
+            lines = [await self._order_line(repo, caller, s) for s in found]
+            work.note("search-type", touched=[f"Task/{s.id}" for s in found],
+                      patients={p for s in found for p in patients_of(s.content)},
+                      query=f"Task?status={','.join(IN_PROGRESS)}")
+        return sorted(lines, key=lambda line: line.when or OLDEST, reverse=True)
+
+    async def _order_line(self, repo: Repository, caller: Caller, task: Stored) -> OrderLine:
+        content = task.content
+        reports = await self._search(repo, caller, "DocumentReference",
+                                     [("related", f"Task/{task.id}"), ("status", "current")], count=10)
+        state = PARTIAL_RESULTS if reports else IN_PROGRESS.get(content.get("status", ""), "")
+        return OrderLine(task.id, assembly.moment(content.get("authoredOn")),
+                         await self._organization(repo, content.get("owner")), display_name(
+                             await directory.practitioner_of(repo, (content.get("requester") or {})
+                                                             .get("reference", ""))), state)
+
+    async def _marked_new(self, repo: Repository, caller: Caller, found: list[Stored],
+                          lines: list[ReportLine]) -> list[ReportLine]:
+        """The reports she has not opened yet (read, as a page, a PDF or through her software:
+        her own successful reads in the audit trail) marked new."""
+        if caller.kind != "patient" or not found:
+            return lines
+        opened = await audit_log.read_by(repo.conn, caller.subject, {f"DocumentReference/{s.id}" for s in found})
+        return [replace(line, new=f"DocumentReference/{line.document_id}" not in opened) for line in lines]
 
     async def awaiting(self, caller: Caller) -> list[str]:
         """The labs that said a report of theirs awaits the patient's consultation with their
@@ -84,16 +112,6 @@ class PatientSpace:
             found = await store_search.search(repo.conn, query, self.records.base_url, lambda _t: announced)
             labs = {await self._organization(repo, s.content.get("custodian")) for s in found.matches}
         return sorted(lab or "Votre laboratoire" for lab in labs)
-
-    async def trail(self, caller: Caller) -> list[TrailLine]:
-        """Who accessed the patient's data, newest first, in plain words."""
-        async with self.records.work(caller) as work:
-            repo = work.repo
-            found = await self._search(repo, caller, "AuditEvent", [("_sort", "-date")], count=200)
-            names: dict[str, str] = {}
-            lines = [await self._trail_line(repo, s.content, names) for s in found]
-            work.note("search-type", query="AuditEvent?_sort=-date")
-        return lines
 
     async def _search(self, repo: Repository, caller: Caller, resource_type: str,
                       params: list[tuple[str, str]], count: int = 200) -> list[Stored]:
@@ -115,7 +133,8 @@ class PatientSpace:
         return ReportLine(stored.id, assembly.moment(period.get("start") or content.get("date")), lab,
                           await self._prescriber(repo, report), status, imported,
                           any((c.get("attachment") or {}).get("contentType") == "application/pdf"
-                              for c in content.get("content", [])))
+                              or (not imported and "xml" in str((c.get("attachment") or {}).get("contentType")))
+                              for c in content.get("content", [])))  # the lab's CR-BIO embeds its PDF
 
     async def _report(self, repo: Repository, document_id: str, content: dict[str, Any]) -> dict[str, Any] | None:
         """The DiagnosticReport the lab issued with this document (none for one from elsewhere)."""
@@ -144,39 +163,6 @@ class PatientSpace:
         found = await repo.read_reference(reference.get("reference", ""))
         return str(found.content.get("name", "")) if found else ""
 
-    async def _trail_line(self, repo: Repository, event: dict[str, Any], names: dict[str, str]) -> TrailLine:
-        agent = (event.get("agent") or [{}])[0]
-        label = str(((agent.get("who") or {}).get("identifier") or {}).get("value", ""))
-        interaction = next((c.get("code", "") for c in event.get("subtype", [])), "")
-        types = sorted({str((e.get("what") or {}).get("reference", "")).split("/")[0]
-                        for e in event.get("entity", []) if (e.get("what") or {}).get("reference")} - {"Patient"})
-        what = ", ".join(dict.fromkeys(_WHAT.get(t, "des données") for t in types)) or (
-            "votre dossier" if interaction not in ("login", "logout") else "")
-        if label not in names:
-            names[label] = await self._who(repo, label)
-        did = _ACTIONS.get(interaction, "a accédé à")
-        if event.get("outcomeDesc") in DMP_DETAILS:  # said as what it was: the shared record
-            did, what = _DMP_TRAIL[event["outcomeDesc"]]
-        return TrailLine(assembly.moment(event.get("recorded")), names[label], did,
-                         what, event.get("outcome") not in (None, "0"))
 
-    async def _who(self, repo: Repository, label: str) -> str:
-        kind, _, ident = label.partition(":")
-        if kind == "patient":
-            return "Vous"
-        if kind in ("prescriber", "practice-software", "biologist"):
-            name = await self._practitioner(repo, ident) or f"un professionnel (RPPS {ident})"
-            return {"prescriber": name, "biologist": f"{name}, biologiste",
-                    "practice-software": f"le logiciel du cabinet de {name}"}[kind]
-        if kind in ("reception", "lab-middleware"):
-            lab = await self._lab(repo, ident) or f"le laboratoire (FINESS {ident})"
-            return f"l'accueil de {lab}" if kind == "reception" else f"les automates de {lab}"
-        return "bilan"
 
-    async def _practitioner(self, repo: Repository, rpps: str) -> str:
-        found = await directory.practitioner_by_rpps(repo, self.records.base_url, rpps)
-        return display_name(found.content) if found else ""
 
-    async def _lab(self, repo: Repository, finess: str) -> str:
-        found = await directory.organization_by_finess(repo, self.records.base_url, finess)
-        return str(found.content.get("name", "")) if found else ""

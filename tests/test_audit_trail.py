@@ -1,0 +1,187 @@
+"""The audit trail's own, append-only tables: every answered read has its row, written in the
+read's transaction; nobody can change or erase a row; events stored as resources before
+revision 0010 move there and back; the FHIR AuditEvent view reads and searches them."""
+
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError
+
+from bilan.app import build_services
+from bilan.auth.caller import Caller
+from bilan.demo.prescriptions import bundle
+from bilan.fhir.query import parse_search
+from bilan.settings import Settings
+from bilan.storage.database import create_engine
+from bilan.storage.migrate import downgrade, upgrade
+from bilan.storage.tables import audit_log, audit_patients, resource_versions, resources, search_index
+from tests.helpers import locations, run, search
+from tests.orders import addressed
+from tests.people import DUPONT
+
+DUPONT_ACCOUNT = "patient.dupont"
+
+
+@pytest.fixture(scope="module")
+def order(fhir: httpx.Client, rng_module: Any) -> dict[str, str]:
+    """Dr Lambert's prescription for Mme Dupont, its ServiceRequest and Patient."""
+    spec = addressed(rng_module, patient=DUPONT)
+    sent = fhir.post("", json=bundle(spec))
+    assert sent.status_code == 200, sent.text
+    where = locations(sent)
+    return {"request": next(loc for loc in where if loc.startswith("ServiceRequest/")),
+            "patient": next(loc for loc in where if loc.startswith("Patient/"))}
+
+
+def _rows(settings: Settings, **where: str) -> list[Any]:
+    async def found() -> list[Any]:
+        engine = create_engine(settings)
+        try:
+            async with engine.connect() as conn:
+                stmt = select(audit_log).where(*(audit_log.c[k] == v for k, v in where.items()))
+                return list(await conn.execute(stmt.order_by(audit_log.c.recorded)))
+        finally:
+            await engine.dispose()
+    return run(found())
+
+
+def test_each_answered_read_leaves_one_row_naming_its_patient(order: dict[str, str], fhir: httpx.Client,
+                                                            as_user: Any, settings: Settings) -> None:
+    caller = "practice-software-demo"
+    before = len(_rows(settings, altid=caller, subtype="read"))
+    assert fhir.get(order["request"]).status_code == 200
+    after = _rows(settings, altid=caller, subtype="read")
+    assert len(after) == before + 1
+    event = after[-1].content
+    assert {e["what"]["reference"] for e in event["entity"]} >= {order["patient"], order["request"]}
+    refused = as_user("dr.nguyen").get(order["request"])
+    assert refused.status_code == 403
+    denied = [row.content for row in _rows(settings, subtype="read", outcome="4")]
+    assert any(e["agent"][0]["who"]["identifier"]["value"] == "prescriber:10123456781"
+               and {"what": {"reference": order["request"]}} in e["entity"] for e in denied)
+
+
+def test_the_patient_reads_and_searches_her_events_and_no_one_elses(order: dict[str, str], fhir: httpx.Client,
+                                                                     as_user: Any) -> None:
+    assert fhir.get(order["request"]).status_code == 200
+    dupont = as_user(DUPONT_ACCOUNT)
+    reads = search(dupont, "AuditEvent", patient=order["patient"], subtype="read", outcome="0",
+                   date=f"ge{datetime.now(timezone.utc):%Y-%m-%d}", _sort="-date", _count=5)
+    assert reads["total"] >= 1
+    newest = reads["entry"][0]["resource"]
+    assert newest["subtype"][0]["code"] == "read" and newest["meta"]["versionId"] == "1"
+    one = dupont.get(f"AuditEvent/{newest['id']}")
+    assert one.status_code == 200 and one.json()["entity"] == newest["entity"]
+    assert dupont.get(f"AuditEvent/{newest['id']}/_history/1").status_code == 200
+    assert dupont.get(f"AuditEvent/{newest['id']}/_history/2").status_code == 404
+    assert search(dupont, "AuditEvent", patient=order["patient"], subtype="delete")["total"] == 0
+    # Another patient, and the prescriber's own software, see nothing of it.
+    assert as_user("patient.lefevre").get(f"AuditEvent/{newest['id']}").status_code == 403
+    assert search(as_user("patient.lefevre"), "AuditEvent", patient=order["patient"])["total"] == 0
+    assert fhir.get(f"AuditEvent/{newest['id']}").status_code == 403
+    assert search(fhir, "AuditEvent")["total"] == 0
+
+
+def test_searches_the_trail_cannot_answer_are_refused(as_user: Any) -> None:
+    dupont = as_user(DUPONT_ACCOUNT)
+    chained = dupont.get("AuditEvent", params={"patient.identifier": "279035121518989"})
+    assert chained.status_code == 400
+    assert chained.json()["issue"][0]["expression"] == ["patient"]
+    included = dupont.get("AuditEvent", params={"_include": "AuditEvent:patient"})
+    assert included.status_code == 400
+    assert dupont.post("AuditEvent", json={"resourceType": "AuditEvent"}).status_code == 403
+
+
+def test_nobody_can_change_or_erase_the_trail(own_database: Settings) -> None:
+    async def attempts() -> list[str]:
+        engine = create_engine(own_database)
+        refused = []
+        try:
+            await upgrade(engine)
+            services = build_services(engine, own_database)
+            caller = Caller("prescriber", "prescriber:10003456786", frozenset({"user/*.read"}),
+                            rpps="10003456786")
+            async with services.records.unit() as repo:
+                await services.records.audit(repo, caller, "read", patients=["Patient/p1"],
+                                             touched=["Patient/p1"])
+            for table, change in ((audit_log, update(audit_log).values(outcome="4")),
+                                  (audit_log, delete(audit_log)),
+                                  (audit_patients, update(audit_patients).values(patient_id="p2")),
+                                  (audit_patients, delete(audit_patients))):
+                try:
+                    async with engine.begin() as conn:
+                        await conn.execute(change)
+                except DBAPIError as error:
+                    refused.append(f"{table.name}: {'append-only' in str(error)}")
+            async with engine.connect() as conn:
+                kept = (await conn.execute(select(func.count()).select_from(audit_patients)
+                                           .where(audit_patients.c.patient_id == "p1"))).scalar_one()
+                assert kept == 1
+        finally:
+            await engine.dispose()
+        return refused
+
+    assert run(attempts()) == ["audit_log: True", "audit_log: True",
+                               "audit_patients: True", "audit_patients: True"]
+
+
+def test_events_stored_as_resources_move_to_the_trail_and_back(own_database: Settings) -> None:
+    recorded = datetime(2026, 11, 30, 9, 15, 0, 123000, tzinfo=timezone.utc)
+    event = {"resourceType": "AuditEvent", "id": "evt-1",
+             "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110"},
+             "subtype": [{"system": "http://terminology.hl7.org/CodeSystem/restful-interaction",
+                          "code": "read"}],
+             "action": "R", "recorded": "2026-11-30T09:15:00.123+00:00", "outcome": "0",
+             "agent": [{"who": {"identifier": {"value": "prescriber:1"}}, "altId": "dr.x",
+                        "requestor": True}],
+             "source": {"observer": {"display": "bilan"}},
+             "entity": [{"what": {"reference": "Patient/p1"}}, {"what": {"reference": "Observation/o1"}}]}
+
+    async def scenario() -> tuple[list[Any], int, list[Any], list[str]]:
+        engine = create_engine(own_database)
+        try:
+            await upgrade(engine)
+            await downgrade(engine, "0009")
+            row = {"resource_type": "AuditEvent", "id": "evt-1", "version_id": 1,
+                   "last_updated": recorded, "deleted": False,
+                   "content": dict(event, meta={"versionId": "1"})}
+            async with engine.begin() as conn:
+                await conn.execute(insert(resources), [row])
+                await conn.execute(insert(resource_versions), [dict(row, method="POST")])
+                await conn.execute(insert(search_index), [
+                    {"resource_type": "AuditEvent", "resource_id": "evt-1", "name": "patient",
+                     "system": "Patient", "value": "p1"}])
+            await upgrade(engine)
+            async with engine.connect() as conn:
+                moved = list(await conn.execute(select(audit_log)))
+                left = (await conn.execute(select(func.count()).select_from(resources)
+                                           .where(resources.c.resource_type == "AuditEvent"))).scalar_one()
+                named = list(await conn.execute(select(audit_patients)))
+            await downgrade(engine, "0009")
+            async with engine.connect() as conn:
+                back = [r.id for r in await conn.execute(
+                    select(resources.c.id).where(resources.c.resource_type == "AuditEvent"))]
+                rows = {(r.name, r.value) for r in await conn.execute(
+                    select(search_index).where(search_index.c.resource_id == "evt-1"))}
+            assert {("patient", "p1"), ("subtype", "read"), ("altid", "dr.x")} <= rows
+            await upgrade(engine)
+            services = build_services(engine, own_database)
+            found = await services.records.search(None, parse_search(
+                "AuditEvent", [("patient", "Patient/p1"), ("date", "2026-11-30")],
+                default_count=10, max_count=10))
+            assert [m.id for m in found.matches] == ["evt-1"]
+            assert found.matches[0].last_updated == recorded
+            return moved, left, named, back
+        finally:
+            await engine.dispose()
+
+    moved, left, named, back = run(scenario())
+    [row] = moved
+    assert (row.id, row.subtype, row.action, row.outcome, row.altid) == ("evt-1", "read", "R", "0", "dr.x")
+    assert row.content["entity"] == event["entity"] and "meta" not in row.content
+    assert left == 0
+    assert [(n.patient_id, n.event_id) for n in named] == [("p1", "evt-1")]
+    assert back == ["evt-1"]
