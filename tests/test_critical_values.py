@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 from lxml import etree
-from sqlalchemy import select
 
 from bilan import data
 from bilan.demo.prescriptions import EXAMS
@@ -27,11 +26,9 @@ from bilan.prescription.messaging import KINDS_SYSTEM
 from bilan.results.desk import interpretation
 from bilan.results.document import conformance
 from bilan.results.queues import CRITICAL
-from bilan.settings import Settings
-from bilan.storage.database import create_engine
 from bilan.storage.migrate import MIGRATIONS
-from bilan.storage.tables import audit_log
-from tests.helpers import run, search
+from tests.audit import stored_events
+from tests.helpers import search
 from tests.orders import addressed, collected, imported, prescribed
 from tests.receivers import eventually
 from tests.results import (
@@ -88,16 +85,6 @@ def _prescriber_family(api: httpx.Client, task_id: str) -> str:
 def _kind(message: dict[str, Any]) -> str:
     return next(c["code"] for cat in message["category"] for c in cat["coding"] if c["system"] == KINDS_SYSTEM)
 
-
-def _audit_events(settings: Settings) -> list[dict[str, Any]]:
-    async def found() -> list[dict[str, Any]]:
-        engine = create_engine(settings)
-        try:
-            async with engine.connect() as conn:
-                return [row.content for row in await conn.execute(select(audit_log.c.content))]
-        finally:
-            await engine.dispose()
-    return run(found())
 
 
 def _queue(browser: httpx.Client, web_root: str) -> str:
@@ -190,7 +177,7 @@ def test_biological_validation_waits_for_the_call_traced_in_the_thread_and_the_a
                       what="the urgent mail to the prescriber")[0]
     assert "Valeur critique" in mail["Subject"] and "Potassium 6,9 mmol/L (HH)" in mail.get_content()
 
-    [audited] = [e for e in _audit_events(settings) if f"Communication/{call['id']}" in
+    [audited] = [e for e in stored_events(settings) if f"Communication/{call['id']}" in
                  {x.get("what", {}).get("reference") for x in e.get("entity", [])}
                  and e.get("outcomeDesc", "").startswith("Appel pour valeur critique")]
     assert audited["outcomeDesc"] == ("Appel pour valeur critique : Potassium 6,9 mmol/L (HH), "

@@ -8,18 +8,13 @@ else. Another prescriber gets a 403, recorded in the audit trail."""
 import re
 from datetime import date, datetime, timedelta, timezone
 from html import unescape
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
-from sqlalchemy import select
 
 from bilan.demo.prescriptions import EXAMS
 from bilan.french import PARIS
-from bilan.settings import Settings
-from bilan.storage.database import create_engine
-from bilan.storage.tables import audit_log
-from tests.helpers import run
+from tests.audit import stored_events
 from tests.orders import adapt, addressed, imported, imported_for, prescribed, send, task_of
 from tests.results import GLUCOSE, decide, issue, patient_aged, posted, result
 from tests.web import follow, form, log_in, submit
@@ -106,7 +101,7 @@ def test_the_prescription_shows_its_results_critical_first_with_the_previous_val
         assert "6,9" not in refused.text and person.family.upper() not in refused.text.upper()
         assert "n'est pas l'une des vôtres" in unescape(refused.text) or "ne suivez pas ce patient" in unescape(refused.text)
     other.close()
-    denied = [e for e in _audit_events(settings) if e["outcome"] == "4"
+    denied = [e for e in stored_events(settings) if e["outcome"] == "4"
               and any((x.get("what") or {}).get("reference") == f"Patient/{patient_id}" for x in e.get("entity", []))]
     assert denied, "the refusal of the patient page is in the audit trail"
 
@@ -199,13 +194,3 @@ def test_only_a_path_of_bilan_is_opened_after_login(web_root, server) -> None:
             assert landed.url.host == urlsplit(web_root).hostname and landed.url.path == "/", elsewhere
             assert "Claire Lambert" in landed.text
 
-
-def _audit_events(settings: Settings) -> list[dict[str, Any]]:
-    async def found() -> list[dict[str, Any]]:
-        engine = create_engine(settings)
-        try:
-            async with engine.connect() as conn:
-                return [row.content for row in await conn.execute(select(audit_log.c.content))]
-        finally:
-            await engine.dispose()
-    return run(found())

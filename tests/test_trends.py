@@ -17,7 +17,6 @@ from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from bilan.app import build_services
 from bilan.auth.caller import Caller
@@ -41,7 +40,7 @@ from bilan.results.views import Trends
 from bilan.results.views.trends import Series
 from bilan.settings import Settings
 from bilan.storage.database import create_engine
-from bilan.storage.tables import audit_log
+from tests.audit import stored_events
 from tests.helpers import client, search, uuid_from
 from tests.helpers import (
     run as in_thread,  # the browser tests keep a loop in this thread
@@ -88,15 +87,7 @@ def with_trends(settings: Settings, call: Callable[[Trends], Awaitable[T]]) -> T
 
 def audit_events(settings: Settings, caller: Caller) -> list[dict[str, Any]]:
     """The AuditEvents recording what this caller did."""
-    async def found() -> list[dict[str, Any]]:
-        engine = create_engine(settings)
-        try:
-            async with engine.connect() as conn:
-                return [row.content for row in await conn.execute(
-                    select(audit_log.c.content).where(audit_log.c.altid == caller.subject))]
-        finally:
-            await engine.dispose()
-    return in_thread(found())
+    return stored_events(settings, caller.subject)
 
 
 def by_id(series: Series) -> dict[str, Any]:

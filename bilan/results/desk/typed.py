@@ -8,6 +8,9 @@ number no result can be.
 
 import re
 from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from bilan import french
 
 # No lab value reaches this in any unit bilan reads (cells/L are written 10*9/L): a result at
 # or beyond it is a typo or an instrument fault, and would not survive float arithmetic intact.
@@ -60,3 +63,12 @@ def censored(text: str | None) -> tuple[str | None, Decimal | None]:
 def comparator_text(comparator: str | None) -> str:
     """"< ", "≤ ", "> ", "≥ " before a censored value as pages print it; "" for none."""
     return f"{_SHOWN.get(comparator, comparator)} " if comparator else ""
+
+
+def shown(content: dict[str, Any]) -> str:
+    """A result's value as pages print it: "< 0,5 mg/L", "5,2 mmol/L", its text, or "—"."""
+    quantity = content.get("valueQuantity")
+    if quantity:
+        return comparator_text(quantity.get("comparator")) + french.quantity(quantity.get("value"),
+                                                                             quantity.get("code"))
+    return str(content.get("valueString") or (content.get("valueCodeableConcept") or {}).get("text") or "—")

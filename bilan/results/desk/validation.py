@@ -190,7 +190,7 @@ class ResultsDesk:
         content = stored.content
         flag = next((c.get("code", "") for i in content.get("interpretation", []) for c in i.get("coding", [])), "")
         return Row(
-            id=stored.id, label=label(content, known), value=_value(content), flag=flag, origin=_origin(content, lab),
+            id=stored.id, label=label(content, known), value=typed.shown(content), flag=flag, origin=_origin(content, lab),
             flag_label=interpretation.LABELS.get(flag, flag), reference=_reference(content),
             status=content.get("status", ""), previous=await previous_result(repo, self.records.base_url, caller, stored, history),
             notes=tuple(n.get("text", "") for n in content.get("note", [])), signatures=signatures(content))
@@ -317,7 +317,7 @@ def _corrected(content: dict[str, Any], value: str, reason: str, author: str, no
     if number is None:
         raise Invalid([Issue("Saisissez la nouvelle valeur (un nombre, par exemple 5,2, ou une limite, <0,5).",
                              "value", expression="valeur")])
-    previous = f"{_value(content)}"
+    previous = f"{typed.shown(content)}"
     corrected = {key: item for key, item in content.items() if key != "interpretation"}
     corrected["meta"] = {**content.get("meta", {}), "tag": [t for t in content.get("meta", {}).get("tag", [])
                                                           if t.get("code") != "computed"]}
@@ -360,13 +360,6 @@ def _unbalanced(results: list[Stored]) -> list[tuple[plausibility.Unbalanced, se
             found.append((problem, {latest[code].id for code in codes if code in latest}))
     return found
 
-
-def _value(content: dict[str, Any]) -> str:
-    quantity = content.get("valueQuantity")
-    if quantity:
-        return typed.comparator_text(quantity.get("comparator")) + french.quantity(quantity.get("value"),
-                                                                                   quantity.get("code"))
-    return str(content.get("valueString") or (content.get("valueCodeableConcept") or {}).get("text") or "—")
 
 
 def _reference(content: dict[str, Any]) -> str:

@@ -234,7 +234,7 @@ def _kept(row: Row, filter: str) -> bool:
 def _line(stored: Stored, known: dict[str, str], until: str, previous: Previous | None) -> Line:
     content = stored.content
     flag = critical.flag(content)
-    return Line(stored.id, names.label(content, known), _value(content), flag,
+    return Line(stored.id, names.label(content, known), typed.shown(content), flag,
                 interpretation.LABELS.get(flag, flag) if flag else "", _reference(content),
                 french.date(content.get("effectiveDateTime") or ""),
                 french.quantity(previous.value, previous.unit) if previous else "",
@@ -246,13 +246,6 @@ def _line(stored: Stored, known: dict[str, str], until: str, previous: Previous 
 def _abnormal(content: dict[str, Any]) -> bool:
     return critical.flag(content) in OUT_OF_RANGE_FLAGS
 
-
-def _value(content: dict[str, Any]) -> str:
-    quantity = content.get("valueQuantity")
-    if quantity:
-        return typed.comparator_text(quantity.get("comparator")) + french.quantity(quantity.get("value"),
-                                                                                   quantity.get("code"))
-    return str(content.get("valueString") or (content.get("valueCodeableConcept") or {}).get("text") or "—")
 
 
 def _reference(content: dict[str, Any]) -> str:
