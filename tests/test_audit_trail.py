@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from bilan.app import build_services
@@ -185,3 +185,26 @@ def test_events_stored_as_resources_move_to_the_trail_and_back(own_database: Set
     assert left == 0
     assert [(n.patient_id, n.event_id) for n in named] == [("p1", "evt-1")]
     assert back == ["evt-1"]
+
+
+def test_a_read_commits_without_waiting_for_the_disk_and_a_write_still_waits(own_database: Settings) -> None:
+    if not own_database.database_url.startswith("postgresql"):
+        pytest.skip("synchronous_commit is PostgreSQL's")
+
+    async def scenario() -> tuple[str, str]:
+        engine = create_engine(own_database.model_copy(update={"pool_size": 1}))
+        try:
+            await upgrade(engine)
+            services = build_services(engine, own_database)
+            caller = Caller("prescriber", "prescriber:10003456786", frozenset({"user/*.read"}),
+                            rpps="10003456786")
+            async with services.records.unit() as repo:
+                await services.records.audit(repo, caller, "read", patients=["Patient/p1"], reads_only=True)
+                during = (await repo.conn.execute(text("SHOW synchronous_commit"))).scalar_one()
+            async with engine.begin() as conn:  # the same pooled connection, the next transaction
+                after = (await conn.execute(text("SHOW synchronous_commit"))).scalar_one()
+            return during, after
+        finally:
+            await engine.dispose()
+
+    assert run(scenario()) == ("off", "on")

@@ -101,11 +101,14 @@ class Records:
     async def audit(self, repo: Repository, caller: Caller | None, interaction: str, *,
                     patients: Iterable[str] = (), touched: Iterable[str] = (),
                     query: str | None = None, outcome: str = OUTCOME_SUCCESS,
-                    detail: str | None = None) -> None:
+                    detail: str | None = None, reads_only: bool = False) -> None:
         """Record the access in the caller's transaction, so it is stored with what it
-        describes: an event per patient, that names no other (bilan/auth/audit.py)."""
+        describes: an event per patient, that names no other (bilan/auth/audit.py). A
+        transaction that only read (`reads_only`) commits without waiting for the disk."""
         if caller is None:
             return
+        if reads_only:
+            await audit_log.reads_only(repo.conn)
         now = utc_now()
         events = audit_events(caller, interaction, outcome, now, patients, touched, query, detail)
         await audit_log.append(repo.conn, [dict(event, id=new_id()) for event in events], now)
@@ -137,7 +140,7 @@ class Records:
             found = _live(stored, resource_type, resource_id)
             self.refuse_unseen(caller, "read", found, seen)
             await self.audit(repo, caller, "read", patients=patients_of(found.content),
-                             touched=[f"{resource_type}/{resource_id}"])
+                             touched=[f"{resource_type}/{resource_id}"], reads_only=True)
         return found
 
     async def attachment(self, caller: Caller | None, attachment: dict[str, Any]) -> bytes:
@@ -163,7 +166,7 @@ class Records:
                 raise not_found(resource_type, f"{resource_id}/_history/{version}")
             await self.check_read(repo, caller, "vread", found)
             await self.audit(repo, caller, "vread", patients=patients_of(found.content),
-                             touched=[f"{resource_type}/{resource_id}"])
+                             touched=[f"{resource_type}/{resource_id}"], reads_only=True)
         if found.deleted:
             raise gone(resource_type, f"{resource_id}/_history/{version}")
         return found
@@ -188,7 +191,7 @@ class Records:
             total, versions = await repo.history(resource_type, resource_id, count, offset, allowed)
             await self.audit(repo, caller, interaction,
                              patients={p for v in versions for p in patients_of(v.content)},
-                             touched={f"{v.resource_type}/{v.id}" for v in versions})
+                             touched={f"{v.resource_type}/{v.id}" for v in versions}, reads_only=True)
         return total, versions
 
     async def search(self, caller: Caller | None, query: SearchQuery,
@@ -205,7 +208,7 @@ class Records:
             found = result.matches + result.included
             await self.audit(repo, caller, "search-type",
                              patients={p for s in found for p in patients_of(s.content)},
-                             query=f"{query.resource_type}?{query_text}")
+                             query=f"{query.resource_type}?{query_text}", reads_only=True)
         return result
 
     async def _read_event(self, caller: Caller | None, event_id: str,
@@ -223,7 +226,7 @@ class Records:
                 if await audit_log.read(repo.conn, event_id, access.trail_of(caller)) is None:
                     raise Denied(caller, interaction, policy.forbidden(f"{reference} is not yours to see"),
                                  [reference], patients)
-            await self.audit(repo, caller, interaction, patients=patients, touched=[reference])
+            await self.audit(repo, caller, interaction, patients=patients, touched=[reference], reads_only=True)
         return found
 
     async def create(self, caller: Caller | None, resource: dict[str, Any],

@@ -5,7 +5,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, exists, false, func, insert, or_, select, true
+from sqlalchemy import ColumnElement, bindparam, exists, false, func, insert, or_, select, text, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.fhir.dates import instant
@@ -49,6 +49,14 @@ def patients_named(event: dict[str, Any]) -> set[str]:
         if target and target[0] == "Patient":
             found.add(target[1])
     return found
+
+
+async def reads_only(conn: AsyncConnection) -> None:
+    """This transaction records reads and nothing else: its commit need not wait for the disk
+    (PostgreSQL's synchronous_commit off for it alone; docs/storage.md says what a crash of the
+    database can lose). A write's transaction keeps waiting."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SET LOCAL synchronous_commit = off"))
 
 
 async def read(conn: AsyncConnection, event_id: str, patients: Any | None) -> Stored | None:
