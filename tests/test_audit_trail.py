@@ -23,6 +23,7 @@ from tests.orders import addressed
 from tests.people import DUPONT
 
 DUPONT_ACCOUNT = "patient.dupont"
+PRESCRIBER = Caller("prescriber", "prescriber:10003456786", frozenset({"user/*.read"}), rpps="10003456786")
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +103,8 @@ def test_nobody_can_change_or_erase_the_trail(own_database: Settings) -> None:
         try:
             await upgrade(engine)
             services = build_services(engine, own_database)
-            caller = Caller("prescriber", "prescriber:10003456786", frozenset({"user/*.read"}),
-                            rpps="10003456786")
             async with services.records.unit() as repo:
-                await services.records.audit(repo, caller, "read", patients=["Patient/p1"],
+                await services.records.audit(repo, PRESCRIBER, "read", patients=["Patient/p1"],
                                              touched=["Patient/p1"])
             for table, change in ((audit_log, update(audit_log).values(outcome="4")),
                                   (audit_log, delete(audit_log)),
@@ -196,10 +195,8 @@ def test_a_read_commits_without_waiting_for_the_disk_and_a_write_still_waits(own
         try:
             await upgrade(engine)
             services = build_services(engine, own_database)
-            caller = Caller("prescriber", "prescriber:10003456786", frozenset({"user/*.read"}),
-                            rpps="10003456786")
             async with services.records.unit() as repo:
-                await services.records.audit(repo, caller, "read", patients=["Patient/p1"], reads_only=True)
+                await services.records.audit(repo, PRESCRIBER, "read", patients=["Patient/p1"], reads_only=True)
                 during = (await repo.conn.execute(text("SHOW synchronous_commit"))).scalar_one()
             async with engine.begin() as conn:  # the same pooled connection, the next transaction
                 after = (await conn.execute(text("SHOW synchronous_commit"))).scalar_one()
