@@ -53,6 +53,7 @@ from bilan.web.documents import DocumentsController
 from bilan.web.entry import EntryController
 from bilan.web.errors import error_page
 from bilan.web.patient import PatientController
+from bilan.web.patient_archive import PatientArchiveController
 from bilan.web.prescriber import PrescriberController
 from bilan.web.reception import ReceptionController
 from bilan.web.session import ServerSessionConfig
@@ -96,7 +97,7 @@ def build_services(engine: AsyncEngine, settings: Settings) -> Services:
     base_url = settings.base_url.rstrip("/")
     records = Records(engine, Validator(RULES, AMENDMENTS), base_url,
                       observers=[Notifier(base_url).on_saved])
-    messaging = Messaging(records, web_root(settings))
+    messaging = Messaging(records, web_root(settings), settings.prescriber_notice_seconds)
     records.observers.append(messaging.on_saved)
     records.guards.setdefault("Observation", []).append(ResultsIntake().guard)
     records.observers.append(calculations.on_saved)  # eGFR, LDL: written again with their inputs
@@ -120,7 +121,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         services.update(records=built.records, transactions=built.transactions,
                         messaging=built.messaging, reception=Reception(built.records, settings.partner_lab_finess),
                         desk=ResultsDesk(built.records),
-                        issuing=Issuing(built.records, settings.dmp_url, web_root(settings), built.dmp_feed),
+                        issuing=Issuing(built.records, settings.dmp_url, web_root(settings), built.dmp_feed,
+                                        settings.prescriber_notice_seconds),
                         shared_record=SharedRecord(built.records, dmp_client(settings)),
                         space=PatientSpace(built.records), trends=Trends(built.records),
                         access_trail=AccessTrail(built.records), prescriber_view=PrescriberView(built.records),
@@ -148,7 +150,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[FhirController, smart_configuration, AuthController, ReceptionController, PrescriberController,
                         EntryController, CatalogueController, DocumentsController, PatientController,
-                        SharedRecordController,
+                        SharedRecordController, PatientArchiveController,
                         create_static_files_router("/static", [STATIC], send_as_attachment=False), favicon],
         lifespan=[lifespan],
         state=State({"settings": settings}),

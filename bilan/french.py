@@ -20,15 +20,20 @@ Moment = dt.datetime | dt.date | str
 
 # UCUM codes as French lab reports print them. Only exact equivalences: 10*3/uL is 10*9/L
 # (G/L), 10*6/uL is 10*12/L (T/L). U (the enzyme unit) prints as UI, as French reports write
-# enzyme activities. A code not listed prints as it is.
+# enzyme activities; a power of ten in superscript, "u" (micro) as µ, a count per day as
+# "/24 h". A code not listed prints as it is.
 UNITS: dict[str, str] = {
     "10*9/L": "G/L", "10*3/uL": "G/L", "10*12/L": "T/L", "10*6/uL": "T/L",
-    "/uL": "/µL", "uL": "µL",
-    "umol/L": "µmol/L", "ug/L": "µg/L", "ug/dL": "µg/dL", "ug/mL": "µg/mL",
+    "10*3/L": "10³/L", "10*6/L": "10⁶/L", "10*3/mL": "10³/mL", "10*6/mL": "10⁶/mL",
+    "/uL": "/µL", "uL": "µL", "{cells}/uL": "/µL", "/[HPF]": "/champ",
+    "umol/L": "µmol/L", "ug/L": "µg/L", "ug/dL": "µg/dL", "ug/mL": "µg/mL", "ug/g": "µg/g",
+    "umol/mol": "µmol/mol", "ukat/L": "µkat/L",
     "[IU]/L": "UI/L", "[IU]/mL": "UI/mL", "m[IU]/L": "mUI/L", "m[IU]/mL": "mUI/mL",
     "u[IU]/mL": "µUI/mL", "k[IU]/L": "kUI/L", "U/L": "UI/L", "mU/L": "mUI/L", "U/mL": "UI/mL",
-    "mL/min/{1.73_m2}": "mL/min/1,73 m²",
-    "1": "", "{ratio}": "", "{INR}": "",
+    "[iU]/L": "UI/L", "m[iU]/L": "mUI/L", "kU/L": "kUI/L",
+    "mL/min/{1.73_m2}": "mL/min/1,73 m²", "mm[Hg]": "mmHg",
+    "g/(24.h)": "g/24 h", "mg/(24.h)": "mg/24 h", "mmol/(24.h)": "mmol/24 h", "umol/(24.h)": "µmol/24 h",
+    "1": "", "{ratio}": "", "{INR}": "", "[pH]": "",
 }
 
 _IN_PARENTHESES = re.compile(r"\(([^()]*)\)\s*$")

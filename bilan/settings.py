@@ -82,6 +82,9 @@ class Settings(BaseSettings):
                                     "transfer slip; it must be in bilan's directory (default: the demo's).")
     outbox_poll_seconds: float = Field(default=1.0, description="How often the delivery worker "
                                        "looks for due notifications.")
+    prescriber_notice_seconds: float = Field(default=60, description="How long the first news of an "
+                                             "order waits for the next ones to the same prescriber, "
+                                             "all sent in one e-mail (urgent news: at once).")
     outbox_max_attempts: int = Field(default=20, description="Delivery attempts before a "
                                      "notification is marked failed (back-off doubles, 1 s to 1 h).")
     outbox_max_backoff_seconds: float = Field(default=3600, description="Longest wait between "

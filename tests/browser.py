@@ -114,3 +114,34 @@ def tab_to(page: Page, selector: str, most: int = 40) -> None:
         if target.evaluate("element => element === document.activeElement"):
             return
     raise AssertionError(f"{selector} never got the focus in {most} Tab presses")
+
+
+AXE = ROOT / "tests" / "axe" / "node_modules" / "axe-core" / "axe.min.js"  # ./dev test installs it
+WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+BLOCKING = ("critical", "serious")
+
+
+def assert_accessible(page: Page, name: str) -> None:
+    """Run axe-core on the page as it is (WCAG 2.1 A and AA rules) and fail on any critical or
+    serious violation, listing each rule with the elements it found. axe is evaluated through
+    the DevTools protocol rather than added as a <script>: bilan's Content-Security-Policy
+    (script-src 'self', and the report viewer's default-src 'none') rightly refuses an injected
+    script tag, and a context with bypass_csp would no longer test the policy the pages really
+    get (an embedded PDF it blocks, say)."""
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: run `npm ci` in tests/axe (./dev test does)")
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")
+    found = page.evaluate("""tags => axe.run(document, {runOnly: {type: 'tag', values: tags},
+                                                       resultTypes: ['violations']})
+        .then(r => r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                           nodes: v.nodes.map(n => n.target.join(' ') + ' — ' +
+                                                              (n.failureSummary || '').split('\\n').slice(1).join(' '))})))""",
+                          WCAG_21_AA)
+    blocking = [v for v in found if v["impact"] in BLOCKING]
+    if blocking:
+        lines = [f"{name} ({page.url}): {len(blocking)} critical or serious accessibility violation(s)"]
+        for violation in blocking:
+            lines.append(f"- {violation['id']} [{violation['impact']}]: {violation['help']}")
+            lines.extend(f"    {node}" for node in violation["nodes"])
+        raise AssertionError("\n".join(lines))

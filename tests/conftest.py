@@ -126,10 +126,11 @@ def dmp() -> Iterator[Webhook]:
 @pytest.fixture(scope="session")
 def settings(web_root: str, issuer: str, mail_relay: MailRelay, dmp: Webhook) -> Iterator[Settings]:
     url = os.environ.get("BILAN_TEST_DATABASE_URL")
-    # Deliveries polled and retried within a second, so that tests wait little.
+    # Deliveries polled and retried within a second, and news to a prescriber grouped over two
+    # seconds, so that tests wait little.
     common = {"base_url": f"{web_root}/fhir", "oidc_issuer": issuer, "smtp_host": "127.0.0.1",
               "smtp_port": mail_relay.port, "dmp_url": f"{dmp.url}/dmp/fhir", "outbox_poll_seconds": 0.2,
-              "outbox_max_backoff_seconds": 1}
+              "outbox_max_backoff_seconds": 1, "prescriber_notice_seconds": 2}
     if url and url.startswith("postgresql"):
         schema = f"test_{uuid.uuid4().hex[:10]}"
         asyncio.run(_create_schema(url, schema))

@@ -45,6 +45,7 @@ from bilan.fhir.searchparams import RESOURCE_TYPES
 from bilan.prescription import ep_bio_documents
 from bilan.records.service import Records, Saved
 from bilan.records.transaction import Transactions
+from bilan.results.export import everything, everything_bundle
 from bilan.results.views import last_n
 from bilan.settings import Settings
 
@@ -185,6 +186,18 @@ class FhirController(Controller):
             raise NotFound([Issue("$ep-bio is an operation on ServiceRequest", "not-supported")])
         document = await ep_bio_documents.document_of(records, caller, resource_id)
         return Response(document, media_type="application/hl7-cda+xml; charset=utf-8")
+
+    # A patient's data (her own token: all of hers; a professional: what he may read of it).
+    @get("/{resource_type:str}/{resource_id:str}/$everything", opt={
+        "operation": "everything", "resource": "Patient",
+        "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"})
+    async def everything(self, request: AnyRequest, resource_type: FromPath[str], resource_id: FromPath[str],
+                         records: NamedDependency[Records], settings: NamedDependency[Settings],
+                         caller: NamedDependency[Caller]) -> Response[bytes]:
+        if resource_type != "Patient":
+            raise NotFound([Issue("$everything is an operation on Patient", "not-supported")])
+        found = await everything(records, caller, resource_id)
+        return fhir_response(request, everything_bundle(settings.base_url, resource_id, found))
 
     @get("/{resource_type:str}/_history", opt={"interaction": "history-type", "level": "type"})
     async def type_history(self, request: AnyRequest, resource_type: FromPath[str], records: NamedDependency[Records],

@@ -41,10 +41,14 @@ async def enqueue_mail(conn: AsyncConnection, to: str, subject: str, text: str, 
     attachments as (file name, media type, content)."""
     payload: dict[str, Any] = {"subject": subject, "text": text}
     if attachments:
-        payload["attachments"] = [{"filename": name, "content_type": kind,
-                                   "data": base64.b64encode(data).decode("ascii")}
-                                  for name, kind, data in attachments]
+        payload["attachments"] = encoded_attachments(attachments)
     return await enqueue(conn, EMAIL, to, payload, resource=resource, about=about, now=now)
+
+
+def encoded_attachments(attachments: Iterable[tuple[str, str, bytes]]) -> list[dict[str, str]]:
+    """Attachments as a mail's outbox row keeps them."""
+    return [{"filename": name, "content_type": kind, "data": base64.b64encode(data).decode("ascii")}
+            for name, kind, data in attachments]
 
 
 def backoff(attempts: int, max_backoff: float) -> float:

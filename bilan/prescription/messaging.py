@@ -19,6 +19,7 @@ from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
 from bilan.fhir.query import parse_search
 from bilan.fhir.references import literal
 from bilan.notifications import outbox
+from bilan.notifications.prescriber_notices import Notice, PrescriberNotices
 from bilan.prescription import adaptation, tracking, worklist
 from bilan.prescription.identity import Traits, traits
 from bilan.prescription.order import adapted_requests, keep_in_step
@@ -107,9 +108,10 @@ def _invalid(message: str, field: str, kind: type[FhirError] = Invalid) -> FhirE
 
 
 class Messaging:
-    def __init__(self, records: Records, mail_link: str):
+    def __init__(self, records: Records, mail_link: str, notice_window: float = 60):
         self.records = records
         self.mail_link = mail_link  # bilan's web root, for the links in e-mails
+        self.notices = PrescriberNotices(mail_link, records.base_url, notice_window)
         self.records.guards.setdefault("Communication", []).append(self.guard)
 
     async def conversation(self, caller: Caller, task_id: str) -> Conversation:
@@ -205,7 +207,8 @@ class Messaging:
 
     async def on_saved(self, work: Work, stored: list[Stored]) -> None:
         """Act on new messages: an answer applies to its adaptation; a message is mailed to its
-        recipient (the prescriber, or the lab when the prescriber writes)."""
+        recipient (the prescriber, with the order's other news: prescriber_notices.py; or the
+        lab when the prescriber writes)."""
         for item in stored:
             if item.resource_type != "Communication" or item.version_id != 1 or not item.content:
                 continue
@@ -270,15 +273,19 @@ class Messaging:
             if not address:
                 continue
             task = next((p["reference"] for p in content.get("partOf", [])), "")
+            if not recipient.get("reference", "").startswith("Organization/"):  # to the prescriber
+                await self.notices.notify(repo, address, task, Notice(
+                    KINDS.get(kind_of(content), "Message"), _text(content),
+                    urgent=content.get("priority") in URGENT, resource=f"Communication/{message.id}"),
+                    utc_now())
+                continue
             number = await _requisition(repo, task)
-            to_lab = recipient.get("reference", "").startswith("Organization/")
-            who, page = ("Le prescripteur", "reception") if to_lab else ("Le laboratoire", "prescripteur")
             urgent = "URGENT — " if content.get("priority") in URGENT else ""
             await outbox.enqueue_mail(
                 repo.conn, address, f"bilan — {urgent}{KINDS.get(kind_of(content), 'Message')} "
                                     f"(prescription n° {number})",
-                f"{who} vous a écrit au sujet de la prescription n° {number} :\n\n"
-                f"{_text(content)}\n\nRépondre : {self.mail_link}/{page}/prescriptions/"
+                f"Le prescripteur vous a écrit au sujet de la prescription n° {number} :\n\n"
+                f"{_text(content)}\n\nRépondre : {self.mail_link}/reception/prescriptions/"
                 f"{task.removeprefix('Task/')}\n",
                 resource=f"Communication/{message.id}", about=task or None, now=utc_now())
 

@@ -62,6 +62,31 @@ async def enqueue(conn: AsyncConnection, channel: str, target: str, payload: dic
     return int(key[0])
 
 
+async def waiting(conn: AsyncConnection, channel: str, target: str, about: str,
+                  now: datetime) -> list[OutboxItem]:
+    """The rows of this channel to `target` about `about` not yet due, never tried and not
+    leased, oldest first; locked until the caller's transaction ends (PostgreSQL; SQLite's
+    writers are serial), so that a worker cannot claim one while the caller changes it."""
+    query = (select(outbox).where(o.channel == channel, o.target == target, o.about == about,
+                                  o.status == PENDING, o.attempts == 0, o.lease_until.is_(None),
+                                  o.next_attempt_at > now)
+             .order_by(o.created_at, o.id))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return [_item(row) for row in await conn.execute(query)]
+
+
+async def rewrite_waiting(conn: AsyncConnection, item: OutboxItem, payload: dict[str, Any], *,
+                          resource: str | None, due: datetime) -> bool:
+    """Give a row still waiting (as `waiting` found it) a new payload, resource and due time;
+    False if it is no longer waiting (a worker claimed it meanwhile)."""
+    result = await conn.execute(
+        update(outbox).where(o.id == item.id, o.status == PENDING, o.attempts == 0,
+                             o.lease_until.is_(None))
+        .values(payload=payload, resource=resource, next_attempt_at=due))
+    return result.rowcount == 1
+
+
 async def claim_due(conn: AsyncConnection, now: datetime, lease_seconds: float, limit: int, *,
                     per_target: int | None = None,
                     held: Mapping[str, int] | None = None) -> list[OutboxItem]:

@@ -3,18 +3,19 @@ view through the ANS stylesheet, its PDF and its CDA. Every read is access-check
 by the records service."""
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Response
 
-from bilan.fhir.outcomes import Issue, NotFound
 from bilan.records.service import Records
 from bilan.results.document import display
+from bilan.results.export.report_files import report_cda, report_pdf
 from bilan.results.issuing import CDA_TYPE, PDF_TYPE
-from bilan.results.issuing.documents import embedded_pdf
 from bilan.settings import Settings
+from bilan.web.auth import local_path
 from bilan.web.session import logged_in
 
 AnyRequest = Request[Any, Any, Any]
@@ -28,7 +29,8 @@ class DocumentsController(Controller):
                    records: NamedDependency[Records]) -> Response[str]:
         cda = await _content(request, document_id, settings, records, CDA_TYPE)
         # The stylesheet's page is self-contained; it may not load anything from elsewhere.
-        return Response(display.html(cda), media_type="text/html; charset=utf-8",
+        shown = display.page(cda, back=_back(request), pdf=f"/documents/{document_id}/compte-rendu.pdf")
+        return Response(shown, media_type="text/html; charset=utf-8",
                         headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:"})
 
     @get("/{document_id:str}/compte-rendu.pdf")
@@ -46,17 +48,18 @@ class DocumentsController(Controller):
                         headers={"Content-Disposition": 'attachment; filename="CR-BIO.xml"'})
 
 
+def _back(request: AnyRequest) -> str:
+    """The page of bilan the report was opened from, or the home page."""
+    came_from = urlsplit(request.headers.get("referer", ""))
+    if came_from.netloc != request.url.netloc:
+        return "/"
+    return local_path(came_from.path + (f"?{came_from.query}" if came_from.query else "")) or "/"
+
+
 async def _content(request: AnyRequest, document_id: str, settings: Settings, records: Records,
                    kind: str) -> bytes:
     _, caller = logged_in(request, settings, "Connectez-vous pour consulter ce compte rendu.")
     document = await records.read(caller, "DocumentReference", document_id)
-    for wanted in (kind, CDA_TYPE) if kind == PDF_TYPE else (kind,):
-        for content in document.content.get("content", []):
-            attachment = content.get("attachment") or {}
-            if attachment.get("contentType") in (wanted, "text/xml" if wanted == CDA_TYPE else wanted):
-                data = await records.attachment(caller, attachment)
-                # The lab's CR-BIO carries its PDF copy (one content per DocumentReference).
-                found = data if wanted == kind else embedded_pdf(data)
-                if found is not None:
-                    return found
-    raise NotFound([Issue("Ce document n'a pas de copie dans ce format.", "not-found")])
+    if kind == PDF_TYPE:  # every report has one, made from its CDA when it came without
+        return await report_pdf(records, caller, document)
+    return await report_cda(records, caller, document)

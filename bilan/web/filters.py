@@ -7,6 +7,7 @@ from jinja2 import Environment
 
 from bilan import french
 from bilan.results.desk import typed
+from bilan.web import confirmations
 
 
 def capitalize_first(text: str) -> str:
@@ -22,3 +23,4 @@ def register(environment: Environment) -> None:
 
 def engine_callback(engine: Any) -> None:
     register(engine.engine)
+    confirmations.register(engine.engine)

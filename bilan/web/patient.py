@@ -16,7 +16,7 @@ from bilan.auth.caller import Caller
 from bilan.fhir.outcomes import FhirError, Forbidden, Issue
 from bilan.notifications.patient_address import FIELD, NoticeAddress
 from bilan.records.service import Records
-from bilan.results.views import AccessTrail, Analyte, PatientSpace, Trends, point_label, trend_svg
+from bilan.results.views import AccessTrail, Analyte, PatientReport, PatientSpace, Trends, point_label, trend_svg
 from bilan.settings import Settings
 from bilan.web.reception import Form, field_errors, shown_on_page
 from bilan.web.session import WebUser, logged_in
@@ -42,6 +42,10 @@ def provide_address(records: NamedDependency[Records]) -> NoticeAddress:
     return NoticeAddress(records)
 
 
+def provide_report(records: NamedDependency[Records]) -> PatientReport:
+    return PatientReport(records)
+
+
 async def home_page(user: WebUser, caller: Caller, space: PatientSpace, trends: Trends, address: NoticeAddress,
                     *, error: FhirError | None = None, typed: str | None = None, saved: bool = False) -> Template:
     """Her space; after a refused address, the reason next to the field and what she typed kept."""
@@ -49,13 +53,15 @@ async def home_page(user: WebUser, caller: Caller, space: PatientSpace, trends: 
     return Template("patient/home.html", status_code=status_of(error) if error else 200, context={
         "user": user, "reports": await space.reports(caller), "awaiting": await space.awaiting(caller),
         "orders": await space.in_progress(caller), "chapters": by_chapter(await trends.analytes(caller)), "q": "",
+        "microbiology": await trends.microbiology(caller),
         "email": typed if typed is not None else await address.get(caller), "errors": field_errors(error),
         "email_field": FIELD, "saved": saved})
 
 
 class PatientController(Controller):
     path = "/patient"
-    dependencies = {"address": Provide(provide_address, sync_to_thread=False)}
+    dependencies = {"address": Provide(provide_address, sync_to_thread=False),
+                    "patient_report": Provide(provide_report, sync_to_thread=False)}
 
     @get("/")
     async def home(self, request: AnyRequest, settings: NamedDependency[Settings],
@@ -77,6 +83,14 @@ class PatientController(Controller):
             return await home_page(user, caller, space, trends, address, error=error, typed=typed)
         return Redirect("/patient/?enregistre=adresse#avis")
 
+    @get("/comptes-rendus/{document_id:str}")
+    async def report(self, request: AnyRequest, document_id: FromPath[str], settings: NamedDependency[Settings],
+                     patient_report: NamedDependency[PatientReport]) -> Template:
+        """One of her reports, on bilan's own page (opening it takes its "Nouveau" mark away)."""
+        user, caller = patient(request, settings)
+        return Template("patient/report.html", context={"user": user,
+                                                        "report": await patient_report.page(caller, document_id)})
+
     @get("/analyses")
     async def analyses(self, request: AnyRequest, settings: NamedDependency[Settings],
                        trends: NamedDependency[Trends], q: FromQuery[str] = "") -> Template:
@@ -84,7 +98,7 @@ class PatientController(Controller):
         context = {"user": user, "chapters": by_chapter(await trends.analytes(caller, q)), "q": q}
         if request.headers.get("hx-request"):
             return HTMXBlockTemplate(template_name="patient/_search.html", block_name="list", context=context)
-        return Template("patient/analyses.html", context=context)
+        return Template("patient/analyses.html", context={**context, "microbiology": await trends.microbiology(caller)})
 
     @get("/analyses/{key:str}")
     async def trend(self, request: AnyRequest, key: FromPath[str], settings: NamedDependency[Settings],

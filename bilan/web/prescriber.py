@@ -21,6 +21,7 @@ from bilan.results.views import PrescriberView, Trends, point_label, trend_svg
 from bilan.results.views.prescriber_view import FILTERS
 from bilan.settings import Settings
 from bilan.web.auth import login_then
+from bilan.web.confirmations import done
 from bilan.web.reception import field_errors, shown_on_page
 from bilan.web.session import WebUser, current_user, logged_in
 
@@ -95,7 +96,7 @@ class PrescriberController(Controller):
             await issuing.release(caller, task_id)
         except FhirError as error:
             return await self._page(user, caller, messaging, issuing, prescriber_view, task_id, error)
-        return Redirect(f"/prescripteur/prescriptions/{task_id}#compte-rendu")
+        return done(f"/prescripteur/prescriptions/{task_id}", "levee", "compte-rendu")
 
     @post("/prescriptions/{task_id:str}/reponse")
     async def answer(self, request: AnyRequest, task_id: FromPath[str], data: Form,
@@ -108,7 +109,7 @@ class PrescriberController(Controller):
                                    data.get("texte", ""))
         except FhirError as error:
             return await self._page(user, caller, messaging, issuing, prescriber_view, task_id, error)
-        return Redirect(f"/prescripteur/prescriptions/{task_id}#echanges")
+        return done(f"/prescripteur/prescriptions/{task_id}", "reponse", "echanges")
 
     @post("/prescriptions/{task_id:str}/message")
     async def message(self, request: AnyRequest, task_id: FromPath[str], data: Form,
@@ -120,7 +121,7 @@ class PrescriberController(Controller):
             await messaging.send(caller, task_id, data.get("texte", ""))
         except FhirError as error:
             return await self._page(user, caller, messaging, issuing, prescriber_view, task_id, error)
-        return Redirect(f"/prescripteur/prescriptions/{task_id}#echanges")
+        return done(f"/prescripteur/prescriptions/{task_id}", "message", "echanges")
 
     async def _page(self, user: WebUser, caller: Caller, messaging: Messaging, issuing: Issuing,
                     prescriber_view: PrescriberView, task_id: str, error: FhirError | None = None) -> Template:

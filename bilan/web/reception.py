@@ -24,6 +24,7 @@ from bilan.results.desk import ResultsDesk, critical
 from bilan.results.issuing import Choices, Issuing
 from bilan.results.queues import ANSWERS, CRITICAL, ISSUE, PARTNER, REPRINT, TITLES, VALIDATE, LabQueues
 from bilan.settings import Settings
+from bilan.web.confirmations import ACTIONS, done
 from bilan.web.session import WebUser, logged_in
 
 AnyRequest = Request[Any, Any, Any]
@@ -86,7 +87,7 @@ class ReceptionController(Controller):
                                                 opposes=data.get("opposition") == "oui")
         except FhirError as error:
             return await self._page(user, caller, reception, messaging, task_id, error, data)
-        return Redirect(f"/reception/prescriptions/{task_id}#commande")
+        return done(f"/reception/prescriptions/{task_id}", "import", "commande")
 
     @post("/prescriptions/{task_id:str}/prelevement")
     async def collect(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
@@ -97,7 +98,7 @@ class ReceptionController(Controller):
             await reception.collect(caller, task_id)
         except FhirError as error:
             return await self._page(user, caller, reception, messaging, task_id, error)
-        return Redirect(f"/reception/prescriptions/{task_id}#commande")
+        return done(f"/reception/prescriptions/{task_id}", "prelevement", "commande")
 
     @post("/prescriptions/{task_id:str}/cloture")
     async def close(self, request: AnyRequest, task_id: FromPath[str], data: Form,
@@ -122,7 +123,7 @@ class ReceptionController(Controller):
                                   data.get("proceed") == "oui")
         except FhirError as error:
             return await self._page(user, caller, reception, messaging, task_id, error, data)
-        return Redirect(f"/reception/prescriptions/{task_id}#echanges")
+        return done(f"/reception/prescriptions/{task_id}", "adaptation", "echanges")
 
     @post("/prescriptions/{task_id:str}/message")
     async def message(self, request: AnyRequest, task_id: FromPath[str], data: Form,
@@ -134,7 +135,7 @@ class ReceptionController(Controller):
                                  in_response_to=data.get("reponse_a") or None)
         except FhirError as error:
             return await self._page(user, caller, reception, messaging, task_id, error, data)
-        return Redirect(f"/reception/prescriptions/{task_id}#echanges")
+        return done(f"/reception/prescriptions/{task_id}", "message", "echanges")
 
     @get("/prescriptions/{task_id:str}/resultats")
     async def results(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
@@ -155,7 +156,7 @@ class ReceptionController(Controller):
                               str(form.get("valeur", "")))
         except FhirError as error:
             return await self._results_page(user, caller, desk, reception, issuing, task_id, error)
-        return Redirect(f"/reception/prescriptions/{task_id}/resultats")
+        return done(f"/reception/prescriptions/{task_id}/resultats", ACTIONS[str(form.get("action"))])
 
     @post("/prescriptions/{task_id:str}/resultats/appel")
     async def critical_call(self, request: AnyRequest, task_id: FromPath[str], data: Form,
@@ -169,7 +170,7 @@ class ReceptionController(Controller):
                             data.get("moyen", ""), data.get("propos", ""))
         except FhirError as error:
             return await self._results_page(user, caller, desk, reception, issuing, task_id, error, data)
-        return Redirect(f"/reception/prescriptions/{task_id}/resultats#valeurs-critiques")
+        return done(f"/reception/prescriptions/{task_id}/resultats", "appel", "valeurs-critiques")
 
     @post("/prescriptions/{task_id:str}/compte-rendu")
     async def issue(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
@@ -181,7 +182,7 @@ class ReceptionController(Controller):
             await issuing.issue(caller, task_id, issue_choices(form))
         except FhirError as error:
             return await self._results_page(user, caller, desk, reception, issuing, task_id, error)
-        return Redirect(f"/reception/prescriptions/{task_id}/resultats#compte-rendu")
+        return done(f"/reception/prescriptions/{task_id}/resultats", "compte-rendu", "compte-rendu")
 
     @post("/prescriptions/{task_id:str}/levee-masquage")
     async def release(self, request: AnyRequest, task_id: FromPath[str], settings: NamedDependency[Settings],
@@ -193,7 +194,7 @@ class ReceptionController(Controller):
             await issuing.release(caller, task_id, str(form.get("motif", "")))
         except FhirError as error:
             return await self._results_page(user, caller, desk, reception, issuing, task_id, error)
-        return Redirect(f"/reception/prescriptions/{task_id}/resultats#compte-rendu")
+        return done(f"/reception/prescriptions/{task_id}/resultats", "levee", "compte-rendu")
 
     async def _results_page(self, user: WebUser, caller: Caller, desk: ResultsDesk, reception: Reception,
                             issuing: Issuing, task_id: str, error: FhirError | None = None,

@@ -6,6 +6,8 @@ from copy import deepcopy
 from functools import cache
 
 from lxml import etree
+from lxml import html as lxml_html
+from lxml.html import builder as E
 
 from bilan.data import CDA_KIT
 
@@ -26,6 +28,45 @@ def html(document: bytes) -> str:
         tree = deepcopy(next(tree.iter(f"{{{_V3}}}ClinicalDocument"), tree))
     with _TRANSFORMING:
         return str(_transform()(tree, vocFile=etree.XSLT.strparam(str(_FOLDER / "cda_l10n.xml"))))
+
+
+def page(document: bytes, *, back: str, pdf: str) -> str:
+    """The stylesheet's page made usable on its own, around the stylesheet (never edited): in
+    French for screen readers, a title, no unnamed image, a way back to `back`, and the PDF copy
+    as a link to `pdf` instead of the base64 <object> the stylesheet writes (a page policy of
+    default-src 'none' blocks it, and a PDF inside a page is no help to a screen reader)."""
+    tree = lxml_html.document_fromstring(html(document))
+    tree.set("lang", "fr")
+    head, body = tree.find("head"), tree.find("body")
+    title = head.find("title")
+    if title is None:
+        title = E.TITLE()
+        head.append(title)
+    title.text = f"{(title.text or '').strip() or 'Compte rendu de biologie'} — bilan"
+    for image in tree.iter("img"):
+        if image.get("alt") is None:  # the stylesheet's logo and signature stamp: decoration
+            image.set("alt", "")
+    for embedded in list(tree.iter("object")):
+        if (embedded.get("type") or "").lower() == "application/pdf":
+            link = E.P(E.A("Ouvrir la copie PDF du compte rendu", href=pdf, id="copie-pdf"))
+            link.tail = embedded.tail
+            embedded.getparent().replace(embedded, link)
+    head.append(E.STYLE(_BAR_STYLE))
+    main = E.MAIN(id="contenu")
+    main.text, body.text = body.text, None
+    for child in list(body):
+        main.append(child)
+    body.append(E.NAV(E.A("← Retour", href=back), " · ", E.A("Copie PDF", href=pdf), **{
+        "class": "bilan-barre", "aria-label": "Compte rendu"}))
+    body.append(main)
+    return str(lxml_html.tostring(tree, doctype="<!DOCTYPE html>", encoding="unicode"))
+
+
+_BAR_STYLE = """
+.bilan-barre { font-family: system-ui, sans-serif; background: #000091; padding: .6rem 1rem; margin: -8px -8px 1rem; }
+.bilan-barre a { color: #fff; }
+.bilan-barre a:focus-visible { outline: 3px solid #fff; outline-offset: 2px; }
+"""
 
 
 @cache

@@ -50,6 +50,8 @@ CHAPTER_SECTION = "1.3.6.1.4.1.19376.1.3.3.2.1"
 RESULT_OBSERVATION = "1.3.6.1.4.1.19376.1.3.1.6"
 ISOLATE_ORGANIZER = "1.3.6.1.4.1.19376.1.3.1.5"
 ITEM_SECTION = "1.3.6.1.4.1.19376.1.3.3.2.2"  # a level-2 section: one exam of a chapter
+COMMENT_CODE = "48767-8"  # LOINC "Commentaire": a comment act (FR-Commentaire-ER)
+COMMENT_SECTION = "55112-7"  # the free-text comment section (FR-Commentaire-non-code)
 INTERPRETATION_OID = "2.16.840.1.113883.5.83"  # HL7 ObservationInterpretation
 # libxml2 refuses a text node over 10 MB without huge_tree, which the PDF copy must fit in.
 MAX_BYTES = 10 * 1024 * 1024
@@ -160,6 +162,15 @@ class Unstructured:
 
 
 @dataclass(frozen=True)
+class Comment:
+    """The biologist's words beside the results: a chapter's comment (its comment act, not one
+    result's), or the report's free-text comment section (conclusion...) when `chapter` is None."""
+    chapter: str | None  # LOINC chapter code
+    title: str | None  # the comment section's title
+    text: str  # its paragraphs, one a line
+
+
+@dataclass(frozen=True)
 class ReadReport:
     document_id: Identifier
     set_id: Identifier | None
@@ -176,6 +187,7 @@ class ReadReport:
     title: str | None = None
     unstructured: Unstructured | None = None  # the file of a level-1 document
     self_presenting: bool = False  # the CDA came inside an XSL stylesheet
+    comments: tuple[Comment, ...] = ()  # in document order
 
 
 def read_cr_bio(document: bytes, check: bool = True) -> ReadReport:
@@ -299,7 +311,7 @@ class _Reader:
             results=tuple(self.results()) if unstructured is None else (),
             warnings=tuple(self.warnings),
             code=code, title=_first_text(root, "h:title"), unstructured=unstructured,
-            self_presenting=self_presenting)
+            self_presenting=self_presenting, comments=tuple(self.comments()) if unstructured is None else ())
 
     def unstructured(self) -> Unstructured:
         text = self.root.find("h:component/h:nonXMLBody/h:text", _NS)
@@ -366,6 +378,26 @@ class _Reader:
                 "[not(parent::h:entryRelationship[@typeCode='REFR'])]", namespaces=_NS)
             found += [self.result(o, chapter.get("code") if chapter is not None else None)
                       for o in observations]
+        return found
+
+    def comments(self) -> list[Comment]:
+        found = []
+        for section in self.root.xpath("h:component/h:structuredBody/h:component/h:section", namespaces=_NS):
+            code = section.find("h:code", _NS)
+            chapter = code.get("code") if code is not None else None
+            if chapter == COMMENT_SECTION:
+                text = section.find("h:text", _NS)
+                paragraphs = [] if text is None else text.findall("h:paragraph", _NS) or [text]
+                said = "\n".join(line for line in (" ".join("".join(p.itertext()).split()) for p in paragraphs) if line)
+                if said:
+                    found.append(Comment(None, _first_text(section, "h:title"), said))
+            elif section.xpath(f"h:templateId/@root='{CHAPTER_SECTION}'", namespaces=_NS):
+                for reference in section.xpath(
+                        f".//h:act[h:code/@code='{COMMENT_CODE}'][not(ancestor::h:observation)]/h:text/h:reference",
+                        namespaces=_NS):
+                    remark = self.reference(reference)
+                    if remark:
+                        found.append(Comment(chapter, None, remark))
         return found
 
     def result(self, observation: etree._Element, chapter: str | None) -> ReadResult:

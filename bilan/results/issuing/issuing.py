@@ -32,6 +32,7 @@ from bilan.fhir.outcomes import Conflict, FhirError, Invalid, Issue
 from bilan.french import PARIS
 from bilan.notifications import outbox
 from bilan.notifications.mhd import MhdClient
+from bilan.notifications.prescriber_notices import Notice, PrescriberNotices
 from bilan.prescription import (
     adapted_requests,
     directory,
@@ -42,7 +43,7 @@ from bilan.prescription import (
 )
 from bilan.records.service import Records, new_id
 from bilan.results import masking
-from bilan.results.desk import OPEN, critical, order_results, person_history, previous_result
+from bilan.results.desk import OPEN, critical, interpretation, order_results, person_history, previous_result
 from bilan.results.document import (
     Earlier,
     Forwarded,
@@ -69,6 +70,9 @@ REPORT_OUTPUT, RESULTS_OUTPUT = "report", "results"
 OUTPUT_LABELS = {REPORT_OUTPUT: "Compte rendu", RESULTS_OUTPUT: "Résultats"}
 RELEASE = "release"  # outbox channel: release the masked results of an order (target: Task/id)
 _PLACEHOLDER_PDF = b"%PDF-"
+# Interpretation flags that put a result beyond its reference range (the mail counts them).
+OUT_OF_RANGE = frozenset({interpretation.LOW, interpretation.HIGH, interpretation.CRITICAL_LOW,
+                          interpretation.CRITICAL_HIGH, interpretation.ABNORMAL, "AA", "LU", "HU", "LX", "HX"})
 
 
 @dataclass(frozen=True)
@@ -130,10 +134,12 @@ class _Draft:
 
 
 class Issuing:
-    def __init__(self, records: Records, dmp_url: str, mail_link: str, feed: DmpFeed | None = None):
+    def __init__(self, records: Records, dmp_url: str, mail_link: str, feed: DmpFeed | None = None,
+                 notice_window: float = 60):
         self.records = records
         self.dmp_url = dmp_url
         self.mail_link = mail_link
+        self.notices = PrescriberNotices(mail_link, records.base_url, notice_window)
         self.feed = feed or DmpFeed(records, MhdClient(dmp_url))  # the DMP's writes (dmp_feed.py)
 
     async def overview(self, caller: Caller, task_id: str) -> Overview:
@@ -167,7 +173,7 @@ class Issuing:
             # The CDA and PDF are bilan's own documents (nobody writes Binary through the API).
             await work.write([w for w in writes if w.resource_type == "Binary"], system=True)
             saved = await work.write([w for w in writes if w.resource_type != "Binary"])
-            await self._deliver(work.repo, issued, draft.requests, draft.choices, now)
+            await self._deliver(work.repo, issued, draft, now)
             for document in saved:  # the new version, to the DMP when the patient may have it
                 if document.resource_type == "DocumentReference" and document.id == issued.document_id:
                     await self.feed.queue_provide(work.repo, document, now)
@@ -389,27 +395,33 @@ class Issuing:
         writes.append(Write("Task", task.id, task_content, "PUT", task.version_id))
         return writes
 
-    async def _deliver(self, repo: Repository, issued: documents.Issued,
-                       requests: list[Stored], choices: Choices, now: datetime) -> None:
-        """Queue the mail to the prescriber and the release date, with the change."""
+    async def _deliver(self, repo: Repository, issued: documents.Issued, draft: _Draft, now: datetime) -> None:
+        """Queue the news to the prescriber (with the order's other news: prescriber_notices.py)
+        and the release date, with the change."""
         about, document = issued.task, f"DocumentReference/{issued.document_id}"
-        prescribed = next((s.content for s in requests if s.content and s.content.get("intent") != "filler-order"), {})
+        choices = draft.choices
+        prescribed = next((s.content for s in draft.requests
+                           if s.content and s.content.get("intent") != "filler-order"), {})
         address = await mail_address(repo, (prescribed.get("requester") or {}).get("reference", ""))
-        number = issued.report.order_id.extension or ""
         kind = {"partial": " partiel", "corrected": " corrigé"}.get(issued.status, "")
         if address:
-            await outbox.enqueue_mail(
-                repo.conn, address, f"bilan — Compte rendu d'examens biologiques{kind} (prescription n° {number})",
-                f"Le compte rendu de la prescription n° {number} (version {issued.report.version}) est joint "
-                f"(CR-BIO, CDA R2 niveau 3, avec sa copie PDF).\n\nLe consulter : "
-                f"{self.mail_link}/prescripteur/prescriptions/{about.removeprefix('Task/')}\n",
-                attachments=[("CR-BIO.xml", documents.CDA_TYPE, issued.cda),
-                             ("compte-rendu.pdf", documents.PDF_TYPE, issued.report.pdf)],
-                resource=document, about=about, now=now)
+            await self.notices.notify(repo, address, about, Notice(
+                f"Compte rendu d'examens biologiques{kind}",
+                f"Le compte rendu{kind} (version {issued.report.version}) est disponible ; il est joint "
+                "(CR-BIO, CDA R2 niveau 3, avec sa copie PDF).",
+                abnormal=sum(1 for r in draft.decided if _out_of_range(r.content)),
+                masked=len(draft.hidden), resource=document,
+                attachments=(("CR-BIO.xml", documents.CDA_TYPE, issued.cda),
+                             ("compte-rendu.pdf", documents.PDF_TYPE, issued.report.pdf))), now)
         if masking.INVISIBLE_PATIENT in issued.security and choices.release_on:
             due = datetime.combine(choices.release_on, time(0, 0), PARIS)  # midnight in Paris
             await outbox.enqueue(repo.conn, RELEASE, about, {"release_on": choices.release_on.isoformat()},
                                  resource=document, about=about, now=now, due=due)
+
+
+def _out_of_range(result: dict[str, Any]) -> bool:
+    """A result flagged beyond its reference range (low, high, critical, abnormal)."""
+    return any(c.get("code") in OUT_OF_RANGE for i in result.get("interpretation", []) for c in i.get("coding", []))
 
 
 def _rendered(report: LabReport) -> tuple[LabReport, bytes]:

@@ -2,10 +2,19 @@
 patient's trends (bilan/results/views/trends.py).
 
 Labs code one analyte with several LOINC codes: mass or molar concentration (glucose in g/L or
-mmol/L), fasting or not, serum or blood. The table below puts such related codes on one key;
-every other analyte of the lab's catalogue is its own key (its local code), and a code the
+mmol/L), fasting or not, serum or blood, automated or manual count, a method's variant (hs-CRP,
+third-generation TSH). The table below puts such related codes on one key: codes of one LOINC
+component, property and system whatever the method, and the mass and molar codes of an analyte
+whose catalogue row gives the factor between them. Codes of another component (urea nitrogen
+beside urea, 25-OH vitamin D3 alone beside D2+D3, the beta-hCG beside the total hCG), computed
+another way (CKD-EPI 2021 beside 2009, an LDL measured directly beside the catalogue's
+calculated one) or on another scale (D-dimers in DDU beside FEU) stay apart. A group keeps the key of its catalogue entry (its local code), so
+a link to its trend stays valid.
+
+Every other analyte of the lab's catalogue is its own key (its local code), and a code the
 catalogue does not know is its own analyte too: a LOINC code keyed by itself, a local code
-(imported reports keep their `urn:oid:` systems) by its system and code.
+(imported reports keep their `urn:oid:` systems) by its system and code. A local code is never
+matched to an analyte by its label.
 """
 
 import base64
@@ -19,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bilan.fhir.terminology import LOINC
 from bilan.fhir.text import normalise
 from bilan.results.document import assembly
+from bilan.results.views.explanations import explanation
 from bilan.storage import catalogue
 from bilan.storage.catalogue import Entry
 
@@ -54,6 +64,62 @@ GROUPS: tuple[Group, ...] = (
     # HbA1c/Hemoglobin.total in Blood, by HPLC, by IFCC protocol (mmol/mol).
     Group("hba1c", "Hémoglobine glyquée (HbA1c)", ("4548-4", "17856-6", "59261-8"),
           ("HbA1c", "hémoglobine glyquée", "glycohémoglobine", "diabète"), same_unit_only=True),
+    # Blood count: by automated count (the catalogue's), without method, by manual count.
+    Group("gb", "Leucocytes", ("6690-2", "26464-8", "804-5"), ("leucocytes", "globules blancs", "GB")),
+    Group("gr", "Hématies", ("789-8", "26453-1", "790-6"), ("hématies", "globules rouges", "érythrocytes", "GR")),
+    Group("hb", "Hémoglobine", ("718-7", "20509-6"), ("hémoglobine", "Hb", "anémie")),  # measured, calculated
+    Group("ht", "Hématocrite", ("4544-3", "20570-8"), ("hématocrite", "Ht")),
+    Group("vgm", "VGM (volume globulaire moyen)", ("30428-7", "787-2"), ("VGM", "volume globulaire")),
+    Group("tcmh", "TCMH (teneur corpusculaire moyenne en hémoglobine)", ("28539-5", "785-6"), ("TCMH",)),
+    Group("ccmh", "CCMH (concentration corpusculaire moyenne en hémoglobine)", ("28540-3", "786-4"), ("CCMH",)),
+    Group("idr", "IDR (indice de distribution des hématies)", ("30385-9", "788-0"), ("IDR", "anisocytose")),
+    Group("plaq", "Plaquettes", ("777-3", "26515-7", "778-1"), ("plaquettes", "thrombocytes")),
+    Group("vmp", "VMP (volume moyen plaquettaire)", ("32623-1", "28542-9"), ("VMP", "plaquettes")),
+    Group("pnn", "Polynucléaires neutrophiles", ("26499-4", "751-8"), ("neutrophiles", "PNN")),
+    Group("lym", "Lymphocytes", ("26474-7", "731-0"), ("lymphocytes",)),
+    Group("mono", "Monocytes", ("26484-6", "742-7"), ("monocytes",)),
+    Group("pne", "Polynucléaires éosinophiles", ("26449-9", "711-2"), ("éosinophiles", "PNE")),
+    Group("pnb", "Polynucléaires basophiles", ("26444-0", "704-7"), ("basophiles", "PNB")),
+    Group("pnn-pct", "Polynucléaires neutrophiles (%)", ("26511-6", "770-8"), ("neutrophiles", "PNN")),
+    Group("lym-pct", "Lymphocytes (%)", ("26478-8", "736-9"), ("lymphocytes",)),
+    Group("mono-pct", "Monocytes (%)", ("26485-3", "5905-5"), ("monocytes",)),
+    Group("pne-pct", "Polynucléaires éosinophiles (%)", ("26450-7", "713-8"), ("éosinophiles", "PNE")),
+    Group("pnb-pct", "Polynucléaires basophiles (%)", ("30180-4", "706-2"), ("basophiles", "PNB")),
+    Group("vs", "Vitesse de sédimentation (1re heure)", ("30341-2", "4537-7"), ("VS", "sédimentation")),
+    # Electrolytes in Ser/Plas (the catalogue's) and in Blood (blood-gas analysers' electrodes
+    # measure the plasma's concentration, as the Ser/Plas code itself mixes serum and plasma).
+    Group("na", "Sodium", ("2951-2", "2947-0"), ("sodium", "natrémie", "Na", "ionogramme")),
+    Group("k", "Potassium", ("2823-3", "6298-4"), ("potassium", "kaliémie", "ionogramme")),
+    Group("cl", "Chlore", ("2075-0", "2069-3"), ("chlore", "chlorure", "chlorémie", "ionogramme")),
+    # Urea [Moles/volume] and [Mass/volume]; not urea nitrogen (BUN, 3094-0): another factor.
+    Group("uree", "Urée", ("22664-7", "3091-6"), ("urée", "urémie", "rein")),
+    # LDL calculated [Mass/volume] (the catalogue's) and [Moles/volume] by calculation.
+    Group("ldl", "Cholestérol LDL calculé", ("13457-7", "39469-2"), ("cholestérol", "LDL", "mauvais cholestérol")),
+    # Transaminases without and with pyridoxal 5'-phosphate (the ANS example's).
+    Group("asat", "ASAT (transaminase TGO)", ("1920-8", "30239-8"), ("ASAT", "TGO", "transaminases", "foie")),
+    Group("alat", "ALAT (transaminase TGP)", ("1742-6", "1743-4"), ("ALAT", "TGP", "transaminases", "foie")),
+    Group("bilt", "Bilirubine totale", ("14631-6", "1975-2"), ("bilirubine", "foie")),
+    # CRP, and the same protein in the same unit by a high-sensitivity method.
+    Group("crp", "Protéine C réactive (CRP)", ("1988-5", "30522-7"),
+          ("CRP", "protéine C réactive", "inflammation", "CRP ultrasensible")),
+    # TSH, and by third- and second-generation assays (detection limits 0.005 and 0.05 mIU/L).
+    Group("tsh", "TSH ultrasensible", ("3016-3", "11580-8", "11579-0"), ("TSH", "thyréostimuline", "thyroïde")),
+    # Free T4 [Moles/volume] (the catalogue's) and [Mass/volume] (the ANS example's, pg/mL).
+    Group("t4l", "T4 libre", ("14920-3", "3024-7"), ("T4", "thyroxine", "thyroïde")),
+    Group("ferri", "Ferritine", ("2276-4", "20567-4"), ("ferritine", "fer", "réserves en fer")),  # any, immunoassay
+    Group("fer", "Fer sérique", ("14798-3", "2498-4"), ("fer", "sidérémie")),
+    Group("vitd", "25-OH vitamine D (D2+D3)", ("62292-8", "68438-1"), ("vitamine D", "25-OH")),
+    Group("b12", "Vitamine B12", ("2132-9", "14685-2"), ("vitamine B12", "cobalamine")),
+    Group("fol", "Folates sériques", ("2284-8", "14732-2"), ("folates", "acide folique", "vitamine B9")),
+    Group("ca", "Calcium", ("2000-8", "17861-6"), ("calcium", "calcémie")),
+    Group("phos", "Phosphore", ("14879-1", "2777-1"), ("phosphore", "phosphate", "phosphorémie")),
+    # Albumin without method, by bromocresol green and purple.
+    Group("alb", "Albumine", ("1751-7", "61151-7", "61152-5"), ("albumine", "albuminémie")),
+    # Troponin T by a high-sensitivity method (ng/L) and without (µg/L): the same protein.
+    Group("tnt", "Troponine T hypersensible", ("67151-1", "6598-7"), ("troponine", "cœur")),
+    # Albumin/creatinine mass ratio in urine, and its older "microalbumin" code.
+    Group("malb", "Microalbuminurie (rapport albumine/créatinine urinaire)", ("9318-7", "14959-1"),
+          ("microalbuminurie", "albumine urinaire", "rein")),
 )
 _GROUP_OF_CODE = {code: group for group in GROUPS for code in group.codes}
 _GROUPS = {group.key: group for group in GROUPS}
@@ -74,6 +140,11 @@ class Analyte:
     @property
     def chapter_label(self) -> str:
         return assembly.chapter_label(self.chapter)
+
+    @property
+    def explanation(self) -> str:
+        """What it measures, in plain French ("" when bilan has no line for it)."""
+        return explanation(self.key)
 
     @property
     def unit(self) -> str | None:
@@ -168,6 +239,12 @@ async def codes_of_key(conn: AsyncConnection, key: str) -> tuple[list[Coding], d
     if coding is None:
         return [], {}
     return [coding], await catalogue.entries_by_loinc(conn, [coding[1]] if coding[0] == LOINC else [])
+
+
+def entry_key(entry: Entry) -> str:
+    """The key of the analyte a catalogue entry reports: its group's, else its own."""
+    group = _GROUP_OF_CODE.get(entry["loinc"])
+    return group.key if group is not None else _entry_key(entry)
 
 
 def _entry_key(entry: Entry) -> str:

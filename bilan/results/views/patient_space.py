@@ -132,9 +132,10 @@ class PatientSpace:
             (a.get("display", "") for a in authors if a.get("display")), "")
         return ReportLine(stored.id, assembly.moment(period.get("start") or content.get("date")), lab,
                           await self._prescriber(repo, report), status, imported,
+                          # Its PDF, or its CDA: the lab's embeds one, bilan makes one for another's.
                           any((c.get("attachment") or {}).get("contentType") == "application/pdf"
-                              or (not imported and "xml" in str((c.get("attachment") or {}).get("contentType")))
-                              for c in content.get("content", [])))  # the lab's CR-BIO embeds its PDF
+                              or "xml" in str((c.get("attachment") or {}).get("contentType"))
+                              for c in content.get("content", [])))
 
     async def _report(self, repo: Repository, document_id: str, content: dict[str, Any]) -> dict[str, Any] | None:
         """The DiagnosticReport the lab issued with this document (none for one from elsewhere)."""

@@ -5,14 +5,16 @@ Only what the patient may see (bilan/auth/access.py: her own results, shared in 
 not hidden until released) and only validated numeric results (final, amended, corrected,
 with a valueQuantity). Results are grouped per analyte (bilan/results/views/analytes.py) and
 converted to the series' unit: the catalogue's for the analyte, else the latest result's. A
-result that cannot be converted is kept apart, never drawn on the chart.
+result that cannot be converted is kept apart, never drawn on the chart. Microbiology (cultures,
+germs, antibiograms) is never a trend: it is read apart, per examination
+(bilan/results/views/microbiology.py).
 """
 
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,7 +30,7 @@ from bilan.records.pipeline import Work
 from bilan.records.service import Records
 from bilan.results.desk import units
 from bilan.results.document import fhir_report
-from bilan.results.views import analytes
+from bilan.results.views import analytes, microbiology
 from bilan.storage import catalogue, patient_results
 from bilan.storage.patient_results import Token, custom_plans
 from bilan.storage.repository import Repository, Stored
@@ -70,6 +72,7 @@ class Series:
     label: str  # French label ("Glycémie")
     chapter: str  # LOINC chapter code (18719-5...)
     chapter_label: str  # "Biochimie"...
+    explanation: str  # what it measures, in plain French ("" if bilan has none)
     unit: str  # the chart's unit
     points: tuple[Point, ...]  # oldest first, all in `unit`
     apart: tuple[Point, ...]  # results that cannot be converted to `unit`, as reported
@@ -83,6 +86,7 @@ class Analyte:
     label: str
     chapter: str
     chapter_label: str
+    explanation: str  # what it measures, in plain French ("" if bilan has none)
     count: int  # how many results (points + apart)
     last: Point  # the most recent
 
@@ -106,7 +110,7 @@ class Trends:
             entries = await catalogue.entries_by_loinc(
                 repo.conn, analytes.related_loinc(c for r in readings for c in r.codings))
             by_key: dict[str, list[_Reading]] = {}
-            for reading in readings:
+            for reading in _trended(readings, entries):
                 key = analytes.key_of(reading.codings, entries)
                 if key is not None:
                     by_key.setdefault(key, []).append(reading)
@@ -129,8 +133,8 @@ class Trends:
             params = [("code", ",".join(f"{system or ''}|{code}" for system, code in codes)),
                       ("status", ",".join(DECIDED))]
             found = await visible_results(repo.conn, self.records.base_url, caller, codes, whose) if codes else []
-            readings = [r for r in map(_reading, found)
-                        if r is not None and analytes.key_of(r.codings, entries) == key]
+            readings = [r for r in _trended([r for r in map(_reading, found) if r is not None], entries)
+                        if analytes.key_of(r.codings, entries) == key]
             labs = await _labs(repo, readings)
             work.note("search-type", patients=_patients(found),
                       query=_query_text(params))
@@ -138,6 +142,26 @@ class Trends:
             raise NotFound([Issue("Aucun résultat de cette analyse n'est disponible dans votre espace.",
                                         "not-found")])
         return _series(analytes.describe(key, entries, _latest(readings).content), readings, labs)
+
+    async def microbiology(self, caller: Caller) -> list[microbiology.Examination]:
+        """The patient caller's microbiology (what `analytes` and `series` leave out): per
+        examination, newest first, its findings, germs and antibiograms."""
+        async with self.records.work(caller) as work:
+            repo = work.repo
+            whose = await _person(work, self.records.base_url, caller, None)
+            await custom_plans(repo.conn)
+            found = [s for s in await visible_results(repo.conn, self.records.base_url, caller, patients=whose)
+                     if s.content.get("status") in DECIDED]
+            entries = await catalogue.entries_by_loinc(
+                repo.conn, {code for s in found for system, code in analytes.codings(s.content) if system == LOINC})
+            dated = [(s, _moment(s.content) or _moment({"effectiveDateTime": s.content.get("issued")}))
+                     for s in found if microbiology.is_microbiology(s.content, entries)]  # else when validated
+            shown = [(s, when) for s, when in dated if when is not None]
+            labs = await _labs(repo, [s for s, _ in shown])
+            work.note("search-type", patients=_patients(found),
+                      query=_query_text([("status", ",".join(DECIDED))]))
+        return microbiology.examinations([(s.id, when, s.content) for s, when in shown], labs,
+                                         {code: entry["label_fr"] for code, entry in entries.items()})
 
 
 async def visible_results(conn: AsyncConnection, base_url: str, caller: Caller,
@@ -265,6 +289,11 @@ def _flag(content: dict[str, Any]) -> str | None:
                  if c.get("code")), None)
 
 
+def _trended(readings: list[_Reading], entries: dict[str, catalogue.Entry]) -> list[_Reading]:
+    """The readings a trend may show: microbiology is read apart."""
+    return [r for r in readings if not microbiology.is_microbiology(r.content, entries)]
+
+
 def _latest(readings: list[_Reading]) -> _Reading:
     return max(readings, key=lambda r: (r.when, r.id))
 
@@ -280,7 +309,7 @@ def _series(analyte: analytes.Analyte, readings: list[_Reading], labs: dict[str,
         point = _point(reading, unit, analyte, labs.get(reading.id, ""))
         (points if point.unit == unit else apart).append(point)
     low, high = _band(points)
-    return Series(analyte.key, analyte.label, analyte.chapter, analyte.chapter_label, unit,
+    return Series(analyte.key, analyte.label, analyte.chapter, analyte.chapter_label, analyte.explanation, unit,
                   tuple(points), tuple(apart), low, high)
 
 
@@ -341,12 +370,21 @@ def _band(points: list[Point]) -> tuple[Decimal | None, Decimal | None]:
 def _summary(series: Series) -> Analyte:
     every = series.points + series.apart
     last = max(every, key=lambda p: (p.when, p.observation_id))
-    return Analyte(series.key, series.label, series.chapter, series.chapter_label, len(every), last)
+    return Analyte(series.key, series.label, series.chapter, series.chapter_label, series.explanation,
+                   len(every), last)
 
 
 # --------------------------------------------------------------------------- labs
 
-async def _labs(repo: Repository, readings: list[_Reading]) -> dict[str, str]:
+class _Result(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def content(self) -> dict[str, Any]: ...
+
+
+async def _labs(repo: Repository, readings: Sequence[_Result]) -> dict[str, str]:
     """Who performed each result: the performing lab's name as the result gives it, else the
     lab's Organization it refers to, else the lab that recorded it."""
     named: dict[str, str] = {}
