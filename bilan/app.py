@@ -44,7 +44,7 @@ from bilan.results.issuing import DMP, RELEASE, DmpFeed, Issuing
 from bilan.results.queues import LabQueues
 from bilan.results.views import AccessTrail, PatientSpace, PrescriberView, Trends
 from bilan.settings import Settings, audience, get_settings, web_root
-from bilan.storage.database import create_engine
+from bilan.storage.database import create_engine, create_reads_engine
 from bilan.storage.sessions import WebSessions
 from bilan.web import filters
 from bilan.web.auth import AuthController
@@ -93,10 +93,10 @@ def dmp_client(settings: Settings) -> MhdClient:
     return MhdClient(settings.dmp_url, settings.dmp_username, settings.dmp_password, settings.dmp_token)
 
 
-def build_services(engine: AsyncEngine, settings: Settings) -> Services:
+def build_services(engine: AsyncEngine, settings: Settings, reads: AsyncEngine | None = None) -> Services:
     base_url = settings.base_url.rstrip("/")
     records = Records(engine, Validator(RULES, AMENDMENTS), base_url,
-                      observers=[Notifier(base_url).on_saved])
+                      observers=[Notifier(base_url).on_saved], reads=reads)
     messaging = Messaging(records, web_root(settings), settings.prescriber_notice_seconds)
     records.observers.append(messaging.on_saved)
     records.guards.setdefault("Observation", []).append(ResultsIntake().guard)
@@ -116,8 +116,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        engine = create_engine(settings)
-        built = build_services(engine, settings)
+        engine, reads = create_engine(settings), create_reads_engine(settings)
+        built = build_services(engine, settings, reads)
         services.update(records=built.records, transactions=built.transactions,
                         messaging=built.messaging, reception=Reception(built.records, settings.partner_lab_finess),
                         desk=ResultsDesk(built.records),
@@ -142,6 +142,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             finally:
                 await delivery.stop()
                 await engine.dispose()
+                if reads is not None:
+                    await reads.dispose()
 
     def service(name: str) -> Provide:
         return Provide(lambda: services[name], sync_to_thread=False)

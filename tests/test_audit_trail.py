@@ -9,13 +9,14 @@ import httpx
 import pytest
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.app import build_services
 from bilan.auth.caller import Caller
 from bilan.demo.prescriptions import bundle
 from bilan.fhir.query import parse_search
 from bilan.settings import Settings
-from bilan.storage.database import create_engine
+from bilan.storage.database import create_engine, create_reads_engine
 from bilan.storage.migrate import downgrade, upgrade
 from bilan.storage.tables import audit_log, audit_patients, resource_versions, resources, search_index
 from tests.helpers import locations, run, search
@@ -189,19 +190,29 @@ def test_events_stored_as_resources_move_to_the_trail_and_back(own_database: Set
 def test_a_read_commits_without_waiting_for_the_disk_and_a_write_still_waits(own_database: Settings) -> None:
     if not own_database.database_url.startswith("postgresql"):
         pytest.skip("synchronous_commit is PostgreSQL's")
+    settings = own_database.model_copy(update={"pool_size": 1})
 
-    async def scenario() -> tuple[str, str]:
-        engine = create_engine(own_database.model_copy(update={"pool_size": 1}))
+    async def setting(conn: AsyncConnection) -> str:
+        return str((await conn.execute(text("SHOW synchronous_commit"))).scalar_one())
+
+    async def scenario() -> list[str]:
+        engine, reads = create_engine(settings), create_reads_engine(settings)
+        assert reads is not None
         try:
             await upgrade(engine)
-            services = build_services(engine, own_database)
-            async with services.records.unit() as repo:
-                await services.records.audit(repo, PRESCRIBER, "read", patients=["Patient/p1"], reads_only=True)
-                during = (await repo.conn.execute(text("SHOW synchronous_commit"))).scalar_one()
-            async with engine.begin() as conn:  # the same pooled connection, the next transaction
-                after = (await conn.execute(text("SHOW synchronous_commit"))).scalar_one()
-            return during, after
+            seen = []
+            for records in (build_services(engine, settings, reads).records, build_services(engine, settings).records):
+                async with records.reading() as repo:  # through the reads engine, then in a unit
+                    await records.audit(repo, PRESCRIBER, "read", patients=["Patient/p1"])
+                    seen.append(await setting(repo.conn))
+                async with records.unit() as repo:  # a write's transaction, on a pooled connection
+                    seen.append(await setting(repo.conn))
+            async with reads.connect() as conn:  # the audit row of the first read was committed
+                written = (await conn.execute(text("SELECT count(*) FROM audit_log"))).scalar_one()
+            seen.append(str(written))
+            return seen
         finally:
             await engine.dispose()
+            await reads.dispose()
 
-    assert run(scenario()) == ("off", "on")
+    assert run(scenario()) == ["off", "on", "off", "on", "2"]

@@ -59,8 +59,9 @@ class Records:
     migrations of data), never for a request."""
 
     def __init__(self, engine: AsyncEngine, validator: Validator, base_url: str,
-                 observers: Iterable[Observer] = ()):
+                 observers: Iterable[Observer] = (), reads: AsyncEngine | None = None):
         self.engine = engine
+        self.reads = reads  # bilan/storage/database.py create_reads_engine; None: reads in a unit
         self.validator = validator
         self.base_url = base_url
         self.observers = list(observers)  # told of every write, in its transaction
@@ -87,6 +88,23 @@ class Records:
                                     denial.touched, denial.patients) from None
 
     @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Repository]:
+        """A read and its audit row, which is stored before the answer leaves. Through the
+        reads engine, each statement commits on its own (the audit row's without waiting for
+        the disk); without one, in a transaction whose commit does not wait for it either."""
+        if self.reads is None:
+            async with self.unit() as repo:
+                await audit_log.reads_only(repo.conn)
+                yield repo
+            return
+        try:
+            async with self.reads.connect() as conn:
+                yield Repository(conn)
+        except Denied as denial:
+            raise await self.denied(denial.caller, denial.interaction, denial.error,
+                                    denial.touched, denial.patients) from None
+
+    @asynccontextmanager
     async def work(self, caller: Caller | None, interaction: str | None = None) -> AsyncIterator[Work]:
         """One unit of work (bilan/records/pipeline.py): its writes go through the pipeline,
         and what it noted is audited in its transaction when it ends (its writes as
@@ -101,14 +119,11 @@ class Records:
     async def audit(self, repo: Repository, caller: Caller | None, interaction: str, *,
                     patients: Iterable[str] = (), touched: Iterable[str] = (),
                     query: str | None = None, outcome: str = OUTCOME_SUCCESS,
-                    detail: str | None = None, reads_only: bool = False) -> None:
+                    detail: str | None = None) -> None:
         """Record the access in the caller's transaction, so it is stored with what it
-        describes: an event per patient, that names no other (bilan/auth/audit.py). A
-        transaction that only read (`reads_only`) commits without waiting for the disk."""
+        describes: an event per patient, that names no other (bilan/auth/audit.py)."""
         if caller is None:
             return
-        if reads_only:
-            await audit_log.reads_only(repo.conn)
         now = utc_now()
         events = audit_events(caller, interaction, outcome, now, patients, touched, query, detail)
         await audit_log.append(repo.conn, [dict(event, id=new_id()) for event in events], now)
@@ -134,13 +149,13 @@ class Records:
     async def read(self, caller: Caller | None, resource_type: str, resource_id: str) -> Stored:
         if resource_type == AUDIT:
             return await self._read_event(caller, resource_id)
-        async with self.unit() as repo:
+        async with self.reading() as repo:
             allowed = access.visible(caller, resource_type) if caller else None
             stored, seen = await repo.read_seen(resource_type, resource_id, allowed)
             found = _live(stored, resource_type, resource_id)
             self.refuse_unseen(caller, "read", found, seen)
             await self.audit(repo, caller, "read", patients=patients_of(found.content),
-                             touched=[f"{resource_type}/{resource_id}"], reads_only=True)
+                             touched=[f"{resource_type}/{resource_id}"])
         return found
 
     async def attachment(self, caller: Caller | None, attachment: dict[str, Any]) -> bytes:
@@ -160,13 +175,13 @@ class Records:
             raise not_found(resource_type, f"{resource_id}/_history/{version}")
         if resource_type == AUDIT:  # an event has one version
             return await self._read_event(caller, resource_id, "vread")
-        async with self.unit() as repo:
+        async with self.reading() as repo:
             found = await repo.read_version(resource_type, resource_id, int(version))
             if found is None:
                 raise not_found(resource_type, f"{resource_id}/_history/{version}")
             await self.check_read(repo, caller, "vread", found)
             await self.audit(repo, caller, "vread", patients=patients_of(found.content),
-                             touched=[f"{resource_type}/{resource_id}"], reads_only=True)
+                             touched=[f"{resource_type}/{resource_id}"])
         if found.deleted:
             raise gone(resource_type, f"{resource_id}/_history/{version}")
         return found
@@ -179,7 +194,7 @@ class Records:
                 return 1, [await self._read_event(caller, resource_id, interaction)]
             found = await self.search(caller, SearchQuery(AUDIT, count=count, offset=offset))
             return found.total, found.matches
-        async with self.unit() as repo:
+        async with self.reading() as repo:
             if resource_id is not None:
                 current = await repo.read(resource_type, resource_id)
                 if current is None:
@@ -191,13 +206,13 @@ class Records:
             total, versions = await repo.history(resource_type, resource_id, count, offset, allowed)
             await self.audit(repo, caller, interaction,
                              patients={p for v in versions for p in patients_of(v.content)},
-                             touched={f"{v.resource_type}/{v.id}" for v in versions}, reads_only=True)
+                             touched={f"{v.resource_type}/{v.id}" for v in versions})
         return total, versions
 
     async def search(self, caller: Caller | None, query: SearchQuery,
                      query_text: str = "") -> SearchResult:
         restrict = (lambda t: access.readable(caller, t)) if caller else store_search.everything
-        async with self.unit() as repo:
+        async with self.reading() as repo:
             if caller is not None:
                 _require_read_scope(caller, "search-type", query.resource_type)
             if query.resource_type == AUDIT:
@@ -208,7 +223,7 @@ class Records:
             found = result.matches + result.included
             await self.audit(repo, caller, "search-type",
                              patients={p for s in found for p in patients_of(s.content)},
-                             query=f"{query.resource_type}?{query_text}", reads_only=True)
+                             query=f"{query.resource_type}?{query_text}")
         return result
 
     async def _read_event(self, caller: Caller | None, event_id: str,
@@ -216,7 +231,7 @@ class Records:
         """An AuditEvent of the trail, if the caller may read it (a 403 otherwise, itself
         recorded)."""
         reference = f"{AUDIT}/{event_id}"
-        async with self.unit() as repo:
+        async with self.reading() as repo:
             found = await audit_log.read(repo.conn, event_id, None)
             if found is None:
                 raise not_found(AUDIT, event_id)
@@ -226,7 +241,7 @@ class Records:
                 if await audit_log.read(repo.conn, event_id, access.trail_of(caller)) is None:
                     raise Denied(caller, interaction, policy.forbidden(f"{reference} is not yours to see"),
                                  [reference], patients)
-            await self.audit(repo, caller, interaction, patients=patients, touched=[reference], reads_only=True)
+            await self.audit(repo, caller, interaction, patients=patients, touched=[reference])
         return found
 
     async def create(self, caller: Caller | None, resource: dict[str, Any],

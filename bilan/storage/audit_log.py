@@ -5,7 +5,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, exists, false, func, insert, or_, select, text, true
+from sqlalchemy import ColumnElement, Table, TextClause, bindparam, exists, false, func, insert, or_, select, text, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.fhir.dates import instant
@@ -113,14 +113,22 @@ _ONE_STATEMENT = 40  # rows (events and patients) written in one statement, beyo
 
 
 @lru_cache(maxsize=128)
-def _in_one_statement(events: int, patients: int) -> Any:
-    """Events and the patients they name, the events inserted by a data-modifying CTE; built
-    once per shape, with its parameters named, so that it is compiled once."""
-    logged = insert(audit_log).values([{c.name: bindparam(f"{c.name}_{n}", type_=c.type) for c in audit_log.c}
-                                       for n in range(events)])
-    named_rows = [{c.name: bindparam(f"{c.name}_p{n}", type_=c.type) for c in audit_patients.c}
-                  for n in range(patients)]
-    return insert(audit_patients).values(named_rows).add_cte(logged.cte("logged"))
+def _in_one_statement(events: int, patients: int) -> TextClause:
+    """Events and the patients they name, the events inserted by a data-modifying CTE, for one
+    shape. Written as text: SQLAlchemy cannot cache a multi-row INSERT's compiled form and
+    compiled it again for every read (a third of a read's CPU), while a text statement with
+    typed parameters is compiled once."""
+    def values(table: Table, suffix: str, rows: int) -> str:
+        return ", ".join("(" + ", ".join(f":{c.name}_{suffix}{n}" for c in table.c) + ")" for n in range(rows))
+
+    def columns(table: Table) -> str:
+        return ", ".join(c.name for c in table.c)
+
+    sql = (f"WITH logged AS (INSERT INTO audit_log ({columns(audit_log)}) VALUES {values(audit_log, '', events)}) "
+           f"INSERT INTO audit_patients ({columns(audit_patients)}) VALUES {values(audit_patients, 'p', patients)}")
+    return text(sql).bindparams(*(bindparam(f"{c.name}_{n}", type_=c.type) for n in range(events) for c in audit_log.c),
+                                *(bindparam(f"{c.name}_p{n}", type_=c.type) for n in range(patients)
+                                  for c in audit_patients.c))
 
 
 def _row(event: dict[str, Any], when: datetime) -> dict[str, Any]:

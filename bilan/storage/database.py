@@ -46,6 +46,28 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+def create_reads_engine(settings: Settings) -> AsyncEngine | None:
+    """PostgreSQL's connections for audited reads (None on SQLite): in autocommit, each
+    statement its own transaction, committed without waiting for the disk. A read is then two
+    round trips, its statement and its audit row's, instead of five (BEGIN, SET LOCAL, read,
+    audit, COMMIT). Never for writes: their commits must reach the disk."""
+    if make_url(settings.database_url).get_backend_name() == "sqlite":
+        return None
+    connect_args = _postgres_connect_args(settings)
+    connect_args["server_settings"] = dict(connect_args["server_settings"], synchronous_commit="off")
+    return create_async_engine(
+        settings.database_url,
+        json_serializer=_json_dumps,
+        json_deserializer=_json_loads,
+        isolation_level="AUTOCOMMIT",
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_size,
+        pool_pre_ping=False,
+        pool_timeout=settings.database_connect_timeout,
+        connect_args=connect_args,
+    )
+
+
 def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
     """A database that is down or stalled answers within seconds (a 503), never after minutes."""
     # Custom plans only: a prepared statement's generic plan, chosen after five executions
