@@ -13,6 +13,7 @@ from bilan import french
 from bilan.demo.prescriptions import bundle
 from bilan.results.views import access_trail
 from tests.helpers import locations
+from tests.identity import patient_auth
 from tests.orders import addressed
 from tests.people import DUPONT
 from tests.web import log_in
@@ -82,3 +83,16 @@ def test_a_long_trail_comes_a_page_at_a_time(accessed: str, web_root: str, monke
 
 def test_the_trail_is_the_patients_own(web_root: str, desk: httpx.Client) -> None:
     assert desk.get(f"{web_root}/patient/acces").status_code == 403
+
+
+def test_her_access_from_another_account_of_hers_is_never_a_professionals(
+        accessed: str, server: str, issuer: str, web_root: str) -> None:
+    """Her health app logs in as another subject of hers (same INS): its reads are hers ("Vous"),
+    and the professionals' filter leaves them out, like those of her web account."""
+    with httpx.Client(base_url=server, auth=patient_auth(issuer, server, "patient-dupont-app", DUPONT.ins)) as app:
+        assert app.get(accessed).status_code == 200
+    browser, _ = log_in(web_root, "patient.dupont")
+    everything = _lines(browser.get(f"{web_root}/patient/acces"))
+    assert any(line.startswith("Vous avez consulté une prescription") for line in everything), everything
+    professionals = _lines(browser.get(f"{web_root}/patient/acces", params={"qui": "professionnels"}))
+    assert professionals and not any(line.startswith("Vous") for line in professionals), professionals

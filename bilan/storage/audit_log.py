@@ -84,14 +84,15 @@ async def search(conn: AsyncConnection, query: SearchQuery, base_url: str,
     return SearchResult(total, [_stored(row) for row in await conn.execute(stmt)], [])
 
 
-async def trail(conn: AsyncConnection, patients: Any, *, not_by: str | None = None,
+async def trail(conn: AsyncConnection, patients: Any, *, professionals_only: bool = False,
                 refused_only: bool = False, count: int, offset: int = 0) -> tuple[int, list[Stored]]:
     """A patient's trail, newest first: the events naming one of `patients` (a subquery of
-    Patient ids), but those recorded for the caller `not_by` (her own), or only refusals;
-    the total and one page."""
+    Patient ids), only those of professionals and their software (no patient's: in her trail,
+    a patient's access is hers, whatever account she used), or only refusals; the total and
+    one page."""
     where = [_names_one_of(patients)]
-    if not_by is not None:
-        where.append(or_(log.altid.is_(None), log.altid != not_by))
+    if professionals_only:
+        where.append(_AGENT.not_like("patient:%"))
     if refused_only:
         where.append(log.outcome != "0")
     total = (await conn.execute(select(func.count()).select_from(audit_log).where(*where))).scalar_one()
@@ -109,6 +110,7 @@ async def read_by(conn: AsyncConnection, subject: str, references: set[str]) -> 
     return references & read
 
 
+_AGENT = log.content[("agent", 0, "who", "identifier", "value")].as_string()  # "prescriber:1000…"
 _ONE_STATEMENT = 40  # rows (events and patients) written in one statement, beyond: two
 
 

@@ -105,7 +105,7 @@ class AccessTrail:
         async with self.records.work(caller) as work:
             total, events = await audit_log.trail(
                 work.repo.conn, access.trail_of(caller),
-                not_by=caller.subject if shown == PROFESSIONALS else None,
+                professionals_only=shown == PROFESSIONALS,
                 refused_only=shown == REFUSALS, count=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
             days = await self._days(work.repo, events)
             work.note("search-type", query=f"AuditEvent?_sort=-date&shown={shown}&page={page}")
