@@ -219,6 +219,9 @@ def test_the_biologist_imports_a_report_from_another_lab_whose_glucose_becomes_t
     view = dmp_biologist.get(f"{dmp_root}/reception/prescriptions/{task_id}/dmp/{cr_bio}")
     assert view.status_code == 200 and "Glycémie" in view.text and "default-src 'none'" in view.headers[
         "content-security-policy"]
+    assert '<html lang="fr"' in view.text and f'href="/reception/prescriptions/{task_id}/dmp/"' in view.text
+    copy = dmp_biologist.get(f"{dmp_root}/reception/prescriptions/{task_id}/dmp/{cr_bio}/copie.pdf")
+    assert copy.status_code == 200 and copy.content.startswith(b"%PDF-") and "Copie PDF" in view.text
     document = dmp_biologist.get(f"{dmp_root}/reception/prescriptions/{task_id}/dmp/{pdf_id}")
     assert document.headers["content-type"] == "application/pdf" and document.content.startswith(b"%PDF-")
     again = submit(dmp_biologist, listing, f"/reception/prescriptions/{task_id}/dmp/{cr_bio}/import", {})

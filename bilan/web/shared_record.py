@@ -13,9 +13,10 @@ from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Response, Template
 
 from bilan.api.statuses import status_of
-from bilan.fhir.outcomes import FhirError
+from bilan.fhir.outcomes import FhirError, Issue, NotFound
 from bilan.results.document import display
 from bilan.results.elsewhere import Listing, SharedRecord
+from bilan.results.issuing.documents import embedded_pdf
 from bilan.settings import Settings
 from bilan.web.session import logged_in
 
@@ -44,8 +45,11 @@ class SharedRecordController(Controller):
         try:
             opened = await shared_record.open(caller, task_id, document_id)
             if opened.document.lab_report:
-                return Response(display.html(opened.content),
-                                media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": VIEW_POLICY})
+                copy = f"/reception/prescriptions/{task_id}/dmp/{document_id}/copie.pdf"
+                page = display.page(opened.content, back=f"/reception/prescriptions/{task_id}/dmp/",
+                                    pdf=copy if embedded_pdf(opened.content) is not None else None)
+                return Response(page, media_type="text/html; charset=utf-8",
+                                headers={"Content-Security-Policy": VIEW_POLICY})
         except FhirError as error:
             return await self._page(request, user, caller, shared_record, task_id, error)
         if opened.document.pdf:
@@ -53,6 +57,19 @@ class SharedRecordController(Controller):
                             headers={"Content-Disposition": 'inline; filename="document-dmp.pdf"'})
         return Response(opened.content, media_type="application/octet-stream",  # never shown as a page of bilan
                         headers={"Content-Disposition": 'attachment; filename="document-dmp"'})
+
+    @get("/{document_id:str}/copie.pdf")
+    async def embedded_copy(self, request: AnyRequest, task_id: FromPath[str], document_id: FromPath[str],
+                            settings: NamedDependency[Settings],
+                            shared_record: NamedDependency[SharedRecord]) -> Response[bytes]:
+        """The PDF copy a CR-BIO of the shared record carries, which its page links to."""
+        _, caller = logged_in(request, settings, "Connectez-vous pour consulter le DMP du patient.")
+        opened = await shared_record.open(caller, task_id, document_id)
+        copy = embedded_pdf(opened.content) if opened.document.lab_report else None
+        if copy is None:
+            raise NotFound([Issue("Ce document du DMP ne porte pas de copie PDF.", "not-found")])
+        return Response(copy, media_type="application/pdf",
+                        headers={"Content-Disposition": 'inline; filename="document-dmp.pdf"'})
 
     @post("/{document_id:str}/import")
     async def import_(self, request: AnyRequest, task_id: FromPath[str], document_id: FromPath[str],

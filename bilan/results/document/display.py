@@ -30,11 +30,12 @@ def html(document: bytes) -> str:
         return str(_transform()(tree, vocFile=etree.XSLT.strparam(str(_FOLDER / "cda_l10n.xml"))))
 
 
-def page(document: bytes, *, back: str, pdf: str) -> str:
+def page(document: bytes, *, back: str, pdf: str | None) -> str:
     """The stylesheet's page made usable on its own, around the stylesheet (never edited): in
     French for screen readers, a title, no unnamed image, a way back to `back`, and the PDF copy
     as a link to `pdf` instead of the base64 <object> the stylesheet writes (a page policy of
-    default-src 'none' blocks it, and a PDF inside a page is no help to a screen reader)."""
+    default-src 'none' blocks it, and a PDF inside a page is no help to a screen reader); `pdf`
+    None: the document carries no PDF copy."""
     tree = lxml_html.document_fromstring(html(document))
     tree.set("lang", "fr")
     head, body = tree.find("head"), tree.find("body")
@@ -46,7 +47,7 @@ def page(document: bytes, *, back: str, pdf: str) -> str:
     for image in tree.iter("img"):
         if image.get("alt") is None:  # the stylesheet's logo and signature stamp: decoration
             image.set("alt", "")
-    for embedded in list(tree.iter("object")):
+    for embedded in list(tree.iter("object")) if pdf else ():
         if (embedded.get("type") or "").lower() == "application/pdf":
             link = E.P(E.A("Ouvrir la copie PDF du compte rendu", href=pdf, id="copie-pdf"))
             link.tail = embedded.tail
@@ -56,8 +57,8 @@ def page(document: bytes, *, back: str, pdf: str) -> str:
     main.text, body.text = body.text, None
     for child in list(body):
         main.append(child)
-    body.append(E.NAV(E.A("← Retour", href=back), " · ", E.A("Copie PDF", href=pdf), **{
-        "class": "bilan-barre", "aria-label": "Compte rendu"}))
+    links = [E.A("← Retour", href=back), *((" · ", E.A("Copie PDF", href=pdf)) if pdf else ())]
+    body.append(E.NAV(*links, **{"class": "bilan-barre", "aria-label": "Compte rendu"}))
     body.append(main)
     return str(lxml_html.tostring(tree, doctype="<!DOCTYPE html>", encoding="unicode"))
 

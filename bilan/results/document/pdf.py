@@ -77,7 +77,7 @@ def report_pdf(report: LabReport) -> bytes:
         topMargin=MARGIN, bottomMargin=MARGIN + FOOTER,
         title=TITLE, author=report.lab.name, subject="Compte rendu de biologie médicale",
         creator="bilan", keywords="")
-    document.build(list(_story(report)), canvasmaker=partial(_NumberedCanvas, footer=_footer(report)))
+    document.build(list(_story(report)), canvasmaker=partial(NumberedCanvas, footer=_footer(report)))
     return buffer.getvalue()
 
 
@@ -227,7 +227,7 @@ def _footer(report: LabReport) -> list[str]:
             f"{report.lab.name} - {version}"]
 
 
-class _NumberedCanvas(Canvas):  # type: ignore[misc]  # reportlab ships no types
+class NumberedCanvas(Canvas):  # type: ignore[misc]  # reportlab ships no types
     """Holds every page until the end, when the page count is known for "x / y"."""
 
     def __init__(self, *args: Any, footer: list[str], **kwargs: Any) -> None:

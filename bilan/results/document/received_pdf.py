@@ -20,8 +20,7 @@ from bilan import french
 from bilan.results.desk import interpretation, typed
 from bilan.results.document import assembly
 from bilan.results.document.cda import TITLE
-from bilan.results.document.pdf import FOOTER, MARGIN, STYLES, UNREMARKABLE, WIDTHS
-from bilan.results.document.pdf import _NumberedCanvas as NumberedCanvas
+from bilan.results.document.pdf import FOOTER, MARGIN, STYLES, UNREMARKABLE, WIDTHS, NumberedCanvas
 from bilan.results.elsewhere.cda_reading import TROD_CODE, Concept, Interval, Measure, ReadReport, ReadResult
 
 TROD_TITLE = "Compte rendu de test rapide d'orientation diagnostique"
