@@ -10,9 +10,12 @@ import httpx
 import pypdfium2
 import zxingcpp
 
-from bilan.demo.prescriptions import EXAMS
+from bilan.demo.load import LAB_FINESS
+from bilan.demo.prescriptions import EXAMS, patient_resource, random_person
+from bilan.prescription.identity import LAB_PATIENT
 from tests.helpers import search
-from tests.orders import addressed, listed, open_by_number, send, task_of, worklist
+from tests.orders import addressed, imported_for, listed, open_by_number, prescribed, send, task_of, worklist
+from tests.results import GLUCOSE, decide, issue, posted, result
 from tests.web import log_in, submit
 
 CATALOGUE_LABELS = {"58410-2": "Numération formule sanguine (hémogramme)", "40193-5": "Glycémie à jeun",
@@ -234,3 +237,25 @@ def _barcodes(pdf: bytes) -> list[str]:
         image = page.render(scale=10).to_pil().convert("L")
         found += [b.text for b in zxingcpp.read_barcodes(image)]
     return found
+
+
+def test_an_order_imported_into_a_file_the_lab_made_through_its_api_numbers_that_file_and_reports(
+        fhir: httpx.Client, lab_middleware: httpx.Client, desk: httpx.Client, biologist: httpx.Client,
+        as_user: Any, web_root: str, rng) -> None:
+    """The lab's biologist filed someone through the FHIR API (a report from elsewhere, say): that
+    file has no number of the lab's. Importing her next prescription into it gives it one, which
+    the report needs (its CDA names the patient by it): the report issues."""
+    person = random_person(rng)
+    lab = as_user("bio.durand")
+    made = lab.post("Patient", json=patient_resource(person))
+    assert made.status_code == 201, made.text
+    assert not any(i["system"].startswith(LAB_PATIENT) for i in made.json()["identifier"])
+    task_id = imported_for(fhir, desk, web_root, addressed(rng, exams=[GLUCOSE], patient=person))
+
+    lab_file = lab.get(f"Patient/{made.json()['id']}").json()
+    [number] = [i["value"] for i in lab_file["identifier"] if i["system"] == f"{LAB_PATIENT}/{LAB_FINESS}"]
+    assert re.fullmatch(r"P\d{7}", number)
+    observation = posted(lab_middleware, result(prescribed(fhir, task_id, GLUCOSE[0]), GLUCOSE[0], 5.1, "mmol/L"))
+    assert decide(biologist, web_root, task_id, "biologique", [observation]).status_code == 200
+    issued = issue(biologist, web_root, task_id)
+    assert issued.status_code == 200 and "non conforme" not in issued.text

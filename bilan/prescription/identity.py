@@ -105,13 +105,18 @@ def lab_file(prescribed: dict[str, Any], lab_finess: str, number: str) -> dict[s
     patient = {"resourceType": "Patient", **{k: prescribed[k] for k in keep if k in prescribed}}
     if "name" in patient:
         patient["name"] = [fr_core.in_fr_core_name(n) for n in patient["name"]]
-    identifiers = [fr_core.typed(ident) for _, ident in ins_identifiers(prescribed)]
-    patient["identifier"] = [{"use": "usual", "system": f"{LAB_PATIENT}/{lab_finess}",
-                              "value": number}] + identifiers
+    patient["identifier"] = [fr_core.typed(ident) for _, ident in ins_identifiers(prescribed)]
+    patient = numbered(patient, lab_finess, number)
     if identity_status(patient) is None:
         patient.setdefault("extension", []).append({"url": IDENTITY_RELIABILITY, "extension": [
             {"url": "identityStatus", "valueCoding": {"system": IDENTITY_STATUS_SYSTEM, "code": "PROV"}}]})
     return patient
+
+
+def numbered(patient: dict[str, Any], lab_finess: str, number: str) -> dict[str, Any]:
+    """The patient file with the lab's file number first among its identifiers."""
+    return {**patient, "identifier": [{"use": "usual", "system": f"{LAB_PATIENT}/{lab_finess}", "value": number},
+                                      *patient.get("identifier", [])]}
 
 
 def file_number(patient: dict[str, Any], lab_finess: str) -> str:

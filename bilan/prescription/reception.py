@@ -372,7 +372,7 @@ class Reception:
                 "à ce dossier plutôt que d'en créer un second.", "duplicate", expression="dossier")])
         repo, finess = work.repo, (work.caller.lab_finess if work.caller else None) or ""
         patient = await repo.read_reference(found.row.patient)
-        number = f"P{await next_value(repo.conn, f'lab-file:{finess}'):07d}"
+        number = await _file_number(repo, finess)
         content = identity.lab_file(patient.content if patient and patient.content else {}, finess, number)
         patient_id = new_id()
         await work.write([Write("Patient", patient_id, content, "POST")])
@@ -417,12 +417,24 @@ async def _link(work: Work, lab_file: str, prescribed: str) -> None:
     """The identity check's decision, kept: the lab's file links to the prescription's Patient
     (patient_links.py). Written on the lab's own file only, once the order is the lab's (the
     prescription's Patient is then the lab's to read, even when it was addressed to no lab).
-    Two imports into one file at once (two prescriptions of one person) take turns."""
+    Two imports into one file at once (two prescriptions of one person) take turns. A file the
+    lab made through the FHIR API has no file number of the lab's: it gets one here, as the
+    report names the patient by it (a CDA's patientRole/id)."""
     await work.repo.lock_many([lab_file])
     stored = await work.repo.read_reference(lab_file)
-    content = patient_links.linked(stored.content, prescribed) if stored and prescribed else None
-    if stored is not None and content is not None:
+    if stored is None or stored.content is None:
+        return
+    content = patient_links.linked(stored.content, prescribed) if prescribed else None
+    finess = (work.caller.lab_finess if work.caller else None) or ""
+    if not identity.file_number(content or stored.content, finess):
+        content = identity.numbered(content or stored.content, finess, await _file_number(work.repo, finess))
+    if content is not None:
         await work.write([Write("Patient", stored.id, content, "PUT", stored.version_id)])
+
+
+async def _file_number(repo: Repository, lab_finess: str) -> str:
+    """The lab's next patient file number."""
+    return f"P{await next_value(repo.conn, f'lab-file:{lab_finess}'):07d}"
 
 
 def _note(work: Work, interaction: str, found: PrescriptionFile) -> None:
