@@ -45,7 +45,10 @@ def flag(observation: dict[str, Any]) -> str | None:
 
 
 def cda_observation(root: etree._Element, loinc: str) -> etree._Element:
-    [found] = root.xpath(f"//h:observation[h:code/@code='{loinc}']", namespaces=V3)
+    """The report's result of this code (not its antériorité, a REFR observation of the same
+    code when the patient had one before)."""
+    [found] = root.xpath(f"//h:observation[h:code/@code='{loinc}'][not(parent::h:entryRelationship[@typeCode='REFR'])]",
+                         namespaces=V3)
     return found
 
 
