@@ -14,15 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bilan.app import build_services
-from bilan.demo.load import lab_directory
 from bilan.demo.prescriptions import PrescriptionSpec, bundle
-from bilan.prescription.catalogue import read_csv
 from bilan.results.document import conformance
 from bilan.settings import Settings
-from bilan.storage import catalogue
-from bilan.storage.database import create_engine
-from bilan.storage.migrate import upgrade
 from tests.helpers import RUN_SEED, client, prescription_spec, run, seeded
 from tests.identity import (
     LAB_SCOPES,
@@ -34,7 +28,7 @@ from tests.identity import (
 )
 from tests.people import OTHER_LAB, OTHER_LAB_FINESS
 from tests.receivers import MailRelay, Webhook
-from tests.servers import running
+from tests.servers import prepare, running
 from tests.web import log_in
 
 pytest_plugins = ["tests.browser"]  # browser, new_page, page_as, shots
@@ -56,20 +50,6 @@ async def _create_schema(url: str, schema: str, drop: bool = False) -> None:
             await conn.execute(f'CREATE SCHEMA "{schema}"')
     finally:
         await conn.close()
-
-
-async def _prepare(settings: Settings) -> None:
-    """The schema, the catalogue and the demo lab, as `bilan demo` sets them up."""
-    engine = create_engine(settings)
-    try:
-        await upgrade(engine)
-        async with engine.begin() as conn:
-            await catalogue.replace(conn, read_csv(settings.catalogue_path))
-        records = build_services(engine, settings).records
-        for resource, criteria in lab_directory():
-            await records.create(None, resource, if_none_exist=criteria)
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -163,7 +143,7 @@ def own_database() -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def server(settings: Settings) -> Iterator[str]:
     """A running bilan, its FHIR base URL."""
-    asyncio.run(_prepare(settings))
+    asyncio.run(prepare(settings))
     with running(settings):
         yield settings.base_url
 

@@ -7,8 +7,27 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from bilan.app import create_app
+from bilan.app import build_services, create_app
+from bilan.demo.load import lab_directory
+from bilan.prescription.catalogue import read_csv
 from bilan.settings import Settings
+from bilan.storage import catalogue
+from bilan.storage.database import create_engine
+from bilan.storage.migrate import upgrade
+
+
+async def prepare(settings: Settings) -> None:
+    """The schema, the catalogue and the demo lab, as `bilan demo` sets them up."""
+    engine = create_engine(settings)
+    try:
+        await upgrade(engine)
+        async with engine.begin() as conn:
+            await catalogue.replace(conn, read_csv(settings.catalogue_path))
+        records = build_services(engine, settings).records
+        for resource, criteria in lab_directory():
+            await records.create(None, resource, if_none_exist=criteria)
+    finally:
+        await engine.dispose()
 
 
 @contextmanager

@@ -3,9 +3,7 @@
 and never as a trend, a plain-French explanation of every analyte, units as French reports
 print them."""
 
-import base64
 import csv
-import dataclasses
 import random
 import re
 from datetime import datetime
@@ -20,14 +18,11 @@ from bilan.auth.caller import Caller
 from bilan.demo.prescriptions import Person, random_person
 from bilan.fhir.outcomes import NotFound
 from bilan.prescription import tracking
-from bilan.results.document.cda import cda_document
-from bilan.results.document.report import Chapter, Code, Identifier, Result, Specimen
 from bilan.results.views import analytes
 from bilan.results.views.explanations import explanations
 from bilan.results.views.microbiology import Examination
 from tests.helpers import search, uuid_from
-from tests.lab_reports import PARIS, SPECIMEN_TYPE
-from tests.lab_reports import report as cda_report
+from tests.lab_reports import PARIS
 from tests.people import DUPONT
 from tests.results import UCUM, reported
 from tests.test_imported_reports import document_reference, example, fresh_ins, patient_for
@@ -36,6 +31,7 @@ from tests.test_trends import (
     at,
     by_id,
     measured,
+    other_lab_document,
     shared_order,
     with_trends,
 )
@@ -53,24 +49,6 @@ def catalogue_rows() -> list[dict[str, str]]:
 
 def patient_caller(ins: str) -> Caller:
     return Caller("patient", f"fc-patient-{ins}", SCOPES, ins=ins)
-
-
-def other_lab_document(rng: random.Random, patient: Person, lab_file: str, results: list[Result],
-                       when: datetime) -> dict[str, Any]:
-    """A CR-BIO from another lab (its Biochimie alone) about `patient`, for her lab file."""
-    base = cda_report()
-    identity = dataclasses.replace(
-        base.patient, birth_family=patient.family.upper(), birth_given=tuple(g.upper() for g in patient.given),
-        sex="F" if patient.gender == "female" else "M", birth_date=patient.birth, ins=patient.ins,
-        ins_system=patient.ins_system)
-    serum = Specimen(Code("SER", "Sérum", SPECIMEN_TYPE), when, when)
-    document = cda_report(document_id=Identifier(str(uuid_from(rng)).upper()),
-                          set_id=Identifier(str(uuid_from(rng)).upper()), patient=identity, lab=OTHER_LAB,
-                          effective_time=when, validated_at=when, received_at=when, prescribed_at=when,
-                          chapters=(Chapter("18719-5", "Biochimie", tuple(results), specimens=(serum,)),))
-    return {"resourceType": "DocumentReference", "status": "current", "subject": {"reference": lab_file},
-            "content": [{"attachment": {"contentType": "text/xml",
-                                        "data": base64.b64encode(cda_document(document)).decode("ascii")}}]}
 
 
 # Without a server: the data files

@@ -45,14 +45,14 @@ from bilan.results.views import AccessTrail
 from bilan.settings import Settings
 from bilan.storage.database import create_engine
 from tests.browser import wait_for_home
-from tests.conftest import _create_schema, _prepare
+from tests.conftest import _create_schema
 from tests.dmp_bundles import CDA_ID, DOCUMENT_ID, PERSON, contained, copy_and_bundle, issued
 from tests.helpers import client, run
 from tests.identity import LAB_SCOPES, PRACTICE_SCOPES, machine_auth, patient_auth, user_auth
 from tests.orders import addressed, imported, prescribed
 from tests.receivers import eventually
 from tests.results import decide, issue, posted, result
-from tests.servers import running
+from tests.servers import prepare, running
 from tests.web import csrf_token, log_in, submit
 
 GLUCOSE, PSA = EXAMS[1], ("2857-1", "PSA total")
@@ -93,7 +93,7 @@ def dmp_settings(settings: Settings, second_root: str, web_root: str, dmp_stand_
 @pytest.fixture(scope="module")
 def dmp_root(dmp_settings: Settings, server: str, second_root: str) -> Iterator[str]:
     """The second bilan, serving."""
-    run(_prepare(dmp_settings))
+    run(prepare(dmp_settings))
     with running(dmp_settings):
         yield second_root
 

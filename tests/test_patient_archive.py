@@ -18,24 +18,18 @@ import pypdfium2 as pdfium
 import pytest
 from lxml import etree
 
-from bilan.app import build_services
-from bilan.demo.load import lab_directory
 from bilan.demo.prescriptions import patient_resource
 from bilan.fhir.parsing import validate
-from bilan.prescription.catalogue import read_csv
 from bilan.results.document import Identifier
 from bilan.results.document.cda import cda_document
 from bilan.settings import Settings
-from bilan.storage import catalogue
-from bilan.storage.database import create_engine
-from bilan.storage.migrate import upgrade
 from tests.helpers import client, post_bundle, run, search, uuid_from
 from tests.identity import user_auth
 from tests.lab_reports import one_page_pdf, report
 from tests.people import DUPONT, LEFEVRE
 from tests.received_reports import level_one, trod_report
 from tests.results import GLUCOSE, documents, glucose, pdf_text, reported
-from tests.servers import running
+from tests.servers import prepare, running
 from tests.web import log_in
 
 V3 = "urn:hl7-org:v3"
@@ -219,19 +213,7 @@ def fresh_bilan(own_database: Settings, second_root: str, web_root: str, issuer:
         "base_url": f"{second_root}/fhir", "token_audience": f"{web_root}/fhir", "oidc_issuer": issuer,
         "smtp_host": "127.0.0.1", "smtp_port": mail_relay.port, "dmp_url": ""})
 
-    async def prepare() -> None:
-        engine = create_engine(settings)
-        try:
-            await upgrade(engine)
-            async with engine.begin() as conn:
-                await catalogue.replace(conn, read_csv(settings.catalogue_path))
-            records = build_services(engine, settings).records
-            for resource, criteria in lab_directory():
-                await records.create(None, resource, if_none_exist=criteria)
-        finally:
-            await engine.dispose()
-
-    run(prepare())
+    run(prepare(settings))
     with running(settings):
         yield settings.base_url
 

@@ -143,8 +143,10 @@ def other_lab_document(rng: random.Random, patient: Person, lab_file: str, resul
         ins_system=patient.ins_system)
     serum = Specimen(Code("SER", "Sérum", SPECIMEN_TYPE), when, when)
     blood = Specimen(Code("BLD", "Sang total", SPECIMEN_TYPE), when, when)
-    chapters = (Chapter("18719-5", "Biochimie", tuple(r for r in results if r.code != "59261-8"), specimens=(serum,)),
-                Chapter("18723-7", "Hématologie", tuple(r for r in results if r.code == "59261-8"), specimens=(blood,)))
+    chemistry = tuple(r for r in results if r.code != "59261-8")
+    haematology = tuple(r for r in results if r.code == "59261-8")
+    chapters = ((Chapter("18719-5", "Biochimie", chemistry, specimens=(serum,)),) if chemistry else ()) + (
+        (Chapter("18723-7", "Hématologie", haematology, specimens=(blood,)),) if haematology else ())
     document = cda_report(document_id=Identifier(str(uuid_from(rng)).upper()),
                           set_id=Identifier(str(uuid_from(rng)).upper()), patient=identity, lab=OTHER_LAB,
                           effective_time=when, validated_at=when, received_at=when, prescribed_at=when,
