@@ -1,7 +1,11 @@
-"""The audit trail's own, append-only tables: every answered read has its row, written in the
-read's transaction; nobody can change or erase a row; events stored as resources before
+"""The audit trail's own, append-only tables: every answered read has its row, committed before
+the answer (with the rows of concurrent reads), and no read is answered when its row cannot be
+written; nobody can change or erase a row; events stored as resources before
 revision 0010 move there and back; the FHIR AuditEvent view reads and searches them."""
 
+import asyncio
+import random
+from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
@@ -9,19 +13,21 @@ import httpx
 import pytest
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bilan.app import build_services
+from bilan.app import Services, build_services
 from bilan.auth.caller import Caller
 from bilan.demo.prescriptions import bundle
 from bilan.fhir.query import parse_search
 from bilan.settings import Settings
+from bilan.storage import audit_log as audit_log_store
 from bilan.storage.database import create_engine, create_reads_engine
 from bilan.storage.migrate import downgrade, upgrade
 from bilan.storage.tables import audit_log, audit_patients, resource_versions, resources, search_index
 from tests.helpers import locations, run, search
 from tests.orders import addressed
 from tests.people import DUPONT
+from tests.servers import prepare
 
 DUPONT_ACCOUNT = "patient.dupont"
 PRESCRIBER = Caller("prescriber", "prescriber:10003456786", frozenset({"user/*.read"}), rpps="10003456786")
@@ -187,7 +193,71 @@ def test_events_stored_as_resources_move_to_the_trail_and_back(own_database: Set
     assert back == ["evt-1"]
 
 
-def test_a_read_commits_without_waiting_for_the_disk_and_a_write_still_waits(own_database: Settings) -> None:
+SOFTWARE = Caller("practice-software", "practice-software-demo", frozenset({"system/*.read", "system/*.write"}),
+                  rpps="10003456786")
+READS = 24
+
+
+async def _prescribed(settings: Settings, reads: AsyncEngine | None) -> tuple[Services, list[str]]:
+    """bilan's services on `settings`' fresh database, and the ServiceRequests of one
+    prescription of Dr Lambert's software."""
+    await prepare(settings)
+    services = build_services(create_engine(settings), settings, reads)
+    answer = await services.transactions.process(SOFTWARE, bundle(addressed(random.Random(16))))
+    return services, [e["response"]["location"].split("/_history")[0] for e in answer["entry"]
+                      if e["response"]["location"].startswith("ServiceRequest/")]
+
+
+def test_concurrent_reads_each_have_their_row_when_answered(own_database: Settings) -> None:
+    async def scenario() -> tuple[int, list[Any], int]:
+        reads = create_reads_engine(own_database)
+        services, requests = await _prescribed(own_database, reads)
+        try:
+            targets = [requests[n % len(requests)] for n in range(READS)]
+            answered = await asyncio.gather(*(services.records.read(PRESCRIBER, *t.split("/")) for t in targets))
+            async with services.records.engine.connect() as conn:  # as soon as the reads are answered
+                rows = list(await conn.execute(select(audit_log).where(audit_log.c.subtype == "read")))
+                named = (await conn.execute(select(func.count()).select_from(audit_patients).where(
+                    audit_patients.c.event_id.in_([r.id for r in rows])))).scalar_one()
+            return len(answered), rows, named
+        finally:
+            await services.records.engine.dispose()
+            if reads is not None:
+                await reads.dispose()
+
+    answered, rows, named = run(scenario())
+    assert answered == len(rows) == READS
+    read = Counter(e["what"]["reference"] for r in rows for e in r.content["entity"]
+                   if e["what"]["reference"].startswith("ServiceRequest/"))
+    assert len(read) == 5 and sum(read.values()) == READS  # the prescription's five exams
+    assert named == READS  # each event names the patient
+
+
+def test_no_read_is_answered_when_its_audit_row_cannot_be_written(own_database: Settings) -> None:
+    async def scenario() -> tuple[list[Any], str]:
+        reads = create_reads_engine(own_database)
+        services, requests = await _prescribed(own_database, reads)
+        records = services.records
+        try:
+            async with records.engine.begin() as conn:  # the trail is gone: a faulty migration, say
+                await conn.execute(text("ALTER TABLE audit_patients RENAME TO audit_patients_away"))
+            outcomes = await asyncio.gather(*(records.read(PRESCRIBER, *t.split("/")) for t in requests * 2),
+                                            return_exceptions=True)
+            async with records.engine.begin() as conn:
+                await conn.execute(text("ALTER TABLE audit_patients_away RENAME TO audit_patients"))
+            again = await records.read(PRESCRIBER, *requests[0].split("/"))  # the trail is back
+            return list(outcomes), again.id
+        finally:
+            await records.engine.dispose()
+            if reads is not None:
+                await reads.dispose()
+
+    outcomes, again = run(scenario())
+    assert len(outcomes) == 10 and all(isinstance(o, DBAPIError) for o in outcomes), outcomes
+    assert again  # the next read, its row written, is answered
+
+
+def test_reads_commit_without_waiting_for_the_disk_and_writes_still_wait(own_database: Settings) -> None:
     if not own_database.database_url.startswith("postgresql"):
         pytest.skip("synchronous_commit is PostgreSQL's")
     settings = own_database.model_copy(update={"pool_size": 1})
@@ -201,13 +271,16 @@ def test_a_read_commits_without_waiting_for_the_disk_and_a_write_still_waits(own
         try:
             await upgrade(engine)
             seen = []
+            async with reads.connect() as conn:  # where reads and their audit rows commit
+                seen.append(await setting(conn))
+            async with engine.begin() as conn:  # a read's audit rows, without a reads engine
+                await audit_log_store.reads_only(conn)
+                seen.append(await setting(conn))
             for records in (build_services(engine, settings, reads).records, build_services(engine, settings).records):
-                async with records.reading() as repo:  # through the reads engine, then in a unit
-                    await records.audit(repo, PRESCRIBER, "read", patients=["Patient/p1"])
-                    seen.append(await setting(repo.conn))
+                await records.audit_read(PRESCRIBER, "read", patients=["Patient/p1"])
                 async with records.unit() as repo:  # a write's transaction, on a pooled connection
                     seen.append(await setting(repo.conn))
-            async with reads.connect() as conn:  # the audit row of the first read was committed
+            async with reads.connect() as conn:  # both reads' rows were committed
                 written = (await conn.execute(text("SELECT count(*) FROM audit_log"))).scalar_one()
             seen.append(str(written))
             return seen
@@ -215,4 +288,4 @@ def test_a_read_commits_without_waiting_for_the_disk_and_a_write_still_waits(own
             await engine.dispose()
             await reads.dispose()
 
-    assert run(scenario()) == ["off", "on", "off", "on", "2"]
+    assert run(scenario()) == ["off", "off", "on", "on", "2"]

@@ -31,6 +31,7 @@ from bilan.records.pipeline import Denied, Observer, Work, invalid
 from bilan.records.validation import Validator
 from bilan.storage import audit_log
 from bilan.storage import search as store_search
+from bilan.storage.read_audit import ReadAudit
 from bilan.storage.repository import Repository, StaleVersion, Stored, Write
 from bilan.storage.search import SearchResult
 
@@ -62,6 +63,7 @@ class Records:
                  observers: Iterable[Observer] = (), reads: AsyncEngine | None = None):
         self.engine = engine
         self.reads = reads  # bilan/storage/database.py create_reads_engine; None: reads in a unit
+        self.read_audit = ReadAudit(reads or engine, transactions=reads is None)
         self.validator = validator
         self.base_url = base_url
         self.observers = list(observers)  # told of every write, in its transaction
@@ -89,12 +91,10 @@ class Records:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[Repository]:
-        """A read and its audit row, which is stored before the answer leaves. Through the
-        reads engine, each statement commits on its own (the audit row's without waiting for
-        the disk); without one, in a transaction whose commit does not wait for it either."""
+        """A read, through the reads engine (each statement its own transaction) or in a unit.
+        Its audit rows follow it (audit_read) before its answer leaves."""
         if self.reads is None:
             async with self.unit() as repo:
-                await audit_log.reads_only(repo.conn)
                 yield repo
             return
         try:
@@ -126,7 +126,18 @@ class Records:
             return
         now = utc_now()
         events = audit_events(caller, interaction, outcome, now, patients, touched, query, detail)
-        await audit_log.append(repo.conn, [dict(event, id=new_id()) for event in events], now)
+        await audit_log.append(repo.conn, [(dict(event, id=new_id()), now) for event in events])
+
+    async def audit_read(self, caller: Caller | None, interaction: str, *,
+                         patients: Iterable[str] = (), touched: Iterable[str] = (),
+                         query: str | None = None) -> None:
+        """Record a read once it is done, committed with the other reads' of the moment
+        (bilan/storage/read_audit.py); the read is answered after this returns."""
+        if caller is None:
+            return
+        now = utc_now()
+        events = audit_events(caller, interaction, OUTCOME_SUCCESS, now, patients, touched, query, None)
+        await self.read_audit.append([dict(event, id=new_id()) for event in events], now)
 
     async def denied(self, caller: Caller | None, interaction: str, error: FhirError,
                      touched: Iterable[str] = (), patients: Iterable[str] = ()) -> FhirError:
@@ -154,8 +165,8 @@ class Records:
             stored, seen = await repo.read_seen(resource_type, resource_id, allowed)
             found = _live(stored, resource_type, resource_id)
             self.refuse_unseen(caller, "read", found, seen)
-            await self.audit(repo, caller, "read", patients=patients_of(found.content),
-                             touched=[f"{resource_type}/{resource_id}"])
+        await self.audit_read(caller, "read", patients=patients_of(found.content),
+                              touched=[f"{resource_type}/{resource_id}"])
         return found
 
     async def attachment(self, caller: Caller | None, attachment: dict[str, Any]) -> bytes:
@@ -180,8 +191,8 @@ class Records:
             if found is None:
                 raise not_found(resource_type, f"{resource_id}/_history/{version}")
             await self.check_read(repo, caller, "vread", found)
-            await self.audit(repo, caller, "vread", patients=patients_of(found.content),
-                             touched=[f"{resource_type}/{resource_id}"])
+        await self.audit_read(caller, "vread", patients=patients_of(found.content),
+                              touched=[f"{resource_type}/{resource_id}"])
         if found.deleted:
             raise gone(resource_type, f"{resource_id}/_history/{version}")
         return found
@@ -204,9 +215,9 @@ class Records:
                 _require_read_scope(caller, interaction, resource_type)
             allowed = access.readable(caller, resource_type) if caller else None
             total, versions = await repo.history(resource_type, resource_id, count, offset, allowed)
-            await self.audit(repo, caller, interaction,
-                             patients={p for v in versions for p in patients_of(v.content)},
-                             touched={f"{v.resource_type}/{v.id}" for v in versions})
+        await self.audit_read(caller, interaction,
+                              patients={p for v in versions for p in patients_of(v.content)},
+                              touched={f"{v.resource_type}/{v.id}" for v in versions})
         return total, versions
 
     async def search(self, caller: Caller | None, query: SearchQuery,
@@ -220,10 +231,10 @@ class Records:
                 result = await audit_log.search(repo.conn, query, self.base_url, trail)
             else:
                 result = await store_search.search(repo.conn, query, self.base_url, restrict)
-            found = result.matches + result.included
-            await self.audit(repo, caller, "search-type",
-                             patients={p for s in found for p in patients_of(s.content)},
-                             query=f"{query.resource_type}?{query_text}")
+        found = result.matches + result.included
+        await self.audit_read(caller, "search-type",
+                              patients={p for s in found for p in patients_of(s.content)},
+                              query=f"{query.resource_type}?{query_text}")
         return result
 
     async def _read_event(self, caller: Caller | None, event_id: str,
@@ -241,7 +252,7 @@ class Records:
                 if await audit_log.read(repo.conn, event_id, access.trail_of(caller)) is None:
                     raise Denied(caller, interaction, policy.forbidden(f"{reference} is not yours to see"),
                                  [reference], patients)
-            await self.audit(repo, caller, interaction, patients=patients, touched=[reference])
+        await self.audit_read(caller, interaction, patients=patients, touched=[reference])
         return found
 
     async def create(self, caller: Caller | None, resource: dict[str, Any],

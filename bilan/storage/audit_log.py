@@ -1,20 +1,21 @@
-"""The audit trail's own tables (append-only): written with each access, in its transaction,
-in two statements however many events; served as FHIR AuditEvents, read and searched."""
+"""The audit trail's own tables (append-only): written with each write in its transaction, and
+after each read before it is answered (bilan/storage/read_audit.py); one statement on
+PostgreSQL, two on SQLite, however many events; served as FHIR AuditEvents, read and searched."""
 
 from datetime import datetime
-from functools import lru_cache
-from typing import Any
+from typing import Any, Sequence
 
-from sqlalchemy import ColumnElement, Table, TextClause, bindparam, exists, false, func, insert, or_, select, text, true
+from sqlalchemy import ARRAY, ColumnElement, Text, bindparam, exists, false, func, insert, or_, select, text, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.fhir.dates import instant
 from bilan.fhir.outcomes import bad_request
 from bilan.fhir.query import Criterion, SearchQuery, parse_reference_value, parse_token_value
 from bilan.fhir.searchparams import reference_target
+from bilan.storage.database import json_dumps
 from bilan.storage.repository import Stored
 from bilan.storage.search import SearchResult, instant_clause
-from bilan.storage.tables import audit_log, audit_patients
+from bilan.storage.tables import Instant, audit_log, audit_patients
 
 RESTFUL = "http://terminology.hl7.org/CodeSystem/restful-interaction"
 log, named = audit_log.c, audit_patients.c
@@ -22,19 +23,15 @@ _TOKEN_COLUMNS = {"subtype": log.subtype, "action": log.action, "outcome": log.o
                   "altid": log.altid}
 
 
-async def append(conn: AsyncConnection, events: list[dict[str, Any]], when: datetime) -> None:
-    """Store events (each with its id), recorded at `when`."""
+async def append(conn: AsyncConnection, events: Sequence[tuple[dict[str, Any], datetime]]) -> None:
+    """Store events (each with its id), each recorded at the time beside it."""
     if not events:
         return
-    rows = [_row(event, when) for event in events]
+    rows = [_row(event, when) for event, when in events]
     patients = [{"patient_id": patient, "event_id": event["id"], "recorded": when}
-                for event in events for patient in sorted(patients_named(event))]
-    if conn.dialect.name == "postgresql" and patients and len(rows) + len(patients) <= _ONE_STATEMENT:
-        # One round trip: the patients' rows inserted by the statement whose CTE inserts the
-        # events.
-        params = {f"{name}_{n}": value for n, row in enumerate(rows) for name, value in row.items()}
-        params |= {f"{name}_p{n}": value for n, row in enumerate(patients) for name, value in row.items()}
-        await conn.execute(_in_one_statement(len(rows), len(patients)), params)
+                for event, when in events for patient in sorted(patients_named(event))]
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_IN_ONE_STATEMENT, _as_arrays(rows, patients))
         return
     await conn.execute(insert(audit_log), rows)
     if patients:
@@ -111,26 +108,34 @@ async def read_by(conn: AsyncConnection, subject: str, references: set[str]) -> 
 
 
 _AGENT = log.content[("agent", 0, "who", "identifier", "value")].as_string()  # "prescriber:1000…"
-_ONE_STATEMENT = 40  # rows (events and patients) written in one statement, beyond: two
 
 
-@lru_cache(maxsize=128)
-def _in_one_statement(events: int, patients: int) -> TextClause:
-    """Events and the patients they name, the events inserted by a data-modifying CTE, for one
-    shape. Written as text: SQLAlchemy cannot cache a multi-row INSERT's compiled form and
-    compiled it again for every read (a third of a read's CPU), while a text statement with
-    typed parameters is compiled once."""
-    def values(table: Table, suffix: str, rows: int) -> str:
-        return ", ".join("(" + ", ".join(f":{c.name}_{suffix}{n}" for c in table.c) + ")" for n in range(rows))
+# PostgreSQL: the events and the patients they name in one statement of one shape whatever
+# their number (arrays unnested into rows), so that it is prepared once per connection.
+_IN_ONE_STATEMENT = text(
+    "WITH logged AS (INSERT INTO audit_log (id, recorded, subtype, action, outcome, altid, content) "
+    "SELECT id, recorded, subtype, action, outcome, altid, content::jsonb FROM unnest("
+    "CAST(:ids AS text[]), CAST(:recorded AS timestamp[]), CAST(:subtypes AS text[]), "
+    "CAST(:actions AS text[]), CAST(:outcomes AS text[]), CAST(:altids AS text[]), "
+    "CAST(:contents AS text[])) AS e(id, recorded, subtype, action, outcome, altid, content)) "
+    "INSERT INTO audit_patients (patient_id, event_id, recorded) "
+    "SELECT * FROM unnest(CAST(:patient_ids AS text[]), CAST(:event_ids AS text[]), "
+    "CAST(:named_recorded AS timestamp[]))"
+).bindparams(*(bindparam(name, type_=ARRAY(Text)) for name in (
+    "ids", "subtypes", "actions", "outcomes", "altids", "contents", "patient_ids", "event_ids")),
+    *(bindparam(name, type_=ARRAY(Instant)) for name in ("recorded", "named_recorded")))
 
-    def columns(table: Table) -> str:
-        return ", ".join(c.name for c in table.c)
 
-    sql = (f"WITH logged AS (INSERT INTO audit_log ({columns(audit_log)}) VALUES {values(audit_log, '', events)}) "
-           f"INSERT INTO audit_patients ({columns(audit_patients)}) VALUES {values(audit_patients, 'p', patients)}")
-    return text(sql).bindparams(*(bindparam(f"{c.name}_{n}", type_=c.type) for n in range(events) for c in audit_log.c),
-                                *(bindparam(f"{c.name}_p{n}", type_=c.type) for n in range(patients)
-                                  for c in audit_patients.c))
+def _as_arrays(rows: list[dict[str, Any]], patients: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    def column(source: list[dict[str, Any]], name: str) -> list[Any]:
+        return [row[name] for row in source]
+
+    return {"ids": column(rows, "id"), "recorded": column(rows, "recorded"),
+            "subtypes": column(rows, "subtype"), "actions": column(rows, "action"),
+            "outcomes": column(rows, "outcome"), "altids": column(rows, "altid"),
+            "contents": [json_dumps(row["content"]) for row in rows],
+            "patient_ids": column(patients, "patient_id"), "event_ids": column(patients, "event_id"),
+            "named_recorded": column(patients, "recorded")}
 
 
 def _row(event: dict[str, Any], when: datetime) -> dict[str, Any]:

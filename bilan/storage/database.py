@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from bilan.settings import Settings
 
 
-def _json_dumps(value: Any) -> str:
+def json_dumps(value: Any) -> str:
+    """JSON as bilan stores it (Decimals with their digits)."""
     return orjson.dumps(value, default=_decimal).decode()
 
 
@@ -34,7 +35,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         return _sqlite_engine(settings.database_url)
     return create_async_engine(
         settings.database_url,
-        json_serializer=_json_dumps,
+        json_serializer=json_dumps,
         json_deserializer=_json_loads,
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
@@ -57,7 +58,7 @@ def create_reads_engine(settings: Settings) -> AsyncEngine | None:
     connect_args["server_settings"] = dict(connect_args["server_settings"], synchronous_commit="off")
     return create_async_engine(
         settings.database_url,
-        json_serializer=_json_dumps,
+        json_serializer=json_dumps,
         json_deserializer=_json_loads,
         isolation_level="AUTOCOMMIT",
         pool_size=settings.pool_size,
@@ -88,7 +89,7 @@ def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
 def _sqlite_engine(database_url: str) -> AsyncEngine:
     engine = create_async_engine(
         database_url,
-        json_serializer=_json_dumps,
+        json_serializer=json_dumps,
         json_deserializer=_json_loads,
         connect_args={"timeout": 30},
     )

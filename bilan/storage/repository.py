@@ -7,9 +7,10 @@ several resources gets all of them or none.
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Iterable, Literal
 
-from sqlalchemy import and_, delete, func, insert, or_, select, text, true, tuple_, update
+from sqlalchemy import Select, and_, bindparam, delete, func, insert, or_, select, text, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.fhir.dates import instant
@@ -91,10 +92,8 @@ class Repository:
             {"keys": numbers})
 
     async def read(self, resource_type: str, resource_id: str) -> Stored | None:
-        row = (await self.conn.execute(
-            select(resources).where(resources.c.resource_type == resource_type,
-                                    resources.c.id == resource_id)
-        )).first()
+        row = (await self.conn.execute(_read_seen(None), {"resource_type": resource_type,
+                                                          "resource_id": resource_id})).first()
         return stored_from_row(row) if row else None
 
     async def read_many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
@@ -138,11 +137,8 @@ class Repository:
                         allowed: Any) -> tuple[Stored | None, bool]:
         """read() and can_see() in one statement: the resource, and whether it is among
         `allowed` (an IdSet; None: all)."""
-        seen = true() if allowed is None else allowed.holds(resources.c.id)
-        row = (await self.conn.execute(
-            select(resources, seen.label("seen")).where(resources.c.resource_type == resource_type,
-                                                        resources.c.id == resource_id)
-        )).first()
+        row = (await self.conn.execute(_read_seen(allowed), {"resource_type": resource_type,
+                                                             "resource_id": resource_id})).first()
         return (stored_from_row(row), bool(row.seen)) if row else (None, False)
 
     async def can_see(self, resource_type: str, resource_id: str, allowed: Any) -> bool:
@@ -150,9 +146,8 @@ class Repository:
         None: all)."""
         if allowed is None:
             return True
-        found = await self.conn.execute(select(resources.c.id).where(
-            resources.c.resource_type == resource_type, resources.c.id == resource_id,
-            allowed.holds(resources.c.id)))
+        found = await self.conn.execute(_seen_only(allowed), {"resource_type": resource_type,
+                                                              "resource_id": resource_id})
         return found.first() is not None
 
     async def history(self, resource_type: str, resource_id: str | None, count: int,
@@ -306,3 +301,20 @@ def _content_column(s: Stored) -> dict[str, Any] | None:
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+# One statement per access rule set (kept per caller, bilan/auth/access.py), the resource named
+# by bound parameters: building the statement and its cache key for each read cost a read more
+# CPU than running it.
+_THIS = (resources.c.resource_type == bindparam("resource_type"), resources.c.id == bindparam("resource_id"))
+
+
+@lru_cache(maxsize=4096)
+def _read_seen(allowed: Any) -> Select[Any]:
+    seen = true() if allowed is None else allowed.holds(resources.c.id)
+    return select(resources, seen.label("seen")).where(*_THIS)
+
+
+@lru_cache(maxsize=4096)
+def _seen_only(allowed: Any) -> Select[Any]:
+    return select(resources.c.id).where(*_THIS, allowed.holds(resources.c.id))
