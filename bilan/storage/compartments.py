@@ -76,7 +76,7 @@ class _Rows(IdSet):
 
     def _holds(self, column: Any) -> ColumnElement[bool]:
         i = search_index.alias()
-        return select(i.c.pk).where(i.c.resource_id == column, *self._where(i)).exists()
+        return _probe(select(i.c.pk).where(i.c.resource_id == column, *self._where(i)))
 
 
 class _Referring(IdSet):
@@ -96,8 +96,8 @@ class _Referring(IdSet):
 
     def _holds(self, column: Any) -> ColumnElement[bool]:
         i = search_index.alias()
-        return select(i.c.pk).where(i.c.resource_id == column, *self._where(i),
-                                    _contains(self.targets, i.c.value)).exists()
+        return _probe(select(i.c.pk).where(i.c.resource_id == column, *self._where(i),
+                                           _contains(self.targets, i.c.value)))
 
 
 class _Referred(IdSet):
@@ -117,8 +117,8 @@ class _Referred(IdSet):
 
     def _holds(self, column: Any) -> ColumnElement[bool]:
         i = search_index.alias()
-        return select(i.c.pk).where(i.c.value == column, *self._where(i),
-                                    self.sources.holds(i.c.resource_id)).exists()
+        return _probe(select(i.c.pk).where(i.c.value == column, *self._where(i),
+                                           self.sources.holds(i.c.resource_id)))
 
 
 class _NotOwnedByLabs(IdSet):
@@ -135,7 +135,7 @@ class _NotOwnedByLabs(IdSet):
 
     def _holds(self, column: Any) -> ColumnElement[bool]:
         i = search_index.alias()
-        return not_(self._labs(i).where(i.c.resource_id == column).exists())
+        return not_(_probe(self._labs(i).where(i.c.resource_id == column)))
 
 
 class _Union(IdSet):
@@ -241,6 +241,14 @@ def _contains(ids: IdSet | Any, column: Any) -> ColumnElement[bool]:
 
 def _query(ids: IdSet | Any) -> Any:
     return ids.query() if isinstance(ids, IdSet) else ids
+
+
+def _probe(rows: Select[Any]) -> ColumnElement[bool]:
+    """EXISTS, tested on the row at hand with the index. OFFSET 0 keeps PostgreSQL from turning
+    it into a hashed subplan, built whole: without statistics (a database freshly loaded,
+    autovacuum off) it hashed every patient of a prescriber's 8,500 requests to read one
+    Patient, 75 ms instead of 0.1."""
+    return rows.offset(literal_column("0")).exists()
 
 
 def _fenced(ids: IdSet, column: Any) -> ColumnElement[bool]:
