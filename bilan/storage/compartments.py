@@ -76,7 +76,7 @@ class _Rows(IdSet):
 
     def _holds(self, column: Any) -> ColumnElement[bool]:
         i = search_index.alias()
-        return _probe(select(i.c.pk).where(i.c.resource_id == column, *self._where(i)))
+        return exists_per_row(select(i.c.pk).where(i.c.resource_id == column, *self._where(i)))
 
 
 class _Referring(IdSet):
@@ -96,7 +96,7 @@ class _Referring(IdSet):
 
     def _holds(self, column: Any) -> ColumnElement[bool]:
         i = search_index.alias()
-        return _probe(select(i.c.pk).where(i.c.resource_id == column, *self._where(i),
+        return exists_per_row(select(i.c.pk).where(i.c.resource_id == column, *self._where(i),
                                            _contains(self.targets, i.c.value)))
 
 
@@ -117,7 +117,7 @@ class _Referred(IdSet):
 
     def _holds(self, column: Any) -> ColumnElement[bool]:
         i = search_index.alias()
-        return _probe(select(i.c.pk).where(i.c.value == column, *self._where(i),
+        return exists_per_row(select(i.c.pk).where(i.c.value == column, *self._where(i),
                                            self.sources.holds(i.c.resource_id)))
 
 
@@ -135,7 +135,7 @@ class _NotOwnedByLabs(IdSet):
 
     def _holds(self, column: Any) -> ColumnElement[bool]:
         i = search_index.alias()
-        return not_(_probe(self._labs(i).where(i.c.resource_id == column)))
+        return not_(exists_per_row(self._labs(i).where(i.c.resource_id == column)))
 
 
 class _Union(IdSet):
@@ -243,11 +243,11 @@ def _query(ids: IdSet | Any) -> Any:
     return ids.query() if isinstance(ids, IdSet) else ids
 
 
-def _probe(rows: Select[Any]) -> ColumnElement[bool]:
-    """EXISTS, tested on the row at hand with the index. OFFSET 0 keeps PostgreSQL from pulling
-    it up into a join built whole: without statistics (a database freshly loaded, autovacuum
-    off) it gathered every `_requester` row of a prescriber's 8,500 requests to read one
-    Patient, 75 ms instead of 0.2 (tests/test_plans.py)."""
+def exists_per_row(rows: Select[Any]) -> ColumnElement[bool]:
+    """EXISTS, tested on the row at hand with the index (a planner fence, OFFSET 0). Without
+    it PostgreSQL may pull the test up into a join built whole: without statistics (a database
+    freshly loaded, autovacuum off) it gathered every `_requester` row of a prescriber's 8,500
+    requests to read one Patient, 75 ms instead of 0.2 (tests/test_plans.py)."""
     return rows.offset(literal_column("0")).exists()
 
 
@@ -258,5 +258,5 @@ def _fenced(ids: IdSet, column: Any) -> ColumnElement[bool]:
     and, misled by its estimates, read every labelled result of every patient for each row."""
     part = ids.query()
     if isinstance(part, Select):
-        return part.where(part.selected_columns[0] == column).offset(literal_column("0")).exists()
+        return exists_per_row(part.where(part.selected_columns[0] == column))
     return _contains(part, column)

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import and_, func, literal, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bilan.storage.compartments import exists_per_row
 from bilan.storage.repository import OWNER, Stored, stored_from_row
 from bilan.storage.tables import resources, search_index
 
@@ -36,10 +37,9 @@ async def results_about(conn: AsyncConnection, patients: Any, codes: list[Token]
         mine.c.value.in_(patients))
     if codes is not None:
         coded = search_index.alias("coded")
-        stmt = stmt.where(select(literal_column("1")).where(
+        stmt = stmt.where(exists_per_row(select(literal_column("1")).where(
             coded.c.resource_type == "Observation", coded.c.resource_id == mine.c.resource_id,
-            coded.c.name == "code", or_(*(_token(coded.c, system, code) for system, code in codes)),
-        ).offset(literal_column("0")).exists())
+            coded.c.name == "code", or_(*(_token(coded.c, system, code) for system, code in codes)))))
     return list(dict.fromkeys(row[0] for row in await conn.execute(stmt.limit(limit))))
 
 

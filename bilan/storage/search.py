@@ -11,7 +11,6 @@ from sqlalchemy import (
     false,
     func,
     literal,
-    literal_column,
     not_,
     or_,
     select,
@@ -32,7 +31,7 @@ from bilan.fhir.query import (
     string_search_value,
 )
 from bilan.fhir.searchparams import COMMON_PARAMS, SearchParam
-from bilan.storage.compartments import IdSet
+from bilan.storage.compartments import IdSet, exists_per_row
 from bilan.storage.repository import Stored, stored_from_row
 from bilan.storage.tables import resources, search_index
 
@@ -152,9 +151,7 @@ def _match(resource_type: str, c: Criterion, base_url: str, per_row: bool = Fals
     if per_row:
         # OFFSET 0 keeps it a test of the row: flattened into a join, PostgreSQL might read
         # every row of the code (or date) to meet the few candidates.
-        tested: ColumnElement[bool] = ids.where(ids.selected_columns[0] == r.id).offset(
-            literal_column("0")).exists()
-        return tested
+        return exists_per_row(ids.where(ids.selected_columns[0] == r.id))
     return r.id.in_(ids)
 
 
