@@ -4,6 +4,7 @@ import base64
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
 from sqlalchemy.exc import IntegrityError
@@ -53,6 +54,15 @@ AUDIT = "AuditEvent"  # served from the audit trail's own tables (bilan/storage/
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def _identified_events(caller: Caller, interaction: str, outcome: str, patients: Iterable[str],
+                       touched: Iterable[str], query: str | None,
+                       detail: str | None) -> tuple[list[dict[str, Any]], datetime]:
+    """The AuditEvents of an access happening now, each with its id, and that moment."""
+    now = utc_now()
+    events = audit_events(caller, interaction, outcome, now, patients, touched, query, detail)
+    return [dict(event, id=new_id()) for event in events], now
 
 
 class Records:
@@ -124,9 +134,8 @@ class Records:
         describes: an event per patient, that names no other (bilan/auth/audit.py)."""
         if caller is None:
             return
-        now = utc_now()
-        events = audit_events(caller, interaction, outcome, now, patients, touched, query, detail)
-        await audit_log.append(repo.conn, [(dict(event, id=new_id()), now) for event in events])
+        events, now = _identified_events(caller, interaction, outcome, patients, touched, query, detail)
+        await audit_log.append(repo.conn, [(event, now) for event in events])
 
     async def audit_read(self, caller: Caller | None, interaction: str, *,
                          patients: Iterable[str] = (), touched: Iterable[str] = (),
@@ -135,9 +144,8 @@ class Records:
         (bilan/storage/read_audit.py); the read is answered after this returns."""
         if caller is None:
             return
-        now = utc_now()
-        events = audit_events(caller, interaction, OUTCOME_SUCCESS, now, patients, touched, query, None)
-        await self.read_audit.append([dict(event, id=new_id()) for event in events], now)
+        await self.read_audit.append(*_identified_events(caller, interaction, OUTCOME_SUCCESS, patients,
+                                                         touched, query, None))
 
     async def denied(self, caller: Caller | None, interaction: str, error: FhirError,
                      touched: Iterable[str] = (), patients: Iterable[str] = ()) -> FhirError:

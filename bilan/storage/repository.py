@@ -92,9 +92,8 @@ class Repository:
             {"keys": numbers})
 
     async def read(self, resource_type: str, resource_id: str) -> Stored | None:
-        row = (await self.conn.execute(_read_seen(None), {"resource_type": resource_type,
-                                                          "resource_id": resource_id})).first()
-        return stored_from_row(row) if row else None
+        stored, _ = await self.read_seen(resource_type, resource_id, None)
+        return stored
 
     async def read_many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
         keys = list(set(keys))
