@@ -53,6 +53,11 @@ class ReadAudit:
                         await audit_log.append(conn, [entry for entries, _ in batch for entry in entries])
                 except Exception as exc:
                     _settle(batch, exc)
+                except BaseException:  # cancelled (the server stops): so are the reads waiting
+                    for _, committed in batch + self._waiting:
+                        committed.cancel()
+                    self._waiting = []
+                    raise
                 else:
                     _settle(batch, None)
         finally:
