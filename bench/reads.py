@@ -152,8 +152,10 @@ class Target:
     session: aiohttp.ClientSession
     patient_ids: list[str] = field(default_factory=list)
     load_s: float = 0.0
-    cpu: CpuSnapshot = field(default_factory=lambda: CpuSnapshot(0.0, 0.0, 0.0))
-    busy_s: float = 0.0  # wall time over which `cpu` was counted (the concurrent measures)
+    # Per kind of request, over the concurrent measures: CPU split, wall time, requests answered.
+    cpu: dict[str, CpuSnapshot] = field(default_factory=dict)
+    busy_s: dict[str, float] = field(default_factory=dict)
+    answered: dict[str, int] = field(default_factory=dict)
 
 
 def bearer(issuer: str) -> Callable[[], Awaitable[str]]:
@@ -348,8 +350,10 @@ async def measured(target: Target, kind: Kind, requests: list[int], concurrency:
     before, started = CpuSnapshot.take(target.sampler), time.perf_counter()
     figures = await measure(target, kind, requests, concurrency, seconds, seed, authorization)
     if counts_cpu:
-        target.cpu = target.cpu.plus(CpuSnapshot.take(target.sampler).minus(before))
-        target.busy_s += time.perf_counter() - started
+        used = CpuSnapshot.take(target.sampler).minus(before)
+        target.cpu[kind.name] = target.cpu.get(kind.name, CpuSnapshot(0.0, 0.0, 0.0)).plus(used)
+        target.busy_s[kind.name] = target.busy_s.get(kind.name, 0.0) + time.perf_counter() - started
+        target.answered[kind.name] = target.answered.get(kind.name, 0) + len(figures.latencies_s)
     return figures
 
 
@@ -442,11 +446,17 @@ def print_table(table: list[Row]) -> None:
                                for column, (cell, width) in enumerate(zip(line, widths, strict=True))).rstrip())
 
 
-def cpu_line(target: Target) -> str:
-    usage = target.cpu
+def cpu_line(target: Target, kind: str) -> str:
+    """Where the machine's CPU went during one kind's concurrent measures, in all and per request."""
+    usage, answered = target.cpu[kind], max(1, target.answered[kind])
     rest = max(0.0, usage.machine - usage.server - usage.client)
-    return (f"server {usage.server:.1f} s, client {usage.client:.1f} s, rest of machine (database, the other "
-            f"server, other processes) {rest:.1f} s, of {target.busy_s * (os.cpu_count() or 1):.1f} s available")
+
+    def part(seconds: float) -> str:
+        return f"{seconds:.1f} s ({1000 * seconds / answered:.2f} ms/request)"
+
+    return (f"server {part(usage.server)}, client {part(usage.client)}, rest of machine (database, the "
+            f"other server, other processes) {part(rest)}, of {target.busy_s[kind] * (os.cpu_count() or 1):.1f} s "
+            "available")
 
 
 def rss_line(sampler: RssSampler) -> str:
@@ -489,8 +499,11 @@ def report(args: argparse.Namespace, database: Database, targets: list[Target], 
     print("\n  ratio: bilan's advantage (bilan / peer for requests/s, peer / bilan for latencies)")
     checked = sum(len(figures.latencies_s) for figures in results.values())
     print(f"\n  answers checked: {checked}, errors: {len(errors)}, errors in bilan's log: {len(server_errors)}")
-    for target in targets:
-        print(f"  CPU, {target.name} at concurrency {args.concurrency}: {cpu_line(target)}")
+    for kind in KINDS:
+        for target in targets:
+            if kind.name in target.cpu:
+                print(f"  CPU, {target.name} {kind.plural} at concurrency {args.concurrency}: "
+                      f"{cpu_line(target, kind.name)}")
     for target in targets:
         print(f"  peak RSS, {target.name}: {rss_line(target.sampler)}")
     for error in errors[:SHOWN_ERRORS]:

@@ -151,6 +151,25 @@ def test_prescriber_sees_only_their_prescriptions(world: dict, fhir: httpx.Clien
     assert not theirs & {f"ServiceRequest/{e['resource']['id']}" for e in history.get("entry", []) if "resource" in e}
 
 
+def test_searches_of_one_shape_never_share_their_rights_or_values(world: dict, fhir: httpx.Client,
+                                                                   as_user) -> None:
+    """bilan keeps one statement per search shape, its values bound at each run: alternating
+    callers and values of one shape, each answer is the caller's and the values' own."""
+    orders = [(world["one"][0], world["first"], _requests(world["one"])),
+              (world["two"][0], world["second"], _requests(world["two"]))]
+    codes = [spec.exams[0][0] for _, spec, _ in orders]
+    for _ in range(3):
+        for api, own in ((fhir, orders[0]), (as_user("dr.nguyen"), orders[1])):
+            for patient, spec, requests in orders:
+                found = search(api, "ServiceRequest", patient=patient, requisition=spec.requisition)
+                assert ids(found) == (requests if spec is own[1] else set()), spec.requisition
+                for code in codes:
+                    found = search(api, "ServiceRequest", patient=patient, requisition=spec.requisition,
+                                   code=f"http://loinc.org|{code}")
+                    expected = spec is own[1] and code in {c for c, _ in spec.exams}
+                    assert found["total"] == (1 if expected else 0), (spec.requisition, code)
+
+
 def test_lab_staff_see_what_is_addressed_to_their_lab(world: dict, as_user, lab_middleware) -> None:
     addressed, elsewhere = _requests(world["one"]), _requests(world["two"])
     for api in (as_user("accueil.martin"), as_user("bio.durand"), lab_middleware):

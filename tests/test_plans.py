@@ -72,7 +72,7 @@ def test_reading_a_patient_costs_the_same_whatever_the_prescribers_volume(own_da
                     await conn.execute(insert(search_index), rows)
             async with engine.connect() as conn:
                 analyzed = (await conn.execute(text(
-                    "SELECT count(*) FROM pg_stats WHERE tablename = 'search_index'"))).scalar_one()
+                    "SELECT count(*) FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'search_index'"))).scalar_one()
             # Each prescriber's last patient: her requests' rows are the last of his.
             small = await buffers_read(engine, SMALL[0], f"{SMALL[0]}-p{SMALL[1] // REQUESTS_PER_PATIENT - 1}")
             large = await buffers_read(engine, LARGE[0], f"{LARGE[0]}-p{LARGE[1] // REQUESTS_PER_PATIENT - 1}")

@@ -261,12 +261,8 @@ class Repository:
 
     async def carrying(self, resource_type: str, system: str, value: str) -> set[str]:
         """Ids of the live resources of a type with this identifier."""
-        i, r = search_index.c, resources.c
-        rows = await self.conn.execute(
-            select(i.resource_id).join(resources, and_(r.resource_type == i.resource_type,
-                                                       r.id == i.resource_id))
-            .where(i.resource_type == resource_type, i.name == "identifier", i.system == system,
-                   i.value == value, r.deleted.is_(False)))
+        rows = await self.conn.execute(_CARRYING, {"resource_type": resource_type, "system": system,
+                                                   "value": value})
         return {row.resource_id for row in rows}
 
     async def visible_ids(self, resource_type: str, ids: Iterable[str], allowed: Any) -> set[str]:
@@ -306,6 +302,16 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
 # by bound parameters: building the statement and its cache key for each read cost a read more
 # CPU than running it.
 _THIS = (resources.c.resource_type == bindparam("resource_type"), resources.c.id == bindparam("resource_id"))
+
+
+_CARRYING = (
+    select(search_index.c.resource_id)
+    .join(resources, and_(resources.c.resource_type == search_index.c.resource_type,
+                          resources.c.id == search_index.c.resource_id))
+    .where(search_index.c.resource_type == bindparam("resource_type"), search_index.c.name == "identifier",
+           search_index.c.system == bindparam("system"), search_index.c.value == bindparam("value"),
+           resources.c.deleted.is_(False))
+)
 
 
 @lru_cache(maxsize=4096)

@@ -2,12 +2,16 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Callable
 
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
+    Integer,
     Select,
     and_,
+    bindparam,
     false,
     func,
     literal,
@@ -54,26 +58,46 @@ class SearchResult:
     included: list[Stored]
 
 
+class _Slots:
+    """The values of one search, each under the name of the bind parameter that takes it.
+    Searches of one shape then share one statement, built and keyed once: building it anew
+    cost more CPU than PostgreSQL spends running it."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def __call__(self, value: Any) -> str:
+        name = f"v{len(self.values)}"
+        self.values[name] = value
+        return name
+
+
+# A search's shape: what its statement is made of, its values replaced by the names of
+# their slots. Nested tuples, so that it keys the statement caches below.
+Shape = tuple[Any, ...]
+
+
 async def search(conn: AsyncConnection, query: SearchQuery, base_url: str,
                  restrict: Restriction = everything) -> SearchResult:
     """Matches, total and included resources, only among those `restrict` lets through."""
-    where = _where(query.resource_type, query.criteria, base_url)
-    allowed = restrict(query.resource_type)
-    if allowed is not None:
-        where.append(_restricted(allowed, from_candidates=_selective(query.criteria)))
+    slots = _Slots()
+    key = (query.resource_type, _shape(query.criteria, base_url, slots), restrict(query.resource_type))
     if query.summary_count or query.count == 0:
-        return SearchResult(await _count(conn, where), [], [])
-    rows = list(await conn.execute(_page(query, where)))
+        return SearchResult(await _count(conn, key, slots), [], [])
+    slots.values.update(limit=query.count, offset=query.offset)
+    sort = tuple(query.sort) or ((COMMON_PARAMS[1], True),)  # newest first
+    page = _page(*key, None if not query.criteria and not query.sort else sort)
+    rows = list(await conn.execute(page, slots.values))
     # The page's rows carry the total; an empty page (nothing matches, or paged past the
     # end) asks for it alone.
-    total = rows[0].total if rows else await _count(conn, where)
+    total = rows[0].total if rows else await _count(conn, key, slots)
     matches = [stored_from_row(row) for row in rows]
     included = await _includes(conn, query, matches, restrict)
     return SearchResult(total, matches, included)
 
 
-async def _count(conn: AsyncConnection, where: list[ColumnElement[bool]]) -> int:
-    found: int = (await conn.execute(select(func.count()).select_from(resources).where(*where))).scalar_one()
+async def _count(conn: AsyncConnection, key: tuple[str, Shape, Any], slots: _Slots) -> int:
+    found: int = (await conn.execute(_count_statement(*key), slots.values)).scalar_one()
     return found
 
 
@@ -91,27 +115,28 @@ async def first_matches_many(conn: AsyncConnection, queries: list[SearchQuery], 
                              restrict: Restriction = everything) -> list[list[Stored]]:
     """first_matches for several queries in one statement, only among what `restrict`
     lets through (ids, as a subquery, per type; None: everything)."""
-
-    def where(q: SearchQuery) -> list[ColumnElement[bool]]:
-        clauses = _where(q.resource_type, q.criteria, base_url)
-        allowed = restrict(q.resource_type)
-        if allowed is not None:
-            clauses.append(_restricted(allowed, from_candidates=_selective(q.criteria)))
-        return clauses
-
+    slots = _Slots()
+    keys = tuple((q.resource_type, _shape(q.criteria, base_url, slots), restrict(q.resource_type))
+                 for q in queries)
+    rows = await conn.execute(_first_statement(keys), slots.values)
     if len(queries) == 1:
-        stmt = select(resources).where(*where(queries[0])).limit(2)
-        return [[stored_from_row(row) for row in await conn.execute(stmt)]]
-    # Plain branches (no per-branch LIMIT: SQLite takes no parenthesised UNION members, and
-    # subqueries cost more to build than the query costs to run); a bound on the whole.
-    union = union_all(*(
-        select(literal(n).label("query"), resources).where(*where(q))
-        for n, q in enumerate(queries)
-    )).limit(MANY_MATCHES)
+        return [[stored_from_row(row) for row in rows]]
     found: list[list[Stored]] = [[] for _ in queries]
-    for row in await conn.execute(union):
+    for row in rows:
         found[row.query].append(stored_from_row(row))
     return found
+
+
+# --------------------------------------------------------------------------- shapes
+
+def _shape(criteria: list[Criterion], base_url: str, slots: _Slots) -> Shape:
+    return tuple(_criterion_shape(c, base_url, slots) for c in criteria)
+
+
+def _criterion_shape(c: Criterion, base_url: str, slots: _Slots) -> Shape:
+    if c.param.name == "_lastUpdated":
+        return ("lastUpdated", tuple(_date_slots(value, slots) for value in c.values))
+    return ("ids", _selective(c), _ids_shape(c, base_url, slots))
 
 
 # Criteria that single out a few resources (a patient's, a prescription's, by id or
@@ -120,8 +145,131 @@ async def first_matches_many(conn: AsyncConnection, queries: list[SearchQuery], 
 _SELECTIVE_TOKENS = ("_id", "identifier", "requisition", "group-identifier")
 
 
-def _selective(criteria: list[Criterion]) -> bool:
-    return any(c.param.type == "reference" or c.param.name in _SELECTIVE_TOKENS for c in criteria)
+def _selective(c: Criterion) -> bool:
+    return c.param.type == "reference" or c.param.name in _SELECTIVE_TOKENS
+
+
+def _ids_shape(c: Criterion, base_url: str, slots: _Slots) -> Shape:
+    """The ids of the resources that a criterion selects."""
+    if c.param.name == "_id":
+        return ("_id", slots(list(c.values)))
+    if c.chain is not None:
+        assert c.target_type is not None  # a chained criterion always names its target type
+        return ("chain", c.param.name, c.target_type, _ids_shape(c.chain, base_url, slots))
+    return ("rows", c.param.name, _values_shape(c, base_url, slots))
+
+
+def _values_shape(c: Criterion, base_url: str, slots: _Slots) -> Shape:
+    """The criterion's values, OR-ed. References and plain codes that share their target types
+    (or system) are one IN list: bilan's own searches may list hundreds of values, which as
+    as many ORs would exceed SQLite's expression depth, and plan slowly everywhere."""
+    kind = c.param.type
+    if kind == "reference":
+        by_targets: dict[tuple[str, ...], list[str]] = {}
+        for value in c.values:
+            targets, target_id = parse_reference_value(value, c.param.targets, base_url)
+            by_targets.setdefault((c.target_type,) if c.target_type else targets, []).append(target_id)
+        return ("references", tuple((slots(ids), slots(list(targets))) if targets else None
+                                    for targets, ids in by_targets.items()))
+    if kind == "token":
+        by_system: dict[str | None, list[str]] = {}
+        others = []
+        for value in c.values:
+            system, code = parse_token_value(value)
+            if code is None or system == "":
+                others.append((None if code is None else slots(code),
+                               "" if system == "" else None if system is None else slots(system)))
+            else:
+                by_system.setdefault(system, []).append(code)
+        return ("tokens", tuple(others), tuple((slots(system) if system else None, slots(codes))
+                                               for system, codes in by_system.items()))
+    if kind == "string":
+        if c.modifier == "exact":
+            return ("exact", tuple(slots(value) for value in c.values))
+        patterns = (_escape_like(string_search_value(value)) for value in c.values)
+        return ("like", tuple(slots(f"%{p}%" if c.modifier == "contains" else f"{p}%") for p in patterns))
+    if kind == "date":
+        return ("dates", tuple(_date_slots(value, slots) for value in c.values))
+    return ("uris", tuple(slots(value) for value in c.values))
+
+
+def _date_slots(value: str, slots: _Slots) -> tuple[str, str, str]:
+    prefix, lo, hi = parse_date_value(value)
+    return prefix, slots(lo), slots(hi)
+
+
+# --------------------------------------------------------------------------- statements
+
+@lru_cache(maxsize=1024)
+def _page(resource_type: str, shape: Shape, allowed: Any,
+          sort: tuple[tuple[SearchParam, bool], ...] | None) -> Select[Any]:
+    """One page of matches in the asked order; None: everything, newest first.
+
+    The matching ids are computed first (a materialised CTE), then sorted and cut: otherwise
+    PostgreSQL may walk an ordered index hoping to meet the LIMIT early, and read the whole
+    table when little or nothing matches.
+    """
+    where = _where(resource_type, shape, allowed)
+    limit, offset = bindparam("limit", type_=Integer), bindparam("offset", type_=Integer)
+    if sort is None:  # the ordered index
+        # Not correlated: the inner resources are the subquery's own, counted whole.
+        total = select(func.count()).select_from(resources).where(*where).correlate(None).scalar_subquery()
+        return (select(resources, total.label("total")).where(*where)
+                .order_by(r.last_updated.desc(), r.id).limit(limit).offset(offset))
+    keys = [_sort_key(resource_type, param).label(f"k{n}") for n, (param, _) in enumerate(sort)]
+    matched = select(r.id, *keys).where(*where).cte("matched").prefix_with("MATERIALIZED")
+
+    def order(columns: Any) -> list[Any]:
+        by = [columns[f"k{n}"].desc() if descending else columns[f"k{n}"].asc()
+              for n, (_, descending) in enumerate(sort)]
+        return [*by, columns.id]
+
+    page = (select(matched.c.id, *(matched.c[f"k{n}"] for n in range(len(sort))))
+            .order_by(*order(matched.c)).limit(limit).offset(offset).subquery("page"))
+    total = select(func.count()).select_from(matched).scalar_subquery()
+    return (select(resources, total.label("total"))
+            .join(page, and_(r.resource_type == resource_type, r.id == page.c.id))
+            .order_by(*order(page.c)))
+
+
+@lru_cache(maxsize=1024)
+def _count_statement(resource_type: str, shape: Shape, allowed: Any) -> Select[Any]:
+    return select(func.count()).select_from(resources).where(*_where(resource_type, shape, allowed))
+
+
+@lru_cache(maxsize=1024)
+def _first_statement(keys: tuple[tuple[str, Shape, Any], ...]) -> Select[Any] | CompoundSelect[Any]:
+    if len(keys) == 1:
+        return select(resources).where(*_where(*keys[0])).limit(2)
+    # Plain branches (no per-branch LIMIT: SQLite takes no parenthesised UNION members, and
+    # subqueries cost more to build than the query costs to run); a bound on the whole.
+    return union_all(*(select(literal(n).label("query"), resources).where(*_where(*key))
+                       for n, key in enumerate(keys))).limit(MANY_MATCHES)
+
+
+def _where(resource_type: str, shape: Shape, allowed: Any) -> list[ColumnElement[bool]]:
+    """The conditions of a search. When a criterion singles out a few resources (a patient's,
+    an id), it drives: the others are tested on each of its matches, so that a search by
+    patient and code costs the patient's results, never the code's across all patients,
+    whatever the planner's statistics say."""
+    where: list[ColumnElement[bool]] = [r.resource_type == resource_type, r.deleted.is_(False)]
+    driven = any(node[0] == "ids" and node[1] for node in shape)
+    for node in shape:
+        if node[0] == "lastUpdated":
+            where.append(or_(*(_instant_clause(prefix, bindparam(lo), bindparam(hi), r.last_updated)
+                               for prefix, lo, hi in node[1])))
+            continue
+        _, selective, ids_shape = node
+        ids = _ids(resource_type, ids_shape)
+        if driven and not selective:
+            # OFFSET 0 keeps it a test of the row: flattened into a join, PostgreSQL might read
+            # every row of the code (or date) to meet the few candidates.
+            where.append(exists_per_row(ids.where(ids.selected_columns[0] == r.id)))
+        else:
+            where.append(r.id.in_(ids))
+    if allowed is not None:
+        where.append(_restricted(allowed, from_candidates=driven))
+    return where
 
 
 def _restricted(allowed: Any, from_candidates: bool) -> ColumnElement[bool]:
@@ -131,106 +279,65 @@ def _restricted(allowed: Any, from_candidates: bool) -> ColumnElement[bool]:
     return r.id.in_(allowed)
 
 
-def _where(resource_type: str, criteria: list[Criterion], base_url: str) -> list[ColumnElement[bool]]:
-    """The conditions of a search. When a criterion singles out a few resources (a patient's,
-    an id), it drives: the others are tested on each of its matches, so that a search by
-    patient and code costs the patient's results, never the code's across all patients,
-    whatever the planner's statistics say."""
-    where: list[ColumnElement[bool]] = [r.resource_type == resource_type, r.deleted.is_(False)]
-    driven = _selective(criteria)
-    for criterion in criteria:
-        per_row = driven and not _selective([criterion])
-        where.append(_match(resource_type, criterion, base_url, per_row))
-    return where
-
-
-def _match(resource_type: str, c: Criterion, base_url: str, per_row: bool = False) -> ColumnElement[bool]:
-    if c.param.name == "_lastUpdated":
-        return or_(*(instant_clause(v, r.last_updated) for v in c.values))
-    ids = _ids_matching(resource_type, c, base_url)
-    if per_row:
-        # OFFSET 0 keeps it a test of the row: flattened into a join, PostgreSQL might read
-        # every row of the code (or date) to meet the few candidates.
-        return exists_per_row(ids.where(ids.selected_columns[0] == r.id))
-    return r.id.in_(ids)
-
-
-def _ids_matching(resource_type: str, c: Criterion, base_url: str, depth: int = 0) -> Any:
+def _ids(resource_type: str, shape: Shape, depth: int = 0) -> Any:
     """The ids of the resources of a type that a criterion selects, as a subquery."""
-    if c.param.name == "_id":
-        return list(c.values)
+    if shape[0] == "_id":
+        return bindparam(shape[1], expanding=True)
     # A chained criterion nests a subquery on search_index in another: only that one needs
-    # an alias (building aliases costs, on the hot path of every conditional create).
+    # an alias.
     rows = search_index.alias() if depth else search_index
-    stmt = select(rows.c.resource_id).where(rows.c.resource_type == resource_type,
-                                            rows.c.name == c.param.name)
-    if c.chain is not None:
-        assert c.target_type is not None  # a chained criterion always names its target type
-        targets = _ids_matching(c.target_type, c.chain, base_url, depth + 1)
-        return stmt.where(rows.c.system == c.target_type, rows.c.value.in_(targets))
-    return stmt.where(_values_clause(rows.c, c, base_url))
+    stmt = select(rows.c.resource_id).where(rows.c.resource_type == resource_type, rows.c.name == shape[1])
+    if shape[0] == "chain":
+        _, _, target_type, inner = shape
+        return stmt.where(rows.c.system == target_type, rows.c.value.in_(_ids(target_type, inner, depth + 1)))
+    return stmt.where(_values_clause(rows.c, shape[2]))
 
 
-def _values_clause(cols: ReadOnlyColumnCollection[str, KeyedColumnElement[Any]], c: Criterion,
-                   base_url: str) -> ColumnElement[bool]:
-    """The criterion's values OR-ed. References and plain codes that share their target types
-    (or system) are one IN list: bilan's own searches may list hundreds of values, which as
-    as many ORs would exceed SQLite's expression depth, and plan slowly everywhere."""
-    if c.param.type == "reference" and not c.target_type:
-        by_targets: dict[tuple[str, ...], list[str]] = {}
-        for value in c.values:
-            targets, target_id = parse_reference_value(value, c.param.targets, base_url)
-            by_targets.setdefault(targets, []).append(target_id)
-        return or_(*(and_(cols.value.in_(ids), cols.system.in_(targets)) if targets else false()
-                     for targets, ids in by_targets.items()))
-    if c.param.type == "token":
-        by_system: dict[str | None, list[str]] = {}
-        others = []
-        for value in c.values:
-            system, code = parse_token_value(value)
-            if code is None or system == "":
-                others.append(_value_clause(cols, c, value, base_url))
-            else:
-                by_system.setdefault(system, []).append(code)
-        return or_(*others, *(and_(cols.value.in_(codes), *([cols.system == system] if system else []))
-                              for system, codes in by_system.items()))
-    return or_(*(_value_clause(cols, c, v, base_url) for v in c.values))
+def _values_clause(cols: ReadOnlyColumnCollection[str, KeyedColumnElement[Any]], shape: Shape) -> ColumnElement[bool]:
+    kind = shape[0]
+    if kind == "references":
+        return or_(*(_references_clause(cols, group) for group in shape[1]))
+    if kind == "tokens":
+        _, others, by_system = shape
+        return or_(*(_token_clause(cols, code, system) for code, system in others),
+                   *(and_(cols.value.in_(bindparam(codes, expanding=True)),
+                          *([cols.system == bindparam(system)] if system else []))
+                     for system, codes in by_system))
+    if kind == "exact":
+        return or_(*(cols.exact == bindparam(value) for value in shape[1]))
+    if kind == "like":
+        return or_(*(cols.value.like(bindparam(pattern), escape="\\") for pattern in shape[1]))
+    if kind == "dates":
+        return or_(*(_date_clause(prefix, bindparam(lo), bindparam(hi), cols.date_start, cols.date_end)
+                     for prefix, lo, hi in shape[1]))
+    return or_(*(cols.value == bindparam(value) for value in shape[1]))
 
 
-def _value_clause(cols: ReadOnlyColumnCollection[str, KeyedColumnElement[Any]], c: Criterion, value: str, base_url: str) -> ColumnElement[bool]:
-    kind = c.param.type
-    if kind == "uri":
-        return cols.value == value
-    if kind == "token":
-        system, code = parse_token_value(value)
-        clauses = []
-        if code is not None:
-            clauses.append(cols.value == code)
-        if system == "":
-            clauses.append(cols.system.is_(None))
-        elif system is not None:
-            clauses.append(cols.system == system)
-        return and_(*clauses) if clauses else true()
-    if kind == "string":
-        if c.modifier == "exact":
-            return cols.exact == value
-        needle = _escape_like(string_search_value(value))
-        pattern = f"%{needle}%" if c.modifier == "contains" else f"{needle}%"
-        return cols.value.like(pattern, escape="\\")
-    if kind == "date":
-        return _date_clause(value, cols.date_start, cols.date_end)
-    targets, target_id = parse_reference_value(value, c.param.targets, base_url)
-    if c.target_type:
-        targets = (c.target_type,)
-    return and_(cols.value == target_id, cols.system.in_(targets)) if targets else false()
+def _references_clause(cols: ReadOnlyColumnCollection[str, KeyedColumnElement[Any]],
+                       group: tuple[str, str] | None) -> ColumnElement[bool]:
+    """Ids among target types; None: a value that names no possible target."""
+    if group is None:
+        return false()
+    ids, targets = group
+    return and_(cols.value.in_(bindparam(ids, expanding=True)), cols.system.in_(bindparam(targets, expanding=True)))
 
 
-def _date_clause(value: str, start: Any, end: Any) -> ColumnElement[bool]:
+def _token_clause(cols: ReadOnlyColumnCollection[str, KeyedColumnElement[Any]], code: str | None,
+                  system: str | None) -> ColumnElement[bool]:
+    """A code with no system (`|code`), or a system with any code (`system|`)."""
+    clauses = [] if code is None else [cols.value == bindparam(code)]
+    if system == "":
+        clauses.append(cols.system.is_(None))
+    elif system is not None:
+        clauses.append(cols.system == bindparam(system))
+    return and_(*clauses) if clauses else true()
+
+
+def _date_clause(prefix: str, lo: Any, hi: Any, start: Any, end: Any) -> ColumnElement[bool]:
     """FHIR date comparison between the searched range [lo, hi) and a stored range [start, end).
 
     An open end (a Period without end) counts as reaching forever, an open start as always.
     """
-    prefix, lo, hi = parse_date_value(value)
     return {
         "eq": and_(start >= lo, end <= hi),
         "ne": not_(and_(start >= lo, end <= hi)),
@@ -246,7 +353,11 @@ def _date_clause(value: str, start: Any, end: Any) -> ColumnElement[bool]:
 def instant_clause(value: str, moment: ColumnElement[datetime]) -> ColumnElement[bool]:
     """The same comparison for a single instant such as meta.lastUpdated."""
     prefix, lo, hi = parse_date_value(value)
-    return {
+    return _instant_clause(prefix, lo, hi, moment)
+
+
+def _instant_clause(prefix: str, lo: Any, hi: Any, moment: ColumnElement[datetime]) -> ColumnElement[bool]:
+    clauses: dict[str, ColumnElement[bool]] = {
         "eq": and_(moment >= lo, moment < hi),
         "ne": or_(moment < lo, moment >= hi),
         "gt": moment >= hi,
@@ -255,40 +366,12 @@ def instant_clause(value: str, moment: ColumnElement[datetime]) -> ColumnElement
         "eb": moment < lo,
         "ge": moment >= lo,
         "le": moment < hi,
-    }[prefix]
+    }
+    return clauses[prefix]
 
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _page(query: SearchQuery, where: list[ColumnElement[bool]]) -> Select[Any]:
-    """One page of matches in the asked order.
-
-    The matching ids are computed first (a materialised CTE), then sorted and cut: otherwise
-    PostgreSQL may walk an ordered index hoping to meet the LIMIT early, and read the whole
-    table when little or nothing matches.
-    """
-    if not query.criteria and not query.sort:  # everything, newest first: the ordered index
-        # Not correlated: the inner resources are the subquery's own, counted whole.
-        total = select(func.count()).select_from(resources).where(*where).correlate(None).scalar_subquery()
-        return (select(resources, total.label("total")).where(*where)
-                .order_by(r.last_updated.desc(), r.id).limit(query.count).offset(query.offset))
-    sort = query.sort or [(COMMON_PARAMS[1], True)]  # newest first
-    keys = [_sort_key(query.resource_type, param).label(f"k{n}") for n, (param, _) in enumerate(sort)]
-    matched = select(r.id, *keys).where(*where).cte("matched").prefix_with("MATERIALIZED")
-
-    def order(columns: Any) -> list[Any]:
-        by = [columns[f"k{n}"].desc() if descending else columns[f"k{n}"].asc()
-              for n, (_, descending) in enumerate(sort)]
-        return [*by, columns.id]
-
-    page = (select(matched.c.id, *(matched.c[f"k{n}"] for n in range(len(sort))))
-            .order_by(*order(matched.c)).limit(query.count).offset(query.offset).subquery("page"))
-    total = select(func.count()).select_from(matched).scalar_subquery()
-    return (select(resources, total.label("total"))
-            .join(page, and_(r.resource_type == query.resource_type, r.id == page.c.id))
-            .order_by(*order(page.c)))
 
 
 def _sort_key(resource_type: str, param: SearchParam) -> Any:

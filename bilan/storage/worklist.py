@@ -23,9 +23,12 @@ SIZES: dict[str, int] = {column.name: column.type.length for column in worklist.
 TERM_SIZE = _size(worklist_terms.c.term)
 
 
+_INSERT = insert(worklist).returning(worklist.c.id)
+
+
 async def add(conn: AsyncConnection, row: dict[str, Any], terms: Iterable[str]) -> int:
     """Store a new worklist row and its search words; its id."""
-    row_id = (await conn.execute(insert(worklist).values(**row).returning(worklist.c.id))).scalar_one()
+    row_id = (await conn.execute(_INSERT, row)).scalar_one()
     await conn.execute(insert(worklist_terms), [
         {"worklist_id": row_id, "term": term, "lab_finess": row["lab_finess"],
          "status": row["status"], "received_at": row["received_at"]}
