@@ -5,7 +5,7 @@ PostgreSQL, two on SQLite, however many events; served as FHIR AuditEvents, read
 from datetime import datetime
 from typing import Any, Sequence
 
-from sqlalchemy import ARRAY, ColumnElement, Text, bindparam, exists, false, func, insert, or_, select, text, true
+from sqlalchemy import ColumnElement, exists, false, func, insert, or_, select, text, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.fhir.dates import instant
@@ -15,7 +15,8 @@ from bilan.fhir.searchparams import reference_target
 from bilan.storage.database import json_dumps
 from bilan.storage.repository import Stored
 from bilan.storage.search import SearchResult, instant_clause
-from bilan.storage.tables import Instant, audit_log, audit_patients
+from bilan.storage.tables import audit_log, audit_patients
+from bilan.storage.unnested import Unnested
 
 RESTFUL = "http://terminology.hl7.org/CodeSystem/restful-interaction"
 log, named = audit_log.c, audit_patients.c
@@ -111,31 +112,20 @@ _AGENT = log.content[("agent", 0, "who", "identifier", "value")].as_string()  # 
 
 
 # PostgreSQL: the events and the patients they name in one statement of one shape whatever
-# their number (arrays unnested into rows), so that it is prepared once per connection.
+# their number.
+_EVENTS = Unnested("event", (("id", "text"), ("recorded", "timestamp"), ("subtype", "text"), ("action", "text"),
+                             ("outcome", "text"), ("altid", "text"), ("content", "text")))
+_NAMED = Unnested("named", (("patient_id", "text"), ("event_id", "text"), ("recorded", "timestamp")))
 _IN_ONE_STATEMENT = text(
-    "WITH logged AS (INSERT INTO audit_log (id, recorded, subtype, action, outcome, altid, content) "
-    "SELECT id, recorded, subtype, action, outcome, altid, content::jsonb FROM unnest("
-    "CAST(:ids AS text[]), CAST(:recorded AS timestamp[]), CAST(:subtypes AS text[]), "
-    "CAST(:actions AS text[]), CAST(:outcomes AS text[]), CAST(:altids AS text[]), "
-    "CAST(:contents AS text[])) AS e(id, recorded, subtype, action, outcome, altid, content)) "
-    "INSERT INTO audit_patients (patient_id, event_id, recorded) "
-    "SELECT * FROM unnest(CAST(:patient_ids AS text[]), CAST(:event_ids AS text[]), "
-    "CAST(:named_recorded AS timestamp[]))"
-).bindparams(*(bindparam(name, type_=ARRAY(Text)) for name in (
-    "ids", "subtypes", "actions", "outcomes", "altids", "contents", "patient_ids", "event_ids")),
-    *(bindparam(name, type_=ARRAY(Instant)) for name in ("recorded", "named_recorded")))
+    f"WITH logged AS (INSERT INTO audit_log ({', '.join(_EVENTS.names)}) "
+    f"SELECT id, recorded, subtype, action, outcome, altid, CAST(content AS jsonb) FROM {_EVENTS.source()}) "
+    f"INSERT INTO audit_patients ({', '.join(_NAMED.names)}) SELECT * FROM {_NAMED.source()}"
+).bindparams(*_EVENTS.parameters(), *_NAMED.parameters())
 
 
 def _as_arrays(rows: list[dict[str, Any]], patients: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    def column(source: list[dict[str, Any]], name: str) -> list[Any]:
-        return [row[name] for row in source]
-
-    return {"ids": column(rows, "id"), "recorded": column(rows, "recorded"),
-            "subtypes": column(rows, "subtype"), "actions": column(rows, "action"),
-            "outcomes": column(rows, "outcome"), "altids": column(rows, "altid"),
-            "contents": [json_dumps(row["content"]) for row in rows],
-            "patient_ids": column(patients, "patient_id"), "event_ids": column(patients, "event_id"),
-            "named_recorded": column(patients, "recorded")}
+    events = [(*(row[name] for name in _EVENTS.names[:-1]), json_dumps(row["content"])) for row in rows]
+    return {**_EVENTS.values(events), **_NAMED.values([tuple(p[name] for name in _NAMED.names) for p in patients])}
 
 
 def _row(event: dict[str, Any], when: datetime) -> dict[str, Any]:
