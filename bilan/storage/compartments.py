@@ -13,6 +13,7 @@ Each set is SQL in two forms, for two directions of work:
 """
 
 from abc import ABC, abstractmethod
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -201,11 +202,14 @@ def referred(resource_type: str, param: str, sources: IdSet, target_type: str) -
     return _Referred(resource_type, param, sources, target_type)
 
 
+@lru_cache(maxsize=4096)
 def owned_by(resource_type: str, owner: str) -> IdSet:
-    """Ids of the resources of a type created by `owner`."""
+    """Ids of the resources of a type created by `owner`. The same set for the same arguments,
+    as the sets of bilan/auth/access.py: statements are cached per set (bilan/storage/search.py)."""
     return _Rows(resource_type, OWNER, owner)
 
 
+@lru_cache(maxsize=4096)
 def not_owned_by_labs(resource_type: str) -> IdSet:
     """Ids of the resources of a type that no lab created (the files a lab keeps are its own)."""
     return _NotOwnedByLabs(resource_type)
@@ -221,6 +225,7 @@ def either(*sets: IdSet) -> IdSet:
     return _Union(list(sets))
 
 
+@lru_cache(maxsize=4096)
 def nothing() -> IdSet:
     """No id at all."""
     return _Nothing()

@@ -15,7 +15,8 @@ _FIND = select(prescriptions.c.exam_codes, prescriptions.c.response).where(
 
 async def find(conn: AsyncConnection, key: tuple[str, str, str]) -> Any:
     """(exam_codes, response) of the prescription (requisition system, value, requester)."""
-    return (await conn.execute(_FIND, dict(zip(("system", "value", "requester"), key, strict=True)))).first()
+    system, value, requester = key
+    return (await conn.execute(_FIND, {"system": system, "value": value, "requester": requester})).first()
 
 
 async def record(conn: AsyncConnection, key: tuple[str, str, str], patient: str, exam_codes: str,

@@ -10,20 +10,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Iterable, Literal
 
-from sqlalchemy import (
-    Select,
-    and_,
-    bindparam,
-    delete,
-    func,
-    insert,
-    or_,
-    select,
-    text,
-    true,
-    tuple_,
-    update,
-)
+from sqlalchemy import Select, and_, bindparam, delete, func, insert, or_, select, text, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bilan.fhir.dates import instant
