@@ -12,6 +12,12 @@ def _patient(rng) -> dict:
     return patient_resource(random_person(rng))
 
 
+def _named(rng, family: str) -> dict:
+    patient = _patient(rng)
+    patient["name"][0]["family"] = family
+    return patient
+
+
 def test_create_read_update_with_versions(fhir: httpx.Client, rng) -> None:
     created = fhir.post("Patient", json=_patient(rng))
     assert created.status_code == 201
@@ -30,6 +36,31 @@ def test_create_read_update_with_versions(fhir: httpx.Client, rng) -> None:
     assert read.headers["etag"] == 'W/"2"'
     first = fhir.get(f"Patient/{patient['id']}/_history/1").json()
     assert "telecom" not in first and first["meta"]["versionId"] == "1"
+
+
+def test_a_version_is_found_by_its_own_values_only(fhir: httpx.Client, rng) -> None:
+    """Search rows follow the current version: an update drops the old version's values, a
+    transaction that creates and updates together indexes both."""
+    first, second = (f"Versionné-{rng.randint(0, 10**9)}" for _ in range(2))
+    patient = fhir.post("Patient", json=_named(rng, first)).json()
+    patient["name"][0]["family"] = second
+    assert fhir.put(f"Patient/{patient['id']}", json=patient).status_code == 200
+    assert search(fhir, "Patient", **{"family:exact": first})["total"] == 0
+    assert ids(search(fhir, "Patient", **{"family:exact": second})) == {f"Patient/{patient['id']}"}
+
+    third, fourth = (f"Versionné-{rng.randint(0, 10**9)}" for _ in range(2))
+    patient["name"][0]["family"] = third
+    both = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": patient, "request": {"method": "PUT", "url": f"Patient/{patient['id']}"}},
+        {"resource": _named(rng, fourth), "request": {"method": "POST", "url": "Patient"}},
+    ]}
+    response = post_bundle(fhir, both)
+    assert response.status_code == 200, response.text
+    assert search(fhir, "Patient", **{"family:exact": second})["total"] == 0
+    assert ids(search(fhir, "Patient", **{"family:exact": third})) == {f"Patient/{patient['id']}"}
+    assert ids(search(fhir, "Patient", **{"family:exact": fourth})) == {locations(response)[1]}
+    history = fhir.get(f"Patient/{patient['id']}/_history").json()
+    assert [e["resource"]["name"][0]["family"] for e in history["entry"]] == [third, second, first]
 
 
 def test_stale_update_is_refused_and_nothing_is_overwritten(fhir: httpx.Client, rng) -> None:
