@@ -22,9 +22,10 @@ Run it from the project root:
         --database-url sqlite+aiosqlite:////tmp/bench.db
 
 Target on the 2-core reference machine (issue 16): >= 2,040 resources/s (170 prescriptions/s)
-with p95 <= 100 ms at concurrency 16, and a peak RSS <= 150 MiB per worker process. The client shares the machine with the server, so the figures
-include the client's own CPU cost; the "CPU during run" line splits the machine's CPU time
-between server, client and the rest (mostly PostgreSQL). Any failed request makes the exit code
+with p95 <= 100 ms at concurrency 16, and a peak RSS <= 150 MiB per worker process. The client
+shares the machine with the server, so the figures include the client's own CPU cost; the "CPU
+during run" line splits the machine's CPU time between server, client and the rest (mostly
+PostgreSQL). Any failed request makes the exit code
 non-zero.
 
 The schema is new and grows thirtyfold during the run. In production autovacuum keeps the

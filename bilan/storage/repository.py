@@ -201,7 +201,7 @@ class Repository:
                            for s, new in zip(stored, created) if new]
         if self.conn.dialect.name == "postgresql":
             versions = [(s.resource_type, s.id, s.version_id, s.last_updated, s.deleted, s.method, new,
-                         None if s.deleted else json_dumps(s.content)) for s, new in zip(stored, created)]
+                         _content_text(s)) for s, new in zip(stored, created)]
             await self.conn.execute(_SAVED_IN_ONE_STATEMENT, {**_VERSIONS.values(versions), **_INDEX.values(index_rows)})
             return stored
         creates = [s for s, new in zip(stored, created) if new]
@@ -292,8 +292,8 @@ class Repository:
             ))))
 
 
-# PostgreSQL: a unit's new versions and their search rows in one statement, instead of one per
-# row: for a prescription, the database executes one statement instead of about a hundred.
+# PostgreSQL: a unit's new versions, their history rows and their search rows in one
+# statement, instead of one execution per row.
 _VERSIONS = Unnested("version", (("resource_type", "text"), ("id", "text"), ("version_id", "integer"),
                                   ("last_updated", "timestamp"), ("deleted", "boolean"), ("method", "text"),
                                   ("created", "boolean"), ("content", "text")))
@@ -319,6 +319,12 @@ def _resource_row(s: Stored) -> dict[str, Any]:
 
 def _content_column(s: Stored) -> dict[str, Any] | None:
     return None if s.deleted else s.content
+
+
+def _content_text(s: Stored) -> str | None:
+    """_content_column as JSON text, for the arrays of _SAVED_IN_ONE_STATEMENT."""
+    content = _content_column(s)
+    return None if content is None else json_dumps(content)
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

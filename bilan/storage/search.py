@@ -273,7 +273,8 @@ def _where(resource_type: str, shape: Shape, allowed: Any) -> list[ColumnElement
 
 
 def _restricted(allowed: Any, from_candidates: bool) -> ColumnElement[bool]:
-    """The rows `allowed` lets through (an IdSet, or ids as a list or subquery)."""
+    """The rows `allowed` lets through (an IdSet, or a subquery of ids): hashable, as the
+    statements are cached per rule set."""
     if from_candidates and isinstance(allowed, IdSet):
         return allowed.holds(r.id)
     return r.id.in_(allowed)
